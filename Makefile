@@ -1,0 +1,171 @@
+# libsdflow — plain GNU make.
+#   make              build lib/libsdflow.so.X.Y.Z (+ .so.0, .so) and lib/libsdflow.a
+#   make check        unit tests (Check), ABI list, examples, install test, Python binding
+#   make demo         SD flow on two moons: samples.csv, samples.svg
+#   make bench        JSON lines, one per workload
+#   make asan         the test suite under AddressSanitizer + UBSan
+#   make install / uninstall   honour PREFIX, DESTDIR, LIBDIR, INCLUDEDIR
+
+VERSION_PART = $(shell sed -n 's/^\#define SDFLOW_VERSION_$(1) \([0-9]*\).*/\1/p' include/sdflow/version.h)
+VERSION := $(call VERSION_PART,MAJOR).$(call VERSION_PART,MINOR).$(call VERSION_PART,PATCH)
+SOMAJOR := $(call VERSION_PART,MAJOR)
+
+PREFIX ?= /usr/local
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+DOCDIR ?= $(PREFIX)/share/doc/libsdflow
+
+BUILD ?= build
+LIBOUT ?= lib
+PYTHON ?= /usr/bin/python3
+
+PUBLIC_TARGETS = all lib check demo bench examples install uninstall install-test asan abi-check abi-update abi-symbols docs fuzz unit-test python-test examples-run
+
+ifeq ($(SDFLOW_DEPS_OK),)
+# First pass: make sure the build dependencies exist, then run the real target.
+.PHONY: $(PUBLIC_TARGETS) clean
+$(filter-out clean uninstall,$(PUBLIC_TARGETS)):
+	@sh mk/deps.sh $@
+	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 $@
+uninstall:
+	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 $@
+clean:
+	rm -rf build lib/libsdflow.* lib/sdflow.pc samples.csv samples.svg
+else
+
+CC ?= cc
+OPTFLAGS ?= -O2 -g
+BLAS_CFLAGS := $(shell pkg-config --cflags openblas)
+BLAS_LIBS := $(shell pkg-config --libs openblas)
+CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
+CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
+LIBS_PRIVATE = $(BLAS_LIBS) -lgomp -lm
+
+WARN = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+SDF_CFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L $(OPTFLAGS) $(WARN) $(SANITIZE) -fopenmp
+LIB_CFLAGS = $(SDF_CFLAGS) -fPIC -fvisibility=hidden -Iinclude $(patsubst %,-I%,$(wildcard src/*/)) $(BLAS_CFLAGS)
+APP_CFLAGS = $(SDF_CFLAGS) -Iinclude
+
+SRC := $(sort $(wildcard src/*/*.c))
+OBJ := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(SRC))
+DEP := $(OBJ:.o=.d)
+SHLIB = $(LIBOUT)/libsdflow.so.$(VERSION)
+STLIB = $(LIBOUT)/libsdflow.a
+SOFLAGS = -shared -Wl,-soname,libsdflow.so.$(SOMAJOR) -Wl,--version-script=src/libsdflow.map -Wl,--no-undefined
+
+TEST_SRC := $(sort $(wildcard test/test_*.c))
+TEST_BIN = $(BUILD)/test/check_sdflow
+EXAMPLE_SRC := $(sort $(wildcard examples/*.c))
+EXAMPLE_BIN := $(patsubst examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRC))
+BENCH_SRC := $(sort $(wildcard bench/bench_*.c))
+BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
+RPATH = -Wl,-rpath,$(abspath $(LIBOUT))
+APP_LIBS = -L$(LIBOUT) -lsdflow $(RPATH) -lm
+
+.PHONY: $(PUBLIC_TARGETS)
+all lib: $(SHLIB) $(STLIB) $(LIBOUT)/sdflow.pc
+
+$(BUILD)/obj/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(LIB_CFLAGS) -MMD -MP -c $< -o $@
+
+$(SHLIB): $(OBJ) src/libsdflow.map
+	@mkdir -p $(LIBOUT)
+	$(CC) $(SANITIZE) -fopenmp $(SOFLAGS) -o $@ $(OBJ) $(BLAS_LIBS) -lm
+	ln -sf libsdflow.so.$(VERSION) $(LIBOUT)/libsdflow.so.$(SOMAJOR)
+	ln -sf libsdflow.so.$(SOMAJOR) $(LIBOUT)/libsdflow.so
+
+$(STLIB): $(OBJ)
+	@mkdir -p $(LIBOUT)
+	rm -f $@
+	ar rcs $@ $(OBJ)
+
+$(LIBOUT)/sdflow.pc: sdflow.pc.in include/sdflow/version.h
+	@mkdir -p $(LIBOUT)
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+	    -e 's|@VERSION@|$(VERSION)|' -e 's|@LIBS_PRIVATE@|$(LIBS_PRIVATE)|' $< > $@
+
+# ---- tests -------------------------------------------------------------------
+$(BUILD)/test/suites.h: $(TEST_SRC)
+	@mkdir -p $(dir $@)
+	grep -ho '^Suite \*[a-z0-9_]*_suite(void)' $(TEST_SRC) | sed 's/^Suite \*\(.*\)(void)/SUITE(\1)/' > $@
+
+$(TEST_BIN): $(TEST_SRC) test/check_main.c test/testutil.h $(BUILD)/test/suites.h $(SHLIB)
+	$(CC) $(APP_CFLAGS) -Wno-missing-prototypes $(CHECK_CFLAGS) -Itest -I$(BUILD)/test $(BLAS_CFLAGS) -o $@ test/check_main.c $(TEST_SRC) \
+	    $(APP_LIBS) $(CHECK_LIBS) $(BLAS_LIBS)
+
+unit-test: $(TEST_BIN)
+	$(TEST_BIN)
+
+abi-symbols: $(SHLIB)
+	@nm -D --defined-only $(SHLIB) | awk '$$2 ~ /^[TDBR]$$/ {print $$3}' | sed 's/@.*//' | sort > $(BUILD)/symbols.txt
+	@if diff -u abi/symbols.txt $(BUILD)/symbols.txt; then \
+	    echo "abi: $$(wc -l < abi/symbols.txt) exported symbols, all sdflow_*, match abi/symbols.txt"; \
+	else echo "abi: exported symbols differ from abi/symbols.txt (update it if the change is intended)"; exit 1; fi
+	@if grep -v '^sdflow_' $(BUILD)/symbols.txt; then echo "abi: non-sdflow_ symbol exported"; exit 1; fi
+
+abi-update: $(SHLIB)
+	nm -D --defined-only $(SHLIB) | awk '$$2 ~ /^[TDBR]$$/ {print $$3}' | sed 's/@.*//' | sort > abi/symbols.txt
+
+examples: $(EXAMPLE_BIN)
+$(BUILD)/examples/%: examples/%.c $(SHLIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(APP_CFLAGS) -o $@ $< $(APP_LIBS)
+
+examples-run: examples
+	@sh test/run_examples.sh $(BUILD)/examples
+
+python-test: $(SHLIB)
+	SDFLOW_LIBRARY=$(abspath $(SHLIB)) $(PYTHON) bindings/python/test_sdflow.py
+
+install-test: all
+	@sh test/install_test.sh "$(MAKE)"
+
+check: all
+	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 abi-symbols
+	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 examples-run
+	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 python-test
+	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 install-test
+	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 unit-test
+
+asan:
+	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 BUILD=build/asan LIBOUT=build/asan/lib \
+	    SANITIZE="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+	    OPTFLAGS="-O1 -g" unit-test
+
+# ---- demo, bench -------------------------------------------------------------
+demo: $(BUILD)/examples/two_moons_sdflow
+	$(BUILD)/examples/two_moons_sdflow
+
+$(BUILD)/bench/%: bench/%.c bench/bench_util.h $(SHLIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(APP_CFLAGS) -Ibench -o $@ $< $(APP_LIBS)
+
+# One JSON line per workload on stdout. BENCH_FILTER=substring runs matching programs only.
+bench: $(BENCH_BIN)
+	@for b in $(BENCH_BIN); do case "$$b" in *$(BENCH_FILTER)*) $$b || exit 1;; esac; done
+
+docs:
+	doxygen docs/Doxyfile
+
+# ---- install -----------------------------------------------------------------
+install: all
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR)/sdflow $(DESTDIR)$(PKGCONFIGDIR)
+	install -m 755 $(SHLIB) $(DESTDIR)$(LIBDIR)/
+	install -m 644 $(STLIB) $(DESTDIR)$(LIBDIR)/
+	ln -sf libsdflow.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libsdflow.so.$(SOMAJOR)
+	ln -sf libsdflow.so.$(SOMAJOR) $(DESTDIR)$(LIBDIR)/libsdflow.so
+	install -m 644 include/sdflow.h $(DESTDIR)$(INCLUDEDIR)/
+	install -m 644 include/sdflow/*.h $(DESTDIR)$(INCLUDEDIR)/sdflow/
+	install -m 644 $(LIBOUT)/sdflow.pc $(DESTDIR)$(PKGCONFIGDIR)/
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/libsdflow.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libsdflow.so.$(SOMAJOR) \
+	      $(DESTDIR)$(LIBDIR)/libsdflow.so $(DESTDIR)$(LIBDIR)/libsdflow.a \
+	      $(DESTDIR)$(PKGCONFIGDIR)/sdflow.pc $(DESTDIR)$(INCLUDEDIR)/sdflow.h
+	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/sdflow/,$(notdir $(wildcard include/sdflow/*.h)))
+	-rmdir $(DESTDIR)$(INCLUDEDIR)/sdflow 2>/dev/null
+
+-include $(DEP)
+endif

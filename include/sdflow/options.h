@@ -1,0 +1,130 @@
+/**
+ * @file options.h
+ * @brief Enum-keyed options shared by every object, with bounds and names.
+ *
+ * Each object (ctx, process, model, sampler, density) has typed setters
+ * (`*_set_int`, `*_set_double`, `*_set_u64`) and getters keyed by this enum.
+ * A key applies to the objects its group names; passing it to another object
+ * gives SDFLOW_E_UNSUPPORTED. Using the setter of the wrong type gives
+ * SDFLOW_E_INVALID (bindings may use that to probe a key's type). Out-of-range
+ * values give SDFLOW_E_INVALID with the bounds in the message: values are
+ * never silently clamped. New options are new enum values; numbers are never
+ * reused.
+ */
+#ifndef SDFLOW_OPTIONS_H
+#define SDFLOW_OPTIONS_H
+
+#include "status.h"
+
+SDFLOW_BEGIN_DECLS
+
+typedef enum sdflow_option {
+    /* ctx (100..149) */
+    SDFLOW_CTX_SEED = 100,        /**< u64: base seed of every random stream (default 0) */
+    SDFLOW_CTX_THREADS = 101,     /**< int 1..256: threads of libsdflow's own loops (default 1).
+                                       OpenBLAS's own pool is process-global and left alone. */
+    SDFLOW_CTX_LOG_LEVEL = 102,   /**< int 0..4: most verbose level sent to the log callback (default 2) */
+
+    /* process (150..199) */
+    SDFLOW_PROC_BETA_MIN = 150,   /**< double: VP/sub-VP beta(0) (default 0.1) */
+    SDFLOW_PROC_BETA_MAX = 151,   /**< double: VP/sub-VP beta(1) (default 20) */
+    SDFLOW_PROC_SIGMA_MIN = 152,  /**< double: VE sigma(0) (default 0.01) */
+    SDFLOW_PROC_SIGMA_MAX = 153,  /**< double: VE sigma(1) (default 50) */
+    SDFLOW_PROC_COSINE_S = 154,   /**< double: VP-cosine offset s (default 0.008) */
+    SDFLOW_PROC_T_MAX = 155,      /**< double: horizon T (default 1; VP-cosine 0.9946, where alpha(T) = e^-5) */
+    SDFLOW_PROC_T_EPS = 156,      /**< double: smallest valid time (default 1e-5) */
+    SDFLOW_PROC_VE_EXACT_STD = 157, /**< int 0/1: VE std sqrt(sigma(t)^2 - sigma_min^2) instead of sigma(t) (default 0) */
+
+    /* samplers (200..299) */
+    SDFLOW_OPT_STEPS = 200,       /**< int: number of (outer) steps */
+    SDFLOW_OPT_SIGMA_MAX = 201,   /**< double: largest smoothing of SD flow (0: from the target set) */
+    SDFLOW_OPT_FIRST_INDEX = 202, /**< u64: global index of the first sample of this run (sharding) */
+    SDFLOW_OPT_SIGMA_MIN = 203,   /**< double: smallest smoothing of SD flow (0: 2 x median NN distance) */
+    SDFLOW_OPT_T_MIN = 204,       /**< double: final time of reverse-time samplers */
+    SDFLOW_OPT_TIME_GRID = 205,   /**< int: sdflow_time_grid */
+    SDFLOW_OPT_DENOISE = 206,     /**< int 0/1: final Tweedie denoising step */
+    SDFLOW_OPT_SOLVER = 207,      /**< int: sdflow_solver */
+    SDFLOW_OPT_SNR = 208,         /**< double: Langevin corrector signal-to-noise ratio (default 0.16) */
+    SDFLOW_OPT_CORRECTOR_STEPS = 209, /**< int: Langevin steps per predictor step (default 1) */
+    SDFLOW_OPT_MAX_STEPS = 210,   /**< int: adaptive solver step limit per sample */
+    SDFLOW_OPT_H_INIT = 211,      /**< double: adaptive solver initial step (0: automatic) */
+    SDFLOW_OPT_STEP_FRAC = 212,   /**< double: SD-flow step size as a fraction of sigma^2 (default 1) */
+    SDFLOW_OPT_INNER_STEPS = 213, /**< int: SD-flow steps per smoothing level (default 10) */
+    SDFLOW_OPT_NOISE = 214,       /**< double: SD-flow noise injection scale (default 0) */
+    SDFLOW_OPT_SELF_EXCLUDE = 215,/**< int 0/1: SD-flow leave-one-out source score (default 0) */
+    SDFLOW_OPT_EVAL_NOISY = 216,  /**< int 0/1: SD-flow evaluates the difference at noisy copies (default 0) */
+    SDFLOW_OPT_T_START = 217,     /**< double: start time of reverse-time samplers (default: process T) */
+    SDFLOW_OPT_STREAM = 218,      /**< u64: random stream of this object (default depends on kind) */
+    SDFLOW_OPT_BLOCK_Q = 219,     /**< int: query block size of kernel computations (default 256) */
+    SDFLOW_OPT_BLOCK_Y = 220,     /**< int: reference block size of kernel computations (default 4096) */
+
+    /* adaptive solvers (300..349) */
+    SDFLOW_OPT_RTOL = 300,        /**< double: relative tolerance (default 1e-5) */
+    SDFLOW_OPT_ATOL = 301,        /**< double: absolute tolerance (default 1e-5) */
+
+    /* density estimators (400..449) */
+    SDFLOW_OPT_PROBES = 400,      /**< int: Hutchinson probes per sample (default 1) */
+    SDFLOW_OPT_PROBE_KIND = 401,  /**< int: sdflow_probe */
+    SDFLOW_OPT_LIYAN_TIMES = 402, /**< int: Li-Yan quadrature points (default 256) */
+    SDFLOW_OPT_LIYAN_DRAWS = 403, /**< int: Li-Yan noise draws per point (default 1, antithetic pairs) */
+    SDFLOW_OPT_LAMBDA_MIN = 404,  /**< double: Li-Yan smallest log-SNR (default -15) */
+    SDFLOW_OPT_LAMBDA_MAX = 405,  /**< double: Li-Yan largest log-SNR (default 15) */
+    SDFLOW_OPT_DATA_SCALE = 406,  /**< double: a in x_model = a x_01 + b for bits/dim (default 2) */
+    SDFLOW_OPT_DEQUANTIZE = 407,  /**< int 0/1: uniform dequantization of 0..255 data for bits/dim */
+    SDFLOW_OPT_DIVERGENCE = 408,  /**< int: sdflow_divergence method of exact estimators */
+
+    /* metrics (500..549) */
+    SDFLOW_OPT_BANDWIDTH = 500,   /**< double: MMD kernel bandwidth (0: median heuristic) */
+    SDFLOW_OPT_DIRECTIONS = 501   /**< int: sliced-Wasserstein directions (default 128) */
+} sdflow_option;
+
+/** Value type of an option key. */
+typedef enum sdflow_option_type {
+    SDFLOW_TYPE_NONE = 0,   /**< unknown key */
+    SDFLOW_TYPE_INT = 1,
+    SDFLOW_TYPE_DOUBLE = 2,
+    SDFLOW_TYPE_U64 = 3
+} sdflow_option_type;
+
+/** Time grids of reverse-time samplers (SDFLOW_OPT_TIME_GRID). */
+typedef enum sdflow_time_grid {
+    SDFLOW_GRID_UNIFORM = 0,    /**< t_k = T - k (T - t_min)/N */
+    SDFLOW_GRID_QUADRATIC = 1,  /**< steps shrink quadratically towards t_min */
+    SDFLOW_GRID_LOGSNR = 2      /**< uniform in log-SNR */
+} sdflow_time_grid;
+
+/** ODE solvers (SDFLOW_OPT_SOLVER). */
+typedef enum sdflow_solver {
+    SDFLOW_SOLVER_EULER = 0,
+    SDFLOW_SOLVER_HEUN = 1,
+    SDFLOW_SOLVER_RK4 = 2,
+    SDFLOW_SOLVER_DOPRI5 = 3    /**< adaptive Dormand-Prince 5(4), step size per sample */
+} sdflow_solver;
+
+/** Hutchinson probe distributions (SDFLOW_OPT_PROBE_KIND). */
+typedef enum sdflow_probe {
+    SDFLOW_PROBE_RADEMACHER = 0,
+    SDFLOW_PROBE_GAUSSIAN = 1
+} sdflow_probe;
+
+/** Divergence methods of exact estimators (SDFLOW_OPT_DIVERGENCE). */
+typedef enum sdflow_divergence {
+    SDFLOW_DIV_AUTO = 0,        /**< analytic Jacobian if the model has one, else JVP callback, else differences */
+    SDFLOW_DIV_ANALYTIC = 1,
+    SDFLOW_DIV_FINITE_DIFF = 2  /**< central differences, step h = cbrt(eps) (1 + |x_i|); error O(h^2) */
+} sdflow_divergence;
+
+/** @return the value type of @p key, SDFLOW_TYPE_NONE when unknown. Thread safety: safe. */
+SDFLOW_API sdflow_option_type sdflow_option_get_type(sdflow_option key);
+/** Valid range [lo, hi] of @p key (u64 keys report their full range as doubles).
+ *  @return SDFLOW_E_UNSUPPORTED for an unknown key, SDFLOW_E_INVALID for NULL outputs.
+ *  Thread safety: safe. */
+SDFLOW_API sdflow_status sdflow_option_bounds(sdflow_option key, double *lo, double *hi);
+/** @return the key's name without prefix ("steps", "seed", ...), NULL when unknown. Thread safety: safe. */
+SDFLOW_API const char *sdflow_option_name(sdflow_option key);
+/** Looks up a key by the name sdflow_option_name() gives.
+ *  @return SDFLOW_E_UNSUPPORTED when no key has that name. Thread safety: safe. */
+SDFLOW_API sdflow_status sdflow_option_from_name(const char *name, sdflow_option *out);
+
+SDFLOW_END_DECLS
+#endif

@@ -1,0 +1,80 @@
+/**
+ * @file sampler.h
+ * @brief Transport algorithms: reverse-time SDE, predictor-corrector,
+ *        probability-flow ODE and Score Difference flow.
+ *
+ * A sampler is bound to a process and to one or more models (by role), its
+ * options are set with enum keys, then sdflow_sampler_run() transports n
+ * samples. Sample i of a run uses random numbers keyed by
+ * (seed, stream, SDFLOW_OPT_FIRST_INDEX + i, step) only, so results are
+ * bit-identical for any split of a job into runs and any thread count.
+ *
+ * Thread safety: not safe on the same sampler concurrently; distinct
+ * samplers may run in parallel, even when they share a ctx, process or
+ * (non-kernel) model.
+ */
+#ifndef SDFLOW_SAMPLER_H
+#define SDFLOW_SAMPLER_H
+
+#include "model.h"
+
+SDFLOW_BEGIN_DECLS
+
+typedef struct sdflow_sampler sdflow_sampler;
+
+typedef enum sdflow_sampler_kind {
+    SDFLOW_SAMPLER_REVERSE_SDE = 1, /**< Euler-Maruyama on the reverse-time SDE */
+    SDFLOW_SAMPLER_PC = 2,          /**< Euler-Maruyama predictor + Langevin corrector */
+    SDFLOW_SAMPLER_PF_ODE = 3,      /**< probability-flow ODE (Euler, Heun, RK4, DOPRI5) */
+    SDFLOW_SAMPLER_SDFLOW = 4       /**< Score Difference flow (Weber 2023) */
+} sdflow_sampler_kind;
+
+/** Roles of models bound to a sampler. */
+typedef enum sdflow_role {
+    SDFLOW_ROLE_SCORE = 0,   /**< the score model of diffusion samplers */
+    SDFLOW_ROLE_TARGET = 1,  /**< SD flow: target distribution */
+    SDFLOW_ROLE_SOURCE = 2   /**< SD flow: source/current distribution (NULL: the particles themselves) */
+} sdflow_role;
+
+/** Statistics of the last run. */
+typedef enum sdflow_stat {
+    SDFLOW_STAT_NFE = 0,                /**< model evaluations (rows x calls / n) per sample, summed over samples */
+    SDFLOW_STAT_STEPS_ACCEPTED = 1,     /**< accepted steps, summed over samples */
+    SDFLOW_STAT_STEPS_REJECTED = 2,     /**< rejected steps, summed over samples */
+    SDFLOW_STAT_MEMORIZATION_RATIO = 3, /**< SD flow: mean NN distance to targets / median target NN spacing */
+    SDFLOW_STAT_SIGMA_MIN = 4,          /**< SD flow: smallest smoothing used */
+    SDFLOW_STAT_SIGMA_MAX = 5           /**< SD flow: largest smoothing used */
+} sdflow_stat;
+
+SDFLOW_API sdflow_status sdflow_sampler_create(sdflow_ctx *ctx, sdflow_sampler_kind kind, sdflow_sampler **out);
+SDFLOW_API void sdflow_sampler_free(sdflow_sampler *s);
+/** "reverse_sde", "pc", "pf_ode", "sdflow"; NULL when unknown. */
+SDFLOW_API const char *sdflow_sampler_kind_name(sdflow_sampler_kind kind);
+SDFLOW_API sdflow_status sdflow_sampler_kind_from_name(const char *name, sdflow_sampler_kind *out);
+
+/** Binds the noising process (not copied; must outlive the sampler's runs). */
+SDFLOW_API sdflow_status sdflow_sampler_set_process(sdflow_sampler *s, const sdflow_process *p);
+/** Binds a model to a role (not copied; must outlive the sampler's runs). NULL unbinds. */
+SDFLOW_API sdflow_status sdflow_sampler_set_model(sdflow_sampler *s, sdflow_role role, sdflow_model *m);
+
+SDFLOW_API sdflow_status sdflow_sampler_set_int(sdflow_sampler *s, sdflow_option key, long value);
+SDFLOW_API sdflow_status sdflow_sampler_set_double(sdflow_sampler *s, sdflow_option key, double value);
+SDFLOW_API sdflow_status sdflow_sampler_set_u64(sdflow_sampler *s, sdflow_option key, uint64_t value);
+SDFLOW_API sdflow_status sdflow_sampler_get_int(const sdflow_sampler *s, sdflow_option key, long *value);
+SDFLOW_API sdflow_status sdflow_sampler_get_double(const sdflow_sampler *s, sdflow_option key, double *value);
+SDFLOW_API sdflow_status sdflow_sampler_get_u64(const sdflow_sampler *s, sdflow_option key, uint64_t *value);
+
+/** Transports n samples (n x d). @p x_init == NULL draws the start from the
+ *  prior (diffusion samplers) or a standard normal (SD flow). @p x_out may
+ *  alias @p x_init. On failure or cancellation x_out holds the state reached
+ *  at the last completed step (for SDFLOW_E_INVALID it is untouched). */
+SDFLOW_API sdflow_status sdflow_sampler_run(sdflow_sampler *s, size_t n, const double *x_init, double *x_out);
+/** PF-ODE only: transports n samples from time @p t_from to @p t_to (either
+ *  direction; encoding is t_from < t_to). @p x_out may alias @p x_in. */
+SDFLOW_API sdflow_status sdflow_sampler_transport(sdflow_sampler *s, size_t n, double t_from, double t_to,
+                                                  const double *x_in, double *x_out);
+/** A statistic of the last run. */
+SDFLOW_API sdflow_status sdflow_sampler_get_stat(const sdflow_sampler *s, sdflow_stat stat, double *value);
+
+SDFLOW_END_DECLS
+#endif

@@ -1,0 +1,222 @@
+/* The context: allocator, options, callbacks and the last error message. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "ctx_internal.h"
+
+static void *default_alloc(void *user, size_t size) { (void)user; return malloc(size); }
+static void *default_realloc(void *user, void *ptr, size_t size) { (void)user; return realloc(ptr, size); }
+static void default_free(void *user, void *ptr) { (void)user; free(ptr); }
+
+sdflow_status sdflow_ctx_create(sdflow_ctx **out, const sdflow_allocator *alloc)
+{
+    if (!out)
+        return SDFLOW_E_INVALID;
+    *out = NULL;
+    sdflow_allocator a = { default_alloc, default_realloc, default_free, NULL };
+    if (alloc) {
+        if (!alloc->alloc || !alloc->free)
+            return SDFLOW_E_INVALID;
+        a = *alloc;
+    }
+    sdflow_ctx *ctx = a.alloc(a.user_data, sizeof *ctx);
+    if (!ctx)
+        return SDFLOW_E_NOMEM;
+    memset(ctx, 0, sizeof *ctx);
+    ctx->alloc = a;
+    ctx->threads = 1;
+    ctx->log_level = SDFLOW_LOG_INFO;
+    *out = ctx;
+    return SDFLOW_OK;
+}
+
+void sdflow_ctx_free(sdflow_ctx *ctx)
+{
+    if (ctx)
+        ctx->alloc.free(ctx->alloc.user_data, ctx);
+}
+
+const char *sdflow_ctx_last_error(const sdflow_ctx *ctx)
+{
+    return ctx ? ctx->err : "no context";
+}
+
+sdflow_status sdflow__fail(sdflow_ctx *ctx, sdflow_status code, const char *fmt, ...)
+{
+    if (!ctx)
+        return code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ctx->err, sizeof ctx->err, fmt, ap);
+    va_end(ap);
+    if (ctx->log_fn && ctx->log_level >= SDFLOW_LOG_DEBUG)
+        ctx->log_fn(SDFLOW_LOG_DEBUG, ctx->err, ctx->log_user);
+    return code;
+}
+
+void sdflow__log(sdflow_ctx *ctx, int level, const char *fmt, ...)
+{
+    if (!ctx || !ctx->log_fn || level > ctx->log_level)
+        return;
+    char buf[SDFLOW__ERRMAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    ctx->log_fn(level, buf, ctx->log_user);
+}
+
+void *sdflow__alloc(sdflow_ctx *ctx, size_t size)
+{
+    void *p = ctx->alloc.alloc(ctx->alloc.user_data, size ? size : 1);
+    if (!p)
+        sdflow__fail(ctx, SDFLOW_E_NOMEM, "out of memory allocating %zu bytes", size);
+    return p;
+}
+
+void *sdflow__alloc_array(sdflow_ctx *ctx, size_t n, size_t size, const char *what)
+{
+    if (size && n > SIZE_MAX / size) {
+        sdflow__fail(ctx, SDFLOW_E_NOMEM, "%s: %zu x %zu bytes overflows size_t", what, n, size);
+        return NULL;
+    }
+    void *p = ctx->alloc.alloc(ctx->alloc.user_data, (n * size) != 0 ? n * size : 1);
+    if (!p)
+        sdflow__fail(ctx, SDFLOW_E_NOMEM, "out of memory allocating %s (%zu bytes)", what, n * size);
+    return p;
+}
+
+void *sdflow__calloc_array(sdflow_ctx *ctx, size_t n, size_t size, const char *what)
+{
+    void *p = sdflow__alloc_array(ctx, n, size, what);
+    if (p)
+        memset(p, 0, n * size);
+    return p;
+}
+
+void *sdflow__realloc(sdflow_ctx *ctx, void *ptr, size_t old_size, size_t new_size)
+{
+    if (ctx->alloc.realloc) {
+        void *p = ctx->alloc.realloc(ctx->alloc.user_data, ptr, new_size ? new_size : 1);
+        if (!p)
+            sdflow__fail(ctx, SDFLOW_E_NOMEM, "out of memory growing a buffer to %zu bytes", new_size);
+        return p;
+    }
+    void *p = sdflow__alloc(ctx, new_size);
+    if (!p)
+        return NULL;
+    if (ptr) {
+        memcpy(p, ptr, old_size < new_size ? old_size : new_size);
+        ctx->alloc.free(ctx->alloc.user_data, ptr);
+    }
+    return p;
+}
+
+void sdflow__free(sdflow_ctx *ctx, void *ptr)
+{
+    if (ptr)
+        ctx->alloc.free(ctx->alloc.user_data, ptr);
+}
+
+sdflow_status sdflow__progress(sdflow_ctx *ctx, long done, long total, const char *what)
+{
+    if (ctx->progress_fn && ctx->progress_fn(ctx->progress_user, done, total) != 0)
+        return sdflow__fail(ctx, SDFLOW_E_CANCELLED, "%s cancelled by the progress callback at step %ld of %ld",
+                            what, done, total);
+    return SDFLOW_OK;
+}
+
+static const sdflow_option ctx_keys[] = { SDFLOW_CTX_SEED, SDFLOW_CTX_THREADS, SDFLOW_CTX_LOG_LEVEL };
+#define CTX_KEY(ctx, key, type, v) \
+    sdflow__option_accept(ctx, "a context", ctx_keys, sizeof ctx_keys / sizeof ctx_keys[0], key, type, v)
+
+sdflow_status sdflow_ctx_set_int(sdflow_ctx *ctx, sdflow_option key, long value)
+{
+    if (!ctx)
+        return SDFLOW_E_INVALID;
+    double v = (double)value;
+    sdflow_status st = CTX_KEY(ctx, key, SDFLOW_TYPE_INT, &v);
+    if (st)
+        return st;
+    if (key == SDFLOW_CTX_THREADS)
+        ctx->threads = (int)value;
+    else
+        ctx->log_level = (int)value;
+    return SDFLOW_OK;
+}
+
+sdflow_status sdflow_ctx_set_double(sdflow_ctx *ctx, sdflow_option key, double value)
+{
+    if (!ctx)
+        return SDFLOW_E_INVALID;
+    /* the ctx has no double-typed keys: this reports the unknown key or wrong type */
+    sdflow_status st = CTX_KEY(ctx, key, SDFLOW_TYPE_DOUBLE, &value);
+    return st ? st : sdflow__fail(ctx, SDFLOW_E_INVALID, "internal: no double ctx option");
+}
+
+sdflow_status sdflow_ctx_set_u64(sdflow_ctx *ctx, sdflow_option key, uint64_t value)
+{
+    if (!ctx)
+        return SDFLOW_E_INVALID;
+    double v = (double)value;
+    sdflow_status st = CTX_KEY(ctx, key, SDFLOW_TYPE_U64, &v);
+    if (st)
+        return st;
+    ctx->seed = value;
+    return SDFLOW_OK;
+}
+
+sdflow_status sdflow_ctx_get_int(const sdflow_ctx *ctx, sdflow_option key, long *value)
+{
+    if (!ctx || !value)
+        return SDFLOW_E_INVALID;
+    sdflow_status st = CTX_KEY(NULL, key, SDFLOW_TYPE_INT, NULL);
+    if (st)
+        return st;
+    *value = key == SDFLOW_CTX_THREADS ? ctx->threads : ctx->log_level;
+    return SDFLOW_OK;
+}
+
+sdflow_status sdflow_ctx_get_double(const sdflow_ctx *ctx, sdflow_option key, double *value)
+{
+    if (!ctx || !value)
+        return SDFLOW_E_INVALID;
+    sdflow_status st = CTX_KEY(NULL, key, SDFLOW_TYPE_DOUBLE, NULL);
+    return st ? st : SDFLOW_E_INVALID;
+}
+
+sdflow_status sdflow_ctx_get_u64(const sdflow_ctx *ctx, sdflow_option key, uint64_t *value)
+{
+    if (!ctx || !value)
+        return SDFLOW_E_INVALID;
+    sdflow_status st = CTX_KEY(NULL, key, SDFLOW_TYPE_U64, NULL);
+    if (st)
+        return st;
+    *value = ctx->seed;
+    return SDFLOW_OK;
+}
+
+sdflow_status sdflow_ctx_set_log(sdflow_ctx *ctx, sdflow_log_fn fn, void *user_data)
+{
+    if (!ctx)
+        return SDFLOW_E_INVALID;
+    ctx->log_fn = fn;
+    ctx->log_user = user_data;
+    return SDFLOW_OK;
+}
+
+sdflow_status sdflow_ctx_set_progress(sdflow_ctx *ctx, sdflow_progress_fn fn, void *user_data)
+{
+    if (!ctx)
+        return SDFLOW_E_INVALID;
+    ctx->progress_fn = fn;
+    ctx->progress_user = user_data;
+    return SDFLOW_OK;
+}
+
+int sdflow__threads_for(const sdflow_ctx *ctx, size_t n)
+{
+    if (n < 64)
+        return 1; /* starting threads costs more than the work */
+    return (size_t)ctx->threads > n ? (int)n : ctx->threads;
+}

@@ -1,0 +1,92 @@
+/* Internal: the context body and the helpers every object uses. Never installed. */
+#ifndef SDFLOW_CTX_INTERNAL_H
+#define SDFLOW_CTX_INTERNAL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "sdflow.h"
+
+#define SDFLOW__ERRMAX 256
+#define SDFLOW__PI 3.14159265358979323846264338327950288
+
+struct sdflow_ctx {
+    sdflow_allocator alloc;
+    uint64_t seed;
+    int threads;
+    int log_level;
+    sdflow_log_fn log_fn;
+    void *log_user;
+    sdflow_progress_fn progress_fn;
+    void *progress_user;
+    char err[SDFLOW__ERRMAX];
+};
+
+#if defined(__GNUC__)
+#  define SDFLOW__PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#  define SDFLOW__PRINTF(a, b)
+#endif
+
+/* Formats the message into ctx->err (never allocates) and returns code. */
+sdflow_status sdflow__fail(sdflow_ctx *ctx, sdflow_status code, const char *fmt, ...) SDFLOW__PRINTF(3, 4);
+void sdflow__log(sdflow_ctx *ctx, int level, const char *fmt, ...) SDFLOW__PRINTF(3, 4);
+
+/* Allocation through the ctx allocator. sdflow__alloc_array checks n*size
+ * for overflow and reports SDFLOW_E_NOMEM into ctx on failure (what names
+ * the buffer in the message). */
+void *sdflow__alloc(sdflow_ctx *ctx, size_t size);
+void *sdflow__alloc_array(sdflow_ctx *ctx, size_t n, size_t size, const char *what);
+void *sdflow__calloc_array(sdflow_ctx *ctx, size_t n, size_t size, const char *what);
+void *sdflow__realloc(sdflow_ctx *ctx, void *ptr, size_t old_size, size_t new_size);
+void sdflow__free(sdflow_ctx *ctx, void *ptr);
+
+/* Number of threads for a loop over n independent rows (1 for small n). */
+int sdflow__threads_for(const sdflow_ctx *ctx, size_t n);
+
+/* Progress: returns SDFLOW_E_CANCELLED (with message) when the callback asks to stop. */
+sdflow_status sdflow__progress(sdflow_ctx *ctx, long done, long total, const char *what);
+
+/* Validation helpers: each reports a precise message and returns its status. */
+sdflow_status sdflow__check_ptr(sdflow_ctx *ctx, const void *ptr, const char *name);
+sdflow_status sdflow__check_size(sdflow_ctx *ctx, size_t v, const char *name);     /* v >= 1 */
+sdflow_status sdflow__check_dims(sdflow_ctx *ctx, size_t n, size_t d);              /* n, d >= 1, n*d fits */
+sdflow_status sdflow__check_finite(sdflow_ctx *ctx, const double *a, size_t n, size_t d, const char *name);
+sdflow_status sdflow__check_option_value(sdflow_ctx *ctx, sdflow_option key, sdflow_option_type type,
+                                         double value);
+/* A result array produced by the library: SDFLOW_E_NUMERIC naming row/col. */
+sdflow_status sdflow__check_result(sdflow_ctx *ctx, const double *a, size_t n, size_t d, const char *what);
+
+/* True if n*d*extra elements of 8 bytes can be allocated without overflow. */
+int sdflow__size_ok(size_t n, size_t d);
+
+/* Checks that key is one of keys (the options an object accepts) and of the
+ * given type; with value non-NULL also checks its bounds. ctx may be NULL
+ * (getters on const objects): then no message is written. */
+sdflow_status sdflow__option_accept(sdflow_ctx *ctx, const char *object, const sdflow_option *keys, size_t nkeys,
+                                    sdflow_option key, sdflow_option_type type, const double *value);
+
+/* Options table lookup: type and bounds of a key (SDFLOW_TYPE_NONE if unknown). */
+sdflow_option_type sdflow__option_info(sdflow_option key, double *lo, double *hi);
+
+/* Name/enum tables used by the *_kind_name / *_from_name helpers. */
+typedef struct sdflow__name {
+    int value;
+    const char *name;
+} sdflow__name;
+const char *sdflow__name_of(const sdflow__name *table, int value);
+int sdflow__value_of(const sdflow__name *table, const char *name, int *out);
+
+/* Counter-based RNG: row-keyed draws with an extra draw offset inside the row,
+ * so one row can take several independent vectors (e.g. one per step). */
+void sdflow__rng_normal_row(uint64_t seed, uint64_t stream, uint64_t row, uint64_t offset,
+                            size_t d, double *out);
+void sdflow__rng_uniform_row(uint64_t seed, uint64_t stream, uint64_t row, uint64_t offset,
+                             size_t d, double *out);
+/* Rademacher (+1/-1) draws with the same keying. */
+void sdflow__rng_rademacher_row(uint64_t seed, uint64_t stream, uint64_t row, uint64_t offset,
+                                size_t d, double *out);
+/* Derives a stream id from a purpose tag and a step number. */
+uint64_t sdflow__stream(uint64_t base, uint64_t tag, uint64_t step);
+
+#endif

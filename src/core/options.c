@@ -1,0 +1,155 @@
+/* The option table: names, types and bounds of every key, and the checks
+ * every object's setters share. */
+#include <math.h>
+#include <string.h>
+#include "ctx_internal.h"
+
+typedef struct option_row {
+    sdflow_option key;
+    const char *name;
+    sdflow_option_type type;
+    double lo, hi;
+} option_row;
+
+#define U64MAX 18446744073709551615.0
+#define BIG 1e300
+
+static const option_row table[] = {
+    { SDFLOW_CTX_SEED, "seed", SDFLOW_TYPE_U64, 0, U64MAX },
+    { SDFLOW_CTX_THREADS, "threads", SDFLOW_TYPE_INT, 1, 256 },
+    { SDFLOW_CTX_LOG_LEVEL, "log_level", SDFLOW_TYPE_INT, 0, 4 },
+    { SDFLOW_PROC_BETA_MIN, "beta_min", SDFLOW_TYPE_DOUBLE, 0, 1e4 },
+    { SDFLOW_PROC_BETA_MAX, "beta_max", SDFLOW_TYPE_DOUBLE, 1e-6, 1e4 },
+    { SDFLOW_PROC_SIGMA_MIN, "proc_sigma_min", SDFLOW_TYPE_DOUBLE, 1e-12, 1e12 },
+    { SDFLOW_PROC_SIGMA_MAX, "proc_sigma_max", SDFLOW_TYPE_DOUBLE, 1e-12, 1e12 },
+    { SDFLOW_PROC_COSINE_S, "cosine_s", SDFLOW_TYPE_DOUBLE, 0, 1 },
+    { SDFLOW_PROC_T_MAX, "t_max", SDFLOW_TYPE_DOUBLE, 1e-6, 1e6 },
+    { SDFLOW_PROC_T_EPS, "t_eps", SDFLOW_TYPE_DOUBLE, 1e-12, 1 },
+    { SDFLOW_PROC_VE_EXACT_STD, "ve_exact_std", SDFLOW_TYPE_INT, 0, 1 },
+    { SDFLOW_OPT_STEPS, "steps", SDFLOW_TYPE_INT, 1, 1e9 },
+    { SDFLOW_OPT_SIGMA_MAX, "sigma_max", SDFLOW_TYPE_DOUBLE, 0, BIG },
+    { SDFLOW_OPT_FIRST_INDEX, "first_index", SDFLOW_TYPE_U64, 0, U64MAX },
+    { SDFLOW_OPT_SIGMA_MIN, "sigma_min", SDFLOW_TYPE_DOUBLE, 0, BIG },
+    { SDFLOW_OPT_T_MIN, "t_min", SDFLOW_TYPE_DOUBLE, 0, 1e6 },
+    { SDFLOW_OPT_TIME_GRID, "time_grid", SDFLOW_TYPE_INT, 0, 2 },
+    { SDFLOW_OPT_DENOISE, "denoise", SDFLOW_TYPE_INT, 0, 1 },
+    { SDFLOW_OPT_SOLVER, "solver", SDFLOW_TYPE_INT, 0, 3 },
+    { SDFLOW_OPT_SNR, "snr", SDFLOW_TYPE_DOUBLE, 0, 1e3 },
+    { SDFLOW_OPT_CORRECTOR_STEPS, "corrector_steps", SDFLOW_TYPE_INT, 0, 1000 },
+    { SDFLOW_OPT_MAX_STEPS, "max_steps", SDFLOW_TYPE_INT, 1, 1e9 },
+    { SDFLOW_OPT_H_INIT, "h_init", SDFLOW_TYPE_DOUBLE, 0, 1e6 },
+    { SDFLOW_OPT_STEP_FRAC, "step_frac", SDFLOW_TYPE_DOUBLE, 1e-9, 2 },
+    { SDFLOW_OPT_INNER_STEPS, "inner_steps", SDFLOW_TYPE_INT, 1, 1e9 },
+    { SDFLOW_OPT_NOISE, "noise", SDFLOW_TYPE_DOUBLE, 0, 1e3 },
+    { SDFLOW_OPT_SELF_EXCLUDE, "self_exclude", SDFLOW_TYPE_INT, 0, 1 },
+    { SDFLOW_OPT_EVAL_NOISY, "eval_noisy", SDFLOW_TYPE_INT, 0, 1 },
+    { SDFLOW_OPT_T_START, "t_start", SDFLOW_TYPE_DOUBLE, 0, 1e6 },
+    { SDFLOW_OPT_STREAM, "stream", SDFLOW_TYPE_U64, 0, U64MAX },
+    { SDFLOW_OPT_BLOCK_Q, "block_q", SDFLOW_TYPE_INT, 1, 1 << 20 },
+    { SDFLOW_OPT_BLOCK_Y, "block_y", SDFLOW_TYPE_INT, 1, 1 << 24 },
+    { SDFLOW_OPT_RTOL, "rtol", SDFLOW_TYPE_DOUBLE, 1e-14, 1 },
+    { SDFLOW_OPT_ATOL, "atol", SDFLOW_TYPE_DOUBLE, 1e-14, 1 },
+    { SDFLOW_OPT_PROBES, "probes", SDFLOW_TYPE_INT, 1, 1e6 },
+    { SDFLOW_OPT_PROBE_KIND, "probe_kind", SDFLOW_TYPE_INT, 0, 1 },
+    { SDFLOW_OPT_LIYAN_TIMES, "liyan_times", SDFLOW_TYPE_INT, 1, 1e7 },
+    { SDFLOW_OPT_LIYAN_DRAWS, "liyan_draws", SDFLOW_TYPE_INT, 1, 1e6 },
+    { SDFLOW_OPT_LAMBDA_MIN, "lambda_min", SDFLOW_TYPE_DOUBLE, -100, 100 },
+    { SDFLOW_OPT_LAMBDA_MAX, "lambda_max", SDFLOW_TYPE_DOUBLE, -100, 100 },
+    { SDFLOW_OPT_DATA_SCALE, "data_scale", SDFLOW_TYPE_DOUBLE, 1e-12, 1e12 },
+    { SDFLOW_OPT_DEQUANTIZE, "dequantize", SDFLOW_TYPE_INT, 0, 1 },
+    { SDFLOW_OPT_DIVERGENCE, "divergence", SDFLOW_TYPE_INT, 0, 2 },
+    { SDFLOW_OPT_BANDWIDTH, "bandwidth", SDFLOW_TYPE_DOUBLE, 0, BIG },
+    { SDFLOW_OPT_DIRECTIONS, "directions", SDFLOW_TYPE_INT, 1, 1e7 },
+};
+
+static const option_row *find(sdflow_option key)
+{
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
+        if (table[i].key == key)
+            return &table[i];
+    return NULL;
+}
+
+sdflow_option_type sdflow__option_info(sdflow_option key, double *lo, double *hi)
+{
+    const option_row *r = find(key);
+    if (!r)
+        return SDFLOW_TYPE_NONE;
+    if (lo)
+        *lo = r->lo;
+    if (hi)
+        *hi = r->hi;
+    return r->type;
+}
+
+sdflow_option_type sdflow_option_get_type(sdflow_option key)
+{
+    return sdflow__option_info(key, NULL, NULL);
+}
+
+sdflow_status sdflow_option_bounds(sdflow_option key, double *lo, double *hi)
+{
+    if (!lo || !hi)
+        return SDFLOW_E_INVALID;
+    return sdflow__option_info(key, lo, hi) == SDFLOW_TYPE_NONE ? SDFLOW_E_UNSUPPORTED : SDFLOW_OK;
+}
+
+const char *sdflow_option_name(sdflow_option key)
+{
+    const option_row *r = find(key);
+    return r ? r->name : NULL;
+}
+
+sdflow_status sdflow_option_from_name(const char *name, sdflow_option *out)
+{
+    if (!name || !out)
+        return SDFLOW_E_INVALID;
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
+        if (strcmp(table[i].name, name) == 0) {
+            *out = table[i].key;
+            return SDFLOW_OK;
+        }
+    return SDFLOW_E_UNSUPPORTED;
+}
+
+static const char *type_name(sdflow_option_type t)
+{
+    return t == SDFLOW_TYPE_INT ? "int" : t == SDFLOW_TYPE_DOUBLE ? "double" : "u64";
+}
+
+sdflow_status sdflow__check_option_value(sdflow_ctx *ctx, sdflow_option key, sdflow_option_type type,
+                                         double value)
+{
+    const option_row *r = find(key);
+    if (!r)
+        return sdflow__fail(ctx, SDFLOW_E_UNSUPPORTED, "unknown option key %d", (int)key);
+    if (r->type != type)
+        return sdflow__fail(ctx, SDFLOW_E_INVALID, "option %s is of type %s, not %s", r->name,
+                            type_name(r->type), type_name(type));
+    if (isnan(value) || value < r->lo || value > r->hi)
+        return sdflow__fail(ctx, SDFLOW_E_INVALID, "option %s = %g is outside [%g, %g]", r->name, value, r->lo,
+                            r->hi);
+    return SDFLOW_OK;
+}
+
+sdflow_status sdflow__option_accept(sdflow_ctx *ctx, const char *object, const sdflow_option *keys, size_t nkeys,
+                                    sdflow_option key, sdflow_option_type type, const double *value)
+{
+    int known = 0;
+    for (size_t i = 0; i < nkeys; i++)
+        known |= keys[i] == key;
+    if (!known) {
+        const char *name = sdflow_option_name(key);
+        if (ctx)
+            return sdflow__fail(ctx, SDFLOW_E_UNSUPPORTED, "option %d (%s) does not apply to %s", (int)key,
+                                name ? name : "unknown key", object);
+        return SDFLOW_E_UNSUPPORTED;
+    }
+    if (value)
+        return sdflow__check_option_value(ctx, key, type, *value);
+    if (sdflow_option_get_type(key) != type)
+        return ctx ? sdflow__fail(ctx, SDFLOW_E_INVALID, "option %s is of type %s, not %s", sdflow_option_name(key),
+                                  type_name(sdflow_option_get_type(key)), type_name(type))
+                   : SDFLOW_E_INVALID;
+    return SDFLOW_OK;
+}

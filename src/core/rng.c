@@ -1,0 +1,138 @@
+/* Counter-based random numbers: Philox4x32-10 (Salmon et al. 2011).
+ *
+ * Key  = 64 bits derived from (seed, stream) by SplitMix64 mixing.
+ * Counter = (block lo, block hi, row lo, row hi): block j of row r.
+ * So every draw is a pure function of (seed, stream, row, block), which is
+ * what makes results independent of batch splits and thread counts. */
+#include <math.h>
+#include "ctx_internal.h"
+
+#define PHILOX_M0 0xD2511F53u
+#define PHILOX_M1 0xCD9E8D57u
+#define PHILOX_W0 0x9E3779B9u
+#define PHILOX_W1 0xBB67AE85u
+
+void sdflow_rng_philox4x32(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4])
+{
+    uint32_t c0 = ctr[0], c1 = ctr[1], c2 = ctr[2], c3 = ctr[3];
+    uint32_t k0 = key[0], k1 = key[1];
+    for (int round = 0; round < 10; round++) {
+        uint64_t p0 = (uint64_t)PHILOX_M0 * c0;
+        uint64_t p1 = (uint64_t)PHILOX_M1 * c2;
+        uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1 ^ k0;
+        uint32_t n1 = (uint32_t)p1;
+        uint32_t n2 = (uint32_t)(p0 >> 32) ^ c3 ^ k1;
+        uint32_t n3 = (uint32_t)p0;
+        c0 = n0; c1 = n1; c2 = n2; c3 = n3;
+        k0 += PHILOX_W0;
+        k1 += PHILOX_W1;
+    }
+    out[0] = c0; out[1] = c1; out[2] = c2; out[3] = c3;
+}
+
+static uint64_t splitmix64(uint64_t x)
+{
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+uint64_t sdflow__stream(uint64_t base, uint64_t tag, uint64_t step)
+{
+    return splitmix64(splitmix64(base ^ splitmix64(tag)) + step);
+}
+
+typedef struct philox_key {
+    uint32_t key[2];
+    uint32_t row[2];
+} philox_key;
+
+static philox_key make_key(uint64_t seed, uint64_t stream, uint64_t row)
+{
+    uint64_t k = splitmix64(seed + splitmix64(stream));
+    philox_key pk = { { (uint32_t)k, (uint32_t)(k >> 32) }, { (uint32_t)row, (uint32_t)(row >> 32) } };
+    return pk;
+}
+
+/* Two 64-bit words of block b. */
+static void block64(const philox_key *pk, uint64_t b, uint64_t w[2])
+{
+    uint32_t ctr[4] = { (uint32_t)b, (uint32_t)(b >> 32), pk->row[0], pk->row[1] };
+    uint32_t o[4];
+    sdflow_rng_philox4x32(ctr, pk->key, o);
+    w[0] = (uint64_t)o[0] | (uint64_t)o[1] << 32;
+    w[1] = (uint64_t)o[2] | (uint64_t)o[3] << 32;
+}
+
+#define TWO_M53 (1.0 / 9007199254740992.0)
+
+void sdflow__rng_uniform_row(uint64_t seed, uint64_t stream, uint64_t row, uint64_t offset, size_t d, double *out)
+{
+    philox_key pk = make_key(seed, stream, row);
+    for (size_t j = 0; j < d; j += 2) {
+        uint64_t w[2];
+        block64(&pk, offset + j / 2, w);
+        out[j] = (double)(w[0] >> 11) * TWO_M53;
+        if (j + 1 < d)
+            out[j + 1] = (double)(w[1] >> 11) * TWO_M53;
+    }
+}
+
+void sdflow__rng_normal_row(uint64_t seed, uint64_t stream, uint64_t row, uint64_t offset, size_t d, double *out)
+{
+    static const double two_pi = 6.283185307179586476925286766559;
+    philox_key pk = make_key(seed, stream, row);
+    for (size_t j = 0; j < d; j += 2) {
+        uint64_t w[2];
+        block64(&pk, offset + j / 2, w);
+        double u1 = (double)((w[0] >> 11) + 1) * TWO_M53; /* (0, 1]: log stays finite */
+        double u2 = (double)(w[1] >> 11) * TWO_M53;
+        double r = sqrt(-2.0 * log(u1));
+        out[j] = r * cos(two_pi * u2);
+        if (j + 1 < d)
+            out[j + 1] = r * sin(two_pi * u2);
+    }
+}
+
+void sdflow__rng_rademacher_row(uint64_t seed, uint64_t stream, uint64_t row, uint64_t offset, size_t d,
+                                double *out)
+{
+    philox_key pk = make_key(seed, stream, row);
+    for (size_t j = 0; j < d; j += 128) {
+        uint64_t w[2];
+        block64(&pk, offset + j / 128, w);
+        for (size_t b = 0; b < 128 && j + b < d; b++)
+            out[j + b] = (w[b >> 6] >> (b & 63)) & 1 ? 1.0 : -1.0;
+    }
+}
+
+static sdflow_status check_rng_args(sdflow_ctx *ctx, size_t n, size_t d, const double *out)
+{
+    if (!ctx)
+        return SDFLOW_E_INVALID;
+    sdflow_status st = sdflow__check_dims(ctx, n, d);
+    return st ? st : sdflow__check_ptr(ctx, out, "out");
+}
+
+sdflow_status sdflow_rng_normal(sdflow_ctx *ctx, uint64_t stream, uint64_t first_index, size_t n, size_t d,
+                                double *out)
+{
+    sdflow_status st = check_rng_args(ctx, n, d, out);
+    if (st)
+        return st;
+    for (size_t i = 0; i < n; i++)
+        sdflow__rng_normal_row(ctx->seed, stream, first_index + i, 0, d, out + i * d);
+    return SDFLOW_OK;
+}
+
+sdflow_status sdflow_rng_uniform(sdflow_ctx *ctx, uint64_t stream, uint64_t first_index, size_t n, size_t d,
+                                 double *out)
+{
+    sdflow_status st = check_rng_args(ctx, n, d, out);
+    if (st)
+        return st;
+    for (size_t i = 0; i < n; i++)
+        sdflow__rng_uniform_row(ctx->seed, stream, first_index + i, 0, d, out + i * d);
+    return SDFLOW_OK;
+}

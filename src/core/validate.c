@@ -1,0 +1,52 @@
+/* Argument validation shared by every public function: each failure names
+ * exactly what is wrong. */
+#include <math.h>
+#include "ctx_internal.h"
+
+sdflow_status sdflow__check_ptr(sdflow_ctx *ctx, const void *ptr, const char *name)
+{
+    return ptr ? SDFLOW_OK : sdflow__fail(ctx, SDFLOW_E_INVALID, "%s is NULL", name);
+}
+
+sdflow_status sdflow__check_size(sdflow_ctx *ctx, size_t v, const char *name)
+{
+    return v >= 1 ? SDFLOW_OK : sdflow__fail(ctx, SDFLOW_E_INVALID, "%s=%zu must be >= 1", name, v);
+}
+
+int sdflow__size_ok(size_t n, size_t d)
+{
+    return d == 0 || n <= (SIZE_MAX / sizeof(double)) / d;
+}
+
+sdflow_status sdflow__check_dims(sdflow_ctx *ctx, size_t n, size_t d)
+{
+    sdflow_status st;
+    if ((st = sdflow__check_size(ctx, n, "n")) || (st = sdflow__check_size(ctx, d, "d")))
+        return st;
+    if (!sdflow__size_ok(n, d))
+        return sdflow__fail(ctx, SDFLOW_E_INVALID, "n=%zu x d=%zu doubles overflows size_t", n, d);
+    return SDFLOW_OK;
+}
+
+sdflow_status sdflow__check_finite(sdflow_ctx *ctx, const double *a, size_t n, size_t d, const char *name)
+{
+    if (!a)
+        return sdflow__fail(ctx, SDFLOW_E_INVALID, "%s is NULL", name);
+    for (size_t i = 0; i < n * d; i++)
+        if (!isfinite(a[i])) {
+            if (d == 1)
+                return sdflow__fail(ctx, SDFLOW_E_INVALID, "%s[%zu] is %s", name, i, isnan(a[i]) ? "NaN" : "Inf");
+            return sdflow__fail(ctx, SDFLOW_E_INVALID, "%s[%zu][%zu] is %s", name, i / d, i % d,
+                                isnan(a[i]) ? "NaN" : "Inf");
+        }
+    return SDFLOW_OK;
+}
+
+sdflow_status sdflow__check_result(sdflow_ctx *ctx, const double *a, size_t n, size_t d, const char *what)
+{
+    for (size_t i = 0; i < n * d; i++)
+        if (!isfinite(a[i]))
+            return sdflow__fail(ctx, SDFLOW_E_NUMERIC, "%s: row %zu, coordinate %zu is %s", what, i / d, i % d,
+                                isnan(a[i]) ? "NaN" : "Inf");
+    return SDFLOW_OK;
+}

@@ -1,0 +1,291 @@
+/* Gaussian and Gaussian-mixture models with the exact score, Jacobian and
+ * log-density of the noised distribution p_t = sum_k w_k N(alpha mu_k, C_k),
+ * C_k = alpha^2 S_k + sigma^2 I. Each S_k is eigendecomposed once at
+ * creation, so C_k^{-1} and log det C_k cost O(d^2) per point at any t. */
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+#include "model_internal.h"
+
+typedef struct gmm {
+    size_t k, d;
+    double *logw;  /* k */
+    double *mean;  /* k x d */
+    double *lam;   /* k x d eigenvalues of S_k */
+    double *vec;   /* k x d x d eigenvectors (columns) */
+    double *chol;  /* k x d x d Cholesky factors, for sampling */
+    double *cumw;  /* k cumulative weights, for sampling */
+} gmm;
+
+/* Everything one row may need; NULL outputs are skipped. */
+typedef struct row_out {
+    double *score, *logp, *jac, *div;
+} row_out;
+
+static size_t work_size(const gmm *g) { return 2 * g->k * g->d + g->k + g->d; }
+
+static void gmm_row(const gmm *g, const sdflow__coef *c, const double *x, double *work, row_out o)
+{
+    size_t K = g->k, d = g->d;
+    double *e = work;              /* K x d: e_k = C_k^{-1}(x - alpha mu_k) */
+    double *ic = work + K * d;     /* K x d: 1/c_kj */
+    double *logit = ic + K * d;    /* K */
+    double *u = logit + K;         /* d */
+    double a2 = c->alpha * c->alpha, s2 = c->sigma * c->sigma;
+    for (size_t k = 0; k < K; k++) {
+        const double *U = g->vec + k * d * d, *mu = g->mean + k * d, *lam = g->lam + k * d;
+        double maha = 0, logdet = 0;
+        for (size_t j = 0; j < d; j++) { /* u = U^T (x - alpha mu) */
+            double acc = 0;
+            for (size_t i = 0; i < d; i++)
+                acc += U[i * d + j] * (x[i] - c->alpha * mu[i]);
+            double cj = a2 * lam[j] + s2;
+            ic[k * d + j] = 1.0 / cj;
+            maha += acc * acc / cj;
+            logdet += log(cj);
+            u[j] = acc / cj;
+        }
+        logit[k] = g->logw[k] - 0.5 * ((double)d * log(2.0 * SDFLOW__PI) + logdet + maha);
+        for (size_t i = 0; i < d; i++) { /* e = U u */
+            double acc = 0;
+            for (size_t j = 0; j < d; j++)
+                acc += U[i * d + j] * u[j];
+            e[k * d + i] = acc;
+        }
+    }
+    double mx = logit[0];
+    for (size_t k = 1; k < K; k++)
+        mx = logit[k] > mx ? logit[k] : mx;
+    double z = 0;
+    for (size_t k = 0; k < K; k++)
+        z += (logit[k] = exp(logit[k] - mx)); /* logit now holds unnormalized r_k */
+    for (size_t k = 0; k < K; k++)
+        logit[k] /= z;
+    const double *r = logit;
+    if (o.logp)
+        *o.logp = mx + log(z);
+    double *s = u; /* reuse: score */
+    for (size_t i = 0; i < d; i++) {
+        double acc = 0;
+        for (size_t k = 0; k < K; k++)
+            acc -= r[k] * e[k * d + i];
+        s[i] = acc;
+    }
+    if (o.score)
+        memcpy(o.score, s, d * sizeof *s);
+    if (o.div) {
+        double acc = 0, ss = 0;
+        for (size_t k = 0; k < K; k++) {
+            double ee = 0, tr = 0;
+            for (size_t j = 0; j < d; j++) {
+                ee += e[k * d + j] * e[k * d + j];
+                tr += ic[k * d + j];
+            }
+            acc += r[k] * (ee - tr);
+        }
+        for (size_t j = 0; j < d; j++)
+            ss += s[j] * s[j];
+        *o.div = acc - ss;
+    }
+    if (o.jac) {
+        /* sum_k r_k (e_k e_k^T - U_k diag(1/c_k) U_k^T) - s s^T */
+        for (size_t a = 0; a < d; a++)
+            for (size_t b = 0; b < d; b++) {
+                double acc = -s[a] * s[b];
+                for (size_t k = 0; k < K; k++) {
+                    const double *U = g->vec + k * d * d;
+                    double cinv = 0;
+                    for (size_t j = 0; j < d; j++)
+                        cinv += U[a * d + j] * ic[k * d + j] * U[b * d + j];
+                    acc += r[k] * (e[k * d + a] * e[k * d + b] - cinv);
+                }
+                o.jac[a * d + b] = acc;
+            }
+    }
+}
+
+/* Runs gmm_row over all rows, in parallel with per-thread scratch. */
+static sdflow_status gmm_rows(sdflow_model *m, const sdflow_process *p, size_t n, const double *x, const double *t,
+                              double *score, double *logp, double *jac, double *div)
+{
+    const gmm *g = m->impl;
+    size_t d = g->d, ws = work_size(g);
+    int nt = sdflow__threads_for(m->ctx, n);
+    double *work = sdflow__alloc_array(m->ctx, (size_t)nt * ws, sizeof(double), "mixture workspace");
+    if (!work)
+        return SDFLOW_E_NOMEM;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        sdflow__coef c;
+        sdflow__process_coef(p, t[i], &c);
+        row_out o = { score ? score + i * d : NULL, logp ? logp + i : NULL, jac ? jac + i * d * d : NULL,
+                      div ? div + i : NULL };
+        gmm_row(g, &c, x + i * d, work + (size_t)omp_get_thread_num() * ws, o);
+    }
+    sdflow__free(m->ctx, work);
+    return SDFLOW_OK;
+}
+
+static sdflow_status gmm_eval(sdflow_model *m, const sdflow_process *p, size_t n, const double *x, const double *t,
+                              double *out)
+{
+    return gmm_rows(m, p, n, x, t, out, NULL, NULL, NULL);
+}
+
+static sdflow_status gmm_logpdf(sdflow_model *m, const sdflow_process *p, size_t n, const double *x,
+                                const double *t, double *logp)
+{
+    return gmm_rows(m, p, n, x, t, NULL, logp, NULL, NULL);
+}
+
+static sdflow_status gmm_jacobian(sdflow_model *m, const sdflow_process *p, size_t n, const double *x,
+                                  const double *t, double *jac)
+{
+    return gmm_rows(m, p, n, x, t, NULL, NULL, jac, NULL);
+}
+
+static sdflow_status gmm_divergence(sdflow_model *m, const sdflow_process *p, size_t n, const double *x,
+                                    const double *t, double *div)
+{
+    return gmm_rows(m, p, n, x, t, NULL, NULL, NULL, div);
+}
+
+static sdflow_status gmm_sample(sdflow_model *m, uint64_t stream, uint64_t first_index, size_t n, double *out)
+{
+    const gmm *g = m->impl;
+    size_t d = g->d;
+    double *z = sdflow__alloc_array(m->ctx, d, sizeof *z, "noise row");
+    if (!z)
+        return SDFLOW_E_NOMEM;
+    uint64_t pick_stream = sdflow__stream(stream, 0x6d697863ull /* "mixc" */, 0);
+    for (size_t i = 0; i < n; i++) {
+        double u;
+        size_t k = 0;
+        sdflow__rng_uniform_row(m->ctx->seed, pick_stream, first_index + i, 0, 1, &u);
+        while (k + 1 < g->k && u >= g->cumw[k])
+            k++;
+        sdflow__rng_normal_row(m->ctx->seed, stream, first_index + i, 0, d, z);
+        const double *L = g->chol + k * d * d;
+        for (size_t a = 0; a < d; a++) {
+            double acc = g->mean[k * d + a];
+            for (size_t b = 0; b <= a; b++)
+                acc += L[a * d + b] * z[b];
+            out[i * d + a] = acc;
+        }
+    }
+    sdflow__free(m->ctx, z);
+    return SDFLOW_OK;
+}
+
+static void gmm_destroy(sdflow_model *m)
+{
+    gmm *g = m->impl;
+    if (!g)
+        return;
+    sdflow__free(m->ctx, g->logw);
+    sdflow__free(m->ctx, g->mean);
+    sdflow__free(m->ctx, g->lam);
+    sdflow__free(m->ctx, g->vec);
+    sdflow__free(m->ctx, g->chol);
+    sdflow__free(m->ctx, g->cumw);
+    sdflow__free(m->ctx, g);
+}
+
+static const sdflow__model_ops gmm_ops = { gmm_eval, gmm_logpdf, gmm_jacobian, gmm_divergence, gmm_sample,
+                                           NULL, NULL, gmm_destroy };
+
+static sdflow_status check_cov(sdflow_ctx *ctx, size_t k, size_t d, const double *cov, double *chol)
+{
+    double scale = 0;
+    for (size_t i = 0; i < d; i++)
+        scale = fmax(scale, fabs(cov[i * d + i]));
+    for (size_t i = 0; i < d; i++)
+        for (size_t j = i + 1; j < d; j++)
+            if (fabs(cov[i * d + j] - cov[j * d + i]) > 1e-12 * scale)
+                return sdflow__fail(ctx, SDFLOW_E_INVALID, "covariance %zu is not symmetric: [%zu][%zu]=%g vs [%zu][%zu]=%g",
+                                    k, i, j, cov[i * d + j], j, i, cov[j * d + i]);
+    memcpy(chol, cov, d * d * sizeof *chol);
+    size_t bad = sdflow__cholesky(d, chol);
+    if (bad)
+        return sdflow__fail(ctx, SDFLOW_E_INVALID,
+                            "covariance %zu is not positive definite (Cholesky pivot %zu is <= 0)", k, bad - 1);
+    return SDFLOW_OK;
+}
+
+static sdflow_status create_mixture(sdflow_ctx *ctx, sdflow_model_kind kind, size_t k, size_t d,
+                                    const double *weights, const double *means, const double *covs,
+                                    sdflow_model **out)
+{
+    sdflow_status st;
+    if ((st = sdflow__check_ptr(ctx, out, "out")))
+        return st;
+    *out = NULL;
+    if ((st = sdflow__check_size(ctx, k, "k")) || (st = sdflow__check_size(ctx, d, "d")))
+        return st;
+    if (!sdflow__size_ok(k, d * d) || d > 65536)
+        return sdflow__fail(ctx, SDFLOW_E_INVALID, "k=%zu components of d=%zu are too large", k, d);
+    if ((st = sdflow__check_finite(ctx, weights, k, 1, "weights")) ||
+        (st = sdflow__check_finite(ctx, means, k, d, "means")) ||
+        (st = sdflow__check_finite(ctx, covs, k, d * d, "covs")))
+        return st;
+    double wsum = 0;
+    for (size_t i = 0; i < k; i++) {
+        if (!(weights[i] > 0))
+            return sdflow__fail(ctx, SDFLOW_E_INVALID, "weights[%zu] = %g must be > 0", i, weights[i]);
+        wsum += weights[i];
+    }
+    if (fabs(wsum - 1.0) > 1e-12 * (double)k)
+        return sdflow__fail(ctx, SDFLOW_E_INVALID, "weights sum to %.17g, not 1", wsum);
+    gmm *g = sdflow__alloc(ctx, sizeof *g);
+    if (!g)
+        return SDFLOW_E_NOMEM;
+    memset(g, 0, sizeof *g);
+    g->k = k;
+    g->d = d;
+    sdflow_model tmp = { ctx, kind, d, SDFLOW_OUT_SCORE, &gmm_ops, g };
+    double *scratch = NULL;
+    if (!(g->logw = sdflow__alloc_array(ctx, k, sizeof(double), "weights")) ||
+        !(g->cumw = sdflow__alloc_array(ctx, k, sizeof(double), "weights")) ||
+        !(g->mean = sdflow__alloc_array(ctx, k * d, sizeof(double), "means")) ||
+        !(g->lam = sdflow__alloc_array(ctx, k * d, sizeof(double), "eigenvalues")) ||
+        !(g->vec = sdflow__alloc_array(ctx, k * d, d * sizeof(double), "eigenvectors")) ||
+        !(g->chol = sdflow__alloc_array(ctx, k * d, d * sizeof(double), "Cholesky factors")) ||
+        !(scratch = sdflow__alloc_array(ctx, d, d * sizeof(double), "scratch"))) {
+        gmm_destroy(&tmp);
+        return SDFLOW_E_NOMEM;
+    }
+    double cum = 0;
+    for (size_t i = 0; i < k; i++) {
+        g->logw[i] = log(weights[i]);
+        cum += weights[i] / wsum;
+        g->cumw[i] = cum;
+        const double *cov = covs + i * d * d;
+        if ((st = check_cov(ctx, i, d, cov, g->chol + i * d * d))) {
+            sdflow__free(ctx, scratch);
+            gmm_destroy(&tmp);
+            return st;
+        }
+        memcpy(scratch, cov, d * d * sizeof *scratch);
+        sdflow__sym_eigen(d, scratch, g->lam + i * d, g->vec + i * d * d);
+    }
+    sdflow__free(ctx, scratch);
+    memcpy(g->mean, means, k * d * sizeof(double));
+    return sdflow__model_new(ctx, kind, d, SDFLOW_OUT_SCORE, &gmm_ops, g, out);
+}
+
+sdflow_status sdflow_model_create_gmm(sdflow_ctx *ctx, size_t k, size_t d, const double *weights, const double *means,
+                                      const double *covs, sdflow_model **out)
+{
+    if (!ctx)
+        return SDFLOW_E_INVALID;
+    return create_mixture(ctx, SDFLOW_MODEL_GMM, k, d, weights, means, covs, out);
+}
+
+sdflow_status sdflow_model_create_gaussian(sdflow_ctx *ctx, size_t d, const double *mean, const double *cov,
+                                           sdflow_model **out)
+{
+    static const double one = 1.0;
+    if (!ctx)
+        return SDFLOW_E_INVALID;
+    return create_mixture(ctx, SDFLOW_MODEL_GAUSSIAN, 1, d, &one, mean, cov, out);
+}

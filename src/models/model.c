@@ -1,0 +1,226 @@
+/* The generic model handle: validation, dispatch to the kind, conversion of
+ * outputs through the process, and result checks. */
+#include <math.h>
+#include <string.h>
+#include "model_internal.h"
+
+static const sdflow__name kind_names[] = {
+    { SDFLOW_MODEL_GAUSSIAN, "gaussian" }, { SDFLOW_MODEL_GMM, "gmm" }, { SDFLOW_MODEL_KERNEL, "kernel" },
+    { SDFLOW_MODEL_MLP, "mlp" }, { SDFLOW_MODEL_CALLBACK, "callback" }, { 0, NULL }
+};
+
+const char *sdflow_model_kind_name(sdflow_model_kind kind) { return sdflow__name_of(kind_names, kind); }
+
+sdflow_status sdflow_model_kind_from_name(const char *name, sdflow_model_kind *out)
+{
+    int v;
+    if (!out)
+        return SDFLOW_E_INVALID;
+    if (!sdflow__value_of(kind_names, name, &v))
+        return SDFLOW_E_UNSUPPORTED;
+    *out = (sdflow_model_kind)v;
+    return SDFLOW_OK;
+}
+
+sdflow_status sdflow__model_new(sdflow_ctx *ctx, sdflow_model_kind kind, size_t d, sdflow_output native,
+                                const sdflow__model_ops *ops, void *impl, sdflow_model **out)
+{
+    sdflow_model *m = sdflow__alloc(ctx, sizeof *m);
+    if (!m) {
+        sdflow_model tmp = { ctx, kind, d, native, ops, impl };
+        ops->destroy(&tmp);
+        return SDFLOW_E_NOMEM;
+    }
+    m->ctx = ctx;
+    m->kind = kind;
+    m->d = d;
+    m->native = native;
+    m->ops = ops;
+    m->impl = impl;
+    *out = m;
+    return SDFLOW_OK;
+}
+
+void sdflow_model_free(sdflow_model *m)
+{
+    if (!m)
+        return;
+    m->ops->destroy(m);
+    sdflow__free(m->ctx, m);
+}
+
+sdflow_model_kind sdflow_model_get_kind(const sdflow_model *m) { return m ? m->kind : (sdflow_model_kind)0; }
+size_t sdflow_model_dim(const sdflow_model *m) { return m ? m->d : 0; }
+
+sdflow_status sdflow_model_set_int(sdflow_model *m, sdflow_option key, long value)
+{
+    if (!m)
+        return SDFLOW_E_INVALID;
+    if (!m->ops->set_int)
+        return sdflow__fail(m->ctx, SDFLOW_E_UNSUPPORTED, "a %s model has no option %d (%s)",
+                            sdflow_model_kind_name(m->kind), (int)key,
+                            sdflow_option_name(key) ? sdflow_option_name(key) : "unknown");
+    return m->ops->set_int(m, key, value);
+}
+
+sdflow_status sdflow_model_get_int(const sdflow_model *m, sdflow_option key, long *value)
+{
+    if (!m || !value)
+        return SDFLOW_E_INVALID;
+    if (!m->ops->get_int)
+        return SDFLOW_E_UNSUPPORTED;
+    return m->ops->get_int(m, key, value);
+}
+
+/* Shared argument checks of every evaluation entry point. */
+static sdflow_status check_eval_args(sdflow_model *m, const sdflow_process *p, size_t n, const double *x,
+                                     const double *t, const void *out, const char *out_name)
+{
+    if (!m)
+        return SDFLOW_E_INVALID;
+    sdflow_ctx *ctx = m->ctx;
+    sdflow_status st = sdflow__check_size(ctx, n, "n");
+    if (st)
+        return st;
+    if (!sdflow__size_ok(n, m->d * m->d))
+        return sdflow__fail(ctx, SDFLOW_E_INVALID, "n=%zu rows of d=%zu overflow size_t", n, m->d);
+    if ((st = sdflow__check_finite(ctx, x, n, m->d, "x")) || (st = sdflow__check_times(ctx, p, n, t, "t")))
+        return st;
+    return sdflow__check_ptr(ctx, out, out_name);
+}
+
+static sdflow_status conversion_at(sdflow_model *m, const sdflow_process *p, double t, sdflow_output from,
+                                   sdflow_output to, sdflow__affine *a)
+{
+    sdflow__coef c;
+    sdflow__process_coef(p, t, &c);
+    if (!sdflow__conversion(from, to, &c, a))
+        return sdflow__fail(m->ctx, SDFLOW_E_NUMERIC, "conversion from %d to %d undefined at t = %g", (int)from,
+                            (int)to, t);
+    return SDFLOW_OK;
+}
+
+sdflow_status sdflow_model_eval(sdflow_model *m, const sdflow_process *p, size_t n, const double *x, const double *t,
+                                sdflow_output kind, double *out)
+{
+    sdflow_status st = check_eval_args(m, p, n, x, t, out, "out");
+    if (st)
+        return st;
+    if (kind < SDFLOW_OUT_SCORE || kind > SDFLOW_OUT_V)
+        return sdflow__fail(m->ctx, SDFLOW_E_INVALID, "unknown output kind %d", (int)kind);
+    if ((st = m->ops->eval(m, p, n, x, t, out)))
+        return st;
+    size_t d = m->d;
+    if (kind != m->native)
+        for (size_t i = 0; i < n; i++) {
+            sdflow__affine a;
+            if ((st = conversion_at(m, p, t[i], m->native, kind, &a)))
+                return st;
+            for (size_t j = 0; j < d; j++)
+                out[i * d + j] = a.a * out[i * d + j] + a.b * x[i * d + j];
+        }
+    return sdflow__check_result(m->ctx, out, n, d, "model output");
+}
+
+sdflow_status sdflow_model_score(sdflow_model *m, const sdflow_process *p, size_t n, const double *x, const double *t,
+                                 double *score)
+{
+    return sdflow_model_eval(m, p, n, x, t, SDFLOW_OUT_SCORE, score);
+}
+
+static sdflow_status unsupported(sdflow_model *m, const char *what)
+{
+    return sdflow__fail(m->ctx, SDFLOW_E_UNSUPPORTED, "a %s model has no %s", sdflow_model_kind_name(m->kind), what);
+}
+
+sdflow_status sdflow_model_logpdf(sdflow_model *m, const sdflow_process *p, size_t n, const double *x,
+                                  const double *t, double *logp)
+{
+    sdflow_status st = check_eval_args(m, p, n, x, t, logp, "logp");
+    if (st)
+        return st;
+    if (!m->ops->logpdf)
+        return unsupported(m, "closed-form log-density");
+    if ((st = m->ops->logpdf(m, p, n, x, t, logp)))
+        return st;
+    return sdflow__check_result(m->ctx, logp, n, 1, "log-density");
+}
+
+sdflow_status sdflow_model_jacobian(sdflow_model *m, const sdflow_process *p, size_t n, const double *x,
+                                    const double *t, double *jac)
+{
+    sdflow_status st = check_eval_args(m, p, n, x, t, jac, "jac");
+    if (st)
+        return st;
+    if (!m->ops->jacobian)
+        return unsupported(m, "Jacobian (a callback model needs sdflow_model_set_callback_jvp)");
+    if ((st = m->ops->jacobian(m, p, n, x, t, jac)))
+        return st;
+    size_t d = m->d;
+    if (m->native != SDFLOW_OUT_SCORE)
+        for (size_t i = 0; i < n; i++) {
+            /* score = a * native + b * x  =>  J_score = a J_native + b I */
+            sdflow__affine a;
+            if ((st = conversion_at(m, p, t[i], m->native, SDFLOW_OUT_SCORE, &a)))
+                return st;
+            double *J = jac + i * d * d;
+            for (size_t k = 0; k < d * d; k++)
+                J[k] *= a.a;
+            for (size_t k = 0; k < d; k++)
+                J[k * d + k] += a.b;
+        }
+    return sdflow__check_result(m->ctx, jac, n, d * d, "Jacobian");
+}
+
+sdflow_status sdflow_model_divergence(sdflow_model *m, const sdflow_process *p, size_t n, const double *x,
+                                      const double *t, double *div)
+{
+    sdflow_status st = check_eval_args(m, p, n, x, t, div, "div");
+    if (st)
+        return st;
+    size_t d = m->d;
+    if (m->ops->divergence) {
+        if ((st = m->ops->divergence(m, p, n, x, t, div)))
+            return st;
+        for (size_t i = 0; i < n && m->native != SDFLOW_OUT_SCORE; i++) {
+            sdflow__affine a;
+            if ((st = conversion_at(m, p, t[i], m->native, SDFLOW_OUT_SCORE, &a)))
+                return st;
+            div[i] = a.a * div[i] + a.b * (double)d;
+        }
+        return sdflow__check_result(m->ctx, div, n, 1, "divergence");
+    }
+    if (!m->ops->jacobian)
+        return unsupported(m, "divergence (no Jacobian)");
+    /* rows in blocks so the d x d Jacobians stay within ~8 MB */
+    size_t block = (1u << 20) / (d * d) + 1;
+    if (block > n)
+        block = n;
+    double *jac = sdflow__alloc_array(m->ctx, block, d * d * sizeof(double), "Jacobian block");
+    if (!jac)
+        return SDFLOW_E_NOMEM;
+    for (size_t i0 = 0; i0 < n && !st; i0 += block) {
+        size_t nb = n - i0 < block ? n - i0 : block;
+        st = sdflow_model_jacobian(m, p, nb, x + i0 * d, t + i0, jac);
+        for (size_t i = 0; i < nb && !st; i++) {
+            double tr = 0;
+            for (size_t k = 0; k < d; k++)
+                tr += jac[i * d * d + k * d + k];
+            div[i0 + i] = tr;
+        }
+    }
+    sdflow__free(m->ctx, jac);
+    return st;
+}
+
+sdflow_status sdflow_model_sample(sdflow_model *m, uint64_t stream, uint64_t first_index, size_t n, double *out)
+{
+    if (!m)
+        return SDFLOW_E_INVALID;
+    sdflow_status st = sdflow__check_dims(m->ctx, n, m->d);
+    if (st || (st = sdflow__check_ptr(m->ctx, out, "out")))
+        return st;
+    if (!m->ops->sample)
+        return unsupported(m, "exact sampler");
+    return m->ops->sample(m, stream, first_index, n, out);
+}

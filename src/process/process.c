@@ -1,0 +1,452 @@
+/* Forward noising processes (VP, VP-cosine, sub-VP, VE) and the one place
+ * where model parameterizations are converted into each other. */
+#include <math.h>
+#include <string.h>
+#include "process_internal.h"
+
+#define HALF_PI 1.5707963267948966192313216916398
+
+static const sdflow__name kind_names[] = {
+    { SDFLOW_PROCESS_VP, "vp" }, { SDFLOW_PROCESS_VP_COSINE, "vp_cosine" },
+    { SDFLOW_PROCESS_SUBVP, "subvp" }, { SDFLOW_PROCESS_VE, "ve" }, { 0, NULL }
+};
+
+const char *sdflow_process_kind_name(sdflow_process_kind kind) { return sdflow__name_of(kind_names, kind); }
+
+sdflow_status sdflow_process_kind_from_name(const char *name, sdflow_process_kind *out)
+{
+    int v;
+    if (!out)
+        return SDFLOW_E_INVALID;
+    if (!sdflow__value_of(kind_names, name, &v))
+        return SDFLOW_E_UNSUPPORTED;
+    *out = (sdflow_process_kind)v;
+    return SDFLOW_OK;
+}
+
+/* Cosine schedule: the T where alpha(T) = e^-5 (beta stays bounded; alpha(1) = 0). */
+static double cosine_default_tmax(double s)
+{
+    double th0 = s / (1 + s) * HALF_PI;
+    double th = acos(exp(-5.0) * cos(th0));
+    return th / HALF_PI * (1 + s) - s;
+}
+
+sdflow_status sdflow_process_create(sdflow_ctx *ctx, sdflow_process_kind kind, sdflow_process **out)
+{
+    if (!ctx)
+        return SDFLOW_E_INVALID;
+    if (!out)
+        return sdflow__fail(ctx, SDFLOW_E_INVALID, "out is NULL");
+    *out = NULL;
+    if (!sdflow_process_kind_name(kind))
+        return sdflow__fail(ctx, SDFLOW_E_INVALID, "unknown process kind %d", (int)kind);
+    sdflow_process *p = sdflow__alloc(ctx, sizeof *p);
+    if (!p)
+        return SDFLOW_E_NOMEM;
+    memset(p, 0, sizeof *p);
+    p->ctx = ctx;
+    p->kind = kind;
+    p->beta_min = 0.1;
+    p->beta_max = 20.0;
+    p->sigma_min = 0.01;
+    p->sigma_max = 50.0;
+    p->cosine_s = 0.008;
+    p->t_max = kind == SDFLOW_PROCESS_VP_COSINE ? cosine_default_tmax(p->cosine_s) : 1.0;
+    p->t_eps = 1e-5;
+    *out = p;
+    return SDFLOW_OK;
+}
+
+void sdflow_process_free(sdflow_process *p)
+{
+    if (p)
+        sdflow__free(p->ctx, p);
+}
+
+sdflow_process_kind sdflow_process_get_kind(const sdflow_process *p) { return p ? p->kind : (sdflow_process_kind)0; }
+
+void sdflow__process_coef(const sdflow_process *p, double t, sdflow__coef *c)
+{
+    if (!p) {
+        c->alpha = 1.0;
+        c->sigma = t;
+        c->f = 0.0;
+        c->g2 = 2.0 * t;
+        return;
+    }
+    switch (p->kind) {
+    case SDFLOW_PROCESS_VP:
+    case SDFLOW_PROCESS_SUBVP: {
+        double db = p->beta_max - p->beta_min;
+        double B = p->beta_min * t + 0.5 * db * t * t;
+        double beta = p->beta_min + db * t;
+        c->alpha = exp(-0.5 * B);
+        c->f = -0.5 * beta;
+        if (p->kind == SDFLOW_PROCESS_VP) {
+            c->sigma = sqrt(-expm1(-B));
+            c->g2 = beta;
+        } else {
+            c->sigma = -expm1(-B);
+            c->g2 = beta * -expm1(-2.0 * B);
+        }
+        break;
+    }
+    case SDFLOW_PROCESS_VP_COSINE: {
+        double s = p->cosine_s;
+        double th0 = s / (1 + s) * HALF_PI, th = (t + s) / (1 + s) * HALF_PI;
+        c->alpha = cos(th) / cos(th0);
+        /* 1 - alpha^2 = (1 - alpha)(1 + alpha), 1 - alpha via a product of sines: no cancellation at small t */
+        double one_minus = 2.0 * sin(0.5 * (th + th0)) * sin(0.5 * (th - th0)) / cos(th0);
+        c->sigma = sqrt(one_minus * (1.0 + c->alpha));
+        c->f = -tan(th) * HALF_PI / (1 + s);
+        c->g2 = -2.0 * c->f;
+        break;
+    }
+    case SDFLOW_PROCESS_VE: {
+        double lr = log(p->sigma_max / p->sigma_min);
+        double sg = p->sigma_min * exp(lr * t);
+        c->alpha = 1.0;
+        c->f = 0.0;
+        c->g2 = 2.0 * sg * sg * lr;
+        c->sigma = p->ve_exact_std ? sqrt(fmax(sg * sg - p->sigma_min * p->sigma_min, 0.0)) : sg;
+        break;
+    }
+    }
+}
+
+double sdflow__process_prior_std(const sdflow_process *p)
+{
+    if (p->kind != SDFLOW_PROCESS_VE)
+        return 1.0;
+    sdflow__coef c;
+    sdflow__process_coef(p, p->t_max, &c);
+    return c.sigma;
+}
+
+void sdflow__process_range(const sdflow_process *p, double *lo, double *hi)
+{
+    if (!p) {
+        *lo = 0.0; /* exclusive */
+        *hi = INFINITY;
+        return;
+    }
+    *lo = p->t_eps;
+    *hi = p->t_max;
+}
+
+sdflow_status sdflow__check_times(sdflow_ctx *ctx, const sdflow_process *p, size_t n, const double *t,
+                                  const char *name)
+{
+    if (!t)
+        return sdflow__fail(ctx, SDFLOW_E_INVALID, "%s is NULL", name);
+    double lo, hi;
+    sdflow__process_range(p, &lo, &hi);
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(t[i]))
+            return sdflow__fail(ctx, SDFLOW_E_INVALID, "%s[%zu] is %s", name, i, isnan(t[i]) ? "NaN" : "Inf");
+        if (!p && !(t[i] > 0))
+            return sdflow__fail(ctx, SDFLOW_E_INVALID, "%s[%zu] = %g: the smoothing level must be > 0", name, i,
+                                t[i]);
+        if (p && (t[i] < lo || t[i] > hi))
+            return sdflow__fail(ctx, SDFLOW_E_INVALID, "%s[%zu] = %g is outside the process's valid range [%g, %g]",
+                                name, i, t[i], lo, hi);
+    }
+    return SDFLOW_OK;
+}
+
+static const sdflow_option proc_keys[] = { SDFLOW_PROC_BETA_MIN, SDFLOW_PROC_BETA_MAX, SDFLOW_PROC_SIGMA_MIN,
+                                           SDFLOW_PROC_SIGMA_MAX, SDFLOW_PROC_COSINE_S, SDFLOW_PROC_T_MAX,
+                                           SDFLOW_PROC_T_EPS, SDFLOW_PROC_VE_EXACT_STD };
+#define PROC_KEY(ctx, key, type, v) \
+    sdflow__option_accept(ctx, "a process", proc_keys, sizeof proc_keys / sizeof proc_keys[0], key, type, v)
+
+static double *double_slot(sdflow_process *p, sdflow_option key)
+{
+    switch (key) {
+    case SDFLOW_PROC_BETA_MIN: return &p->beta_min;
+    case SDFLOW_PROC_BETA_MAX: return &p->beta_max;
+    case SDFLOW_PROC_SIGMA_MIN: return &p->sigma_min;
+    case SDFLOW_PROC_SIGMA_MAX: return &p->sigma_max;
+    case SDFLOW_PROC_COSINE_S: return &p->cosine_s;
+    case SDFLOW_PROC_T_MAX: return &p->t_max;
+    case SDFLOW_PROC_T_EPS: return &p->t_eps;
+    default: return NULL;
+    }
+}
+
+/* Cross-option consistency; q is the candidate state. */
+static sdflow_status check_consistent(sdflow_ctx *ctx, const sdflow_process *q)
+{
+    if (q->beta_min > q->beta_max)
+        return sdflow__fail(ctx, SDFLOW_E_INVALID, "beta_min=%g must be <= beta_max=%g", q->beta_min, q->beta_max);
+    if (q->sigma_min >= q->sigma_max)
+        return sdflow__fail(ctx, SDFLOW_E_INVALID, "sigma_min=%g must be < sigma_max=%g", q->sigma_min,
+                            q->sigma_max);
+    if (q->t_eps >= q->t_max)
+        return sdflow__fail(ctx, SDFLOW_E_INVALID, "t_eps=%g must be < t_max=%g", q->t_eps, q->t_max);
+    if (q->kind == SDFLOW_PROCESS_VP_COSINE && q->t_max >= 1.0)
+        return sdflow__fail(ctx, SDFLOW_E_INVALID, "t_max=%g: the cosine schedule needs T < 1 (alpha(1) = 0)",
+                            q->t_max);
+    return SDFLOW_OK;
+}
+
+sdflow_status sdflow_process_set_double(sdflow_process *p, sdflow_option key, double value)
+{
+    if (!p)
+        return SDFLOW_E_INVALID;
+    sdflow_status st = PROC_KEY(p->ctx, key, SDFLOW_TYPE_DOUBLE, &value);
+    if (st)
+        return st;
+    sdflow_process q = *p;
+    *double_slot(&q, key) = value;
+    if ((st = check_consistent(p->ctx, &q)))
+        return st;
+    *p = q;
+    return SDFLOW_OK;
+}
+
+sdflow_status sdflow_process_set_int(sdflow_process *p, sdflow_option key, long value)
+{
+    if (!p)
+        return SDFLOW_E_INVALID;
+    double v = (double)value;
+    sdflow_status st = PROC_KEY(p->ctx, key, SDFLOW_TYPE_INT, &v);
+    if (st)
+        return st;
+    p->ve_exact_std = (int)value;
+    return SDFLOW_OK;
+}
+
+sdflow_status sdflow_process_get_double(const sdflow_process *p, sdflow_option key, double *value)
+{
+    if (!p || !value)
+        return SDFLOW_E_INVALID;
+    sdflow_status st = PROC_KEY(NULL, key, SDFLOW_TYPE_DOUBLE, NULL);
+    if (st)
+        return st;
+    *value = *double_slot((sdflow_process *)p, key);
+    return SDFLOW_OK;
+}
+
+sdflow_status sdflow_process_get_int(const sdflow_process *p, sdflow_option key, long *value)
+{
+    if (!p || !value)
+        return SDFLOW_E_INVALID;
+    sdflow_status st = PROC_KEY(NULL, key, SDFLOW_TYPE_INT, NULL);
+    if (st)
+        return st;
+    *value = p->ve_exact_std;
+    return SDFLOW_OK;
+}
+
+sdflow_status sdflow_process_time_range(const sdflow_process *p, double *t_eps, double *t_max)
+{
+    if (!p)
+        return SDFLOW_E_INVALID;
+    if (t_eps)
+        *t_eps = p->t_eps;
+    if (t_max)
+        *t_max = p->t_max;
+    return SDFLOW_OK;
+}
+
+sdflow_status sdflow_process_coefficients(const sdflow_process *p, size_t n, const double *t, double *alpha,
+                                          double *sigma, double *f, double *g)
+{
+    if (!p)
+        return SDFLOW_E_INVALID;
+    sdflow_status st = sdflow__check_size(p->ctx, n, "n");
+    if (st || (st = sdflow__check_finite(p->ctx, t, n, 1, "t")))
+        return st;
+    for (size_t i = 0; i < n; i++)
+        if (t[i] < 0 || t[i] > p->t_max)
+            return sdflow__fail(p->ctx, SDFLOW_E_INVALID, "t[%zu] = %g is outside [0, T=%g]", i, t[i], p->t_max);
+    for (size_t i = 0; i < n; i++) {
+        sdflow__coef c;
+        sdflow__process_coef(p, t[i], &c);
+        if (alpha)
+            alpha[i] = c.alpha;
+        if (sigma)
+            sigma[i] = c.sigma;
+        if (f)
+            f[i] = c.f;
+        if (g)
+            g[i] = sqrt(c.g2);
+    }
+    return SDFLOW_OK;
+}
+
+sdflow_status sdflow_process_prior_sample(const sdflow_process *p, uint64_t stream, uint64_t first_index, size_t n,
+                                          size_t d, double *out)
+{
+    if (!p)
+        return SDFLOW_E_INVALID;
+    sdflow_status st = sdflow__check_dims(p->ctx, n, d);
+    if (st || (st = sdflow__check_ptr(p->ctx, out, "out")))
+        return st;
+    double s = sdflow__process_prior_std(p);
+    for (size_t i = 0; i < n; i++) {
+        sdflow__rng_normal_row(p->ctx->seed, stream, first_index + i, 0, d, out + i * d);
+        for (size_t j = 0; j < d; j++)
+            out[i * d + j] *= s;
+    }
+    return SDFLOW_OK;
+}
+
+sdflow_status sdflow_process_prior_logpdf(const sdflow_process *p, size_t n, size_t d, const double *x,
+                                          double *logp)
+{
+    if (!p)
+        return SDFLOW_E_INVALID;
+    sdflow_status st = sdflow__check_dims(p->ctx, n, d);
+    if (st || (st = sdflow__check_finite(p->ctx, x, n, d, "x")) || (st = sdflow__check_ptr(p->ctx, logp, "logp")))
+        return st;
+    double s = sdflow__process_prior_std(p);
+    double c = -0.5 * (double)d * log(2.0 * SDFLOW__PI * s * s);
+    for (size_t i = 0; i < n; i++) {
+        double q = 0;
+        for (size_t j = 0; j < d; j++)
+            q += x[i * d + j] * x[i * d + j];
+        logp[i] = c - 0.5 * q / (s * s);
+    }
+    return SDFLOW_OK;
+}
+
+sdflow_status sdflow_process_perturb(const sdflow_process *p, uint64_t stream, uint64_t first_index, size_t n,
+                                     size_t d, const double *x0, const double *t, double *xt, double *eps_out)
+{
+    if (!p)
+        return SDFLOW_E_INVALID;
+    sdflow_ctx *ctx = p->ctx;
+    sdflow_status st = sdflow__check_dims(ctx, n, d);
+    if (st || (st = sdflow__check_finite(ctx, x0, n, d, "x0")) || (st = sdflow__check_times(ctx, p, n, t, "t")) ||
+        (st = sdflow__check_ptr(ctx, xt, "xt")))
+        return st;
+    double *eps = sdflow__alloc_array(ctx, d, sizeof *eps, "noise row");
+    if (!eps)
+        return SDFLOW_E_NOMEM;
+    for (size_t i = 0; i < n; i++) {
+        sdflow__coef c;
+        sdflow__process_coef(p, t[i], &c);
+        sdflow__rng_normal_row(ctx->seed, stream, first_index + i, 0, d, eps);
+        for (size_t j = 0; j < d; j++) {
+            xt[i * d + j] = c.alpha * x0[i * d + j] + c.sigma * eps[j];
+            if (eps_out)
+                eps_out[i * d + j] = eps[j];
+        }
+    }
+    sdflow__free(ctx, eps);
+    return SDFLOW_OK;
+}
+
+sdflow_status sdflow_process_simulate(const sdflow_process *p, uint64_t stream, uint64_t first_index, size_t n,
+                                      size_t d, const double *x_in, double t0, double t1, long steps, double *x_out)
+{
+    if (!p)
+        return SDFLOW_E_INVALID;
+    sdflow_ctx *ctx = p->ctx;
+    sdflow_status st = sdflow__check_dims(ctx, n, d);
+    if (st || (st = sdflow__check_finite(ctx, x_in, n, d, "x_in")) || (st = sdflow__check_ptr(ctx, x_out, "x_out")))
+        return st;
+    if (!(t0 >= 0 && t0 < t1 && t1 <= p->t_max))
+        return sdflow__fail(ctx, SDFLOW_E_INVALID, "need 0 <= t0 < t1 <= T=%g, got t0=%g t1=%g", p->t_max, t0, t1);
+    if (steps < 1)
+        return sdflow__fail(ctx, SDFLOW_E_INVALID, "steps=%ld must be >= 1", steps);
+    double *z = sdflow__alloc_array(ctx, d, sizeof *z, "noise row");
+    if (!z)
+        return SDFLOW_E_NOMEM;
+    if (x_out != x_in)
+        memmove(x_out, x_in, n * d * sizeof *x_out);
+    double h = (t1 - t0) / (double)steps;
+    for (long k = 0; k < steps; k++) {
+        sdflow__coef c;
+        sdflow__process_coef(p, t0 + (double)k * h, &c);
+        double gs = sqrt(c.g2 * h);
+        uint64_t sk = sdflow__stream(stream, 0x73696d75ull /* "simu" */, (uint64_t)k);
+        for (size_t i = 0; i < n; i++) {
+            sdflow__rng_normal_row(ctx->seed, sk, first_index + i, 0, d, z);
+            double *x = x_out + i * d;
+            for (size_t j = 0; j < d; j++)
+                x[j] += c.f * x[j] * h + gs * z[j];
+        }
+    }
+    sdflow__free(ctx, z);
+    return SDFLOW_OK;
+}
+
+/* ---- parameterizations ---------------------------------------------------- */
+
+#define TINY 1e-300
+
+int sdflow__to_score(sdflow_output kind, const sdflow__coef *c, sdflow__affine *m)
+{
+    double a = c->alpha, s = c->sigma, s2 = s * s;
+    switch (kind) {
+    case SDFLOW_OUT_SCORE: m->a = 1; m->b = 0; return 1;
+    case SDFLOW_OUT_EPS: if (s < TINY) return 0; m->a = -1.0 / s; m->b = 0; return 1;
+    case SDFLOW_OUT_X0: if (s2 < TINY) return 0; m->a = a / s2; m->b = -1.0 / s2; return 1;
+    case SDFLOW_OUT_VELOCITY: if (c->g2 < TINY) return 0; m->a = -2.0 / c->g2; m->b = 2.0 * c->f / c->g2; return 1;
+    case SDFLOW_OUT_V: {
+        double r = a * a + s2;
+        if (s < TINY || r < TINY) return 0;
+        m->a = -a / (s * r); m->b = -1.0 / r; return 1;
+    }
+    }
+    return 0;
+}
+
+int sdflow__from_score(sdflow_output kind, const sdflow__coef *c, sdflow__affine *m)
+{
+    double a = c->alpha, s = c->sigma, s2 = s * s;
+    switch (kind) {
+    case SDFLOW_OUT_SCORE: m->a = 1; m->b = 0; return 1;
+    case SDFLOW_OUT_EPS: m->a = -s; m->b = 0; return 1;
+    case SDFLOW_OUT_X0: if (a < 1e-12) return 0; m->a = s2 / a; m->b = 1.0 / a; return 1;
+    case SDFLOW_OUT_VELOCITY: m->a = -0.5 * c->g2; m->b = c->f; return 1;
+    case SDFLOW_OUT_V: if (a < 1e-12) return 0; m->a = -(s / a) * (a * a + s2); m->b = -s / a; return 1;
+    }
+    return 0;
+}
+
+int sdflow__conversion(sdflow_output from, sdflow_output to, const sdflow__coef *c, sdflow__affine *m)
+{
+    sdflow__affine in, out;
+    if (from == to) {
+        m->a = 1;
+        m->b = 0;
+        return 1;
+    }
+    if (!sdflow__to_score(from, c, &in) || !sdflow__from_score(to, c, &out))
+        return 0;
+    m->a = out.a * in.a;
+    m->b = out.a * in.b + out.b;
+    return 1;
+}
+
+static int valid_output(sdflow_output k) { return k >= SDFLOW_OUT_SCORE && k <= SDFLOW_OUT_V; }
+
+sdflow_status sdflow_process_convert(const sdflow_process *p, size_t n, size_t d, const double *x, const double *t,
+                                     sdflow_output from, const double *in, sdflow_output to, double *out)
+{
+    if (!p)
+        return SDFLOW_E_INVALID;
+    sdflow_ctx *ctx = p->ctx;
+    sdflow_status st = sdflow__check_dims(ctx, n, d);
+    if (st || (st = sdflow__check_finite(ctx, x, n, d, "x")) || (st = sdflow__check_times(ctx, p, n, t, "t")) ||
+        (st = sdflow__check_finite(ctx, in, n, d, "in")) || (st = sdflow__check_ptr(ctx, out, "out")))
+        return st;
+    if (!valid_output(from) || !valid_output(to))
+        return sdflow__fail(ctx, SDFLOW_E_INVALID, "unknown output kind %d", valid_output(from) ? (int)to : (int)from);
+    for (size_t i = 0; i < n; i++) {
+        sdflow__coef c;
+        sdflow__affine m;
+        sdflow__process_coef(p, t[i], &c);
+        if (!sdflow__conversion(from, to, &c, &m))
+            return sdflow__fail(ctx, SDFLOW_E_NUMERIC, "conversion undefined at t[%zu] = %g (alpha=%g, sigma=%g)", i,
+                                t[i], c.alpha, c.sigma);
+        for (size_t j = 0; j < d; j++)
+            out[i * d + j] = m.a * in[i * d + j] + m.b * x[i * d + j];
+    }
+    return SDFLOW_OK;
+}

@@ -1,0 +1,45 @@
+/* Internal: process body and coefficient helpers shared by models, samplers
+ * and density estimators. */
+#ifndef SDFLOW_PROCESS_INTERNAL_H
+#define SDFLOW_PROCESS_INTERNAL_H
+
+#include "ctx_internal.h"
+
+struct sdflow_process {
+    sdflow_ctx *ctx;
+    sdflow_process_kind kind;
+    double beta_min, beta_max;
+    double sigma_min, sigma_max;
+    double cosine_s;
+    double t_max, t_eps;
+    int ve_exact_std;
+};
+
+/* Coefficients at one time: x_t = alpha x0 + sigma eps, dx = f x dt + g dW. */
+typedef struct sdflow__coef {
+    double alpha, sigma, f, g2;
+} sdflow__coef;
+
+/* p == NULL is pure Gaussian smoothing: alpha = 1, sigma = t, f = 0, g2 = 2t. */
+void sdflow__process_coef(const sdflow_process *p, double t, sdflow__coef *c);
+/* Standard deviation of the prior N(0, s^2 I) at T. */
+double sdflow__process_prior_std(const sdflow_process *p);
+/* Valid evaluation range; for p == NULL: (0, inf). */
+void sdflow__process_range(const sdflow_process *p, double *lo, double *hi);
+/* Checks n times against the valid range, naming the bad entry. */
+sdflow_status sdflow__check_times(sdflow_ctx *ctx, const sdflow_process *p, size_t n, const double *t,
+                                  const char *name);
+
+/* Every conversion between parameterizations is affine in (value, x):
+ * to_score:   score = a * value + b * x
+ * from_score: value = a * score + b * x
+ * Returns 0 where the conversion divides by ~0 (e.g. x0 at alpha = 0). */
+typedef struct sdflow__affine {
+    double a, b;
+} sdflow__affine;
+int sdflow__to_score(sdflow_output kind, const sdflow__coef *c, sdflow__affine *m);
+int sdflow__from_score(sdflow_output kind, const sdflow__coef *c, sdflow__affine *m);
+/* Composition: out(kind to) = a * in(kind from) + b * x. */
+int sdflow__conversion(sdflow_output from, sdflow_output to, const sdflow__coef *c, sdflow__affine *m);
+
+#endif

@@ -1,0 +1,331 @@
+/* The sampler handle: options, bindings, argument checks and dispatch to
+ * the algorithm of its kind. */
+#include <math.h>
+#include <stddef.h>
+#include <string.h>
+#include "sampler_internal.h"
+
+static const sdflow__name kind_names[] = { { SDFLOW_SAMPLER_REVERSE_SDE, "reverse_sde" },
+                                           { SDFLOW_SAMPLER_PC, "pc" },
+                                           { SDFLOW_SAMPLER_PF_ODE, "pf_ode" },
+                                           { SDFLOW_SAMPLER_SDFLOW, "sdflow" },
+                                           { 0, NULL } };
+
+const char *sdflow_sampler_kind_name(sdflow_sampler_kind kind) { return sdflow__name_of(kind_names, kind); }
+
+sdflow_status sdflow_sampler_kind_from_name(const char *name, sdflow_sampler_kind *out)
+{
+    int v;
+    if (!out)
+        return SDFLOW_E_INVALID;
+    if (!sdflow__value_of(kind_names, name, &v))
+        return SDFLOW_E_UNSUPPORTED;
+    *out = (sdflow_sampler_kind)v;
+    return SDFLOW_OK;
+}
+
+/* Which kinds accept an option, and where it lives. */
+#define K_SDE (1u << SDFLOW_SAMPLER_REVERSE_SDE)
+#define K_PC (1u << SDFLOW_SAMPLER_PC)
+#define K_ODE (1u << SDFLOW_SAMPLER_PF_ODE)
+#define K_SDF (1u << SDFLOW_SAMPLER_SDFLOW)
+#define K_DIFF (K_SDE | K_PC | K_ODE)
+#define K_ALL (K_DIFF | K_SDF)
+
+typedef struct opt_slot {
+    sdflow_option key;
+    unsigned kinds;
+    size_t offset;
+} opt_slot;
+
+#define SLOT(key, kinds, field) { key, kinds, offsetof(struct sdflow_sampler, field) }
+static const opt_slot slots[] = {
+    SLOT(SDFLOW_OPT_STEPS, K_ALL, steps),
+    SLOT(SDFLOW_OPT_T_MIN, K_DIFF, t_min),
+    SLOT(SDFLOW_OPT_T_START, K_DIFF, t_start),
+    SLOT(SDFLOW_OPT_TIME_GRID, K_DIFF, time_grid),
+    SLOT(SDFLOW_OPT_DENOISE, K_DIFF, denoise),
+    SLOT(SDFLOW_OPT_SOLVER, K_ODE, solver),
+    SLOT(SDFLOW_OPT_SNR, K_PC, snr),
+    SLOT(SDFLOW_OPT_CORRECTOR_STEPS, K_PC, corrector_steps),
+    SLOT(SDFLOW_OPT_MAX_STEPS, K_ODE, max_steps),
+    SLOT(SDFLOW_OPT_H_INIT, K_ODE, h_init),
+    SLOT(SDFLOW_OPT_RTOL, K_ODE, rtol),
+    SLOT(SDFLOW_OPT_ATOL, K_ODE, atol),
+    SLOT(SDFLOW_OPT_FIRST_INDEX, K_ALL, first_index),
+    SLOT(SDFLOW_OPT_STREAM, K_ALL, stream),
+    SLOT(SDFLOW_OPT_SIGMA_MAX, K_SDF, sigma_max),
+    SLOT(SDFLOW_OPT_SIGMA_MIN, K_SDF, sigma_min),
+    SLOT(SDFLOW_OPT_STEP_FRAC, K_SDF, step_frac),
+    SLOT(SDFLOW_OPT_NOISE, K_SDF, noise),
+    SLOT(SDFLOW_OPT_INNER_STEPS, K_SDF, inner_steps),
+    SLOT(SDFLOW_OPT_SELF_EXCLUDE, K_SDF, self_exclude),
+    SLOT(SDFLOW_OPT_EVAL_NOISY, K_SDF, eval_noisy),
+    SLOT(SDFLOW_OPT_BLOCK_Q, K_SDF, block_q),
+    SLOT(SDFLOW_OPT_BLOCK_Y, K_SDF, block_y),
+};
+
+static const opt_slot *find_slot(const sdflow_sampler *s, sdflow_option key)
+{
+    for (size_t i = 0; i < sizeof slots / sizeof slots[0]; i++)
+        if (slots[i].key == key && (slots[i].kinds & (1u << s->kind)))
+            return &slots[i];
+    return NULL;
+}
+
+sdflow_status sdflow_sampler_create(sdflow_ctx *ctx, sdflow_sampler_kind kind, sdflow_sampler **out)
+{
+    if (!ctx)
+        return SDFLOW_E_INVALID;
+    if (!out)
+        return sdflow__fail(ctx, SDFLOW_E_INVALID, "out is NULL");
+    *out = NULL;
+    if (!sdflow_sampler_kind_name(kind))
+        return sdflow__fail(ctx, SDFLOW_E_INVALID, "unknown sampler kind %d", (int)kind);
+    sdflow_sampler *s = sdflow__alloc(ctx, sizeof *s);
+    if (!s)
+        return SDFLOW_E_NOMEM;
+    memset(s, 0, sizeof *s);
+    s->ctx = ctx;
+    s->kind = kind;
+    s->steps = kind == SDFLOW_SAMPLER_PF_ODE ? 100 : kind == SDFLOW_SAMPLER_SDFLOW ? 100 : 1000;
+    s->t_min = NAN;
+    s->t_start = NAN;
+    s->time_grid = SDFLOW_GRID_UNIFORM;
+    s->solver = SDFLOW_SOLVER_DOPRI5;
+    s->snr = 0.16;
+    s->corrector_steps = 1;
+    s->max_steps = 100000;
+    s->rtol = 1e-5;
+    s->atol = 1e-5;
+    s->stream = (uint64_t)kind;
+    s->step_frac = 1.0;
+    s->inner_steps = 10;
+    s->block_q = 256;
+    s->block_y = 4096;
+    *out = s;
+    return SDFLOW_OK;
+}
+
+void sdflow_sampler_free(sdflow_sampler *s)
+{
+    if (s)
+        sdflow__free(s->ctx, s);
+}
+
+sdflow_status sdflow_sampler_set_process(sdflow_sampler *s, const sdflow_process *p)
+{
+    if (!s)
+        return SDFLOW_E_INVALID;
+    s->proc = p;
+    return SDFLOW_OK;
+}
+
+sdflow_status sdflow_sampler_set_model(sdflow_sampler *s, sdflow_role role, sdflow_model *m)
+{
+    if (!s)
+        return SDFLOW_E_INVALID;
+    if (role < SDFLOW_ROLE_SCORE || role > SDFLOW_ROLE_SOURCE)
+        return sdflow__fail(s->ctx, SDFLOW_E_INVALID, "unknown model role %d", (int)role);
+    int sdf = s->kind == SDFLOW_SAMPLER_SDFLOW;
+    if (sdf != (role != SDFLOW_ROLE_SCORE))
+        return sdflow__fail(s->ctx, SDFLOW_E_INVALID, "role %d does not apply to a %s sampler (%s)", (int)role,
+                            sdflow_sampler_kind_name(s->kind),
+                            sdf ? "use SDFLOW_ROLE_TARGET / SDFLOW_ROLE_SOURCE" : "use SDFLOW_ROLE_SCORE");
+    if (m && m->ctx != s->ctx)
+        return sdflow__fail(s->ctx, SDFLOW_E_INVALID, "model was created from another context");
+    s->model[role] = m;
+    return SDFLOW_OK;
+}
+
+/* Shared by the typed setters: key applies to this kind, type and bounds hold. */
+static sdflow_status set_checked(sdflow_sampler *s, sdflow_option key, sdflow_option_type type, double v,
+                                 const opt_slot **slot)
+{
+    *slot = find_slot(s, key);
+    if (!*slot) {
+        const char *name = sdflow_option_name(key);
+        return sdflow__fail(s->ctx, SDFLOW_E_UNSUPPORTED, "option %d (%s) does not apply to a %s sampler", (int)key,
+                            name ? name : "unknown key", sdflow_sampler_kind_name(s->kind));
+    }
+    return sdflow__check_option_value(s->ctx, key, type, v);
+}
+
+sdflow_status sdflow_sampler_set_int(sdflow_sampler *s, sdflow_option key, long value)
+{
+    if (!s)
+        return SDFLOW_E_INVALID;
+    const opt_slot *slot;
+    sdflow_status st = set_checked(s, key, SDFLOW_TYPE_INT, (double)value, &slot);
+    if (!st)
+        *(long *)((char *)s + slot->offset) = value;
+    return st;
+}
+
+sdflow_status sdflow_sampler_set_double(sdflow_sampler *s, sdflow_option key, double value)
+{
+    if (!s)
+        return SDFLOW_E_INVALID;
+    const opt_slot *slot;
+    sdflow_status st = set_checked(s, key, SDFLOW_TYPE_DOUBLE, value, &slot);
+    if (!st)
+        *(double *)((char *)s + slot->offset) = value;
+    return st;
+}
+
+sdflow_status sdflow_sampler_set_u64(sdflow_sampler *s, sdflow_option key, uint64_t value)
+{
+    if (!s)
+        return SDFLOW_E_INVALID;
+    const opt_slot *slot;
+    sdflow_status st = set_checked(s, key, SDFLOW_TYPE_U64, (double)value, &slot);
+    if (!st)
+        *(uint64_t *)((char *)s + slot->offset) = value;
+    return st;
+}
+
+static const opt_slot *get_checked(const sdflow_sampler *s, sdflow_option key, sdflow_option_type type,
+                                   sdflow_status *st)
+{
+    const opt_slot *slot = find_slot(s, key);
+    *st = !slot ? SDFLOW_E_UNSUPPORTED : sdflow_option_get_type(key) != type ? SDFLOW_E_INVALID : SDFLOW_OK;
+    return *st ? NULL : slot;
+}
+
+sdflow_status sdflow_sampler_get_int(const sdflow_sampler *s, sdflow_option key, long *value)
+{
+    sdflow_status st = SDFLOW_E_INVALID;
+    const opt_slot *slot = s && value ? get_checked(s, key, SDFLOW_TYPE_INT, &st) : NULL;
+    if (slot)
+        *value = *(const long *)((const char *)s + slot->offset);
+    return st;
+}
+
+sdflow_status sdflow_sampler_get_double(const sdflow_sampler *s, sdflow_option key, double *value)
+{
+    sdflow_status st = SDFLOW_E_INVALID;
+    const opt_slot *slot = s && value ? get_checked(s, key, SDFLOW_TYPE_DOUBLE, &st) : NULL;
+    if (slot) {
+        *value = *(const double *)((const char *)s + slot->offset);
+        if (key == SDFLOW_OPT_T_MIN && s->proc)
+            *value = sdflow__sampler_t_min(s);
+        if (key == SDFLOW_OPT_T_START && s->proc)
+            *value = sdflow__sampler_t_start(s);
+    }
+    return st;
+}
+
+sdflow_status sdflow_sampler_get_u64(const sdflow_sampler *s, sdflow_option key, uint64_t *value)
+{
+    sdflow_status st = SDFLOW_E_INVALID;
+    const opt_slot *slot = s && value ? get_checked(s, key, SDFLOW_TYPE_U64, &st) : NULL;
+    if (slot)
+        *value = *(const uint64_t *)((const char *)s + slot->offset);
+    return st;
+}
+
+double sdflow__sampler_t_min(const sdflow_sampler *s)
+{
+    if (!isnan(s->t_min))
+        return s->t_min;
+    double t = sdflow_process_get_kind(s->proc) == SDFLOW_PROCESS_VE ? 1e-5 : 1e-3;
+    return t < s->proc->t_eps ? s->proc->t_eps : t;
+}
+
+double sdflow__sampler_t_start(const sdflow_sampler *s)
+{
+    return isnan(s->t_start) ? s->proc->t_max : s->t_start;
+}
+
+sdflow_status sdflow_sampler_get_stat(const sdflow_sampler *s, sdflow_stat stat, double *value)
+{
+    if (!s || !value)
+        return SDFLOW_E_INVALID;
+    if ((int)stat < 0 || (int)stat >= SDFLOW__NSTATS)
+        return sdflow__fail(s->ctx, SDFLOW_E_UNSUPPORTED, "unknown statistic %d", (int)stat);
+    *value = s->stats[stat];
+    return SDFLOW_OK;
+}
+
+/* Checks bindings, sizes and inputs common to run and transport. */
+static sdflow_status check_run(sdflow_sampler *s, size_t n, const double *x_in, double *x_out, size_t *d)
+{
+    sdflow_ctx *ctx = s->ctx;
+    int sdf = s->kind == SDFLOW_SAMPLER_SDFLOW;
+    sdflow_model *m = s->model[sdf ? SDFLOW_ROLE_TARGET : SDFLOW_ROLE_SCORE];
+    if (!m)
+        return sdflow__fail(ctx, SDFLOW_E_STATE, "no %s model bound (sdflow_sampler_set_model)",
+                            sdf ? "target" : "score");
+    if (!sdf && !s->proc)
+        return sdflow__fail(ctx, SDFLOW_E_STATE, "no process bound (sdflow_sampler_set_process)");
+    if (sdf && s->model[SDFLOW_ROLE_SOURCE] && s->model[SDFLOW_ROLE_SOURCE]->d != m->d)
+        return sdflow__fail(ctx, SDFLOW_E_INVALID, "source model d=%zu differs from target d=%zu",
+                            s->model[SDFLOW_ROLE_SOURCE]->d, m->d);
+    *d = m->d;
+    sdflow_status st = sdflow__check_dims(ctx, n, *d);
+    if (st || (st = sdflow__check_ptr(ctx, x_out, "x_out")))
+        return st;
+    if (x_in && (st = sdflow__check_finite(ctx, x_in, n, *d, "x_init")))
+        return st;
+    if (!sdf) {
+        double lo = s->proc->t_eps, hi = s->proc->t_max, t0 = sdflow__sampler_t_min(s), t1 = sdflow__sampler_t_start(s);
+        if (t0 < lo || t1 > hi || !(t0 < t1))
+            return sdflow__fail(ctx, SDFLOW_E_INVALID, "need t_eps=%g <= t_min=%g < t_start=%g <= T=%g", lo, t0, t1,
+                                hi);
+    }
+    if (s->sigma_min > 0 && s->sigma_max > 0 && s->sigma_min > s->sigma_max)
+        return sdflow__fail(ctx, SDFLOW_E_INVALID, "sigma_min=%g must be <= sigma_max=%g", s->sigma_min,
+                            s->sigma_max);
+    memset(s->stats, 0, sizeof s->stats);
+    return SDFLOW_OK;
+}
+
+sdflow_status sdflow_sampler_run(sdflow_sampler *s, size_t n, const double *x_init, double *x_out)
+{
+    if (!s)
+        return SDFLOW_E_INVALID;
+    size_t d;
+    sdflow_status st = check_run(s, n, x_init, x_out, &d);
+    if (st)
+        return st;
+    if (x_init) {
+        if (x_out != x_init)
+            memmove(x_out, x_init, n * d * sizeof *x_out);
+    } else if (s->kind == SDFLOW_SAMPLER_SDFLOW) {
+        for (size_t i = 0; i < n; i++)
+            sdflow__rng_normal_row(s->ctx->seed, sdflow__stream(s->stream, 0x696e6974ull /* "init" */, 0),
+                                   s->first_index + i, 0, d, x_out + i * d);
+    } else if ((st = sdflow_process_prior_sample(s->proc, sdflow__stream(s->stream, 0x696e6974ull, 0),
+                                                 s->first_index, n, d, x_out))) {
+        return st;
+    }
+    switch (s->kind) {
+    case SDFLOW_SAMPLER_REVERSE_SDE:
+    case SDFLOW_SAMPLER_PC: return sdflow__sde_run(s, n, x_out);
+    case SDFLOW_SAMPLER_PF_ODE:
+        return sdflow__ode_run(s, n, sdflow__sampler_t_start(s), sdflow__sampler_t_min(s), x_out);
+    case SDFLOW_SAMPLER_SDFLOW: return sdflow__sdflow_run(s, n, x_out);
+    }
+    return sdflow__fail(s->ctx, SDFLOW_E_INVALID, "unknown sampler kind");
+}
+
+sdflow_status sdflow_sampler_transport(sdflow_sampler *s, size_t n, double t_from, double t_to, const double *x_in,
+                                       double *x_out)
+{
+    if (!s)
+        return SDFLOW_E_INVALID;
+    if (s->kind != SDFLOW_SAMPLER_PF_ODE)
+        return sdflow__fail(s->ctx, SDFLOW_E_UNSUPPORTED, "transport needs a pf_ode sampler, not %s",
+                            sdflow_sampler_kind_name(s->kind));
+    size_t d;
+    sdflow_status st = check_run(s, n, x_in, x_out, &d);
+    if (st || (st = sdflow__check_ptr(s->ctx, x_in, "x_in")))
+        return st;
+    double lo = s->proc->t_eps, hi = s->proc->t_max;
+    if (!(t_from >= lo && t_from <= hi && t_to >= lo && t_to <= hi) || t_from == t_to)
+        return sdflow__fail(s->ctx, SDFLOW_E_INVALID, "t_from=%g and t_to=%g must differ and lie in [%g, %g]", t_from,
+                            t_to, lo, hi);
+    if (x_out != x_in)
+        memmove(x_out, x_in, n * d * sizeof *x_out);
+    return sdflow__ode_run(s, n, t_from, t_to, x_out);
+}

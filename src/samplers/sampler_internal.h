@@ -1,0 +1,40 @@
+/* Internal: the sampler handle shared by the generic layer (sampler.c) and
+ * the algorithm files (sde.c, ode.c, sdflow.c). */
+#ifndef SDFLOW_SAMPLER_INTERNAL_H
+#define SDFLOW_SAMPLER_INTERNAL_H
+
+#include "model_internal.h"
+
+#define SDFLOW__NSTATS 6
+
+struct sdflow_sampler {
+    sdflow_ctx *ctx;
+    sdflow_sampler_kind kind;
+    const sdflow_process *proc;
+    sdflow_model *model[3];         /* indexed by sdflow_role */
+    /* options (NaN / 0 where the default depends on the process or data) */
+    long steps;
+    double t_min, t_start;          /* NaN: process default */
+    long time_grid, denoise, solver;
+    double snr;
+    long corrector_steps, max_steps;
+    double h_init, rtol, atol;
+    uint64_t first_index, stream;
+    double sigma_max, sigma_min, step_frac, noise;
+    long inner_steps, self_exclude, eval_noisy, block_q, block_y;
+    /* statistics of the last run */
+    double stats[SDFLOW__NSTATS];
+};
+
+/* Algorithm entry points; arguments are validated by sampler.c, x_out holds
+ * a copy of the start state (or NULL start was replaced by prior draws),
+ * and the stats are zeroed. */
+sdflow_status sdflow__sde_run(sdflow_sampler *s, size_t n, double *x);      /* REVERSE_SDE and PC */
+sdflow_status sdflow__ode_run(sdflow_sampler *s, size_t n, double t_from, double t_to, double *x); /* PF_ODE */
+sdflow_status sdflow__sdflow_run(sdflow_sampler *s, size_t n, double *x);   /* SDFLOW */
+
+/* Resolved t_min / t_start of the bound process. */
+double sdflow__sampler_t_min(const sdflow_sampler *s);
+double sdflow__sampler_t_start(const sdflow_sampler *s);
+
+#endif

@@ -1,0 +1,89 @@
+/* Shared test helpers: a fault-injecting allocator, context set-up and
+ * statistics used by several suites. Header-only, static functions. */
+#ifndef SDFLOW_TESTUTIL_H
+#define SDFLOW_TESTUTIL_H
+
+#include <check.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "sdflow.h"
+
+/* Fails allocation number fail_at (0-based); counts live blocks. */
+typedef struct failalloc {
+    long fail_at, count, live;
+} failalloc;
+
+static inline void *fa_alloc(void *u, size_t n)
+{
+    failalloc *f = u;
+    if (f->count++ == f->fail_at)
+        return NULL;
+    f->live++;
+    return malloc(n);
+}
+
+static inline void fa_free(void *u, void *p)
+{
+    failalloc *f = u;
+    if (p) {
+        f->live--;
+        free(p);
+    }
+}
+
+/* Runs workload(alloc) failing the k-th allocation for every k it reaches:
+ * each run must return SDFLOW_E_NOMEM (or OK once k passes the last
+ * allocation) and free everything it allocated. */
+typedef sdflow_status (*alloc_workload)(const sdflow_allocator *a);
+static inline void check_all_alloc_failures(alloc_workload workload)
+{
+    for (long k = 0;; k++) {
+        failalloc f = { k, 0, 0 };
+        sdflow_allocator a = { fa_alloc, NULL, fa_free, &f };
+        sdflow_status st = workload(&a);
+        ck_assert_msg(f.live == 0, "allocation %ld failed: %ld blocks leaked", k, f.live);
+        if (f.count <= k) {
+            ck_assert_msg(st == SDFLOW_OK, "no failure injected at %ld but status %d", k, st);
+            ck_assert_msg(k > 0, "workload allocated nothing");
+            break;
+        }
+        ck_assert_msg(st == SDFLOW_E_NOMEM, "allocation %ld failed but status %d (%s)", k, st, sdflow_strerror(st));
+    }
+}
+
+static inline sdflow_ctx *test_ctx(uint64_t seed)
+{
+    sdflow_ctx *ctx = NULL;
+    ck_assert_int_eq(sdflow_ctx_create(&ctx, NULL), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_ctx_set_u64(ctx, SDFLOW_CTX_SEED, seed), SDFLOW_OK);
+    return ctx;
+}
+
+/* Asserts status st and that the ctx message contains substring want. */
+#define ck_assert_status_msg(ctx, call, status, want)                                                              \
+    do {                                                                                                           \
+        sdflow_status st_ = (call);                                                                                \
+        ck_assert_msg(st_ == (status), "%s: status %d, want %d (%s)", #call, st_, (status),                        \
+                      sdflow_ctx_last_error(ctx));                                                                 \
+        ck_assert_msg(strstr(sdflow_ctx_last_error(ctx), (want)) != NULL, "%s: message '%s' lacks '%s'", #call,     \
+                      sdflow_ctx_last_error(ctx), (want));                                                         \
+    } while (0)
+
+static inline double vec_mean(const double *a, size_t n, size_t stride)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++)
+        s += a[i * stride];
+    return s / (double)n;
+}
+
+static inline double vec_var(const double *a, size_t n, size_t stride)
+{
+    double m = vec_mean(a, n, stride), s = 0;
+    for (size_t i = 0; i < n; i++)
+        s += (a[i * stride] - m) * (a[i * stride] - m);
+    return s / (double)(n - 1);
+}
+
+#endif
