@@ -54,8 +54,8 @@ static sdflow_status cb_jacobian(sdflow_model *m, const sdflow_process *p, size_
 
 static void cb_destroy(sdflow_model *m) { sdflow__free(m->ctx, m->impl); }
 
-static const sdflow__model_ops cb_ops = { cb_eval, NULL, NULL, NULL, NULL, NULL, NULL, cb_destroy };
-static const sdflow__model_ops cb_jvp_ops = { cb_eval, NULL, cb_jacobian, NULL, NULL, NULL, NULL, cb_destroy };
+static const sdflow__model_ops cb_ops = { .eval = cb_eval, .destroy = cb_destroy };
+static const sdflow__model_ops cb_jvp_ops = { .eval = cb_eval, .jacobian = cb_jacobian, .destroy = cb_destroy };
 
 sdflow_status sdflow_model_create_callback(sdflow_ctx *ctx, size_t d, sdflow_output produces, sdflow_model_fn fn,
                                            void *user_data, sdflow_model **out)

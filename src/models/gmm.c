@@ -191,8 +191,12 @@ static void gmm_destroy(sdflow_model *m)
     sdflow__free(m->ctx, g);
 }
 
-static const sdflow__model_ops gmm_ops = { gmm_eval, gmm_logpdf, gmm_jacobian, gmm_divergence, gmm_sample,
-                                           NULL, NULL, gmm_destroy };
+static const sdflow__model_ops gmm_ops = { .eval = gmm_eval,
+                                           .logpdf = gmm_logpdf,
+                                           .jacobian = gmm_jacobian,
+                                           .divergence = gmm_divergence,
+                                           .sample = gmm_sample,
+                                           .destroy = gmm_destroy };
 
 static sdflow_status check_cov(sdflow_ctx *ctx, size_t k, size_t d, const double *cov, double *chol)
 {
@@ -242,7 +246,7 @@ static sdflow_status create_mixture(sdflow_ctx *ctx, sdflow_model_kind kind, siz
     memset(g, 0, sizeof *g);
     g->k = k;
     g->d = d;
-    sdflow_model tmp = { ctx, kind, d, SDFLOW_OUT_SCORE, &gmm_ops, g };
+    sdflow_model tmp = { .ctx = ctx, .kind = kind, .d = d, .ops = &gmm_ops, .impl = g };
     double *scratch = NULL;
     if (!(g->logw = sdflow__alloc_array(ctx, k, sizeof(double), "weights")) ||
         !(g->cumw = sdflow__alloc_array(ctx, k, sizeof(double), "weights")) ||

@@ -27,7 +27,7 @@ sdflow_status sdflow__model_new(sdflow_ctx *ctx, sdflow_model_kind kind, size_t 
 {
     sdflow_model *m = sdflow__alloc(ctx, sizeof *m);
     if (!m) {
-        sdflow_model tmp = { ctx, kind, d, native, ops, impl };
+        sdflow_model tmp = { .ctx = ctx, .kind = kind, .d = d, .native = native, .ops = ops, .impl = impl };
         ops->destroy(&tmp);
         return SDFLOW_E_NOMEM;
     }
