@@ -15,6 +15,12 @@ check|asan|install-test)
     have_pc check || need="$need check"
     /usr/bin/python3 -c 'import numpy' >/dev/null 2>&1 || need="$need python3-numpy"
     ;;
+abi-check|abi-baseline)
+    command -v abidiff >/dev/null 2>&1 || need="$need abigail-tools"
+    ;;
+docs)
+    command -v doxygen >/dev/null 2>&1 || need="$need doxygen"
+    ;;
 esac
 [ -z "$need" ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -86,4 +86,19 @@ static inline double vec_var(const double *a, size_t n, size_t stride)
     return s / (double)(n - 1);
 }
 
+/* Prints measured test quantities (errors, z-scores) to stderr when the
+ * environment variable SDFLOW_TEST_VERBOSE is set; silent otherwise. */
+#include <stdarg.h>
+#include <stdio.h>
+static inline void test_note(const char *fmt, ...)
+{
+    if (!getenv("SDFLOW_TEST_VERBOSE"))
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
 #endif

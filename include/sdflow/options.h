@@ -31,7 +31,8 @@ typedef enum sdflow_option {
     SDFLOW_PROC_SIGMA_MIN = 152,  /**< double: VE sigma(0) (default 0.01) */
     SDFLOW_PROC_SIGMA_MAX = 153,  /**< double: VE sigma(1) (default 50) */
     SDFLOW_PROC_COSINE_S = 154,   /**< double: VP-cosine offset s (default 0.008) */
-    SDFLOW_PROC_T_MAX = 155,      /**< double: horizon T (default 1; VP-cosine 0.9946, where alpha(T) = e^-5) */
+    SDFLOW_PROC_T_MAX = 155,      /**< double: horizon T (default 1; VP-cosine: the t where alpha(T) = e^-5, about 0.992,
+                                       recomputed when cosine_s changes until T is set) */
     SDFLOW_PROC_T_EPS = 156,      /**< double: smallest valid time (default 1e-5) */
     SDFLOW_PROC_VE_EXACT_STD = 157, /**< int 0/1: VE std sqrt(sigma(t)^2 - sigma_min^2) instead of sigma(t) (default 0) */
 

@@ -52,10 +52,23 @@ static sdflow_status cb_jacobian(sdflow_model *m, const sdflow_process *p, size_
     return st;
 }
 
+/* One JVP call for all rows (Hutchinson probes need J v, not all of J). */
+static sdflow_status cb_jvp(sdflow_model *m, const sdflow_process *p, size_t n, const double *x, const double *t,
+                            const double *v, double *jv)
+{
+    (void)p;
+    const callback_model *cb = m->impl;
+    int rc = cb->jvp(n, m->d, x, t, v, jv, cb->jvp_user);
+    if (rc != 0)
+        return sdflow__fail(m->ctx, SDFLOW_E_CALLBACK, "JVP callback returned %d", rc);
+    return SDFLOW_OK;
+}
+
 static void cb_destroy(sdflow_model *m) { sdflow__free(m->ctx, m->impl); }
 
 static const sdflow__model_ops cb_ops = { .eval = cb_eval, .destroy = cb_destroy };
-static const sdflow__model_ops cb_jvp_ops = { .eval = cb_eval, .jacobian = cb_jacobian, .destroy = cb_destroy };
+static const sdflow__model_ops cb_jvp_ops = { .eval = cb_eval, .jacobian = cb_jacobian, .destroy = cb_destroy,
+                                               .jvp = cb_jvp };
 
 sdflow_status sdflow_model_create_callback(sdflow_ctx *ctx, size_t d, sdflow_output produces, sdflow_model_fn fn,
                                            void *user_data, sdflow_model **out)

@@ -150,6 +150,12 @@ static sdflow_status gmm_divergence(sdflow_model *m, const sdflow_process *p, si
     return gmm_rows(m, p, n, x, t, NULL, NULL, NULL, div);
 }
 
+static sdflow_status gmm_eval_div(sdflow_model *m, const sdflow_process *p, size_t n, const double *x,
+                                  const double *t, double *out, double *div)
+{
+    return gmm_rows(m, p, n, x, t, out, NULL, NULL, div);
+}
+
 static sdflow_status gmm_sample(sdflow_model *m, uint64_t stream, uint64_t first_index, size_t n, double *out)
 {
     const gmm *g = m->impl;
@@ -196,6 +202,7 @@ static const sdflow__model_ops gmm_ops = { .eval = gmm_eval,
                                            .jacobian = gmm_jacobian,
                                            .divergence = gmm_divergence,
                                            .sample = gmm_sample,
+                                           .eval_div = gmm_eval_div,
                                            .destroy = gmm_destroy };
 
 static sdflow_status check_cov(sdflow_ctx *ctx, size_t k, size_t d, const double *cov, double *chol)

@@ -27,6 +27,14 @@ typedef struct sdflow__model_ops {
     sdflow_status (*get_int)(const sdflow_model *m, sdflow_option key, long *value);
     /* Frees impl. */
     void (*destroy)(sdflow_model *m);
+    /* n x d Jacobian-vector products J_native(x_i, t_i) v_i; NULL: none
+     * (derivatives.c then uses the Jacobian or central differences). */
+    sdflow_status (*jvp)(sdflow_model *m, const sdflow_process *p, size_t n, const double *x, const double *t,
+                         const double *v, double *jv);
+    /* Native output and the trace of its Jacobian in one pass (the PF-ODE
+     * likelihood needs both at every point); NULL: eval, then divergence. */
+    sdflow_status (*eval_div)(sdflow_model *m, const sdflow_process *p, size_t n, const double *x, const double *t,
+                              double *out, double *div);
 } sdflow__model_ops;
 
 struct sdflow_model {
@@ -48,5 +56,31 @@ void sdflow__sym_eigen(size_t d, double *a, double *w, double *v);
 /* Cholesky a = L L^T in place (lower triangle); returns the failing pivot
  * index + 1, or 0 on success. */
 size_t sdflow__cholesky(size_t d, double *a);
+
+/* ---- derivatives of the score (derivatives.c) ---------------------------
+ * method is an sdflow_divergence value: SDFLOW_DIV_AUTO uses the model's
+ * JVP op, else its Jacobian, else central differences; SDFLOW_DIV_ANALYTIC
+ * fails with SDFLOW_E_UNSUPPORTED when the model has neither;
+ * SDFLOW_DIV_FINITE_DIFF always differences the score. Central differences
+ * use the step h = cbrt(DBL_EPSILON) (1 + |x|_inf) / |v|_inf along v (per
+ * axis for divergences: h_j = cbrt(DBL_EPSILON) (1 + |x_j|)); their error is
+ * h^2/6 |third derivative| + DBL_EPSILON |score| / h, about 1e-10 relative
+ * for a score that varies on the unit scale. */
+
+/* 1 when the model gives exact score derivatives (JVP, Jacobian or divergence op). */
+int sdflow__model_has_derivatives(const sdflow_model *m);
+/* q[i K + k] = v_ik^T J(x_i, t_i) v_ik for the Jacobian J of the score and
+ * the K directions v (n x K x d) of each row. */
+sdflow_status sdflow__model_score_quadform(sdflow_model *m, const sdflow_process *p, size_t n, const double *x,
+                                           const double *t, size_t K, const double *v, int method, double *q);
+/* Divergence of the score: sdflow_model_divergence for exact methods, 2 d
+ * score evaluations per row for central differences. */
+sdflow_status sdflow__model_score_divergence(sdflow_model *m, const sdflow_process *p, size_t n, const double *x,
+                                             const double *t, int method, double *div);
+/* Score and its divergence at n points: one pass through the model's
+ * eval_div op when it has one (exact methods), else the two calls above. */
+sdflow_status sdflow__model_score_and_divergence(sdflow_model *m, const sdflow_process *p, size_t n,
+                                                 const double *x, const double *t, int method, double *score,
+                                                 double *div);
 
 #endif

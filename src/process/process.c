@@ -94,10 +94,11 @@ void sdflow__process_coef(const sdflow_process *p, double t, sdflow__coef *c)
     }
     case SDFLOW_PROCESS_VP_COSINE: {
         double s = p->cosine_s;
-        double th0 = s / (1 + s) * HALF_PI, th = (t + s) / (1 + s) * HALF_PI;
+        double th0 = s / (1 + s) * HALF_PI, dth = t / (1 + s) * HALF_PI, th = th0 + dth;
         c->alpha = cos(th) / cos(th0);
-        /* 1 - alpha^2 = (1 - alpha)(1 + alpha), 1 - alpha via a product of sines: no cancellation at small t */
-        double one_minus = 2.0 * sin(0.5 * (th + th0)) * sin(0.5 * (th - th0)) / cos(th0);
+        /* 1 - alpha^2 = (1 - alpha)(1 + alpha), 1 - alpha via a product of sines: no cancellation at
+         * small t (th - th0 is formed from t directly: t + s would round t away at t << s) */
+        double one_minus = 2.0 * sin(th0 + 0.5 * dth) * sin(0.5 * dth) / cos(th0);
         c->sigma = sqrt(one_minus * (1.0 + c->alpha));
         c->f = -tan(th) * HALF_PI / (1 + s);
         c->g2 = -2.0 * c->f;
@@ -109,7 +110,8 @@ void sdflow__process_coef(const sdflow_process *p, double t, sdflow__coef *c)
         c->alpha = 1.0;
         c->f = 0.0;
         c->g2 = 2.0 * sg * sg * lr;
-        c->sigma = p->ve_exact_std ? sqrt(fmax(sg * sg - p->sigma_min * p->sigma_min, 0.0)) : sg;
+        /* exact std: sigma^2 - sigma_min^2 = sigma_min^2 expm1(2 lr t), no cancellation at small t */
+        c->sigma = p->ve_exact_std ? p->sigma_min * sqrt(expm1(2.0 * lr * t)) : sg;
         break;
     }
     }
@@ -200,6 +202,9 @@ sdflow_status sdflow_process_set_double(sdflow_process *p, sdflow_option key, do
         return st;
     sdflow_process q = *p;
     *double_slot(&q, key) = value;
+    q.t_max_set |= key == SDFLOW_PROC_T_MAX;
+    if (key == SDFLOW_PROC_COSINE_S && q.kind == SDFLOW_PROCESS_VP_COSINE && !q.t_max_set)
+        q.t_max = cosine_default_tmax(value);
     if ((st = check_consistent(p->ctx, &q)))
         return st;
     *p = q;

@@ -13,6 +13,7 @@ struct sdflow_process {
     double cosine_s;
     double t_max, t_eps;
     int ve_exact_std;
+    int t_max_set; /* user chose T: the cosine default no longer follows cosine_s */
 };
 
 /* Coefficients at one time: x_t = alpha x0 + sigma eps, dx = f x dt + g dW. */

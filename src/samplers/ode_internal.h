@@ -38,4 +38,8 @@ typedef struct sdflow__ode_stats {
 sdflow_status sdflow__ode_solve(sdflow_ctx *ctx, const sdflow__ode_opts *o, size_t n, size_t dim, double t0,
                                 double t1, double *y, sdflow__ode_rhs rhs, void *user, sdflow__ode_stats *stats);
 
+/* Index of the first row of a (n x dim) holding a NaN or Inf, or n when all
+ * are finite; used to name the sample in SDFLOW_E_NUMERIC messages. */
+size_t sdflow__first_nonfinite_row(const double *a, size_t n, size_t dim);
+
 #endif

@@ -237,6 +237,50 @@ double sdflow__sampler_t_start(const sdflow_sampler *s)
     return isnan(s->t_start) ? s->proc->t_max : s->t_start;
 }
 
+/* Log-SNR lambda(t) = log(alpha^2 / sigma^2), decreasing in t for every process. */
+static double log_snr(const sdflow_process *p, double t)
+{
+    sdflow__coef c;
+    sdflow__process_coef(p, t, &c);
+    return 2 * (log(c.alpha) - log(c.sigma));
+}
+
+void sdflow__sampler_grid(const sdflow_sampler *s, long steps, double t_from, double t_to, double *grid)
+{
+    double hi = fmax(t_from, t_to), lo = fmin(t_from, t_to);
+    double l_hi = 0, l_lo = 0;
+    if (s->time_grid == SDFLOW_GRID_LOGSNR) {
+        l_hi = log_snr(s->proc, hi);
+        l_lo = log_snr(s->proc, lo);
+    }
+    /* built from hi down to lo, reversed below when t_from < t_to */
+    for (long k = 0; k <= steps; k++) {
+        double u = (double)k / (double)steps, t;
+        if (s->time_grid == SDFLOW_GRID_QUADRATIC) {
+            t = lo + (hi - lo) * (1 - u) * (1 - u);
+        } else if (s->time_grid == SDFLOW_GRID_LOGSNR && l_hi < l_lo) {
+            double target = l_hi + u * (l_lo - l_hi), a = lo, b = hi;
+            for (int it = 0; it < 200 && b - a > 1e-15 * b; it++) { /* bisection: lambda is monotone */
+                double mid = 0.5 * (a + b);
+                if (log_snr(s->proc, mid) > target)
+                    a = mid;
+                else
+                    b = mid;
+            }
+            t = 0.5 * (a + b);
+        } else {
+            t = hi - u * (hi - lo);
+        }
+        grid[k] = k == 0 ? hi : k == steps ? lo : t;
+    }
+    if (t_from < t_to)
+        for (long k = 0; k < steps - k; k++) {
+            double tmp = grid[k];
+            grid[k] = grid[steps - k];
+            grid[steps - k] = tmp;
+        }
+}
+
 sdflow_status sdflow_sampler_get_stat(const sdflow_sampler *s, sdflow_stat stat, double *value)
 {
     if (!s || !value)
@@ -280,6 +324,28 @@ static sdflow_status check_run(sdflow_sampler *s, size_t n, const double *x_in, 
     return SDFLOW_OK;
 }
 
+/* Final Tweedie step x0 = (x + sigma^2 score)/alpha at t_min, i.e. the
+ * model's X0 output; in place, so x keeps its state if it fails. */
+static sdflow_status denoise(sdflow_sampler *s, size_t n, size_t d, double *x)
+{
+    sdflow_ctx *ctx = s->ctx;
+    double *t = sdflow__alloc_array(ctx, n, sizeof(double), "denoise times");
+    double *x0 = sdflow__alloc_array(ctx, n, d * sizeof(double), "denoised samples");
+    sdflow_status st = SDFLOW_E_NOMEM;
+    if (t && x0) {
+        double tm = sdflow__sampler_t_min(s);
+        for (size_t i = 0; i < n; i++)
+            t[i] = tm;
+        st = sdflow_model_eval(s->model[SDFLOW_ROLE_SCORE], s->proc, n, x, t, SDFLOW_OUT_X0, x0);
+        s->stats[SDFLOW_STAT_NFE] += (double)n;
+        if (!st)
+            memcpy(x, x0, n * d * sizeof *x);
+    }
+    sdflow__free(ctx, t);
+    sdflow__free(ctx, x0);
+    return st;
+}
+
 sdflow_status sdflow_sampler_run(sdflow_sampler *s, size_t n, const double *x_init, double *x_out)
 {
     if (!s)
@@ -301,12 +367,15 @@ sdflow_status sdflow_sampler_run(sdflow_sampler *s, size_t n, const double *x_in
     }
     switch (s->kind) {
     case SDFLOW_SAMPLER_REVERSE_SDE:
-    case SDFLOW_SAMPLER_PC: return sdflow__sde_run(s, n, x_out);
+    case SDFLOW_SAMPLER_PC: st = sdflow__sde_run(s, n, x_out); break;
     case SDFLOW_SAMPLER_PF_ODE:
-        return sdflow__ode_run(s, n, sdflow__sampler_t_start(s), sdflow__sampler_t_min(s), x_out);
+        st = sdflow__ode_run(s, n, sdflow__sampler_t_start(s), sdflow__sampler_t_min(s), x_out);
+        break;
     case SDFLOW_SAMPLER_SDFLOW: return sdflow__sdflow_run(s, n, x_out);
     }
-    return sdflow__fail(s->ctx, SDFLOW_E_INVALID, "unknown sampler kind");
+    if (!st && s->denoise)
+        st = denoise(s, n, d, x_out);
+    return st;
 }
 
 sdflow_status sdflow_sampler_transport(sdflow_sampler *s, size_t n, double t_from, double t_to, const double *x_in,

@@ -37,4 +37,9 @@ sdflow_status sdflow__sdflow_run(sdflow_sampler *s, size_t n, double *x);   /* S
 double sdflow__sampler_t_min(const sdflow_sampler *s);
 double sdflow__sampler_t_start(const sdflow_sampler *s);
 
+/* Fills grid[0..steps] with the times of the SDFLOW_OPT_TIME_GRID kind from
+ * t_from to t_to (either direction): grid[0] = t_from, grid[steps] = t_to
+ * exactly. Quadratic and log-SNR grids are dense at the smaller time. */
+void sdflow__sampler_grid(const sdflow_sampler *s, long steps, double t_from, double t_to, double *grid);
+
 #endif

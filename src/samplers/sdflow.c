@@ -1,8 +1,295 @@
-/* PLACEHOLDER: replaced by the real algorithm. */
+/* Score Difference flow (Weber 2023; algorithms.md section 10): particles
+ * move along sigma^2 (grad log q_sigma - grad log p_sigma), written with the
+ * kernel posterior means as m_Y(x) - m_X(x) so the x terms cancel exactly
+ * and nothing of size 1/sigma^2 is ever formed. The target is a kernel
+ * model (sample set) or any model; the source is the particles themselves
+ * (kernel estimate, optionally leave-one-out) or a model. sigma runs
+ * geometrically from sigma_max to sigma_min over `steps` levels with
+ * `inner_steps` synchronous (Jacobi) updates each. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "kernel_internal.h"
 #include "sampler_internal.h"
+
+#define NN_ROWS 10000 /* rows used to estimate NN spacing and memorization */
+
+/* One side of the difference: a kernel set (mean), or a model (sigma^2 score). */
+typedef struct side {
+    const sdflow__kref *ref; /* kernel set, or NULL */
+    sdflow_model *model;     /* model scored at t = sigma (p = NULL), if ref is NULL */
+    long self_off;           /* leave-one-out offset, -1: none */
+} side;
+
+typedef struct run {
+    sdflow_sampler *s;
+    sdflow_ctx *ctx;
+    size_t n, d, bq, by;
+    int nt;
+    sdflow__kref xref; /* current particles, when they are the source */
+    double *xq, *q, *mx, *sum, *a, *b, *t, *work;
+} run;
+
+static void run_free(run *r)
+{
+    sdflow_ctx *ctx = r->ctx;
+    sdflow__kref_free(ctx, &r->xref);
+    double *bufs[] = { r->xq, r->q, r->mx, r->sum, r->a, r->b, r->t, r->work };
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        sdflow__free(ctx, bufs[i]);
+}
+
+/* Kernel side: out = c + v / s, the posterior mean; model side: out =
+ * sigma^2 score (a displacement). Returns whether out holds a mean. */
+static sdflow_status side_eval(run *r, const side *sd, double sigma, double *out, int *is_mean)
+{
+    size_t n = r->n, d = r->d;
+    if (sd->ref) {
+        const sdflow__kref *k = sd->ref;
+        for (size_t i = 0; i < n; i++)
+            for (size_t j = 0; j < d; j++)
+                r->q[i * d + j] = r->xq[i * d + j] - k->c[j];
+        sdflow__kernel_sums(k, n, r->q, NULL, 1.0 / (sigma * sigma), sd->self_off, r->bq, r->by, r->nt, r->work,
+                            r->mx, r->sum, out);
+        for (size_t i = 0; i < n; i++)
+            for (size_t j = 0; j < d; j++)
+                out[i * d + j] = k->c[j] + out[i * d + j] / r->sum[i];
+        *is_mean = 1;
+        return SDFLOW_OK;
+    }
+    for (size_t i = 0; i < n; i++)
+        r->t[i] = sigma;
+    sdflow_status st = sdflow_model_score(sd->model, NULL, n, r->xq, r->t, out);
+    if (st)
+        return st;
+    for (size_t i = 0; i < n * d; i++)
+        out[i] *= sigma * sigma;
+    *is_mean = 0;
+    return SDFLOW_OK;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median nearest-neighbour distance within the target set and the largest
+ * distance seen, from up to NN_ROWS evenly spaced rows against all rows. */
+static sdflow_status target_spacing(run *r, const sdflow__kref *y, double *h_nn, double *far)
+{
+    size_t m = y->m, d = y->d, ns = m < NN_ROWS ? m : NN_ROWS;
+    double *pts = sdflow__alloc_array(r->ctx, ns, (d + 2) * sizeof(double), "nearest-neighbour rows");
+    size_t *idx = sdflow__alloc_array(r->ctx, ns, sizeof(size_t), "nearest-neighbour indices");
+    if (!pts || !idx) {
+        sdflow__free(r->ctx, pts);
+        sdflow__free(r->ctx, idx);
+        return SDFLOW_E_NOMEM;
+    }
+    double *nn2 = pts + ns * d, *far2 = nn2 + ns;
+    for (size_t i = 0; i < ns; i++) {
+        idx[i] = (size_t)((double)i * (double)m / (double)ns);
+        for (size_t k = 0; k < d; k++)
+            pts[i * d + k] = sdflow__kref_at(y, idx[i], k) + y->c[k];
+    }
+    sdflow__kernel_nn(y, ns, pts, idx, sdflow__threads_for(r->ctx, ns), nn2, far2);
+    double hi = 0;
+    for (size_t i = 0; i < ns; i++)
+        hi = far2[i] > hi ? far2[i] : hi;
+    qsort(nn2, ns, sizeof *nn2, cmp_double);
+    *h_nn = m < 2 ? NAN : sqrt(ns % 2 ? nn2[ns / 2] : 0.5 * (nn2[ns / 2 - 1] + nn2[ns / 2]));
+    *far = sqrt(hi);
+    sdflow__free(r->ctx, pts);
+    sdflow__free(r->ctx, idx);
+    return SDFLOW_OK;
+}
+
+/* Mean distance from up to NN_ROWS evenly spaced outputs to their nearest target. */
+static sdflow_status mean_nn_distance(run *r, const sdflow__kref *y, const double *x, double *out)
+{
+    size_t n = r->n, d = r->d, ns = n < NN_ROWS ? n : NN_ROWS;
+    double *pts = sdflow__alloc_array(r->ctx, ns, (d + 1) * sizeof(double), "memorization rows");
+    if (!pts)
+        return SDFLOW_E_NOMEM;
+    double *nn2 = pts + ns * d, acc = 0;
+    for (size_t i = 0; i < ns; i++)
+        memcpy(pts + i * d, x + (size_t)((double)i * (double)n / (double)ns) * d, d * sizeof *pts);
+    sdflow__kernel_nn(y, ns, pts, NULL, sdflow__threads_for(r->ctx, ns), nn2, NULL);
+    for (size_t i = 0; i < ns; i++)
+        acc += sqrt(nn2[i]);
+    *out = acc / (double)ns;
+    sdflow__free(r->ctx, pts);
+    return SDFLOW_OK;
+}
+
+/* Root-mean-square coordinate standard deviation of the start particles. */
+static double particle_std(const double *x, size_t n, size_t d)
+{
+    double acc = 0;
+    for (size_t k = 0; k < d; k++) {
+        double mu = 0, v = 0;
+        for (size_t i = 0; i < n; i++)
+            mu += x[i * d + k];
+        mu /= (double)n;
+        for (size_t i = 0; i < n; i++)
+            v += (x[i * d + k] - mu) * (x[i * d + k] - mu);
+        acc += n > 1 ? v / (double)(n - 1) : 0;
+    }
+    return sqrt(acc / (double)d);
+}
+
+/* Resolves sigma_max and sigma_min (options, or the data defaults). */
+static sdflow_status schedule(run *r, const sdflow__kref *tref, const double *x, double *smax, double *smin,
+                              double *h_nn)
+{
+    sdflow_sampler *s = r->s;
+    double far = NAN, scale;
+    *h_nn = NAN;
+    if (tref) {
+        sdflow_status st = target_spacing(r, tref, h_nn, &far);
+        if (st)
+            return st;
+        *smax = s->sigma_max > 0 ? s->sigma_max : far;
+        *smin = s->sigma_min > 0 ? s->sigma_min : 2.0 * *h_nn;
+        scale = far;
+    } else {
+        scale = 3.0 * particle_std(x, r->n, r->d);
+        *smax = s->sigma_max > 0 ? s->sigma_max : scale;
+        *smin = s->sigma_min > 0 ? s->sigma_min : 1e-2 * *smax;
+    }
+    if (!(*smax > 0) || !(*smin > 0) || !isfinite(*smax))
+        return sdflow__fail(r->ctx, SDFLOW_E_INVALID,
+                            "cannot derive the sigma schedule from the data (sigma_max=%g, sigma_min=%g): set "
+                            "SDFLOW_OPT_SIGMA_MAX and SDFLOW_OPT_SIGMA_MIN",
+                            *smax, *smin);
+    if (*smin > *smax)
+        return sdflow__fail(r->ctx, SDFLOW_E_INVALID, "sigma_min=%g must be <= sigma_max=%g", *smin, *smax);
+    if (scale > 0 && *smin < 1e-6 * scale) /* below this the weights lose all precision */
+        return sdflow__fail(r->ctx, SDFLOW_E_INVALID, "sigma_min=%g is below 1e-6 x the data scale %g", *smin, scale);
+    return SDFLOW_OK;
+}
+
+static sdflow_status run_alloc(run *r, int particles)
+{
+    size_t n = r->n, d = r->d;
+    sdflow_ctx *ctx = r->ctx;
+    if (particles) {
+        sdflow_status st = sdflow__kref_init(ctx, &r->xref, n, d);
+        if (st)
+            return st;
+    }
+    r->xq = sdflow__alloc_array(ctx, n, d * sizeof(double), "SD-flow evaluation points");
+    r->q = sdflow__alloc_array(ctx, n, d * sizeof(double), "SD-flow queries");
+    r->a = sdflow__alloc_array(ctx, n, d * sizeof(double), "SD-flow target means");
+    r->b = sdflow__alloc_array(ctx, n, d * sizeof(double), "SD-flow source means");
+    r->mx = sdflow__alloc_array(ctx, n, sizeof(double), "SD-flow maxima");
+    r->sum = sdflow__alloc_array(ctx, n, sizeof(double), "SD-flow sums");
+    r->t = sdflow__alloc_array(ctx, n, sizeof(double), "SD-flow times");
+    r->work = sdflow__alloc_array(ctx, sdflow__kernel_work_size(d, r->bq, r->by, r->nt), sizeof(double),
+                                  "SD-flow kernel workspace");
+    return r->xq && r->q && r->a && r->b && r->mx && r->sum && r->t && r->work ? SDFLOW_OK : SDFLOW_E_NOMEM;
+}
+
+/* Prefixes the step context to the message of a failure met inside a step. */
+static sdflow_status step_fail(sdflow_ctx *ctx, sdflow_status st, long step, double sigma)
+{
+    char msg[SDFLOW__ERRMAX];
+    memcpy(msg, ctx->err, sizeof msg);
+    msg[sizeof msg - 1] = 0;
+    return sdflow__fail(ctx, st, "SD flow step %ld (sigma = %g): %s", step, sigma, msg);
+}
+
+static sdflow_status flow(run *r, side *tgt, side *src, double smax, double smin, double *x)
+{
+    sdflow_sampler *s = r->s;
+    sdflow_ctx *ctx = r->ctx;
+    size_t n = r->n, d = r->d;
+    long levels = s->steps, inner = s->inner_steps, total = levels * inner;
+    double frac = s->step_frac;
+    for (long step = 0; step < total; step++) {
+        long lev = step / inner;
+        double sigma = levels > 1 ? smax * pow(smin / smax, (double)lev / (double)(levels - 1)) : smax;
+        if (s->eval_noisy) { /* evaluate at x + sigma z, apply at x */
+            uint64_t stream = sdflow__stream(s->stream, 0x65766e7aull /* "evnz" */, (uint64_t)step);
+#pragma omp parallel for num_threads(r->nt) schedule(static)
+            for (size_t i = 0; i < n; i++) {
+                sdflow__rng_normal_row(ctx->seed, stream, s->first_index + i, 0, d, r->xq + i * d);
+                for (size_t k = 0; k < d; k++)
+                    r->xq[i * d + k] = x[i * d + k] + sigma * r->xq[i * d + k];
+            }
+        } else {
+            memcpy(r->xq, x, n * d * sizeof *x);
+        }
+        if (src->ref == &r->xref)
+            sdflow__kref_set(&r->xref, x, r->nt);
+        int ma, mb;
+        sdflow_status st = side_eval(r, tgt, sigma, r->a, &ma);
+        if (!st)
+            st = side_eval(r, src, sigma, r->b, &mb);
+        if (st)
+            return step_fail(ctx, st, step, sigma);
+        /* difference of two means, or of a mean and a displacement */
+        for (size_t i = 0; i < n * d; i++) {
+            double diff = ma == mb ? r->a[i] - r->b[i] : ma ? (r->a[i] - r->xq[i]) - r->b[i]
+                                                            : r->a[i] - (r->b[i] - r->xq[i]);
+            r->a[i] = x[i] + frac * diff;
+        }
+        if (s->noise > 0) {
+            uint64_t stream = sdflow__stream(s->stream, 0x6e6f697aull /* "noiz" */, (uint64_t)step);
+#pragma omp parallel for num_threads(r->nt) schedule(static)
+            for (size_t i = 0; i < n; i++) {
+                double *z = r->q + i * d;
+                sdflow__rng_normal_row(ctx->seed, stream, s->first_index + i, 0, d, z);
+                for (size_t k = 0; k < d; k++)
+                    r->a[i * d + k] += s->noise * sigma * z[k];
+            }
+        }
+        for (size_t i = 0; i < n * d; i++)
+            if (!isfinite(r->a[i]))
+                return sdflow__fail(ctx, SDFLOW_E_NUMERIC,
+                                    "SD flow step %ld (sigma = %g): particle %zu coordinate %zu is %s", step, sigma,
+                                    i / d, i % d, isnan(r->a[i]) ? "NaN" : "Inf");
+        memcpy(x, r->a, n * d * sizeof *x);
+        s->stats[SDFLOW_STAT_NFE] += 1;
+        s->stats[SDFLOW_STAT_STEPS_ACCEPTED] += (double)n;
+        if ((st = sdflow__progress(ctx, step + 1, total, "SD flow")))
+            return st;
+    }
+    return SDFLOW_OK;
+}
 
 sdflow_status sdflow__sdflow_run(sdflow_sampler *s, size_t n, double *x)
 {
-    (void)n; (void)x;
-    return sdflow__fail(s->ctx, SDFLOW_E_UNSUPPORTED, "not implemented");
+    sdflow_ctx *ctx = s->ctx;
+    sdflow_model *tm = s->model[SDFLOW_ROLE_TARGET], *sm = s->model[SDFLOW_ROLE_SOURCE];
+    const sdflow__kref *tref = sdflow__kernel_ref(tm);
+    if (!sm && s->self_exclude && n < 2)
+        return sdflow__fail(ctx, SDFLOW_E_INVALID, "self_exclude needs n >= 2 particles, got n=%zu", n);
+    if (s->steps > 1000000000L / s->inner_steps)
+        return sdflow__fail(ctx, SDFLOW_E_INVALID, "steps=%ld x inner_steps=%ld is too many", s->steps,
+                            s->inner_steps);
+    run r = { .s = s, .ctx = ctx, .n = n, .d = tm->d, .bq = (size_t)s->block_q, .by = (size_t)s->block_y };
+    r.nt = sdflow__threads_for(ctx, n);
+    double smax, smin, h_nn;
+    sdflow_status st = run_alloc(&r, !sm);
+    if (!st)
+        st = schedule(&r, tref, x, &smax, &smin, &h_nn);
+    if (st) {
+        run_free(&r);
+        return st;
+    }
+    s->stats[SDFLOW_STAT_SIGMA_MAX] = smax;
+    s->stats[SDFLOW_STAT_SIGMA_MIN] = smin;
+    s->stats[SDFLOW_STAT_MEMORIZATION_RATIO] = NAN;
+    side tgt = { .ref = tref, .model = tm, .self_off = -1 };
+    side src = { .ref = sm ? sdflow__kernel_ref(sm) : &r.xref, .model = sm,
+                 .self_off = !sm && s->self_exclude ? 0 : -1 };
+    st = flow(&r, &tgt, &src, smax, smin, x);
+    if (!st && tref && h_nn > 0) {
+        double dist;
+        if (!(st = mean_nn_distance(&r, tref, x, &dist)))
+            s->stats[SDFLOW_STAT_MEMORIZATION_RATIO] = dist / h_nn;
+    }
+    run_free(&r);
+    return st;
 }

@@ -1,0 +1,302 @@
+/* The density-estimator handle: options, bindings, argument checks, bits
+ * per dimension, and dispatch to the estimator of its kind. */
+#include <math.h>
+#include <stddef.h>
+#include <string.h>
+#include "density_internal.h"
+
+static const sdflow__name kind_names[] = { { SDFLOW_DENSITY_PF_ODE_EXACT, "pf_ode_exact" },
+                                           { SDFLOW_DENSITY_PF_ODE_HUTCHINSON, "pf_ode_hutchinson" },
+                                           { SDFLOW_DENSITY_LIYAN, "liyan" },
+                                           { 0, NULL } };
+
+const char *sdflow_density_kind_name(sdflow_density_kind kind) { return sdflow__name_of(kind_names, kind); }
+
+sdflow_status sdflow_density_kind_from_name(const char *name, sdflow_density_kind *out)
+{
+    int v;
+    if (!out)
+        return SDFLOW_E_INVALID;
+    if (!sdflow__value_of(kind_names, name, &v))
+        return SDFLOW_E_UNSUPPORTED;
+    *out = (sdflow_density_kind)v;
+    return SDFLOW_OK;
+}
+
+/* Which kinds accept an option, and where it lives. */
+#define K_EX (1u << SDFLOW_DENSITY_PF_ODE_EXACT)
+#define K_HU (1u << SDFLOW_DENSITY_PF_ODE_HUTCHINSON)
+#define K_LY (1u << SDFLOW_DENSITY_LIYAN)
+#define K_ODE (K_EX | K_HU)
+#define K_ALL (K_ODE | K_LY)
+
+typedef struct opt_slot {
+    sdflow_option key;
+    unsigned kinds;
+    size_t offset;
+} opt_slot;
+
+#define SLOT(key, kinds, field) { key, kinds, offsetof(struct sdflow_density, field) }
+static const opt_slot slots[] = {
+    SLOT(SDFLOW_OPT_PROBES, K_HU, probes),
+    SLOT(SDFLOW_OPT_PROBE_KIND, K_HU, probe_kind),
+    SLOT(SDFLOW_OPT_DIVERGENCE, K_ODE, divergence),
+    SLOT(SDFLOW_OPT_LIYAN_TIMES, K_LY, liyan_times),
+    SLOT(SDFLOW_OPT_LIYAN_DRAWS, K_LY, liyan_draws),
+    SLOT(SDFLOW_OPT_LAMBDA_MIN, K_LY, lambda_min),
+    SLOT(SDFLOW_OPT_LAMBDA_MAX, K_LY, lambda_max),
+    SLOT(SDFLOW_OPT_DATA_SCALE, K_ALL, data_scale),
+    SLOT(SDFLOW_OPT_DEQUANTIZE, K_ALL, dequantize),
+    SLOT(SDFLOW_OPT_RTOL, K_ODE, rtol),
+    SLOT(SDFLOW_OPT_ATOL, K_ODE, atol),
+    SLOT(SDFLOW_OPT_SOLVER, K_ODE, solver),
+    SLOT(SDFLOW_OPT_STEPS, K_ODE, steps),
+    SLOT(SDFLOW_OPT_MAX_STEPS, K_ODE, max_steps),
+    SLOT(SDFLOW_OPT_H_INIT, K_ODE, h_init),
+    SLOT(SDFLOW_OPT_T_MIN, K_ODE, t_min),
+    SLOT(SDFLOW_OPT_FIRST_INDEX, K_ALL, first_index),
+    SLOT(SDFLOW_OPT_STREAM, K_ALL, stream),
+};
+
+static const opt_slot *find_slot(const sdflow_density *e, sdflow_option key)
+{
+    for (size_t i = 0; i < sizeof slots / sizeof slots[0]; i++)
+        if (slots[i].key == key && (slots[i].kinds & (1u << e->kind)))
+            return &slots[i];
+    return NULL;
+}
+
+sdflow_status sdflow_density_create(sdflow_ctx *ctx, sdflow_density_kind kind, sdflow_density **out)
+{
+    if (!ctx)
+        return SDFLOW_E_INVALID;
+    if (!out)
+        return sdflow__fail(ctx, SDFLOW_E_INVALID, "out is NULL");
+    *out = NULL;
+    if (!sdflow_density_kind_name(kind))
+        return sdflow__fail(ctx, SDFLOW_E_INVALID, "unknown density estimator kind %d", (int)kind);
+    sdflow_density *e = sdflow__alloc(ctx, sizeof *e);
+    if (!e)
+        return SDFLOW_E_NOMEM;
+    memset(e, 0, sizeof *e);
+    e->ctx = ctx;
+    e->kind = kind;
+    e->probes = 1;
+    e->probe_kind = SDFLOW_PROBE_RADEMACHER;
+    e->liyan_times = 256;
+    e->liyan_draws = 1;
+    e->divergence = SDFLOW_DIV_AUTO;
+    e->solver = SDFLOW_SOLVER_DOPRI5;
+    e->steps = 100;
+    e->max_steps = 100000;
+    e->lambda_min = -15.0;
+    e->lambda_max = 15.0;
+    e->data_scale = 2.0;
+    e->rtol = 1e-5;
+    e->atol = 1e-5;
+    e->t_min = NAN;
+    e->stream = 0x64656e73ull /* "dens" */ + (uint64_t)kind;
+    *out = e;
+    return SDFLOW_OK;
+}
+
+void sdflow_density_free(sdflow_density *e)
+{
+    if (e)
+        sdflow__free(e->ctx, e);
+}
+
+sdflow_status sdflow_density_set_process(sdflow_density *e, const sdflow_process *p)
+{
+    if (!e)
+        return SDFLOW_E_INVALID;
+    if (p && p->ctx != e->ctx)
+        return sdflow__fail(e->ctx, SDFLOW_E_INVALID, "process was created from another context");
+    e->proc = p;
+    return SDFLOW_OK;
+}
+
+sdflow_status sdflow_density_set_model(sdflow_density *e, sdflow_model *m)
+{
+    if (!e)
+        return SDFLOW_E_INVALID;
+    if (m && m->ctx != e->ctx)
+        return sdflow__fail(e->ctx, SDFLOW_E_INVALID, "model was created from another context");
+    e->model = m;
+    return SDFLOW_OK;
+}
+
+/* Shared by the typed setters: key applies to this kind, type and bounds hold. */
+static sdflow_status set_checked(sdflow_density *e, sdflow_option key, sdflow_option_type type, double v,
+                                 const opt_slot **slot)
+{
+    *slot = find_slot(e, key);
+    if (!*slot) {
+        const char *name = sdflow_option_name(key);
+        return sdflow__fail(e->ctx, SDFLOW_E_UNSUPPORTED, "option %d (%s) does not apply to a %s estimator",
+                            (int)key, name ? name : "unknown key", sdflow_density_kind_name(e->kind));
+    }
+    return sdflow__check_option_value(e->ctx, key, type, v);
+}
+
+sdflow_status sdflow_density_set_int(sdflow_density *e, sdflow_option key, long value)
+{
+    if (!e)
+        return SDFLOW_E_INVALID;
+    const opt_slot *slot;
+    sdflow_status st = set_checked(e, key, SDFLOW_TYPE_INT, (double)value, &slot);
+    if (!st)
+        *(long *)((char *)e + slot->offset) = value;
+    return st;
+}
+
+sdflow_status sdflow_density_set_double(sdflow_density *e, sdflow_option key, double value)
+{
+    if (!e)
+        return SDFLOW_E_INVALID;
+    const opt_slot *slot;
+    sdflow_status st = set_checked(e, key, SDFLOW_TYPE_DOUBLE, value, &slot);
+    if (!st)
+        *(double *)((char *)e + slot->offset) = value;
+    return st;
+}
+
+sdflow_status sdflow_density_set_u64(sdflow_density *e, sdflow_option key, uint64_t value)
+{
+    if (!e)
+        return SDFLOW_E_INVALID;
+    const opt_slot *slot;
+    sdflow_status st = set_checked(e, key, SDFLOW_TYPE_U64, (double)value, &slot);
+    if (!st)
+        *(uint64_t *)((char *)e + slot->offset) = value;
+    return st;
+}
+
+static const opt_slot *get_checked(const sdflow_density *e, sdflow_option key, sdflow_option_type type,
+                                   sdflow_status *st)
+{
+    const opt_slot *slot = find_slot(e, key);
+    *st = !slot ? SDFLOW_E_UNSUPPORTED : sdflow_option_get_type(key) != type ? SDFLOW_E_INVALID : SDFLOW_OK;
+    return *st ? NULL : slot;
+}
+
+sdflow_status sdflow_density_get_int(const sdflow_density *e, sdflow_option key, long *value)
+{
+    sdflow_status st = SDFLOW_E_INVALID;
+    const opt_slot *slot = e && value ? get_checked(e, key, SDFLOW_TYPE_INT, &st) : NULL;
+    if (slot)
+        *value = *(const long *)((const char *)e + slot->offset);
+    return st;
+}
+
+sdflow_status sdflow_density_get_double(const sdflow_density *e, sdflow_option key, double *value)
+{
+    sdflow_status st = SDFLOW_E_INVALID;
+    const opt_slot *slot = e && value ? get_checked(e, key, SDFLOW_TYPE_DOUBLE, &st) : NULL;
+    if (slot) {
+        *value = *(const double *)((const char *)e + slot->offset);
+        if (key == SDFLOW_OPT_T_MIN && e->proc)
+            *value = sdflow__density_t_min(e);
+    }
+    return st;
+}
+
+sdflow_status sdflow_density_get_u64(const sdflow_density *e, sdflow_option key, uint64_t *value)
+{
+    sdflow_status st = SDFLOW_E_INVALID;
+    const opt_slot *slot = e && value ? get_checked(e, key, SDFLOW_TYPE_U64, &st) : NULL;
+    if (slot)
+        *value = *(const uint64_t *)((const char *)e + slot->offset);
+    return st;
+}
+
+double sdflow__density_t_min(const sdflow_density *e)
+{
+    if (!isnan(e->t_min))
+        return e->t_min;
+    return e->proc->t_eps > 1e-5 ? e->proc->t_eps : 1e-5; /* score_sde likelihood eps */
+}
+
+/* Bindings and option consistency, checked before any work. */
+static sdflow_status check_bound(sdflow_density *e, size_t n, const double *x, const double *logp)
+{
+    sdflow_ctx *ctx = e->ctx;
+    if (!e->model)
+        return sdflow__fail(ctx, SDFLOW_E_STATE, "no model bound (sdflow_density_set_model)");
+    if (!e->proc)
+        return sdflow__fail(ctx, SDFLOW_E_STATE, "no process bound (sdflow_density_set_process)");
+    sdflow_status st = sdflow__check_dims(ctx, n, e->model->d);
+    if (st || (st = sdflow__check_ptr(ctx, x, "x")) || (st = sdflow__check_ptr(ctx, logp, "output")))
+        return st;
+    if (e->kind == SDFLOW_DENSITY_LIYAN) {
+        if (!(e->lambda_min < e->lambda_max))
+            return sdflow__fail(ctx, SDFLOW_E_INVALID, "lambda_min=%g must be < lambda_max=%g", e->lambda_min,
+                                e->lambda_max);
+    } else {
+        double lo = e->proc->t_eps, hi = e->proc->t_max, t0 = sdflow__density_t_min(e);
+        if (!(t0 >= lo && t0 < hi))
+            return sdflow__fail(ctx, SDFLOW_E_INVALID, "t_min=%g must lie in [t_eps=%g, T=%g)", t0, lo, hi);
+        if (e->solver != SDFLOW_SOLVER_DOPRI5 && e->solver != SDFLOW_SOLVER_RK4)
+            return sdflow__fail(ctx, SDFLOW_E_UNSUPPORTED,
+                                "solver %ld: density estimators use SDFLOW_SOLVER_DOPRI5 or SDFLOW_SOLVER_RK4",
+                                e->solver);
+    }
+    return SDFLOW_OK;
+}
+
+static sdflow_status dispatch(sdflow_density *e, size_t n, const double *x, double *logp, double *se)
+{
+    if (e->kind == SDFLOW_DENSITY_LIYAN)
+        return sdflow__liyan_logpdf(e, n, x, logp, se);
+    return sdflow__pf_ode_logpdf(e, n, x, logp, se);
+}
+
+sdflow_status sdflow_density_logpdf(sdflow_density *e, size_t n, const double *x, double *logp, double *std_err)
+{
+    if (!e)
+        return SDFLOW_E_INVALID;
+    sdflow_status st = check_bound(e, n, x, logp);
+    if (st || (st = sdflow__check_finite(e->ctx, x, n, e->model->d, "x")))
+        return st;
+    return dispatch(e, n, x, logp, std_err);
+}
+
+sdflow_status sdflow_density_bits_per_dim(sdflow_density *e, size_t n, const double *x, double *bpd,
+                                          double *std_err)
+{
+    if (!e)
+        return SDFLOW_E_INVALID;
+    sdflow_status st = check_bound(e, n, x, bpd);
+    if (st)
+        return st;
+    sdflow_ctx *ctx = e->ctx;
+    size_t d = e->model->d;
+    for (size_t i = 0; i < n * d; i++)
+        if (!(x[i] >= 0.0 && x[i] <= 255.0 && x[i] == floor(x[i])))
+            return sdflow__fail(ctx, SDFLOW_E_INVALID, "x[%zu][%zu] = %g is not an integer level in 0..255", i / d,
+                                i % d, x[i]);
+    double *xm = sdflow__alloc_array(ctx, n, d * sizeof(double), "model-scale points");
+    if (!xm)
+        return SDFLOW_E_NOMEM;
+    /* x_m = a ((k + u)/256 - 1/2), u keyed per sample and coordinate */
+    double a = e->data_scale;
+    uint64_t ustream = sdflow__stream(e->stream, 0x64657175ull /* "dequ" */, 0);
+    for (size_t i = 0; i < n; i++) {
+        double *row = xm + i * d;
+        if (e->dequantize)
+            sdflow__rng_uniform_row(ctx->seed, ustream, e->first_index + i, 0, d, row);
+        for (size_t j = 0; j < d; j++)
+            row[j] = a * ((x[i * d + j] + (e->dequantize ? row[j] : 0.5)) / 256.0 - 0.5);
+    }
+    st = dispatch(e, n, xm, bpd, std_err);
+    sdflow__free(ctx, xm);
+    if (st)
+        return st;
+    double scale = 1.0 / ((double)d * log(2.0)), offset = 8.0 - log2(a);
+    for (size_t i = 0; i < n; i++) {
+        bpd[i] = -bpd[i] * scale + offset;
+        if (std_err)
+            std_err[i] *= scale;
+    }
+    return SDFLOW_OK;
+}

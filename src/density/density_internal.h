@@ -1,0 +1,31 @@
+/* Internal: the density-estimator handle shared by the generic layer
+ * (density.c) and the algorithm files (pf_ode_density.c, liyan.c). */
+#ifndef SDFLOW_DENSITY_INTERNAL_H
+#define SDFLOW_DENSITY_INTERNAL_H
+
+#include "model_internal.h"
+
+struct sdflow_density {
+    sdflow_ctx *ctx;
+    sdflow_density_kind kind;
+    const sdflow_process *proc;
+    sdflow_model *model;
+    /* options */
+    long probes, probe_kind, liyan_times, liyan_draws, dequantize, divergence;
+    long solver, steps, max_steps;
+    double lambda_min, lambda_max, data_scale, rtol, atol, h_init;
+    double t_min; /* NaN: max(1e-5, process t_eps) */
+    uint64_t first_index, stream;
+};
+
+/* Resolved start time of the PF-ODE estimators. */
+double sdflow__density_t_min(const sdflow_density *e);
+
+/* Algorithm entry points. Arguments are validated by density.c: bound
+ * process and model, n >= 1, x finite (n x d, d = model dimension), logp
+ * non-NULL. se may be NULL. Row i of the results depends only on x[i], the
+ * options and (seed, stream, first_index + i). */
+sdflow_status sdflow__pf_ode_logpdf(sdflow_density *e, size_t n, const double *x, double *logp, double *se);
+sdflow_status sdflow__liyan_logpdf(sdflow_density *e, size_t n, const double *x, double *logp, double *se);
+
+#endif

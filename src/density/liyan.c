@@ -1,0 +1,188 @@
+/* Li-Yan score-based density formula in log-SNR form (algorithms.md §6):
+ *   log p_0(x) = -d/2 log(2 pi e) - 1/2 int ( E|eps_hat - eps|^2 - d sigmoid(lambda) ) dlambda
+ * with X = alpha x + sigma eps at the process time t(lambda). Any linear
+ * process is used through its VP-equivalent rescaling (X / sqrt(alpha^2 +
+ * sigma^2) has the VP coefficients of the same log-SNR), under which
+ * eps_hat = -sigma(t) score(X, t): the model's EPS output at the process's
+ * own time. Estimator: K stratified lambda points (one uniform jitter per
+ * stratum and sample), J antithetic pairs (eps, -eps) per point. Tails
+ * outside [lambda_min, lambda_max] (and outside the process's log-SNR range)
+ * are dropped: the bias is O(d e^-lambda_max) above and O(d sigmoid(lambda_min))
+ * below. */
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+#include "density_internal.h"
+
+#define HALF_PI 1.57079632679489661923
+
+static double log_snr(const sdflow_process *p, double t)
+{
+    sdflow__coef c;
+    sdflow__process_coef(p, t, &c);
+    return 2.0 * (log(c.alpha) - log(c.sigma));
+}
+
+/* log(1 + e^z) without overflow. */
+static double softplus(double z) { return z > 0 ? z + log1p(exp(-z)) : log1p(exp(z)); }
+
+/* Time of log-SNR lambda: closed-form inverse of each process's schedule,
+ * clamped to the valid range. */
+static double time_of_logsnr(const sdflow_process *p, double lam)
+{
+    double t = p->t_max;
+    switch (p->kind) {
+    case SDFLOW_PROCESS_VP:
+    case SDFLOW_PROCESS_SUBVP: {
+        double B; /* B(t) = int_0^t beta */
+        if (p->kind == SDFLOW_PROCESS_VP) {
+            B = softplus(-lam); /* e^-B = alpha^2 = sigmoid(lambda) */
+        } else {
+            /* a = e^-B solves e^lambda (1 - a)^2 = a (alpha^2 = a, sigma = 1 - a) */
+            double el = exp(lam), r = sqrt(4.0 * el + 1.0), q = 2.0 * el + 1.0 + r;
+            B = lam < 0 ? -log(2.0 * el / q) : -log1p(-(1.0 + r) / q);
+        }
+        double b0 = p->beta_min, db = p->beta_max - p->beta_min;
+        t = 2.0 * B / (b0 + sqrt(b0 * b0 + 2.0 * db * B)); /* root of b0 t + db t^2 / 2 = B */
+        break;
+    }
+    case SDFLOW_PROCESS_VP_COSINE: {
+        double s = p->cosine_s, th0 = s / (1 + s) * HALF_PI;
+        double a2 = 1.0 / (1.0 + exp(-lam));
+        t = acos(cos(th0) * sqrt(a2)) * (1 + s) / HALF_PI - s;
+        break;
+    }
+    case SDFLOW_PROCESS_VE: {
+        double lr = log(p->sigma_max / p->sigma_min); /* sigma = e^-lambda/2 (alpha = 1) */
+        if (p->ve_exact_std)
+            t = 0.5 * log1p(exp(-lam) / (p->sigma_min * p->sigma_min)) / lr;
+        else
+            t = (-0.5 * lam - log(p->sigma_min)) / lr;
+        break;
+    }
+    }
+    return t < p->t_eps ? p->t_eps : t > p->t_max ? p->t_max : t;
+}
+
+typedef struct ly_work {
+    double *xr, *tr, *eps, *out; /* rows x d, rows, rows x d, rows x d */
+    double *a2;                  /* per sample of the block: VP-equivalent alpha^2 */
+} ly_work;
+
+sdflow_status sdflow__liyan_logpdf(sdflow_density *e, size_t n, const double *x, double *logp, double *se)
+{
+    sdflow_ctx *ctx = e->ctx;
+    const sdflow_process *p = e->proc;
+    size_t d = e->model->d, K = (size_t)e->liyan_times, J = (size_t)e->liyan_draws, R = 2 * J;
+    double lo = fmax(e->lambda_min, log_snr(p, p->t_max)), hi = fmin(e->lambda_max, log_snr(p, p->t_eps));
+    if (!(lo < hi))
+        return sdflow__fail(ctx, SDFLOW_E_INVALID,
+                            "lambda range [%g, %g] misses the process's log-SNR range [%g, %g]", e->lambda_min,
+                            e->lambda_max, log_snr(p, p->t_max), log_snr(p, p->t_eps));
+    if (lo > e->lambda_min || hi < e->lambda_max)
+        sdflow__log(ctx, SDFLOW_LOG_INFO, "liyan: integrating lambda over [%g, %g], the part of [%g, %g] the "
+                    "process reaches; the tails are dropped", lo, hi, e->lambda_min, e->lambda_max);
+    if (!sdflow__size_ok(R, d))
+        return sdflow__fail(ctx, SDFLOW_E_INVALID, "liyan_draws=%zu with d=%zu overflow size_t", J, d);
+    /* samples per block: about 2^18 rows of d entries in each temporary */
+    size_t block = ((size_t)1 << 18) / (R * d) + 1;
+    if (block > n)
+        block = n;
+    size_t rows = block * R;
+    ly_work w = { 0 };
+    w.xr = sdflow__alloc_array(ctx, rows, d * sizeof(double), "noised points");
+    w.tr = sdflow__alloc_array(ctx, rows, sizeof(double), "noise times");
+    w.eps = sdflow__alloc_array(ctx, rows, d * sizeof(double), "noise draws");
+    w.out = sdflow__alloc_array(ctx, rows, d * sizeof(double), "predicted noise");
+    w.a2 = sdflow__alloc_array(ctx, block, sizeof(double), "signal fractions");
+    double *sum = sdflow__calloc_array(ctx, n, sizeof(double), "integrand sums");
+    double *prev = sdflow__alloc_array(ctx, n, sizeof(double), "previous stratum values");
+    double *pair = sdflow__calloc_array(ctx, n, sizeof(double), "paired-strata variances");
+    sdflow_status st = SDFLOW_OK;
+    if (!w.xr || !w.tr || !w.eps || !w.out || !w.a2 || !sum || !prev || !pair)
+        st = SDFLOW_E_NOMEM;
+    uint64_t seed = ctx->seed;
+    uint64_t ustream = sdflow__stream(e->stream, 0x6c796c6dull /* "lylm" */, 0);
+    uint64_t estream = sdflow__stream(e->stream, 0x6c796570ull /* "lyep" */, 0);
+    double width = hi - lo;
+    for (size_t k = 0; k < K && !st; k++) {
+        for (size_t i0 = 0; i0 < n && !st; i0 += block) {
+            size_t nb = n - i0 < block ? n - i0 : block;
+            int nt = sdflow__threads_for(ctx, nb);
+#pragma omp parallel for num_threads(nt) schedule(static)
+            for (size_t i = 0; i < nb; i++) {
+                uint64_t row = e->first_index + i0 + i;
+                double u;
+                sdflow__rng_uniform_row(seed, ustream, row, k, 1, &u);
+                double lam = lo + ((double)k + 1.0 - u) / (double)K * width; /* stratum k */
+                double t = time_of_logsnr(p, lam);
+                sdflow__coef c;
+                sdflow__process_coef(p, t, &c);
+                w.a2[i] = c.alpha * c.alpha / (c.alpha * c.alpha + c.sigma * c.sigma);
+                for (size_t j = 0; j < J; j++) {
+                    double *ep = w.eps + (i * R + 2 * j) * d, *em = ep + d;
+                    double *xp = w.xr + (i * R + 2 * j) * d, *xm = xp + d;
+                    sdflow__rng_normal_row(seed, estream, row, (k * J + j) * ((d + 1) / 2), d, ep);
+                    for (size_t a = 0; a < d; a++) {
+                        em[a] = -ep[a];
+                        xp[a] = c.alpha * x[(i0 + i) * d + a] + c.sigma * ep[a];
+                        xm[a] = c.alpha * x[(i0 + i) * d + a] - c.sigma * ep[a];
+                    }
+                    w.tr[i * R + 2 * j] = w.tr[i * R + 2 * j + 1] = t;
+                }
+            }
+            st = sdflow_model_eval(e->model, p, nb * R, w.xr, w.tr, SDFLOW_OUT_EPS, w.out);
+            if (st == SDFLOW_E_NUMERIC)
+                for (size_t r = 0; r < nb * R * d; r++)
+                    if (!isfinite(w.out[r])) {
+                        st = sdflow__fail(ctx, SDFLOW_E_NUMERIC,
+                                          "liyan: model output for sample %zu at t = %g is not finite", i0 + r / d / R,
+                                          w.tr[r / d]);
+                        break;
+                    }
+            if (st)
+                break;
+            for (size_t i = 0; i < nb; i++) {
+                /* F = mean_r |eps_hat - eps|^2 - a2 |eps|^2: the control variate
+                 * a2 |eps|^2 has the mean d a2 of the formula but cancels the
+                 * chi-square noise of |eps|^2 where eps_hat ~ 0 (small noise);
+                 * subtracted per coordinate, as the terms nearly cancel */
+                double F = 0;
+                for (size_t r = 0; r < R; r++) {
+                    const double *o = w.out + (i * R + r) * d, *ep = w.eps + (i * R + r) * d;
+                    for (size_t a = 0; a < d; a++)
+                        F += (o[a] - ep[a]) * (o[a] - ep[a]) - w.a2[i] * ep[a] * ep[a];
+                }
+                F /= (double)R;
+                size_t g = i0 + i;
+                sum[g] += F;
+                if (k % 2 == 1) /* collapsed strata: pairs (0,1), (2,3), ... */
+                    pair[g] += (F - prev[g]) * (F - prev[g]);
+                else if (k == K - 1 && K > 1) /* odd K: the last stratum is paired with its neighbour */
+                    pair[g] += 0.5 * (F - prev[g]) * (F - prev[g]);
+                prev[g] = F;
+            }
+        }
+        if (!st)
+            st = sdflow__progress(ctx, (long)k + 1, (long)K, "liyan likelihood");
+    }
+    double base = -0.5 * (double)d * (log(2.0 * SDFLOW__PI) + 1.0);
+    for (size_t i = 0; i < n && !st; i++) {
+        logp[i] = base - 0.5 * width * sum[i] / (double)K;
+        /* Var(mean_k F_k) ~ sum over pairs (F_a - F_b)^2 / K^2: conservative by the
+         * squared change of E F across a stratum pair */
+        if (se)
+            se[i] = 0.5 * width * sqrt(pair[i]) / (double)K;
+        if (!isfinite(logp[i]))
+            st = sdflow__fail(ctx, SDFLOW_E_NUMERIC, "log-density of sample %zu is %g", i, logp[i]);
+    }
+    sdflow__free(ctx, w.xr);
+    sdflow__free(ctx, w.tr);
+    sdflow__free(ctx, w.eps);
+    sdflow__free(ctx, w.out);
+    sdflow__free(ctx, w.a2);
+    sdflow__free(ctx, sum);
+    sdflow__free(ctx, prev);
+    sdflow__free(ctx, pair);
+    return st;
+}

@@ -1,0 +1,161 @@
+/* PF-ODE likelihood (algorithms.md §5): integrate the augmented state
+ * (x, l) from t_min to T with dx/dt = v = f x - g^2/2 s and
+ * dl/dt = div v = d f - g^2/2 div s; then log p(x) = log prior(x(T)) + l(T).
+ * The exact estimator carries one accumulator l; the Hutchinson estimator
+ * carries K (one per probe), so the state is d + K wide and the spread of
+ * the K estimates gives the standard error. */
+#include <math.h>
+#include <string.h>
+#include "density_internal.h"
+#include "ode_internal.h"
+
+typedef struct aug_rhs {
+    sdflow_density *e;
+    size_t d, L;        /* data dimension, number of accumulators */
+    double *xs;         /* n x d compact positions */
+    double *score;      /* n x d model scores */
+    double *acc;        /* n x L: divergence of the score (exact) or probe quadratic forms */
+    double *probes;     /* n_all x L x d (Hutchinson only), indexed by original row */
+    double *pv;         /* n x L x d probes gathered for the rows of one call */
+} aug_rhs;
+
+/* A model call that failed on a NaN/Inf output: name the caller's sample
+ * (the model layer's message counts the rows of this call only). Scans a
+ * (n x wa), then b (n x wb) when given. */
+static sdflow_status name_sample(sdflow_ctx *ctx, sdflow_status st, size_t n, const size_t *rows, const double *a,
+                                 size_t wa, const double *b, size_t wb)
+{
+    if (st != SDFLOW_E_NUMERIC)
+        return st;
+    for (size_t i = 0; i < n * wa; i++)
+        if (!isfinite(a[i]))
+            return sdflow__fail(ctx, SDFLOW_E_NUMERIC, "model output of sample %zu is not finite", rows[i / wa]);
+    for (size_t i = 0; b && i < n * wb; i++)
+        if (!isfinite(b[i]))
+            return sdflow__fail(ctx, SDFLOW_E_NUMERIC, "score derivative of sample %zu is not finite",
+                                rows[i / wb]);
+    return st;
+}
+
+static sdflow_status aug_eval(void *user, size_t n, const size_t *rows, const double *t, const double *y,
+                              double *dydt)
+{
+    aug_rhs *u = user;
+    sdflow_density *e = u->e;
+    size_t d = u->d, L = u->L, dim = d + L;
+    for (size_t i = 0; i < n; i++)
+        memcpy(u->xs + i * d, y + i * dim, d * sizeof(double));
+    sdflow_status st;
+    if (!u->probes) {
+        /* score and divergence in one model pass where the model offers it */
+        st = sdflow__model_score_and_divergence(e->model, e->proc, n, u->xs, t, (int)e->divergence, u->score,
+                                                u->acc);
+        if (st)
+            return name_sample(e->ctx, st, n, rows, u->score, d, u->acc, 1);
+    } else {
+        st = sdflow_model_eval(e->model, e->proc, n, u->xs, t, SDFLOW_OUT_SCORE, u->score);
+        if (st)
+            return name_sample(e->ctx, st, n, rows, u->score, d, NULL, 0);
+        for (size_t i = 0; i < n; i++)
+            memcpy(u->pv + i * L * d, u->probes + rows[i] * L * d, L * d * sizeof(double));
+        st = sdflow__model_score_quadform(e->model, e->proc, n, u->xs, t, L, u->pv, (int)e->divergence, u->acc);
+        if (st)
+            return name_sample(e->ctx, st, n, rows, u->acc, L, NULL, 0);
+    }
+    sdflow__coef c;
+    for (size_t i = 0; i < n; i++) {
+        if (i == 0 || t[i] != t[i - 1]) /* rows often share their time (fixed-step solvers) */
+            sdflow__process_coef(e->proc, t[i], &c);
+        /* drift v = f x - g^2/2 score */
+        for (size_t j = 0; j < d; j++)
+            dydt[i * dim + j] = c.f * u->xs[i * d + j] - 0.5 * c.g2 * u->score[i * d + j];
+        /* the linear part f x of the drift has the exact trace d f, so
+         * probes only estimate the score part (lower variance) */
+        for (size_t k = 0; k < L; k++)
+            dydt[i * dim + d + k] = (double)d * c.f - 0.5 * c.g2 * u->acc[i * L + k];
+    }
+    return SDFLOW_OK;
+}
+
+/* Probes of row i: K vectors keyed by (seed, stream, first_index + i). */
+static void draw_probes(const sdflow_density *e, size_t n, size_t d, size_t K, double *probes)
+{
+    uint64_t stream = sdflow__stream(e->stream, 0x70726f62ull /* "prob" */, 0);
+    uint64_t seed = e->ctx->seed;
+    int nt = sdflow__threads_for(e->ctx, n);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < K; k++) {
+            double *v = probes + (i * K + k) * d;
+            uint64_t row = e->first_index + i;
+            if (e->probe_kind == SDFLOW_PROBE_GAUSSIAN)
+                sdflow__rng_normal_row(seed, stream, row, k * ((d + 1) / 2), d, v);
+            else
+                sdflow__rng_rademacher_row(seed, stream, row, k * ((d + 127) / 128), d, v);
+        }
+}
+
+sdflow_status sdflow__pf_ode_logpdf(sdflow_density *e, size_t n, const double *x, double *logp, double *se)
+{
+    sdflow_ctx *ctx = e->ctx;
+    size_t d = e->model->d;
+    int hutch = e->kind == SDFLOW_DENSITY_PF_ODE_HUTCHINSON;
+    size_t L = hutch ? (size_t)e->probes : 1, dim = d + L;
+    if (!sdflow__size_ok(n, dim) || !sdflow__size_ok(n, L * d))
+        return sdflow__fail(ctx, SDFLOW_E_INVALID, "n=%zu rows of %zu state entries overflow size_t", n, dim);
+    aug_rhs u = { .e = e, .d = d, .L = L };
+    double *y = sdflow__alloc_array(ctx, n, dim * sizeof(double), "augmented ODE state");
+    double *prior = sdflow__alloc_array(ctx, n, sizeof(double), "prior log-density");
+    double *xT = sdflow__alloc_array(ctx, n, d * sizeof(double), "ODE end points");
+    u.xs = sdflow__alloc_array(ctx, n, d * sizeof(double), "ODE positions");
+    u.score = sdflow__alloc_array(ctx, n, d * sizeof(double), "ODE scores");
+    u.acc = sdflow__alloc_array(ctx, n, L * sizeof(double), "divergence accumulators");
+    if (hutch) {
+        u.probes = sdflow__alloc_array(ctx, n, L * d * sizeof(double), "Hutchinson probes");
+        u.pv = sdflow__alloc_array(ctx, n, L * d * sizeof(double), "gathered probes");
+    }
+    sdflow_status st = SDFLOW_OK;
+    if (!y || !prior || !xT || !u.xs || !u.score || !u.acc || (hutch && (!u.probes || !u.pv)))
+        st = SDFLOW_E_NOMEM;
+    if (!st) {
+        if (hutch)
+            draw_probes(e, n, d, L, u.probes);
+        for (size_t i = 0; i < n; i++) {
+            memcpy(y + i * dim, x + i * d, d * sizeof(double));
+            memset(y + i * dim + d, 0, L * sizeof(double));
+        }
+        sdflow__ode_opts o = { .solver = (int)e->solver, .steps = e->steps, .rtol = e->rtol, .atol = e->atol,
+                               .h_init = e->h_init, .max_steps = e->max_steps,
+                               .what = hutch ? "pf_ode_hutchinson likelihood" : "pf_ode_exact likelihood" };
+        st = sdflow__ode_solve(ctx, &o, n, dim, sdflow__density_t_min(e), e->proc->t_max, y, aug_eval, &u, NULL);
+    }
+    if (!st) {
+        for (size_t i = 0; i < n; i++)
+            memcpy(xT + i * d, y + i * dim, d * sizeof(double));
+        st = sdflow_process_prior_logpdf(e->proc, n, d, xT, prior);
+    }
+    for (size_t i = 0; i < n && !st; i++) {
+        const double *l = y + i * dim + d;
+        double mean = 0, ss = 0;
+        for (size_t k = 0; k < L; k++)
+            mean += l[k];
+        mean /= (double)L;
+        for (size_t k = 0; k < L; k++)
+            ss += (l[k] - mean) * (l[k] - mean);
+        logp[i] = prior[i] + mean;
+        /* se = sd(probe estimates)/sqrt(K); K = 1 (and exact) gives 0 */
+        if (se)
+            se[i] = L > 1 ? sqrt(ss / (double)(L - 1) / (double)L) : 0.0;
+        if (!isfinite(logp[i]))
+            st = sdflow__fail(ctx, SDFLOW_E_NUMERIC, "log-density of sample %zu is %g", i, logp[i]);
+    }
+    sdflow__free(ctx, y);
+    sdflow__free(ctx, prior);
+    sdflow__free(ctx, xT);
+    sdflow__free(ctx, u.xs);
+    sdflow__free(ctx, u.score);
+    sdflow__free(ctx, u.acc);
+    sdflow__free(ctx, u.probes);
+    sdflow__free(ctx, u.pv);
+    return st;
+}
