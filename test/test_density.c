@@ -417,6 +417,35 @@ START_TEST(test_hutchinson)
 }
 END_TEST
 
+/* The mixture's own JVP (O(k d^2)) must agree with v^T J v from its full
+ * analytic Jacobian (the callback path) for identical probes: both are exact,
+ * so only rounding separates them. */
+START_TEST(test_hutchinson_jvp_matches_jacobian)
+{
+    sdflow_ctx *ctx = test_ctx(SEED);
+    sdflow_model *m = gmm8(ctx);
+    sdflow_process *p = proc(ctx, SDFLOW_PROCESS_VP);
+    enum { N = 5, D = 8 };
+    double x[N * D], a[N], b[N], sa[N], sb[N];
+    points(m, N, x);
+    scaled sc = { m, p, 1.0, 0 };
+    sdflow_model *cbj = scaled_model(ctx, &sc, 1);
+    sdflow_density *e = estimator(ctx, SDFLOW_DENSITY_PF_ODE_HUTCHINSON, p, m);
+    ck_assert_int_eq(sdflow_density_set_int(e, SDFLOW_OPT_PROBES, 3), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_density_logpdf(e, N, x, a, sa), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_density_set_model(e, cbj), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_density_logpdf(e, N, x, b, sb), SDFLOW_OK);
+    printf("density seed %u: Hutchinson mixture JVP vs Jacobian path: %.2e\n", SEED, max_abs_diff(a, b, N));
+    ck_assert_msg(max_abs_diff(a, b, N) < 1e-9, "log p differs by %g", max_abs_diff(a, b, N));
+    ck_assert_msg(max_abs_diff(sa, sb, N) < 1e-9, "SE differs by %g", max_abs_diff(sa, sb, N));
+    sdflow_density_free(e);
+    sdflow_model_free(cbj);
+    sdflow_process_free(p);
+    sdflow_model_free(m);
+    sdflow_ctx_free(ctx);
+}
+END_TEST
+
 /* ---- Li-Yan --------------------------------------------------------------- */
 
 static void liyan_case(sdflow_process_kind kind, int ve_exact_std)
@@ -770,6 +799,7 @@ Suite *density_suite(void)
     tcase_add_test(num, test_exact_8d_ve);
     tcase_add_test(num, test_exact_methods);
     tcase_add_test(num, test_hutchinson);
+    tcase_add_test(num, test_hutchinson_jvp_matches_jacobian);
     tcase_add_test(num, test_liyan_vp);
     tcase_add_test(num, test_liyan_subvp);
     tcase_add_test(num, test_liyan_ve);

@@ -192,7 +192,7 @@ END_TEST
 START_TEST(test_kernel_shards_merge)
 {
     sdflow_ctx *ctx = test_ctx(13);
-    size_t dims[2] = { 2, 18 }, m = 500, n = 64, cut[4] = { 0, 70, 321, 500 };
+    size_t dims[2] = { 2, 21 }, m = 500, n = 64, cut[4] = { 0, 70, 321, 500 };
     for (int di = 0; di < 2; di++) {
         size_t d = dims[di];
         double *y = normals(ctx, 5, m, d, 1.0, 3.0), *x = normals(ctx, 6, n, d, 1.5, 3.0), *t = malloc(n * 8);

@@ -17,12 +17,15 @@ typedef struct gmm {
     double *cumw;  /* k cumulative weights, for sampling */
 } gmm;
 
-/* Everything one row may need; NULL outputs are skipped. */
+/* What a call wants, as whole-batch arrays; NULL outputs are skipped.
+ * jv = J v for the score Jacobian J and directions v (both n x d). */
 typedef struct row_out {
     double *score, *logp, *jac, *div;
+    const double *v;
+    double *jv;
 } row_out;
 
-static size_t work_size(const gmm *g) { return 2 * g->k * g->d + g->k + g->d; }
+static size_t work_size(const gmm *g) { return 2 * g->k * g->d + g->k + 2 * g->d; }
 
 static void gmm_row(const gmm *g, const sdflow__coef *c, const double *x, double *work, row_out o)
 {
@@ -87,6 +90,34 @@ static void gmm_row(const gmm *g, const sdflow__coef *c, const double *x, double
             ss += s[j] * s[j];
         *o.div = acc - ss;
     }
+    if (o.jv) {
+        /* sum_k r_k (e_k (e_k . v) - U_k diag(1/c_k) U_k^T v) - s (s . v): O(k d^2), no d x d matrix */
+        double *w = u + d, sv = 0;
+        for (size_t a = 0; a < d; a++) {
+            o.jv[a] = 0;
+            sv += s[a] * o.v[a];
+        }
+        for (size_t k = 0; k < K; k++) {
+            const double *U = g->vec + k * d * d, *ek = e + k * d;
+            double ev = 0;
+            for (size_t a = 0; a < d; a++)
+                ev += ek[a] * o.v[a];
+            for (size_t j = 0; j < d; j++) {
+                double acc = 0;
+                for (size_t i = 0; i < d; i++)
+                    acc += U[i * d + j] * o.v[i];
+                w[j] = acc * ic[k * d + j];
+            }
+            for (size_t a = 0; a < d; a++) {
+                double cv = 0;
+                for (size_t j = 0; j < d; j++)
+                    cv += U[a * d + j] * w[j];
+                o.jv[a] += r[k] * (ek[a] * ev - cv);
+            }
+        }
+        for (size_t a = 0; a < d; a++)
+            o.jv[a] -= s[a] * sv;
+    }
     if (o.jac) {
         /* sum_k r_k (e_k e_k^T - U_k diag(1/c_k) U_k^T) - s s^T */
         for (size_t a = 0; a < d; a++)
@@ -106,7 +137,7 @@ static void gmm_row(const gmm *g, const sdflow__coef *c, const double *x, double
 
 /* Runs gmm_row over all rows, in parallel with per-thread scratch. */
 static sdflow_status gmm_rows(sdflow_model *m, const sdflow_process *p, size_t n, const double *x, const double *t,
-                              double *score, double *logp, double *jac, double *div)
+                              row_out all)
 {
     const gmm *g = m->impl;
     size_t d = g->d, ws = work_size(g);
@@ -118,8 +149,9 @@ static sdflow_status gmm_rows(sdflow_model *m, const sdflow_process *p, size_t n
     for (size_t i = 0; i < n; i++) {
         sdflow__coef c;
         sdflow__process_coef(p, t[i], &c);
-        row_out o = { score ? score + i * d : NULL, logp ? logp + i : NULL, jac ? jac + i * d * d : NULL,
-                      div ? div + i : NULL };
+        row_out o = { all.score ? all.score + i * d : NULL, all.logp ? all.logp + i : NULL,
+                      all.jac ? all.jac + i * d * d : NULL, all.div ? all.div + i : NULL,
+                      all.v ? all.v + i * d : NULL, all.jv ? all.jv + i * d : NULL };
         gmm_row(g, &c, x + i * d, work + (size_t)omp_get_thread_num() * ws, o);
     }
     sdflow__free(m->ctx, work);
@@ -129,31 +161,37 @@ static sdflow_status gmm_rows(sdflow_model *m, const sdflow_process *p, size_t n
 static sdflow_status gmm_eval(sdflow_model *m, const sdflow_process *p, size_t n, const double *x, const double *t,
                               double *out)
 {
-    return gmm_rows(m, p, n, x, t, out, NULL, NULL, NULL);
+    return gmm_rows(m, p, n, x, t, (row_out){ .score = out });
 }
 
 static sdflow_status gmm_logpdf(sdflow_model *m, const sdflow_process *p, size_t n, const double *x,
                                 const double *t, double *logp)
 {
-    return gmm_rows(m, p, n, x, t, NULL, logp, NULL, NULL);
+    return gmm_rows(m, p, n, x, t, (row_out){ .logp = logp });
 }
 
 static sdflow_status gmm_jacobian(sdflow_model *m, const sdflow_process *p, size_t n, const double *x,
                                   const double *t, double *jac)
 {
-    return gmm_rows(m, p, n, x, t, NULL, NULL, jac, NULL);
+    return gmm_rows(m, p, n, x, t, (row_out){ .jac = jac });
 }
 
 static sdflow_status gmm_divergence(sdflow_model *m, const sdflow_process *p, size_t n, const double *x,
                                     const double *t, double *div)
 {
-    return gmm_rows(m, p, n, x, t, NULL, NULL, NULL, div);
+    return gmm_rows(m, p, n, x, t, (row_out){ .div = div });
 }
 
 static sdflow_status gmm_eval_div(sdflow_model *m, const sdflow_process *p, size_t n, const double *x,
                                   const double *t, double *out, double *div)
 {
-    return gmm_rows(m, p, n, x, t, out, NULL, NULL, div);
+    return gmm_rows(m, p, n, x, t, (row_out){ .score = out, .div = div });
+}
+
+static sdflow_status gmm_jvp(sdflow_model *m, const sdflow_process *p, size_t n, const double *x, const double *t,
+                             const double *v, double *jv)
+{
+    return gmm_rows(m, p, n, x, t, (row_out){ .v = v, .jv = jv });
 }
 
 static sdflow_status gmm_sample(sdflow_model *m, uint64_t stream, uint64_t first_index, size_t n, double *out)
@@ -203,6 +241,7 @@ static const sdflow__model_ops gmm_ops = { .eval = gmm_eval,
                                            .divergence = gmm_divergence,
                                            .sample = gmm_sample,
                                            .eval_div = gmm_eval_div,
+                                           .jvp = gmm_jvp,
                                            .destroy = gmm_destroy };
 
 static sdflow_status check_cov(sdflow_ctx *ctx, size_t k, size_t d, const double *cov, double *chol)
