@@ -1,6 +1,7 @@
 /* Kernel (empirical) score model: exp accuracy, exactness against a naive
  * reference, derivatives by finite differences, shard merge, stability at
  * extreme sigma, thread determinism, allocation failures, bad input. */
+#include <cblas.h>
 #include <float.h>
 #include "testutil.h"
 
@@ -303,7 +304,9 @@ START_TEST(test_kernel_threads_identical)
             ck_assert_int_eq(sdflow_model_set_int(km, SDFLOW_OPT_BLOCK_Q, 64), SDFLOW_OK);
             ck_assert_int_eq(sdflow_model_set_int(km, SDFLOW_OPT_BLOCK_Y, 128), SDFLOW_OK);
             out[th] = malloc(n * (d + 1) * 8);
+            openblas_set_num_threads(2); /* the GEMM path pins OpenBLAS to 1 thread and must restore it */
             ck_assert_int_eq(sdflow_model_score(km, NULL, n, x, t, out[th]), SDFLOW_OK);
+            ck_assert_int_eq(openblas_get_num_threads(), 2);
             ck_assert_int_eq(sdflow_model_logpdf(km, NULL, n, x, t, out[th] + n * d), SDFLOW_OK);
             sdflow_model_free(km);
             free(y), free(x);
