@@ -66,6 +66,25 @@ int sdflow__size_ok(size_t n, size_t d);
 sdflow_status sdflow__option_accept(sdflow_ctx *ctx, const char *object, const sdflow_option *keys, size_t nkeys,
                                     sdflow_option key, sdflow_option_type type, const double *value);
 
+/* An option kept in a field of a handle (sampler, density estimator): the
+ * kinds of the handle it applies to (bit mask over the kind enum) and the
+ * field's offset. int options live in a long, u64 in a uint64_t. */
+typedef struct sdflow__opt_slot {
+    sdflow_option key;
+    unsigned kinds;
+    size_t offset;
+} sdflow__opt_slot;
+
+/* Typed setter/getter over a slot table: key must apply to kind_bit, be of
+ * the given type and (setter) within bounds; value points to a long, double
+ * or uint64_t. Errors name the option, the kind (kind_name) and the handle
+ * (noun). The getter writes no message (its object is const). */
+sdflow_status sdflow__slot_set(sdflow_ctx *ctx, const sdflow__opt_slot *slots, size_t nslots, unsigned kind_bit,
+                               const char *kind_name, const char *noun, void *obj, sdflow_option key,
+                               sdflow_option_type type, const void *value);
+sdflow_status sdflow__slot_get(const sdflow__opt_slot *slots, size_t nslots, unsigned kind_bit, const void *obj,
+                               sdflow_option key, sdflow_option_type type, void *value);
+
 /* Options table lookup: type and bounds of a key (SDFLOW_TYPE_NONE if unknown). */
 sdflow_option_type sdflow__option_info(sdflow_option key, double *lo, double *hi);
 

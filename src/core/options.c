@@ -1,6 +1,7 @@
 /* The option table: names, types and bounds of every key, and the checks
  * every object's setters share. */
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 #include "ctx_internal.h"
 
@@ -151,5 +152,50 @@ sdflow_status sdflow__option_accept(sdflow_ctx *ctx, const char *object, const s
         return ctx ? sdflow__fail(ctx, SDFLOW_E_INVALID, "option %s is of type %s, not %s", sdflow_option_name(key),
                                   type_name(sdflow_option_get_type(key)), type_name(type))
                    : SDFLOW_E_INVALID;
+    return SDFLOW_OK;
+}
+
+static const sdflow__opt_slot *find_slot(const sdflow__opt_slot *slots, size_t nslots, unsigned kind_bit,
+                                         sdflow_option key)
+{
+    for (size_t i = 0; i < nslots; i++)
+        if (slots[i].key == key && (slots[i].kinds & kind_bit))
+            return &slots[i];
+    return NULL;
+}
+
+static size_t type_size(sdflow_option_type type)
+{
+    return type == SDFLOW_TYPE_INT ? sizeof(long) : type == SDFLOW_TYPE_DOUBLE ? sizeof(double) : sizeof(uint64_t);
+}
+
+sdflow_status sdflow__slot_set(sdflow_ctx *ctx, const sdflow__opt_slot *slots, size_t nslots, unsigned kind_bit,
+                               const char *kind_name, const char *noun, void *obj, sdflow_option key,
+                               sdflow_option_type type, const void *value)
+{
+    const sdflow__opt_slot *slot = find_slot(slots, nslots, kind_bit, key);
+    if (!slot) {
+        const char *name = sdflow_option_name(key);
+        return sdflow__fail(ctx, SDFLOW_E_UNSUPPORTED, "option %d (%s) does not apply to a %s %s", (int)key,
+                            name ? name : "unknown key", kind_name, noun);
+    }
+    double v = type == SDFLOW_TYPE_INT      ? (double)*(const long *)value
+               : type == SDFLOW_TYPE_DOUBLE ? *(const double *)value
+                                            : (double)*(const uint64_t *)value;
+    sdflow_status st = sdflow__check_option_value(ctx, key, type, v);
+    if (!st)
+        memcpy((char *)obj + slot->offset, value, type_size(type));
+    return st;
+}
+
+sdflow_status sdflow__slot_get(const sdflow__opt_slot *slots, size_t nslots, unsigned kind_bit, const void *obj,
+                               sdflow_option key, sdflow_option_type type, void *value)
+{
+    const sdflow__opt_slot *slot = find_slot(slots, nslots, kind_bit, key);
+    if (!slot)
+        return SDFLOW_E_UNSUPPORTED;
+    if (sdflow_option_get_type(key) != type)
+        return SDFLOW_E_INVALID;
+    memcpy(value, (const char *)obj + slot->offset, type_size(type));
     return SDFLOW_OK;
 }

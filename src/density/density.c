@@ -30,14 +30,8 @@ sdflow_status sdflow_density_kind_from_name(const char *name, sdflow_density_kin
 #define K_ODE (K_EX | K_HU)
 #define K_ALL (K_ODE | K_LY)
 
-typedef struct opt_slot {
-    sdflow_option key;
-    unsigned kinds;
-    size_t offset;
-} opt_slot;
-
 #define SLOT(key, kinds, field) { key, kinds, offsetof(struct sdflow_density, field) }
-static const opt_slot slots[] = {
+static const sdflow__opt_slot slots[] = {
     SLOT(SDFLOW_OPT_PROBES, K_HU, probes),
     SLOT(SDFLOW_OPT_PROBE_KIND, K_HU, probe_kind),
     SLOT(SDFLOW_OPT_DIVERGENCE, K_ODE, divergence),
@@ -57,14 +51,6 @@ static const opt_slot slots[] = {
     SLOT(SDFLOW_OPT_FIRST_INDEX, K_ALL, first_index),
     SLOT(SDFLOW_OPT_STREAM, K_ALL, stream),
 };
-
-static const opt_slot *find_slot(const sdflow_density *e, sdflow_option key)
-{
-    for (size_t i = 0; i < sizeof slots / sizeof slots[0]; i++)
-        if (slots[i].key == key && (slots[i].kinds & (1u << e->kind)))
-            return &slots[i];
-    return NULL;
-}
 
 sdflow_status sdflow_density_create(sdflow_ctx *ctx, sdflow_density_kind kind, sdflow_density **out)
 {
@@ -126,88 +112,52 @@ sdflow_status sdflow_density_set_model(sdflow_density *e, sdflow_model *m)
     return SDFLOW_OK;
 }
 
-/* Shared by the typed setters: key applies to this kind, type and bounds hold. */
-static sdflow_status set_checked(sdflow_density *e, sdflow_option key, sdflow_option_type type, double v,
-                                 const opt_slot **slot)
+#define SLOTS slots, sizeof slots / sizeof slots[0]
+
+static sdflow_status set_option(sdflow_density *e, sdflow_option key, sdflow_option_type type, const void *value)
 {
-    *slot = find_slot(e, key);
-    if (!*slot) {
-        const char *name = sdflow_option_name(key);
-        return sdflow__fail(e->ctx, SDFLOW_E_UNSUPPORTED, "option %d (%s) does not apply to a %s estimator",
-                            (int)key, name ? name : "unknown key", sdflow_density_kind_name(e->kind));
-    }
-    return sdflow__check_option_value(e->ctx, key, type, v);
+    if (!e)
+        return SDFLOW_E_INVALID;
+    return sdflow__slot_set(e->ctx, SLOTS, 1u << e->kind, sdflow_density_kind_name(e->kind), "estimator", e, key, type,
+                            value);
+}
+
+static sdflow_status get_option(const sdflow_density *e, sdflow_option key, sdflow_option_type type, void *value)
+{
+    return e && value ? sdflow__slot_get(SLOTS, 1u << e->kind, e, key, type, value) : SDFLOW_E_INVALID;
 }
 
 sdflow_status sdflow_density_set_int(sdflow_density *e, sdflow_option key, long value)
 {
-    if (!e)
-        return SDFLOW_E_INVALID;
-    const opt_slot *slot;
-    sdflow_status st = set_checked(e, key, SDFLOW_TYPE_INT, (double)value, &slot);
-    if (!st)
-        *(long *)((char *)e + slot->offset) = value;
-    return st;
+    return set_option(e, key, SDFLOW_TYPE_INT, &value);
 }
 
 sdflow_status sdflow_density_set_double(sdflow_density *e, sdflow_option key, double value)
 {
-    if (!e)
-        return SDFLOW_E_INVALID;
-    const opt_slot *slot;
-    sdflow_status st = set_checked(e, key, SDFLOW_TYPE_DOUBLE, value, &slot);
-    if (!st)
-        *(double *)((char *)e + slot->offset) = value;
-    return st;
+    return set_option(e, key, SDFLOW_TYPE_DOUBLE, &value);
 }
 
 sdflow_status sdflow_density_set_u64(sdflow_density *e, sdflow_option key, uint64_t value)
 {
-    if (!e)
-        return SDFLOW_E_INVALID;
-    const opt_slot *slot;
-    sdflow_status st = set_checked(e, key, SDFLOW_TYPE_U64, (double)value, &slot);
-    if (!st)
-        *(uint64_t *)((char *)e + slot->offset) = value;
-    return st;
-}
-
-static const opt_slot *get_checked(const sdflow_density *e, sdflow_option key, sdflow_option_type type,
-                                   sdflow_status *st)
-{
-    const opt_slot *slot = find_slot(e, key);
-    *st = !slot ? SDFLOW_E_UNSUPPORTED : sdflow_option_get_type(key) != type ? SDFLOW_E_INVALID : SDFLOW_OK;
-    return *st ? NULL : slot;
+    return set_option(e, key, SDFLOW_TYPE_U64, &value);
 }
 
 sdflow_status sdflow_density_get_int(const sdflow_density *e, sdflow_option key, long *value)
 {
-    sdflow_status st = SDFLOW_E_INVALID;
-    const opt_slot *slot = e && value ? get_checked(e, key, SDFLOW_TYPE_INT, &st) : NULL;
-    if (slot)
-        *value = *(const long *)((const char *)e + slot->offset);
-    return st;
+    return get_option(e, key, SDFLOW_TYPE_INT, value);
 }
 
 sdflow_status sdflow_density_get_double(const sdflow_density *e, sdflow_option key, double *value)
 {
-    sdflow_status st = SDFLOW_E_INVALID;
-    const opt_slot *slot = e && value ? get_checked(e, key, SDFLOW_TYPE_DOUBLE, &st) : NULL;
-    if (slot) {
-        *value = *(const double *)((const char *)e + slot->offset);
-        if (key == SDFLOW_OPT_T_MIN && e->proc)
-            *value = sdflow__density_t_min(e);
-    }
+    sdflow_status st = get_option(e, key, SDFLOW_TYPE_DOUBLE, value);
+    if (!st && key == SDFLOW_OPT_T_MIN && e->proc) /* the resolved default */
+        *value = sdflow__density_t_min(e);
     return st;
 }
 
 sdflow_status sdflow_density_get_u64(const sdflow_density *e, sdflow_option key, uint64_t *value)
 {
-    sdflow_status st = SDFLOW_E_INVALID;
-    const opt_slot *slot = e && value ? get_checked(e, key, SDFLOW_TYPE_U64, &st) : NULL;
-    if (slot)
-        *value = *(const uint64_t *)((const char *)e + slot->offset);
-    return st;
+    return get_option(e, key, SDFLOW_TYPE_U64, value);
 }
 
 double sdflow__density_t_min(const sdflow_density *e)

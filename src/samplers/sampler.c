@@ -32,14 +32,8 @@ sdflow_status sdflow_sampler_kind_from_name(const char *name, sdflow_sampler_kin
 #define K_DIFF (K_SDE | K_PC | K_ODE)
 #define K_ALL (K_DIFF | K_SDF)
 
-typedef struct opt_slot {
-    sdflow_option key;
-    unsigned kinds;
-    size_t offset;
-} opt_slot;
-
 #define SLOT(key, kinds, field) { key, kinds, offsetof(struct sdflow_sampler, field) }
-static const opt_slot slots[] = {
+static const sdflow__opt_slot slots[] = {
     SLOT(SDFLOW_OPT_STEPS, K_ALL, steps),
     SLOT(SDFLOW_OPT_T_MIN, K_DIFF, t_min),
     SLOT(SDFLOW_OPT_T_START, K_DIFF, t_start),
@@ -64,14 +58,6 @@ static const opt_slot slots[] = {
     SLOT(SDFLOW_OPT_BLOCK_Q, K_SDF, block_q),
     SLOT(SDFLOW_OPT_BLOCK_Y, K_SDF, block_y),
 };
-
-static const opt_slot *find_slot(const sdflow_sampler *s, sdflow_option key)
-{
-    for (size_t i = 0; i < sizeof slots / sizeof slots[0]; i++)
-        if (slots[i].key == key && (slots[i].kinds & (1u << s->kind)))
-            return &slots[i];
-    return NULL;
-}
 
 sdflow_status sdflow_sampler_create(sdflow_ctx *ctx, sdflow_sampler_kind kind, sdflow_sampler **out)
 {
@@ -138,90 +124,54 @@ sdflow_status sdflow_sampler_set_model(sdflow_sampler *s, sdflow_role role, sdfl
     return SDFLOW_OK;
 }
 
-/* Shared by the typed setters: key applies to this kind, type and bounds hold. */
-static sdflow_status set_checked(sdflow_sampler *s, sdflow_option key, sdflow_option_type type, double v,
-                                 const opt_slot **slot)
+#define SLOTS slots, sizeof slots / sizeof slots[0]
+
+static sdflow_status set_option(sdflow_sampler *s, sdflow_option key, sdflow_option_type type, const void *value)
 {
-    *slot = find_slot(s, key);
-    if (!*slot) {
-        const char *name = sdflow_option_name(key);
-        return sdflow__fail(s->ctx, SDFLOW_E_UNSUPPORTED, "option %d (%s) does not apply to a %s sampler", (int)key,
-                            name ? name : "unknown key", sdflow_sampler_kind_name(s->kind));
-    }
-    return sdflow__check_option_value(s->ctx, key, type, v);
+    if (!s)
+        return SDFLOW_E_INVALID;
+    return sdflow__slot_set(s->ctx, SLOTS, 1u << s->kind, sdflow_sampler_kind_name(s->kind), "sampler", s, key, type,
+                            value);
+}
+
+static sdflow_status get_option(const sdflow_sampler *s, sdflow_option key, sdflow_option_type type, void *value)
+{
+    return s && value ? sdflow__slot_get(SLOTS, 1u << s->kind, s, key, type, value) : SDFLOW_E_INVALID;
 }
 
 sdflow_status sdflow_sampler_set_int(sdflow_sampler *s, sdflow_option key, long value)
 {
-    if (!s)
-        return SDFLOW_E_INVALID;
-    const opt_slot *slot;
-    sdflow_status st = set_checked(s, key, SDFLOW_TYPE_INT, (double)value, &slot);
-    if (!st)
-        *(long *)((char *)s + slot->offset) = value;
-    return st;
+    return set_option(s, key, SDFLOW_TYPE_INT, &value);
 }
 
 sdflow_status sdflow_sampler_set_double(sdflow_sampler *s, sdflow_option key, double value)
 {
-    if (!s)
-        return SDFLOW_E_INVALID;
-    const opt_slot *slot;
-    sdflow_status st = set_checked(s, key, SDFLOW_TYPE_DOUBLE, value, &slot);
-    if (!st)
-        *(double *)((char *)s + slot->offset) = value;
-    return st;
+    return set_option(s, key, SDFLOW_TYPE_DOUBLE, &value);
 }
 
 sdflow_status sdflow_sampler_set_u64(sdflow_sampler *s, sdflow_option key, uint64_t value)
 {
-    if (!s)
-        return SDFLOW_E_INVALID;
-    const opt_slot *slot;
-    sdflow_status st = set_checked(s, key, SDFLOW_TYPE_U64, (double)value, &slot);
-    if (!st)
-        *(uint64_t *)((char *)s + slot->offset) = value;
-    return st;
-}
-
-static const opt_slot *get_checked(const sdflow_sampler *s, sdflow_option key, sdflow_option_type type,
-                                   sdflow_status *st)
-{
-    const opt_slot *slot = find_slot(s, key);
-    *st = !slot ? SDFLOW_E_UNSUPPORTED : sdflow_option_get_type(key) != type ? SDFLOW_E_INVALID : SDFLOW_OK;
-    return *st ? NULL : slot;
+    return set_option(s, key, SDFLOW_TYPE_U64, &value);
 }
 
 sdflow_status sdflow_sampler_get_int(const sdflow_sampler *s, sdflow_option key, long *value)
 {
-    sdflow_status st = SDFLOW_E_INVALID;
-    const opt_slot *slot = s && value ? get_checked(s, key, SDFLOW_TYPE_INT, &st) : NULL;
-    if (slot)
-        *value = *(const long *)((const char *)s + slot->offset);
-    return st;
+    return get_option(s, key, SDFLOW_TYPE_INT, value);
 }
 
 sdflow_status sdflow_sampler_get_double(const sdflow_sampler *s, sdflow_option key, double *value)
 {
-    sdflow_status st = SDFLOW_E_INVALID;
-    const opt_slot *slot = s && value ? get_checked(s, key, SDFLOW_TYPE_DOUBLE, &st) : NULL;
-    if (slot) {
-        *value = *(const double *)((const char *)s + slot->offset);
-        if (key == SDFLOW_OPT_T_MIN && s->proc)
-            *value = sdflow__sampler_t_min(s);
-        if (key == SDFLOW_OPT_T_START && s->proc)
-            *value = sdflow__sampler_t_start(s);
-    }
+    sdflow_status st = get_option(s, key, SDFLOW_TYPE_DOUBLE, value);
+    if (!st && key == SDFLOW_OPT_T_MIN && s->proc) /* the resolved default */
+        *value = sdflow__sampler_t_min(s);
+    if (!st && key == SDFLOW_OPT_T_START && s->proc)
+        *value = sdflow__sampler_t_start(s);
     return st;
 }
 
 sdflow_status sdflow_sampler_get_u64(const sdflow_sampler *s, sdflow_option key, uint64_t *value)
 {
-    sdflow_status st = SDFLOW_E_INVALID;
-    const opt_slot *slot = s && value ? get_checked(s, key, SDFLOW_TYPE_U64, &st) : NULL;
-    if (slot)
-        *value = *(const uint64_t *)((const char *)s + slot->offset);
-    return st;
+    return get_option(s, key, SDFLOW_TYPE_U64, value);
 }
 
 double sdflow__sampler_t_min(const sdflow_sampler *s)
