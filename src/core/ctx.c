@@ -74,6 +74,14 @@ void *sdflow__alloc(sdflow_ctx *ctx, size_t size)
     return p;
 }
 
+void *sdflow__alloc_zeroed(sdflow_ctx *ctx, size_t size)
+{
+    void *p = sdflow__alloc(ctx, size);
+    if (p)
+        memset(p, 0, size);
+    return p;
+}
+
 void *sdflow__alloc_array(sdflow_ctx *ctx, size_t n, size_t size, const char *what)
 {
     if (size && n > SIZE_MAX / size) {

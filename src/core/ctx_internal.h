@@ -36,6 +36,7 @@ void sdflow__log(sdflow_ctx *ctx, int level, const char *fmt, ...) SDFLOW__PRINT
  * for overflow and reports SDFLOW_E_NOMEM into ctx on failure (what names
  * the buffer in the message). */
 void *sdflow__alloc(sdflow_ctx *ctx, size_t size);
+void *sdflow__alloc_zeroed(sdflow_ctx *ctx, size_t size); /* a zero-filled object */
 void *sdflow__alloc_array(sdflow_ctx *ctx, size_t n, size_t size, const char *what);
 void *sdflow__calloc_array(sdflow_ctx *ctx, size_t n, size_t size, const char *what);
 void *sdflow__realloc(sdflow_ctx *ctx, void *ptr, size_t old_size, size_t new_size);

@@ -61,10 +61,9 @@ sdflow_status sdflow_density_create(sdflow_ctx *ctx, sdflow_density_kind kind, s
     *out = NULL;
     if (!sdflow_density_kind_name(kind))
         return sdflow__fail(ctx, SDFLOW_E_INVALID, "unknown density estimator kind %d", (int)kind);
-    sdflow_density *e = sdflow__alloc(ctx, sizeof *e);
+    sdflow_density *e = sdflow__alloc_zeroed(ctx, sizeof *e);
     if (!e)
         return SDFLOW_E_NOMEM;
-    memset(e, 0, sizeof *e);
     e->ctx = ctx;
     e->kind = kind;
     e->probes = 1;

@@ -83,10 +83,9 @@ sdflow_status sdflow_model_create_callback(sdflow_ctx *ctx, size_t d, sdflow_out
         return st;
     if (produces < SDFLOW_OUT_SCORE || produces > SDFLOW_OUT_V)
         return sdflow__fail(ctx, SDFLOW_E_INVALID, "unknown output kind %d", (int)produces);
-    callback_model *cb = sdflow__alloc(ctx, sizeof *cb);
+    callback_model *cb = sdflow__alloc_zeroed(ctx, sizeof *cb);
     if (!cb)
         return SDFLOW_E_NOMEM;
-    memset(cb, 0, sizeof *cb);
     cb->fn = fn;
     cb->user = user_data;
     return sdflow__model_new(ctx, SDFLOW_MODEL_CALLBACK, d, produces, &cb_ops, cb, out);

@@ -286,10 +286,9 @@ static sdflow_status create_mixture(sdflow_ctx *ctx, sdflow_model_kind kind, siz
     }
     if (fabs(wsum - 1.0) > 1e-12 * (double)k)
         return sdflow__fail(ctx, SDFLOW_E_INVALID, "weights sum to %.17g, not 1", wsum);
-    gmm *g = sdflow__alloc(ctx, sizeof *g);
+    gmm *g = sdflow__alloc_zeroed(ctx, sizeof *g);
     if (!g)
         return SDFLOW_E_NOMEM;
-    memset(g, 0, sizeof *g);
     g->k = k;
     g->d = d;
     sdflow_model tmp = { .ctx = ctx, .kind = kind, .d = d, .ops = &gmm_ops, .impl = g };

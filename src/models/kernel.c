@@ -784,10 +784,9 @@ sdflow_status sdflow_model_create_kernel(sdflow_ctx *ctx, size_t m, size_t d, co
     if (d > INT_MAX || m > (size_t)LONG_MAX / 2)
         return sdflow__fail(ctx, SDFLOW_E_UNSUPPORTED, "kernel model with m=%zu, d=%zu exceeds the BLAS index range",
                             m, d);
-    kmodel *km = sdflow__alloc(ctx, sizeof *km);
+    kmodel *km = sdflow__alloc_zeroed(ctx, sizeof *km);
     if (!km)
         return SDFLOW_E_NOMEM;
-    memset(km, 0, sizeof *km);
     km->bq = 256;
     km->by = 4096;
     if ((st = sdflow__kref_init(ctx, &km->ref, m, d))) {

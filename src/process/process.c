@@ -41,10 +41,9 @@ sdflow_status sdflow_process_create(sdflow_ctx *ctx, sdflow_process_kind kind, s
     *out = NULL;
     if (!sdflow_process_kind_name(kind))
         return sdflow__fail(ctx, SDFLOW_E_INVALID, "unknown process kind %d", (int)kind);
-    sdflow_process *p = sdflow__alloc(ctx, sizeof *p);
+    sdflow_process *p = sdflow__alloc_zeroed(ctx, sizeof *p);
     if (!p)
         return SDFLOW_E_NOMEM;
-    memset(p, 0, sizeof *p);
     p->ctx = ctx;
     p->kind = kind;
     p->beta_min = 0.1;

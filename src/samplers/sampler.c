@@ -68,10 +68,9 @@ sdflow_status sdflow_sampler_create(sdflow_ctx *ctx, sdflow_sampler_kind kind, s
     *out = NULL;
     if (!sdflow_sampler_kind_name(kind))
         return sdflow__fail(ctx, SDFLOW_E_INVALID, "unknown sampler kind %d", (int)kind);
-    sdflow_sampler *s = sdflow__alloc(ctx, sizeof *s);
+    sdflow_sampler *s = sdflow__alloc_zeroed(ctx, sizeof *s);
     if (!s)
         return SDFLOW_E_NOMEM;
-    memset(s, 0, sizeof *s);
     s->ctx = ctx;
     s->kind = kind;
     s->steps = kind == SDFLOW_SAMPLER_PF_ODE ? 100 : kind == SDFLOW_SAMPLER_SDFLOW ? 100 : 1000;
