@@ -39,11 +39,9 @@ static sdflow_status jvp_score(sdflow_model *m, const sdflow_process *p, size_t 
     sdflow_status st = m->ops->jvp(m, p, n, x, t, v, jv);
     size_t d = m->d;
     for (size_t i = 0; i < n && !st && m->native != SDFLOW_OUT_SCORE; i++) {
-        sdflow__coef c;
         sdflow__affine a;
-        sdflow__process_coef(p, t[i], &c);
-        if (!sdflow__conversion(m->native, SDFLOW_OUT_SCORE, &c, &a))
-            return sdflow__fail(m->ctx, SDFLOW_E_NUMERIC, "conversion to the score undefined at t = %g", t[i]);
+        if ((st = sdflow__model_conversion_at(m, p, t[i], m->native, SDFLOW_OUT_SCORE, &a)))
+            return st;
         for (size_t j = 0; j < d; j++)
             jv[i * d + j] = a.a * jv[i * d + j] + a.b * v[i * d + j];
     }
@@ -220,11 +218,9 @@ sdflow_status sdflow__model_score_and_divergence(sdflow_model *m, const sdflow_p
         return st;
     size_t d = m->d;
     for (size_t i = 0; i < n && m->native != SDFLOW_OUT_SCORE; i++) {
-        sdflow__coef c;
         sdflow__affine a;
-        sdflow__process_coef(p, t[i], &c);
-        if (!sdflow__conversion(m->native, SDFLOW_OUT_SCORE, &c, &a))
-            return sdflow__fail(m->ctx, SDFLOW_E_NUMERIC, "conversion to the score undefined at t = %g", t[i]);
+        if ((st = sdflow__model_conversion_at(m, p, t[i], m->native, SDFLOW_OUT_SCORE, &a)))
+            return st;
         for (size_t j = 0; j < d; j++)
             score[i * d + j] = a.a * score[i * d + j] + a.b * x[i * d + j];
         div[i] = a.a * div[i] + a.b * (double)d;

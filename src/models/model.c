@@ -89,8 +89,8 @@ static sdflow_status check_eval_args(sdflow_model *m, const sdflow_process *p, s
     return sdflow__check_ptr(ctx, out, out_name);
 }
 
-static sdflow_status conversion_at(sdflow_model *m, const sdflow_process *p, double t, sdflow_output from,
-                                   sdflow_output to, sdflow__affine *a)
+sdflow_status sdflow__model_conversion_at(sdflow_model *m, const sdflow_process *p, double t, sdflow_output from,
+                                         sdflow_output to, sdflow__affine *a)
 {
     sdflow__coef c;
     sdflow__process_coef(p, t, &c);
@@ -114,7 +114,7 @@ sdflow_status sdflow_model_eval(sdflow_model *m, const sdflow_process *p, size_t
     if (kind != m->native)
         for (size_t i = 0; i < n; i++) {
             sdflow__affine a;
-            if ((st = conversion_at(m, p, t[i], m->native, kind, &a)))
+            if ((st = sdflow__model_conversion_at(m, p, t[i], m->native, kind, &a)))
                 return st;
             for (size_t j = 0; j < d; j++)
                 out[i * d + j] = a.a * out[i * d + j] + a.b * x[i * d + j];
@@ -161,7 +161,7 @@ sdflow_status sdflow_model_jacobian(sdflow_model *m, const sdflow_process *p, si
         for (size_t i = 0; i < n; i++) {
             /* score = a * native + b * x  =>  J_score = a J_native + b I */
             sdflow__affine a;
-            if ((st = conversion_at(m, p, t[i], m->native, SDFLOW_OUT_SCORE, &a)))
+            if ((st = sdflow__model_conversion_at(m, p, t[i], m->native, SDFLOW_OUT_SCORE, &a)))
                 return st;
             double *J = jac + i * d * d;
             for (size_t k = 0; k < d * d; k++)
@@ -184,7 +184,7 @@ sdflow_status sdflow_model_divergence(sdflow_model *m, const sdflow_process *p, 
             return st;
         for (size_t i = 0; i < n && m->native != SDFLOW_OUT_SCORE; i++) {
             sdflow__affine a;
-            if ((st = conversion_at(m, p, t[i], m->native, SDFLOW_OUT_SCORE, &a)))
+            if ((st = sdflow__model_conversion_at(m, p, t[i], m->native, SDFLOW_OUT_SCORE, &a)))
                 return st;
             div[i] = a.a * div[i] + a.b * (double)d;
         }

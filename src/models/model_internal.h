@@ -49,6 +49,10 @@ struct sdflow_model {
 /* Allocates the handle; impl is owned by the handle from then on (ops->destroy). */
 sdflow_status sdflow__model_new(sdflow_ctx *ctx, sdflow_model_kind kind, size_t d, sdflow_output native,
                                 const sdflow__model_ops *ops, void *impl, sdflow_model **out);
+/* The affine map (out = a.a * native + a.b * x) from output kind from to
+ * kind to at time t; SDFLOW_E_NUMERIC with a message where it is undefined. */
+sdflow_status sdflow__model_conversion_at(sdflow_model *m, const sdflow_process *p, double t, sdflow_output from,
+                                         sdflow_output to, sdflow__affine *a);
 
 /* Symmetric eigendecomposition by cyclic Jacobi: a (d x d, destroyed) ->
  * eigenvalues w, eigenvectors as columns of v (row-major d x d). */
