@@ -618,6 +618,21 @@ START_TEST(test_options_and_state)
     ck_assert_int_eq(v, 2);
     ck_assert_int_eq(sdflow_sampler_get_double(s, SDFLOW_OPT_SNR, &dv), SDFLOW_OK);
     ck_assert_double_eq(dv, 0.16);
+    uint64_t uv = 0;
+    ck_assert_int_eq(sdflow_sampler_set_u64(s, SDFLOW_OPT_FIRST_INDEX, 300), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_sampler_get_u64(s, SDFLOW_OPT_FIRST_INDEX, &uv), SDFLOW_OK);
+    ck_assert_uint_eq(uv, 300);
+    ck_assert_int_eq(sdflow_sampler_get_u64(s, SDFLOW_OPT_STEPS, &uv), SDFLOW_E_INVALID); /* an int option */
+    ck_assert_int_eq(sdflow_sampler_get_u64(s, SDFLOW_OPT_PROBES, &uv), SDFLOW_E_UNSUPPORTED);
+    ck_assert_int_eq(sdflow_sampler_get_u64(s, SDFLOW_OPT_FIRST_INDEX, NULL), SDFLOW_E_INVALID);
+    sdflow_sampler_kind kind;
+    ck_assert_int_eq(sdflow_sampler_kind_from_name("pf_ode", &kind), SDFLOW_OK);
+    ck_assert_int_eq(kind, SDFLOW_SAMPLER_PF_ODE);
+    ck_assert_int_eq(sdflow_sampler_kind_from_name("sdflow", &kind), SDFLOW_OK);
+    ck_assert_int_eq(kind, SDFLOW_SAMPLER_SDFLOW);
+    ck_assert_int_eq(sdflow_sampler_kind_from_name("euler", &kind), SDFLOW_E_UNSUPPORTED);
+    ck_assert_int_eq(sdflow_sampler_kind_from_name(NULL, &kind), SDFLOW_E_UNSUPPORTED);
+    ck_assert_int_eq(sdflow_sampler_kind_from_name("pc", NULL), SDFLOW_E_INVALID);
     /* t_min >= t_start */
     sdflow_process *p = make_proc(ctx, SDFLOW_PROCESS_VP);
     ck_assert_int_eq(sdflow_sampler_set_process(s, p), SDFLOW_OK);
