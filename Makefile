@@ -122,7 +122,8 @@ abi-check: $(SHLIB)
 	echo "abi-check: compatible with abi/libsdflow.abi"
 
 abi-baseline: $(SHLIB)
-	abidw --no-corpus-path --drop-private-types --headers-dir include/sdflow --headers-dir include $(SHLIB) > abi/libsdflow.abi
+	abidw --no-corpus-path --drop-private-types --headers-dir include/sdflow --headers-dir include $(SHLIB) \
+	    | sed "s|comp-dir-path='[^']*'|comp-dir-path='.'|" > abi/libsdflow.abi
 
 examples: $(EXAMPLE_BIN)
 $(BUILD)/examples/%: examples/%.c $(SHLIB)
