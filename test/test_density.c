@@ -417,10 +417,11 @@ START_TEST(test_hutchinson)
 }
 END_TEST
 
-/* The mixture's own JVP (O(k d^2)) must agree with v^T J v from its full
- * analytic Jacobian (the callback path) for identical probes: both are exact,
- * so only rounding separates them. */
-START_TEST(test_hutchinson_jvp_matches_jacobian)
+/* The mixture's own probe quadratic forms (score and v^T J v in one O(k d^2)
+ * pass) must agree with v^T J v from its full analytic Jacobian (the
+ * callback path) for identical probes: both are exact, so only rounding
+ * separates them. */
+START_TEST(test_hutchinson_quadform_matches_jacobian)
 {
     sdflow_ctx *ctx = test_ctx(SEED);
     sdflow_model *m = gmm8(ctx);
@@ -435,7 +436,7 @@ START_TEST(test_hutchinson_jvp_matches_jacobian)
     ck_assert_int_eq(sdflow_density_logpdf(e, N, x, a, sa), SDFLOW_OK);
     ck_assert_int_eq(sdflow_density_set_model(e, cbj), SDFLOW_OK);
     ck_assert_int_eq(sdflow_density_logpdf(e, N, x, b, sb), SDFLOW_OK);
-    printf("density seed %u: Hutchinson mixture JVP vs Jacobian path: %.2e\n", SEED, max_abs_diff(a, b, N));
+    printf("density seed %u: Hutchinson mixture quadratic forms vs Jacobian path: %.2e\n", SEED, max_abs_diff(a, b, N));
     ck_assert_msg(max_abs_diff(a, b, N) < 1e-9, "log p differs by %g", max_abs_diff(a, b, N));
     ck_assert_msg(max_abs_diff(sa, sb, N) < 1e-9, "SE differs by %g", max_abs_diff(sa, sb, N));
     sdflow_density_free(e);
@@ -799,7 +800,7 @@ Suite *density_suite(void)
     tcase_add_test(num, test_exact_8d_ve);
     tcase_add_test(num, test_exact_methods);
     tcase_add_test(num, test_hutchinson);
-    tcase_add_test(num, test_hutchinson_jvp_matches_jacobian);
+    tcase_add_test(num, test_hutchinson_quadform_matches_jacobian);
     tcase_add_test(num, test_liyan_vp);
     tcase_add_test(num, test_liyan_subvp);
     tcase_add_test(num, test_liyan_ve);

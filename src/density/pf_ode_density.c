@@ -53,14 +53,12 @@ static sdflow_status aug_eval(void *user, size_t n, const size_t *rows, const do
         if (st)
             return name_sample(e->ctx, st, n, rows, u->score, d, u->acc, 1);
     } else {
-        st = sdflow_model_eval(e->model, e->proc, n, u->xs, t, SDFLOW_OUT_SCORE, u->score);
-        if (st)
-            return name_sample(e->ctx, st, n, rows, u->score, d, NULL, 0);
         for (size_t i = 0; i < n; i++)
             memcpy(u->pv + i * L * d, u->probes + rows[i] * L * d, L * d * sizeof(double));
-        st = sdflow__model_score_quadform(e->model, e->proc, n, u->xs, t, L, u->pv, (int)e->divergence, u->acc);
+        st = sdflow__model_score_and_quadform(e->model, e->proc, n, u->xs, t, L, u->pv, (int)e->divergence,
+                                              u->score, u->acc);
         if (st)
-            return name_sample(e->ctx, st, n, rows, u->acc, L, NULL, 0);
+            return name_sample(e->ctx, st, n, rows, u->score, d, u->acc, L);
     }
     sdflow__coef c;
     for (size_t i = 0; i < n; i++) {

@@ -16,14 +16,16 @@ static size_t block_rows(size_t n, size_t per_row)
 
 int sdflow__model_has_derivatives(const sdflow_model *m)
 {
-    return m->ops->jvp != NULL || m->ops->jacobian != NULL || m->ops->divergence != NULL;
+    return m->ops->jvp != NULL || m->ops->eval_quadform != NULL || m->ops->jacobian != NULL ||
+           m->ops->divergence != NULL;
 }
 
 static sdflow_status check_method(sdflow_model *m, int method, int need_jvp_or_jac)
 {
     if (method < SDFLOW_DIV_AUTO || method > SDFLOW_DIV_FINITE_DIFF)
         return sdflow__fail(m->ctx, SDFLOW_E_INVALID, "unknown divergence method %d", method);
-    int exact = need_jvp_or_jac ? (m->ops->jvp || m->ops->jacobian) : sdflow__model_has_derivatives(m);
+    int exact = need_jvp_or_jac ? (m->ops->jvp || m->ops->eval_quadform || m->ops->jacobian)
+                                : sdflow__model_has_derivatives(m);
     if (method == SDFLOW_DIV_ANALYTIC && !exact)
         return sdflow__fail(m->ctx, SDFLOW_E_UNSUPPORTED,
                             "a %s model has no exact derivatives (give a callback model a JVP with "
@@ -136,17 +138,66 @@ static sdflow_status quadform_directional(sdflow_model *m, const sdflow_process 
     return st;
 }
 
+/* score = a native + b x, so v^T J_score v = a v^T J_native v + b |v|^2 (and
+ * the native output, when given, becomes the score). */
+static sdflow_status quadform_to_score(sdflow_model *m, const sdflow_process *p, size_t n, const double *x,
+                                       const double *t, size_t K, const double *v, double *out, double *q)
+{
+    size_t d = m->d;
+    sdflow_status st = SDFLOW_OK;
+    for (size_t i = 0; i < n && m->native != SDFLOW_OUT_SCORE; i++) {
+        sdflow__affine a;
+        if ((st = sdflow__model_conversion_at(m, p, t[i], m->native, SDFLOW_OUT_SCORE, &a)))
+            return st;
+        for (size_t j = 0; out && j < d; j++)
+            out[i * d + j] = a.a * out[i * d + j] + a.b * x[i * d + j];
+        for (size_t k = 0; k < K; k++) {
+            const double *vk = v + (i * K + k) * d;
+            double vv = 0;
+            for (size_t j = 0; j < d; j++)
+                vv += vk[j] * vk[j];
+            q[i * K + k] = a.a * q[i * K + k] + a.b * vv;
+        }
+    }
+    if (out && (st = sdflow__check_result(m->ctx, out, n, d, "model output")))
+        return st;
+    return sdflow__check_result(m->ctx, q, n, K, "score quadratic form");
+}
+
 sdflow_status sdflow__model_score_quadform(sdflow_model *m, const sdflow_process *p, size_t n, const double *x,
                                            const double *t, size_t K, const double *v, int method, double *q)
 {
     sdflow_status st = check_method(m, method, 1);
     if (st)
         return st;
+    if (method != SDFLOW_DIV_FINITE_DIFF && m->ops->eval_quadform) {
+        if ((st = m->ops->eval_quadform(m, p, n, x, t, K, v, NULL, q)))
+            return st;
+        return quadform_to_score(m, p, n, x, t, K, v, NULL, q);
+    }
     if (method != SDFLOW_DIV_FINITE_DIFF && m->ops->jvp)
         return quadform_directional(m, p, n, x, t, K, v, 0, q);
     if (method != SDFLOW_DIV_FINITE_DIFF && m->ops->jacobian)
         return quadform_jacobian(m, p, n, x, t, K, v, q);
     return quadform_directional(m, p, n, x, t, K, v, 1, q);
+}
+
+sdflow_status sdflow__model_score_and_quadform(sdflow_model *m, const sdflow_process *p, size_t n,
+                                               const double *x, const double *t, size_t K, const double *v,
+                                               int method, double *score, double *q)
+{
+    sdflow_status st = check_method(m, method, 1);
+    if (st)
+        return st;
+    if (method == SDFLOW_DIV_FINITE_DIFF || !m->ops->eval_quadform) {
+        st = sdflow_model_eval(m, p, n, x, t, SDFLOW_OUT_SCORE, score);
+        return st ? st : sdflow__model_score_quadform(m, p, n, x, t, K, v, method, q);
+    }
+    /* the checks sdflow_model_eval would do, then one pass */
+    if ((st = sdflow__check_finite(m->ctx, x, n, m->d, "x")) || (st = sdflow__check_times(m->ctx, p, n, t, "t")) ||
+        (st = m->ops->eval_quadform(m, p, n, x, t, K, v, score, q)))
+        return st;
+    return quadform_to_score(m, p, n, x, t, K, v, score, q);
 }
 
 /* Central differences along the d axes: one batch of 2 d rows per point. */

@@ -18,11 +18,12 @@ typedef struct gmm {
 } gmm;
 
 /* What a call wants, as whole-batch arrays; NULL outputs are skipped.
- * jv = J v for the score Jacobian J and directions v (both n x d). */
+ * q = v^T J v for the score Jacobian J and the nv directions v of a row. */
 typedef struct row_out {
     double *score, *logp, *jac, *div;
     const double *v;
-    double *jv;
+    double *q;
+    size_t nv;
 } row_out;
 
 static size_t work_size(const gmm *g) { return 2 * g->k * g->d + g->k + 2 * g->d; }
@@ -90,33 +91,27 @@ static void gmm_row(const gmm *g, const sdflow__coef *c, const double *x, double
             ss += s[j] * s[j];
         *o.div = acc - ss;
     }
-    if (o.jv) {
-        /* sum_k r_k (e_k (e_k . v) - U_k diag(1/c_k) U_k^T v) - s (s . v): O(k d^2), no d x d matrix */
-        double *w = u + d, sv = 0;
-        for (size_t a = 0; a < d; a++) {
-            o.jv[a] = 0;
-            sv += s[a] * o.v[a];
-        }
+    for (size_t p = 0; p < o.nv; p++) {
+        /* sum_k r_k ((e_k . v)^2 - |diag(c_k)^(-1/2) U_k^T v|^2) - (s . v)^2: O(k d^2), no d x d matrix */
+        const double *v = o.v + p * d;
+        double sv = 0;
+        for (size_t a = 0; a < d; a++)
+            sv += s[a] * v[a];
+        double acc = -sv * sv;
         for (size_t k = 0; k < K; k++) {
             const double *U = g->vec + k * d * d, *ek = e + k * d;
-            double ev = 0;
+            double ev = 0, cv = 0;
             for (size_t a = 0; a < d; a++)
-                ev += ek[a] * o.v[a];
+                ev += ek[a] * v[a];
             for (size_t j = 0; j < d; j++) {
-                double acc = 0;
+                double uv = 0;
                 for (size_t i = 0; i < d; i++)
-                    acc += U[i * d + j] * o.v[i];
-                w[j] = acc * ic[k * d + j];
+                    uv += U[i * d + j] * v[i];
+                cv += uv * uv * ic[k * d + j];
             }
-            for (size_t a = 0; a < d; a++) {
-                double cv = 0;
-                for (size_t j = 0; j < d; j++)
-                    cv += U[a * d + j] * w[j];
-                o.jv[a] += r[k] * (ek[a] * ev - cv);
-            }
+            acc += r[k] * (ev * ev - cv);
         }
-        for (size_t a = 0; a < d; a++)
-            o.jv[a] -= s[a] * sv;
+        o.q[p] = acc;
     }
     if (o.jac) {
         /* sum_k r_k (e_k e_k^T - U_k diag(1/c_k) U_k^T) - s s^T */
@@ -151,7 +146,7 @@ static sdflow_status gmm_rows(sdflow_model *m, const sdflow_process *p, size_t n
         sdflow__process_coef(p, t[i], &c);
         row_out o = { all.score ? all.score + i * d : NULL, all.logp ? all.logp + i : NULL,
                       all.jac ? all.jac + i * d * d : NULL, all.div ? all.div + i : NULL,
-                      all.v ? all.v + i * d : NULL, all.jv ? all.jv + i * d : NULL };
+                      all.v ? all.v + i * all.nv * d : NULL, all.q ? all.q + i * all.nv : NULL, all.nv };
         gmm_row(g, &c, x + i * d, work + (size_t)omp_get_thread_num() * ws, o);
     }
     sdflow__free(m->ctx, work);
@@ -188,10 +183,10 @@ static sdflow_status gmm_eval_div(sdflow_model *m, const sdflow_process *p, size
     return gmm_rows(m, p, n, x, t, (row_out){ .score = out, .div = div });
 }
 
-static sdflow_status gmm_jvp(sdflow_model *m, const sdflow_process *p, size_t n, const double *x, const double *t,
-                             const double *v, double *jv)
+static sdflow_status gmm_eval_quadform(sdflow_model *m, const sdflow_process *p, size_t n, const double *x,
+                                       const double *t, size_t K, const double *v, double *out, double *q)
 {
-    return gmm_rows(m, p, n, x, t, (row_out){ .v = v, .jv = jv });
+    return gmm_rows(m, p, n, x, t, (row_out){ .score = out, .v = v, .q = q, .nv = K });
 }
 
 static sdflow_status gmm_sample(sdflow_model *m, uint64_t stream, uint64_t first_index, size_t n, double *out)
@@ -241,7 +236,7 @@ static const sdflow__model_ops gmm_ops = { .eval = gmm_eval,
                                            .divergence = gmm_divergence,
                                            .sample = gmm_sample,
                                            .eval_div = gmm_eval_div,
-                                           .jvp = gmm_jvp,
+                                           .eval_quadform = gmm_eval_quadform,
                                            .destroy = gmm_destroy };
 
 static sdflow_status check_cov(sdflow_ctx *ctx, size_t k, size_t d, const double *cov, double *chol)

@@ -35,6 +35,11 @@ typedef struct sdflow__model_ops {
      * likelihood needs both at every point); NULL: eval, then divergence. */
     sdflow_status (*eval_div)(sdflow_model *m, const sdflow_process *p, size_t n, const double *x, const double *t,
                               double *out, double *div);
+    /* Native output (skipped when out is NULL) and the quadratic forms
+     * q[i K + k] = v_ik^T J_native(x_i, t_i) v_ik for K directions per row
+     * (v: n x K x d) in one pass: Hutchinson probes without forming J v. */
+    sdflow_status (*eval_quadform)(sdflow_model *m, const sdflow_process *p, size_t n, const double *x,
+                                   const double *t, size_t K, const double *v, double *out, double *q);
 } sdflow__model_ops;
 
 struct sdflow_model {
@@ -77,6 +82,12 @@ int sdflow__model_has_derivatives(const sdflow_model *m);
  * the K directions v (n x K x d) of each row. */
 sdflow_status sdflow__model_score_quadform(sdflow_model *m, const sdflow_process *p, size_t n, const double *x,
                                            const double *t, size_t K, const double *v, int method, double *q);
+/* Score and the quadratic forms above in one model pass where the model has
+ * an eval_quadform op (exact methods), else the model's score and the call
+ * above. */
+sdflow_status sdflow__model_score_and_quadform(sdflow_model *m, const sdflow_process *p, size_t n,
+                                               const double *x, const double *t, size_t K, const double *v,
+                                               int method, double *score, double *q);
 /* Divergence of the score: sdflow_model_divergence for exact methods, 2 d
  * score evaluations per row for central differences. */
 sdflow_status sdflow__model_score_divergence(sdflow_model *m, const sdflow_process *p, size_t n, const double *x,
