@@ -3,6 +3,7 @@
  * extreme sigma, thread determinism, allocation failures, bad input. */
 #include <cblas.h>
 #include <float.h>
+#include <pthread.h>
 #include "testutil.h"
 
 /* Naive reference: softmax over -|x - alpha y_j|^2 / (2 sigma^2) with libm exp,
@@ -318,6 +319,64 @@ START_TEST(test_kernel_threads_identical)
 }
 END_TEST
 
+/* Kernel models on the GEMM path used from two threads at once (each with
+ * its own ctx and model): results equal a one-thread evaluation bit for bit,
+ * and OpenBLAS's thread count, set to 1 while any such call runs, is
+ * restored once both are done. */
+typedef struct eval_job {
+    size_t m, n, d;
+    uint64_t stream;
+    int reps;
+    double *out;
+} eval_job;
+
+static void *eval_job_run(void *arg)
+{
+    eval_job *j = arg;
+    sdflow_ctx *ctx = test_ctx(21);
+    sdflow_ctx_set_int(ctx, SDFLOW_CTX_THREADS, 2);
+    double *y = normals(ctx, j->stream, j->m, j->d, 1.0, 0.0), *x = normals(ctx, j->stream + 1, j->n, j->d, 1.0, 0.0);
+    double *t = malloc(j->n * sizeof *t);
+    for (size_t i = 0; i < j->n; i++)
+        t[i] = 0.7;
+    sdflow_model *km = NULL;
+    if (sdflow_model_create_kernel(ctx, j->m, j->d, y, &km) == SDFLOW_OK) {
+        sdflow_model_set_int(km, SDFLOW_OPT_BLOCK_Q, 32);
+        for (int r = 0; r < j->reps; r++)
+            if (sdflow_model_score(km, NULL, j->n, x, t, j->out) != SDFLOW_OK)
+                j->out[0] = NAN;
+    }
+    sdflow_model_free(km);
+    free(y), free(x), free(t);
+    sdflow_ctx_free(ctx);
+    return NULL;
+}
+
+START_TEST(test_kernel_concurrent_gemm_path)
+{
+    enum { M = 400, N = 200, D = 24 };
+    eval_job jobs[2], ref[2];
+    for (int k = 0; k < 2; k++) {
+        jobs[k] = (eval_job){ M, N, D, 40 + 2 * (uint64_t)k, 30, malloc(N * D * sizeof(double)) };
+        ref[k] = jobs[k];
+        ref[k].reps = 1;
+        ref[k].out = malloc(N * D * sizeof(double));
+        eval_job_run(&ref[k]);
+    }
+    openblas_set_num_threads(2);
+    pthread_t th[2];
+    for (int k = 0; k < 2; k++)
+        ck_assert_int_eq(pthread_create(&th[k], NULL, eval_job_run, &jobs[k]), 0);
+    for (int k = 0; k < 2; k++)
+        pthread_join(th[k], NULL);
+    ck_assert_int_eq(openblas_get_num_threads(), 2);
+    for (int k = 0; k < 2; k++) {
+        ck_assert_msg(memcmp(jobs[k].out, ref[k].out, N * D * sizeof(double)) == 0, "thread %d result differs", k);
+        free(jobs[k].out), free(ref[k].out);
+    }
+}
+END_TEST
+
 /* The derivative ops used by likelihood estimators (score + divergence in
  * one pass, Jacobian-vector products): on one fixed RK4 grid the PF-ODE
  * log-density with the analytic divergence equals the one with central
@@ -435,6 +494,7 @@ Suite *kernel_suite(void)
     tcase_add_test(num, test_kernel_shards_merge);
     tcase_add_test(num, test_kernel_extreme_sigma);
     tcase_add_test(num, test_kernel_threads_identical);
+    tcase_add_test(num, test_kernel_concurrent_gemm_path);
     tcase_add_test(num, test_kernel_derivative_ops_in_likelihood);
     suite_add_tcase(s, num);
     TCase *api = tcase_create("api");

@@ -16,6 +16,7 @@
 #include <limits.h>
 #include <math.h>
 #include <omp.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 #include "kernel_internal.h"
@@ -393,6 +394,30 @@ TARGET_AVX2 static void gemm_row_avx2(double *g, const double *hy, size_t nb, do
 static int have_avx2(void) { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
 #endif
 
+/* OpenBLAS's thread count is process-global: the first of any concurrent
+ * GEMM-path calls (kernel models used from several threads) saves it and
+ * sets 1, the last one restores it. */
+static pthread_mutex_t blas_lock = PTHREAD_MUTEX_INITIALIZER;
+static int blas_users, blas_saved_threads;
+
+static void blas_single_begin(void)
+{
+    pthread_mutex_lock(&blas_lock);
+    if (blas_users++ == 0) {
+        blas_saved_threads = openblas_get_num_threads();
+        openblas_set_num_threads(1);
+    }
+    pthread_mutex_unlock(&blas_lock);
+}
+
+static void blas_single_end(void)
+{
+    pthread_mutex_lock(&blas_lock);
+    if (--blas_users == 0)
+        openblas_set_num_threads(blas_saved_threads);
+    pthread_mutex_unlock(&blas_lock);
+}
+
 /* All references against query rows i0 .. i0 + nq - 1 (GEMM layout): logits
  * q.y_j by a GEMM into g, the exp pass row by row, then the weighted sums
  * by a second GEMM. g holds nq * by doubles. */
@@ -459,12 +484,11 @@ void sdflow__kernel_sums(const sdflow__kref *r, size_t n, const double *q, const
      * blocks and calls a single-threaded GEMM on them, so the exp passes run
      * in parallel too and no OpenBLAS thread spins while we work (letting
      * OpenBLAS thread the GEMMs and running the exp pass on one thread
-     * measured 1.5x slower at d = 64 on 2 cores). OpenBLAS's thread count is
-     * process-global; it is set to 1 for the duration and restored. Every
+     * measured 1.5x slower at d = 64 on 2 cores). OpenBLAS runs single-
+     * threaded for the duration (blas_single_begin). Every
      * block is computed the same way whatever the thread count, so results
      * do not depend on it. */
-    int blas_threads = openblas_get_num_threads();
-    openblas_set_num_threads(1);
+    blas_single_begin();
     size_t nblk = (n + bq - 1) / bq;
 #pragma omp parallel num_threads(nt)
     {
@@ -473,7 +497,7 @@ void sdflow__kernel_sums(const sdflow__kref *r, size_t n, const double *q, const
         for (size_t b = 0; b < nblk; b++)
             gemm_block(r, b * bq, n - b * bq < bq ? n - b * bq : bq, q, beta, beta0, self_off, by, g, buf, mx, s, v);
     }
-    openblas_set_num_threads(blas_threads);
+    blas_single_end();
 }
 
 void sdflow__kernel_nn(const sdflow__kref *r, size_t n, const double *x, const size_t *self_idx, int nt, double *nn2,
