@@ -484,10 +484,9 @@ void sdflow__kernel_sums(const sdflow__kref *r, size_t n, const double *q, const
      * blocks and calls a single-threaded GEMM on them, so the exp passes run
      * in parallel too and no OpenBLAS thread spins while we work (letting
      * OpenBLAS thread the GEMMs and running the exp pass on one thread
-     * measured 1.5x slower at d = 64 on 2 cores). OpenBLAS runs single-
-     * threaded for the duration (blas_single_begin). Every
-     * block is computed the same way whatever the thread count, so results
-     * do not depend on it. */
+     * measured 1.5x slower at d = 64 on 2 cores). A block is computed the
+     * same way whichever thread takes it, so results do not depend on the
+     * thread count. */
     blas_single_begin();
     size_t nblk = (n + bq - 1) / bq;
 #pragma omp parallel num_threads(nt)
