@@ -625,6 +625,12 @@ START_TEST(test_options_and_state)
     ck_assert_int_eq(sdflow_sampler_get_u64(s, SDFLOW_OPT_STEPS, &uv), SDFLOW_E_INVALID); /* an int option */
     ck_assert_int_eq(sdflow_sampler_get_u64(s, SDFLOW_OPT_PROBES, &uv), SDFLOW_E_UNSUPPORTED);
     ck_assert_int_eq(sdflow_sampler_get_u64(s, SDFLOW_OPT_FIRST_INDEX, NULL), SDFLOW_E_INVALID);
+    sdflow_sampler *bad = (sdflow_sampler *)&v; /* must be cleared on failure */
+    ck_assert_int_eq(sdflow_sampler_create(NULL, SDFLOW_SAMPLER_PC, &bad), SDFLOW_E_INVALID);
+    ck_assert_status_msg(ctx, sdflow_sampler_create(ctx, SDFLOW_SAMPLER_PC, NULL), SDFLOW_E_INVALID, "out is NULL");
+    ck_assert_status_msg(ctx, sdflow_sampler_create(ctx, (sdflow_sampler_kind)17, &bad), SDFLOW_E_INVALID,
+                         "unknown sampler kind 17");
+    ck_assert_ptr_null(bad);
     sdflow_sampler_kind kind;
     ck_assert_int_eq(sdflow_sampler_kind_from_name("pf_ode", &kind), SDFLOW_OK);
     ck_assert_int_eq(kind, SDFLOW_SAMPLER_PF_ODE);

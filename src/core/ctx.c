@@ -82,6 +82,21 @@ void *sdflow__alloc_zeroed(sdflow_ctx *ctx, size_t size)
     return p;
 }
 
+void *sdflow__new_handle(sdflow_ctx *ctx, int out_given, const char *kind_name, const char *noun, int kind,
+                         size_t size, sdflow_status *st)
+{
+    void *h = NULL;
+    if (!ctx)
+        *st = SDFLOW_E_INVALID;
+    else if (!out_given)
+        *st = sdflow__fail(ctx, SDFLOW_E_INVALID, "out is NULL");
+    else if (!kind_name)
+        *st = sdflow__fail(ctx, SDFLOW_E_INVALID, "unknown %s kind %d", noun, kind);
+    else
+        *st = (h = sdflow__alloc_zeroed(ctx, size)) ? SDFLOW_OK : SDFLOW_E_NOMEM;
+    return h;
+}
+
 void *sdflow__alloc_array(sdflow_ctx *ctx, size_t n, size_t size, const char *what)
 {
     if (size && n > SIZE_MAX / size) {

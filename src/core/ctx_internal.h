@@ -37,6 +37,11 @@ void sdflow__log(sdflow_ctx *ctx, int level, const char *fmt, ...) SDFLOW__PRINT
  * the buffer in the message). */
 void *sdflow__alloc(sdflow_ctx *ctx, size_t size);
 void *sdflow__alloc_zeroed(sdflow_ctx *ctx, size_t size); /* a zero-filled object */
+/* The checks every create function starts with (ctx given, out given, kind
+ * known: kind_name non-NULL), then a zeroed handle of size bytes; NULL with
+ * the status in *st on failure. The caller clears *out first. */
+void *sdflow__new_handle(sdflow_ctx *ctx, int out_given, const char *kind_name, const char *noun, int kind,
+                         size_t size, sdflow_status *st);
 void *sdflow__alloc_array(sdflow_ctx *ctx, size_t n, size_t size, const char *what);
 void *sdflow__calloc_array(sdflow_ctx *ctx, size_t n, size_t size, const char *what);
 void *sdflow__realloc(sdflow_ctx *ctx, void *ptr, size_t old_size, size_t new_size);

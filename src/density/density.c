@@ -54,16 +54,13 @@ static const sdflow__opt_slot slots[] = {
 
 sdflow_status sdflow_density_create(sdflow_ctx *ctx, sdflow_density_kind kind, sdflow_density **out)
 {
-    if (!ctx)
-        return SDFLOW_E_INVALID;
-    if (!out)
-        return sdflow__fail(ctx, SDFLOW_E_INVALID, "out is NULL");
-    *out = NULL;
-    if (!sdflow_density_kind_name(kind))
-        return sdflow__fail(ctx, SDFLOW_E_INVALID, "unknown density estimator kind %d", (int)kind);
-    sdflow_density *e = sdflow__alloc_zeroed(ctx, sizeof *e);
+    if (out)
+        *out = NULL;
+    sdflow_status st;
+    sdflow_density *e = sdflow__new_handle(ctx, out != NULL, sdflow_density_kind_name(kind), "density estimator",
+                                           (int)kind, sizeof *e, &st);
     if (!e)
-        return SDFLOW_E_NOMEM;
+        return st;
     e->ctx = ctx;
     e->kind = kind;
     e->probes = 1;

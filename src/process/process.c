@@ -34,16 +34,13 @@ static double cosine_default_tmax(double s)
 
 sdflow_status sdflow_process_create(sdflow_ctx *ctx, sdflow_process_kind kind, sdflow_process **out)
 {
-    if (!ctx)
-        return SDFLOW_E_INVALID;
-    if (!out)
-        return sdflow__fail(ctx, SDFLOW_E_INVALID, "out is NULL");
-    *out = NULL;
-    if (!sdflow_process_kind_name(kind))
-        return sdflow__fail(ctx, SDFLOW_E_INVALID, "unknown process kind %d", (int)kind);
-    sdflow_process *p = sdflow__alloc_zeroed(ctx, sizeof *p);
+    if (out)
+        *out = NULL;
+    sdflow_status st;
+    sdflow_process *p =
+        sdflow__new_handle(ctx, out != NULL, sdflow_process_kind_name(kind), "process", (int)kind, sizeof *p, &st);
     if (!p)
-        return SDFLOW_E_NOMEM;
+        return st;
     p->ctx = ctx;
     p->kind = kind;
     p->beta_min = 0.1;

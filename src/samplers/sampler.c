@@ -61,16 +61,13 @@ static const sdflow__opt_slot slots[] = {
 
 sdflow_status sdflow_sampler_create(sdflow_ctx *ctx, sdflow_sampler_kind kind, sdflow_sampler **out)
 {
-    if (!ctx)
-        return SDFLOW_E_INVALID;
-    if (!out)
-        return sdflow__fail(ctx, SDFLOW_E_INVALID, "out is NULL");
-    *out = NULL;
-    if (!sdflow_sampler_kind_name(kind))
-        return sdflow__fail(ctx, SDFLOW_E_INVALID, "unknown sampler kind %d", (int)kind);
-    sdflow_sampler *s = sdflow__alloc_zeroed(ctx, sizeof *s);
+    if (out)
+        *out = NULL;
+    sdflow_status st;
+    sdflow_sampler *s =
+        sdflow__new_handle(ctx, out != NULL, sdflow_sampler_kind_name(kind), "sampler", (int)kind, sizeof *s, &st);
     if (!s)
-        return SDFLOW_E_NOMEM;
+        return st;
     s->ctx = ctx;
     s->kind = kind;
     s->steps = kind == SDFLOW_SAMPLER_PF_ODE ? 100 : kind == SDFLOW_SAMPLER_SDFLOW ? 100 : 1000;
