@@ -26,30 +26,61 @@ typedef struct row_out {
     size_t nv;
 } row_out;
 
-static size_t work_size(const gmm *g) { return 2 * g->k * g->d + g->k + 2 * g->d; }
+/* Per-thread scratch: the time-dependent part (eigenvalues 1/c_kj of
+ * C_k^{-1} and the log normalizers) is kept for the last time seen, as
+ * fixed-step solvers evaluate every row at the same time. */
+typedef struct row_work {
+    double t;      /* time ic and lognorm belong to (NaN: none) */
+    double *ic;    /* K x d: 1/c_kj, c_kj = alpha^2 lam_kj + sigma^2 */
+    double *lognorm; /* K: log w_k - (d log 2 pi + log det C_k) / 2 */
+    double *e;     /* K x d: e_k = C_k^{-1}(x - alpha mu_k) */
+    double *logit; /* K */
+    double *u;     /* d, then d more */
+} row_work;
 
-static void gmm_row(const gmm *g, const sdflow__coef *c, const double *x, double *work, row_out o)
+static size_t work_size(const gmm *g) { return 3 * g->k * g->d + 2 * g->k + 2 * g->d; }
+
+static row_work row_work_at(const gmm *g, double *w)
 {
     size_t K = g->k, d = g->d;
-    double *e = work;              /* K x d: e_k = C_k^{-1}(x - alpha mu_k) */
-    double *ic = work + K * d;     /* K x d: 1/c_kj */
-    double *logit = ic + K * d;    /* K */
-    double *u = logit + K;         /* d */
+    row_work rw = { .t = NAN, .ic = w, .lognorm = w + K * d, .e = w + K * d + K };
+    rw.logit = rw.e + K * d;
+    rw.u = rw.logit + K;
+    return rw;
+}
+
+static void time_part(const gmm *g, const sdflow__coef *c, double t, row_work *rw)
+{
+    size_t K = g->k, d = g->d;
     double a2 = c->alpha * c->alpha, s2 = c->sigma * c->sigma;
     for (size_t k = 0; k < K; k++) {
-        const double *U = g->vec + k * d * d, *mu = g->mean + k * d, *lam = g->lam + k * d;
-        double maha = 0, logdet = 0;
+        double logdet = 0;
+        for (size_t j = 0; j < d; j++) {
+            double cj = a2 * g->lam[k * d + j] + s2;
+            rw->ic[k * d + j] = 1.0 / cj;
+            logdet += log(cj);
+        }
+        rw->lognorm[k] = g->logw[k] - 0.5 * ((double)d * log(2.0 * SDFLOW__PI) + logdet);
+    }
+    rw->t = t;
+}
+
+static void gmm_row(const gmm *g, const sdflow__coef *c, const double *x, const row_work *rw, row_out o)
+{
+    size_t K = g->k, d = g->d;
+    const double *ic = rw->ic;
+    double *e = rw->e, *logit = rw->logit, *u = rw->u;
+    for (size_t k = 0; k < K; k++) {
+        const double *U = g->vec + k * d * d, *mu = g->mean + k * d;
+        double maha = 0;
         for (size_t j = 0; j < d; j++) { /* u = U^T (x - alpha mu) */
             double acc = 0;
             for (size_t i = 0; i < d; i++)
                 acc += U[i * d + j] * (x[i] - c->alpha * mu[i]);
-            double cj = a2 * lam[j] + s2;
-            ic[k * d + j] = 1.0 / cj;
-            maha += acc * acc / cj;
-            logdet += log(cj);
-            u[j] = acc / cj;
+            maha += acc * acc * ic[k * d + j];
+            u[j] = acc * ic[k * d + j];
         }
-        logit[k] = g->logw[k] - 0.5 * ((double)d * log(2.0 * SDFLOW__PI) + logdet + maha);
+        logit[k] = rw->lognorm[k] - 0.5 * maha;
         for (size_t i = 0; i < d; i++) { /* e = U u */
             double acc = 0;
             for (size_t j = 0; j < d; j++)
@@ -140,14 +171,21 @@ static sdflow_status gmm_rows(sdflow_model *m, const sdflow_process *p, size_t n
     double *work = sdflow__alloc_array(m->ctx, (size_t)nt * ws, sizeof(double), "mixture workspace");
     if (!work)
         return SDFLOW_E_NOMEM;
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (size_t i = 0; i < n; i++) {
+#pragma omp parallel num_threads(nt)
+    {
+        row_work rw = row_work_at(g, work + (size_t)omp_get_thread_num() * ws);
         sdflow__coef c;
-        sdflow__process_coef(p, t[i], &c);
-        row_out o = { all.score ? all.score + i * d : NULL, all.logp ? all.logp + i : NULL,
-                      all.jac ? all.jac + i * d * d : NULL, all.div ? all.div + i : NULL,
-                      all.v ? all.v + i * all.nv * d : NULL, all.q ? all.q + i * all.nv : NULL, all.nv };
-        gmm_row(g, &c, x + i * d, work + (size_t)omp_get_thread_num() * ws, o);
+#pragma omp for schedule(static)
+        for (size_t i = 0; i < n; i++) {
+            if (!(t[i] == rw.t)) { /* rows of fixed-step solvers share their time */
+                sdflow__process_coef(p, t[i], &c);
+                time_part(g, &c, t[i], &rw);
+            }
+            row_out o = { all.score ? all.score + i * d : NULL, all.logp ? all.logp + i : NULL,
+                          all.jac ? all.jac + i * d * d : NULL, all.div ? all.div + i : NULL,
+                          all.v ? all.v + i * all.nv * d : NULL, all.q ? all.q + i * all.nv : NULL, all.nv };
+            gmm_row(g, &c, x + i * d, &rw, o);
+        }
     }
     sdflow__free(m->ctx, work);
     return SDFLOW_OK;
