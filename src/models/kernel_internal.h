@@ -9,7 +9,7 @@
 /* From this dimension up the cross terms go through cblas_dgemm; below it a
  * fused direct loop is faster (a GEMM with inner size 2 runs at 3 GFLOP/s;
  * measured crossover between d = 16 and 24 on 2 cores). */
-#define SDFLOW__KERNEL_GEMM_D 20
+#define SDFLOW__KERNEL_GEMM_D 12
 
 /* A reference set prepared for kernel sums, its rows centred at c (centring
  * keeps the GEMM expansion |x|^2 + |y|^2 - 2 x.y accurate). */
