@@ -23,6 +23,7 @@
 #include "kernel_internal.h"
 
 #define LANES 8 /* independent partial sums: vectorizable, fixed order */
+#define FUSED_ROWS 16 /* query rows sharing each cached reference block (fused path) */
 
 #if defined(__GNUC__)
 #  define ALWAYS_INLINE inline __attribute__((always_inline))
@@ -248,88 +249,85 @@ static ALWAYS_INLINE double hmax4(v4d a)
 
 static ALWAYS_INLINE double hsum4(v4d a) { return (a[0] + a[1]) + (a[2] + a[3]); }
 
-/* One query row against all references, fused layout (d < 20). D is a
+/* One query row against the references j0 .. j0 + nb - 1, fused layout
+ * (d < SDFLOW__KERNEL_GEMM_D), updating the row's running (mx, s, v). D is a
  * compile-time constant in the specialized copies (d = 1..4) so the
- * coordinate loops unroll; 0 means "use r->d". Two passes per block:
- * logits with their max, then exp with the weighted sums. Blocks are
- * processed 4 references at a time; a tail of < 4 is padded with -inf. */
-static ALWAYS_INLINE void fused_row_body(const sdflow__kref *r, const double *q, double hb, long skip, size_t by,
-                                         double *buf, double *mxo, double *so, double *v, const size_t D)
+ * coordinate loops unroll; 0 means "use r->d". Two passes: logits with their
+ * max, then exp with the weighted sums. References are processed 4 at a
+ * time; a tail of < 4 is padded with -inf. */
+static ALWAYS_INLINE void fused_block_body(const sdflow__kref *r, const double *q, double hb, long skip, size_t j0,
+                                           size_t nb, double *buf, double *mxo, double *so, double *v,
+                                           const size_t D)
 {
-    size_t m = r->m, d = D ? D : r->d;
-    double mx = -INFINITY, s = 0;
-    for (size_t k = 0; k < d; k++)
-        v[k] = 0;
+    size_t m = r->m, d = D ? D : r->d, nv = nb & ~(size_t)3;
+    double mx = *mxo, s = *so;
     v4d qv[SDFLOW__KERNEL_GEMM_D];
     for (size_t k = 0; k < d; k++)
         qv[k] = splat(q[k]);
-    for (size_t j0 = 0; j0 < m; j0 += by) {
-        size_t nb = m - j0 < by ? m - j0 : by, nv = nb & ~(size_t)3;
-        const double *yb = r->yt + j0;
-        v4d lm = splat(-INFINITY), nhb = splat(-hb);
-        for (size_t j = 0; j < nv; j += 4) {
-            v4d acc = splat(0.0);
-            for (size_t k = 0; k < d; k++) {
-                v4d t = qv[k] - vload(yb + k * m + j);
-                acc += t * t;
-            }
-            acc *= nhb;
-            vstore(buf + j, acc);
-            lm = vsel(acc > lm, acc, lm);
+    const double *yb = r->yt + j0;
+    v4d lm = splat(-INFINITY), nhb = splat(-hb);
+    for (size_t j = 0; j < nv; j += 4) {
+        v4d acc = splat(0.0);
+        for (size_t k = 0; k < d; k++) {
+            v4d t = qv[k] - vload(yb + k * m + j);
+            acc += t * t;
         }
-        for (size_t j = nv; j < nv + 4; j++) { /* tail, padded to a full vector */
-            double acc = 0;
-            for (size_t k = 0; k < d && j < nb; k++) {
-                double t = q[k] - yb[k * m + j];
-                acc += t * t;
-            }
-            buf[j] = j < nb ? -hb * acc : -INFINITY;
-        }
-        if (skip >= 0 && (size_t)skip >= j0 && (size_t)skip < j0 + nb)
-            buf[(size_t)skip - j0] = -INFINITY;
-        double mb = hmax4(lm);
-        for (size_t j = nv; j < nv + 4; j++)
-            mb = buf[j] > mb ? buf[j] : mb;
-        if (skip >= 0 && (size_t)skip >= j0 && (size_t)skip < j0 + nv) { /* the skipped pair may have been the max */
-            mb = -INFINITY;
-            for (size_t j = 0; j < nv + 4; j++)
-                mb = buf[j] > mb ? buf[j] : mb;
-        }
-        if (!rescale(mb, &mx, &s, v, d))
-            continue;
-        v4d mxv = splat(mx), sv = splat(0.0), sw = splat(0.0), vv[SDFLOW__KERNEL_GEMM_D], vw[SDFLOW__KERNEL_GEMM_D];
-        for (size_t k = 0; k < d; k++)
-            vv[k] = vw[k] = splat(0.0);
-        size_t j = 0;
-        for (; j + 8 <= nv; j += 8) { /* two independent chains per iteration */
-            v4d pv = vexp4(vload(buf + j) - mxv), pw = vexp4(vload(buf + j + 4) - mxv);
-            sv += pv;
-            sw += pw;
-            for (size_t k = 0; k < d; k++) {
-                vv[k] += pv * vload(yb + k * m + j);
-                vw[k] += pw * vload(yb + k * m + j + 4);
-            }
-        }
-        if (j < nv) {
-            v4d pv = vexp4(vload(buf + j) - mxv);
-            sv += pv;
-            for (size_t k = 0; k < d; k++)
-                vv[k] += pv * vload(yb + k * m + j);
-        }
-        if (nv < nb) {
-            v4d pv = vexp4(vload(buf + nv) - mxv);
-            sv += pv;
-            for (size_t k = 0; k < d; k++) {
-                double y4[4];
-                for (size_t u = 0; u < 4; u++)
-                    y4[u] = nv + u < nb ? yb[k * m + nv + u] : 0.0;
-                vv[k] += pv * vload(y4);
-            }
-        }
-        s += hsum4(sv + sw);
-        for (size_t k = 0; k < d; k++)
-            v[k] += hsum4(vv[k] + vw[k]);
+        acc *= nhb;
+        vstore(buf + j, acc);
+        lm = vsel(acc > lm, acc, lm);
     }
+    for (size_t j = nv; j < nv + 4; j++) { /* tail, padded to a full vector */
+        double acc = 0;
+        for (size_t k = 0; k < d && j < nb; k++) {
+            double t = q[k] - yb[k * m + j];
+            acc += t * t;
+        }
+        buf[j] = j < nb ? -hb * acc : -INFINITY;
+    }
+    if (skip >= 0 && (size_t)skip >= j0 && (size_t)skip < j0 + nb)
+        buf[(size_t)skip - j0] = -INFINITY;
+    double mb = hmax4(lm);
+    for (size_t j = nv; j < nv + 4; j++)
+        mb = buf[j] > mb ? buf[j] : mb;
+    if (skip >= 0 && (size_t)skip >= j0 && (size_t)skip < j0 + nv) { /* the skipped pair may have been the max */
+        mb = -INFINITY;
+        for (size_t j = 0; j < nv + 4; j++)
+            mb = buf[j] > mb ? buf[j] : mb;
+    }
+    if (!rescale(mb, &mx, &s, v, d))
+        return;
+    v4d mxv = splat(mx), sv = splat(0.0), sw = splat(0.0), vv[SDFLOW__KERNEL_GEMM_D], vw[SDFLOW__KERNEL_GEMM_D];
+    for (size_t k = 0; k < d; k++)
+        vv[k] = vw[k] = splat(0.0);
+    size_t j = 0;
+    for (; j + 8 <= nv; j += 8) { /* two independent chains per iteration */
+        v4d pv = vexp4(vload(buf + j) - mxv), pw = vexp4(vload(buf + j + 4) - mxv);
+        sv += pv;
+        sw += pw;
+        for (size_t k = 0; k < d; k++) {
+            vv[k] += pv * vload(yb + k * m + j);
+            vw[k] += pw * vload(yb + k * m + j + 4);
+        }
+    }
+    if (j < nv) {
+        v4d pv = vexp4(vload(buf + j) - mxv);
+        sv += pv;
+        for (size_t k = 0; k < d; k++)
+            vv[k] += pv * vload(yb + k * m + j);
+    }
+    if (nv < nb) {
+        v4d pv = vexp4(vload(buf + nv) - mxv);
+        sv += pv;
+        for (size_t k = 0; k < d; k++) {
+            double y4[4];
+            for (size_t u = 0; u < 4; u++)
+                y4[u] = nv + u < nb ? yb[k * m + nv + u] : 0.0;
+            vv[k] += pv * vload(y4);
+        }
+    }
+    s += hsum4(sv + sw);
+    for (size_t k = 0; k < d; k++)
+        v[k] += hsum4(vv[k] + vw[k]);
     *mxo = mx;
     *so = s;
 }
@@ -353,22 +351,22 @@ static ALWAYS_INLINE void gemm_row_body(double *g, const double *hy, size_t nb, 
     *s += exp_sum(g, nb, *mx);
 }
 
-typedef void (*fused_fn)(const sdflow__kref *, const double *, double, long, size_t, double *, double *, double *,
-                         double *);
+typedef void (*fused_fn)(const sdflow__kref *, const double *, double, long, size_t, size_t, double *, double *,
+                         double *, double *);
 typedef void (*gemm_fn)(double *, const double *, size_t, double, double, long, double *, double *, double *, size_t);
 
 /* Per-row dispatch on d: the specialized copies unroll the coordinate loops. */
 #define FUSED_DISPATCH                                                                                             \
     switch (r->d) {                                                                                                \
-    case 1: fused_row_body(r, q, hb, skip, by, buf, mx, s, v, 1); break;                                          \
-    case 2: fused_row_body(r, q, hb, skip, by, buf, mx, s, v, 2); break;                                          \
-    case 3: fused_row_body(r, q, hb, skip, by, buf, mx, s, v, 3); break;                                          \
-    case 4: fused_row_body(r, q, hb, skip, by, buf, mx, s, v, 4); break;                                          \
-    default: fused_row_body(r, q, hb, skip, by, buf, mx, s, v, 0); break;                                         \
+    case 1: fused_block_body(r, q, hb, skip, j0, nb, buf, mx, s, v, 1); break;                                          \
+    case 2: fused_block_body(r, q, hb, skip, j0, nb, buf, mx, s, v, 2); break;                                          \
+    case 3: fused_block_body(r, q, hb, skip, j0, nb, buf, mx, s, v, 3); break;                                          \
+    case 4: fused_block_body(r, q, hb, skip, j0, nb, buf, mx, s, v, 4); break;                                          \
+    default: fused_block_body(r, q, hb, skip, j0, nb, buf, mx, s, v, 0); break;                                         \
     }
 
-static void fused_row_default(const sdflow__kref *r, const double *q, double hb, long skip, size_t by, double *buf,
-                              double *mx, double *s, double *v)
+static void fused_block_default(const sdflow__kref *r, const double *q, double hb, long skip, size_t j0, size_t nb,
+                                double *buf, double *mx, double *s, double *v)
 {
     FUSED_DISPATCH
 }
@@ -380,8 +378,8 @@ static void gemm_row_default(double *g, const double *hy, size_t nb, double beta
 }
 
 #ifdef KERNEL_AVX2
-TARGET_AVX2 static void fused_row_avx2(const sdflow__kref *r, const double *q, double hb, long skip, size_t by,
-                                       double *buf, double *mx, double *s, double *v)
+TARGET_AVX2 static void fused_block_avx2(const sdflow__kref *r, const double *q, double hb, long skip, size_t j0,
+                                         size_t nb, double *buf, double *mx, double *s, double *v)
 {
     FUSED_DISPATCH
 }
@@ -460,18 +458,36 @@ void sdflow__kernel_sums(const sdflow__kref *r, size_t n, const double *q, const
     if (by > m)
         by = m;
     if (r->yt) {
-        fused_fn f = fused_row_default;
+        fused_fn f = fused_block_default;
 #ifdef KERNEL_AVX2
         if (have_avx2())
-            f = fused_row_avx2;
+            f = fused_block_avx2;
 #endif
+        /* Tiles of FUSED_ROWS query rows sweep the reference blocks
+         * together, so a block (by x d doubles) is read from cache once per
+         * tile instead of from memory once per row. Each row still sums its
+         * blocks in order: any split gives the same bits. */
+        size_t ntile = (n + FUSED_ROWS - 1) / FUSED_ROWS;
 #pragma omp parallel num_threads(nt)
         {
             double *buf = work + (size_t)omp_get_thread_num() * (by + 4);
-#pragma omp for schedule(dynamic, 8) /* rows are independent: any split gives the same bits */
-            for (size_t i = 0; i < n; i++) {
-                double b = beta ? beta[i] : beta0;
-                f(r, q + i * d, 0.5 * b, self_off >= 0 ? (long)i + self_off : -1, by, buf, mx + i, s + i, v + i * d);
+#pragma omp for schedule(dynamic, 1)
+            for (size_t tile = 0; tile < ntile; tile++) {
+                size_t i0 = tile * FUSED_ROWS, i1 = i0 + FUSED_ROWS < n ? i0 + FUSED_ROWS : n;
+                for (size_t i = i0; i < i1; i++) {
+                    mx[i] = -INFINITY;
+                    s[i] = 0;
+                    for (size_t k = 0; k < d; k++)
+                        v[i * d + k] = 0;
+                }
+                for (size_t j0 = 0; j0 < m; j0 += by) {
+                    size_t nb = m - j0 < by ? m - j0 : by;
+                    for (size_t i = i0; i < i1; i++) {
+                        double b = beta ? beta[i] : beta0;
+                        f(r, q + i * d, 0.5 * b, self_off >= 0 ? (long)i + self_off : -1, j0, nb, buf, mx + i, s + i,
+                          v + i * d);
+                    }
+                }
             }
         }
         return;
