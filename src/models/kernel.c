@@ -417,6 +417,17 @@ static void blas_single_end(void)
     pthread_mutex_unlock(&blas_lock);
 }
 
+/* Empty running sums (max -inf, sum 0, weighted sum 0) for rows i0 .. i1 - 1. */
+static void start_rows(size_t i0, size_t i1, size_t d, double *mx, double *s, double *v)
+{
+    for (size_t i = i0; i < i1; i++) {
+        mx[i] = -INFINITY;
+        s[i] = 0;
+        for (size_t k = 0; k < d; k++)
+            v[i * d + k] = 0;
+    }
+}
+
 /* All references against query rows i0 .. i0 + nq - 1 (GEMM layout): logits
  * q.y_j by a GEMM into g, the exp pass row by row, then the weighted sums
  * by a second GEMM. g holds nq * by doubles. */
@@ -424,12 +435,7 @@ static void gemm_block(const sdflow__kref *r, size_t i0, size_t nq, const double
                        long self_off, size_t by, gemm_fn g_row, double *g, double *mx, double *s, double *v)
 {
     size_t d = r->d, m = r->m;
-    for (size_t i = i0; i < i0 + nq; i++) {
-        mx[i] = -INFINITY;
-        s[i] = 0;
-        for (size_t k = 0; k < d; k++)
-            v[i * d + k] = 0;
-    }
+    start_rows(i0, i0 + nq, d, mx, s, v);
     for (size_t j0 = 0; j0 < m; j0 += by) {
         size_t nb = m - j0 < by ? m - j0 : by;
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)nb, (int)d, 1.0, q + i0 * d, (int)d,
@@ -474,12 +480,7 @@ void sdflow__kernel_sums(const sdflow__kref *r, size_t n, const double *q, const
 #pragma omp for schedule(dynamic, 1)
             for (size_t tile = 0; tile < ntile; tile++) {
                 size_t i0 = tile * FUSED_ROWS, i1 = i0 + FUSED_ROWS < n ? i0 + FUSED_ROWS : n;
-                for (size_t i = i0; i < i1; i++) {
-                    mx[i] = -INFINITY;
-                    s[i] = 0;
-                    for (size_t k = 0; k < d; k++)
-                        v[i * d + k] = 0;
-                }
+                start_rows(i0, i1, d, mx, s, v);
                 for (size_t j0 = 0; j0 < m; j0 += by) {
                     size_t nb = m - j0 < by ? m - j0 : by;
                     for (size_t i = i0; i < i1; i++) {
