@@ -35,10 +35,10 @@ typedef struct row_work {
     double *lognorm; /* K: log w_k - (d log 2 pi + log det C_k) / 2 */
     double *e;     /* K x d: e_k = C_k^{-1}(x - alpha mu_k) */
     double *logit; /* K */
-    double *u;     /* d, then d more */
+    double *u;     /* d: U^T (x - alpha mu) / c, then the score */
 } row_work;
 
-static size_t work_size(const gmm *g) { return 3 * g->k * g->d + 2 * g->k + 2 * g->d; }
+static size_t work_size(const gmm *g) { return 2 * g->k * g->d + 2 * g->k + g->d; }
 
 static row_work row_work_at(const gmm *g, double *w)
 {
