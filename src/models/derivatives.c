@@ -193,8 +193,7 @@ sdflow_status sdflow__model_score_and_quadform(sdflow_model *m, const sdflow_pro
         st = sdflow_model_eval(m, p, n, x, t, SDFLOW_OUT_SCORE, score);
         return st ? st : sdflow__model_score_quadform(m, p, n, x, t, K, v, method, q);
     }
-    /* the checks sdflow_model_eval would do, then one pass */
-    if ((st = sdflow__check_finite(m->ctx, x, n, m->d, "x")) || (st = sdflow__check_times(m->ctx, p, n, t, "t")) ||
+    if ((st = sdflow__model_check_eval_args(m, p, n, x, t, score, "score")) ||
         (st = m->ops->eval_quadform(m, p, n, x, t, K, v, score, q)))
         return st;
     return quadform_to_score(m, p, n, x, t, K, v, score, q);
@@ -263,8 +262,7 @@ sdflow_status sdflow__model_score_and_divergence(sdflow_model *m, const sdflow_p
         st = sdflow_model_eval(m, p, n, x, t, SDFLOW_OUT_SCORE, score);
         return st ? st : sdflow__model_score_divergence(m, p, n, x, t, method, div);
     }
-    /* the checks sdflow_model_eval would do, then one pass */
-    if ((st = sdflow__check_finite(m->ctx, x, n, m->d, "x")) || (st = sdflow__check_times(m->ctx, p, n, t, "t")) ||
+    if ((st = sdflow__model_check_eval_args(m, p, n, x, t, score, "score")) ||
         (st = m->ops->eval_div(m, p, n, x, t, score, div)))
         return st;
     size_t d = m->d;

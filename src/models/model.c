@@ -72,9 +72,8 @@ sdflow_status sdflow_model_get_int(const sdflow_model *m, sdflow_option key, lon
     return m->ops->get_int(m, key, value);
 }
 
-/* Shared argument checks of every evaluation entry point. */
-static sdflow_status check_eval_args(sdflow_model *m, const sdflow_process *p, size_t n, const double *x,
-                                     const double *t, const void *out, const char *out_name)
+sdflow_status sdflow__model_check_eval_args(sdflow_model *m, const sdflow_process *p, size_t n, const double *x,
+                                           const double *t, const void *out, const char *out_name)
 {
     if (!m)
         return SDFLOW_E_INVALID;
@@ -103,7 +102,7 @@ sdflow_status sdflow__model_conversion_at(sdflow_model *m, const sdflow_process 
 sdflow_status sdflow_model_eval(sdflow_model *m, const sdflow_process *p, size_t n, const double *x, const double *t,
                                 sdflow_output kind, double *out)
 {
-    sdflow_status st = check_eval_args(m, p, n, x, t, out, "out");
+    sdflow_status st = sdflow__model_check_eval_args(m, p, n, x, t, out, "out");
     if (st)
         return st;
     if (kind < SDFLOW_OUT_SCORE || kind > SDFLOW_OUT_V)
@@ -136,7 +135,7 @@ static sdflow_status unsupported(sdflow_model *m, const char *what)
 sdflow_status sdflow_model_logpdf(sdflow_model *m, const sdflow_process *p, size_t n, const double *x,
                                   const double *t, double *logp)
 {
-    sdflow_status st = check_eval_args(m, p, n, x, t, logp, "logp");
+    sdflow_status st = sdflow__model_check_eval_args(m, p, n, x, t, logp, "logp");
     if (st)
         return st;
     if (!m->ops->logpdf)
@@ -149,7 +148,7 @@ sdflow_status sdflow_model_logpdf(sdflow_model *m, const sdflow_process *p, size
 sdflow_status sdflow_model_jacobian(sdflow_model *m, const sdflow_process *p, size_t n, const double *x,
                                     const double *t, double *jac)
 {
-    sdflow_status st = check_eval_args(m, p, n, x, t, jac, "jac");
+    sdflow_status st = sdflow__model_check_eval_args(m, p, n, x, t, jac, "jac");
     if (st)
         return st;
     if (!m->ops->jacobian)
@@ -175,7 +174,7 @@ sdflow_status sdflow_model_jacobian(sdflow_model *m, const sdflow_process *p, si
 sdflow_status sdflow_model_divergence(sdflow_model *m, const sdflow_process *p, size_t n, const double *x,
                                       const double *t, double *div)
 {
-    sdflow_status st = check_eval_args(m, p, n, x, t, div, "div");
+    sdflow_status st = sdflow__model_check_eval_args(m, p, n, x, t, div, "div");
     if (st)
         return st;
     size_t d = m->d;

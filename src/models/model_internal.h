@@ -54,6 +54,10 @@ struct sdflow_model {
 /* Allocates the handle; impl is owned by the handle from then on (ops->destroy). */
 sdflow_status sdflow__model_new(sdflow_ctx *ctx, sdflow_model_kind kind, size_t d, sdflow_output native,
                                 const sdflow__model_ops *ops, void *impl, sdflow_model **out);
+/* Shared argument checks of every evaluation entry point: handle, n, sizes,
+ * finite x, times in the process's range, output pointer. */
+sdflow_status sdflow__model_check_eval_args(sdflow_model *m, const sdflow_process *p, size_t n, const double *x,
+                                           const double *t, const void *out, const char *out_name);
 /* The affine map (out = a.a * native + a.b * x) from output kind from to
  * kind to at time t; SDFLOW_E_NUMERIC with a message where it is undefined. */
 sdflow_status sdflow__model_conversion_at(sdflow_model *m, const sdflow_process *p, double t, sdflow_output from,
