@@ -74,14 +74,6 @@ void *sdflow__alloc(sdflow_ctx *ctx, size_t size)
     return p;
 }
 
-void *sdflow__alloc_zeroed(sdflow_ctx *ctx, size_t size)
-{
-    void *p = sdflow__alloc(ctx, size);
-    if (p)
-        memset(p, 0, size);
-    return p;
-}
-
 void *sdflow__new_handle(sdflow_ctx *ctx, int out_given, const char *kind_name, const char *noun, int kind,
                          size_t size, sdflow_status *st)
 {
@@ -93,7 +85,7 @@ void *sdflow__new_handle(sdflow_ctx *ctx, int out_given, const char *kind_name, 
     else if (!kind_name)
         *st = sdflow__fail(ctx, SDFLOW_E_INVALID, "unknown %s kind %d", noun, kind);
     else
-        *st = (h = sdflow__alloc_zeroed(ctx, size)) ? SDFLOW_OK : SDFLOW_E_NOMEM;
+        *st = (h = sdflow__calloc_array(ctx, 1, size, noun)) ? SDFLOW_OK : SDFLOW_E_NOMEM;
     return h;
 }
 

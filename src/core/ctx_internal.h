@@ -36,7 +36,6 @@ void sdflow__log(sdflow_ctx *ctx, int level, const char *fmt, ...) SDFLOW__PRINT
  * for overflow and reports SDFLOW_E_NOMEM into ctx on failure (what names
  * the buffer in the message). */
 void *sdflow__alloc(sdflow_ctx *ctx, size_t size);
-void *sdflow__alloc_zeroed(sdflow_ctx *ctx, size_t size); /* a zero-filled object */
 /* The checks every create function starts with (ctx given, out given, kind
  * known: kind_name non-NULL), then a zeroed handle of size bytes; NULL with
  * the status in *st on failure. The caller clears *out first. */

@@ -83,7 +83,7 @@ sdflow_status sdflow_model_create_callback(sdflow_ctx *ctx, size_t d, sdflow_out
         return st;
     if (produces < SDFLOW_OUT_SCORE || produces > SDFLOW_OUT_V)
         return sdflow__fail(ctx, SDFLOW_E_INVALID, "unknown output kind %d", (int)produces);
-    callback_model *cb = sdflow__alloc_zeroed(ctx, sizeof *cb);
+    callback_model *cb = sdflow__calloc_array(ctx, 1, sizeof *cb, "callback model");
     if (!cb)
         return SDFLOW_E_NOMEM;
     cb->fn = fn;

@@ -319,7 +319,7 @@ static sdflow_status create_mixture(sdflow_ctx *ctx, sdflow_model_kind kind, siz
     }
     if (fabs(wsum - 1.0) > 1e-12 * (double)k)
         return sdflow__fail(ctx, SDFLOW_E_INVALID, "weights sum to %.17g, not 1", wsum);
-    gmm *g = sdflow__alloc_zeroed(ctx, sizeof *g);
+    gmm *g = sdflow__calloc_array(ctx, 1, sizeof *g, "mixture model");
     if (!g)
         return SDFLOW_E_NOMEM;
     g->k = k;

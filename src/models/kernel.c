@@ -355,14 +355,14 @@ typedef void (*fused_fn)(const sdflow__kref *, const double *, double, long, siz
                          double *, double *);
 typedef void (*gemm_fn)(double *, const double *, size_t, double, double, long, double *, double *, double *, size_t);
 
-/* Per-row dispatch on d: the specialized copies unroll the coordinate loops. */
-#define FUSED_DISPATCH                                                                                             \
-    switch (r->d) {                                                                                                \
-    case 1: fused_block_body(r, q, hb, skip, j0, nb, buf, mx, s, v, 1); break;                                          \
-    case 2: fused_block_body(r, q, hb, skip, j0, nb, buf, mx, s, v, 2); break;                                          \
-    case 3: fused_block_body(r, q, hb, skip, j0, nb, buf, mx, s, v, 3); break;                                          \
-    case 4: fused_block_body(r, q, hb, skip, j0, nb, buf, mx, s, v, 4); break;                                          \
-    default: fused_block_body(r, q, hb, skip, j0, nb, buf, mx, s, v, 0); break;                                         \
+/* Per-block dispatch on d: the specialized copies unroll the coordinate loops. */
+#define FUSED_DISPATCH                                                                \
+    switch (r->d) {                                                                   \
+    case 1: fused_block_body(r, q, hb, skip, j0, nb, buf, mx, s, v, 1); break;        \
+    case 2: fused_block_body(r, q, hb, skip, j0, nb, buf, mx, s, v, 2); break;        \
+    case 3: fused_block_body(r, q, hb, skip, j0, nb, buf, mx, s, v, 3); break;        \
+    case 4: fused_block_body(r, q, hb, skip, j0, nb, buf, mx, s, v, 4); break;        \
+    default: fused_block_body(r, q, hb, skip, j0, nb, buf, mx, s, v, 0); break;       \
     }
 
 static void fused_block_default(const sdflow__kref *r, const double *q, double hb, long skip, size_t j0, size_t nb,
@@ -825,7 +825,7 @@ sdflow_status sdflow_model_create_kernel(sdflow_ctx *ctx, size_t m, size_t d, co
     if (d > INT_MAX || m > (size_t)LONG_MAX / 2)
         return sdflow__fail(ctx, SDFLOW_E_UNSUPPORTED, "kernel model with m=%zu, d=%zu exceeds the BLAS index range",
                             m, d);
-    kmodel *km = sdflow__alloc_zeroed(ctx, sizeof *km);
+    kmodel *km = sdflow__calloc_array(ctx, 1, sizeof *km, "kernel model");
     if (!km)
         return SDFLOW_E_NOMEM;
     km->bq = 256;
