@@ -307,6 +307,44 @@ START_TEST(test_gmm_oracle)
 }
 END_TEST
 
+/* Covariance scales far apart (1e-60 .. 1e250): the log-determinant of the
+ * noised covariance is built from running products that must be flushed
+ * before they overflow or underflow. Diagonal covariance: the oracle is a sum
+ * of 1-D normal log-densities, each exact to rounding, so 1e-12 relative. */
+START_TEST(test_gaussian_logdet_wide_scales)
+{
+    sdflow_ctx *ctx = test_ctx(5);
+    enum { D = 24 };
+    double mean[D], cov[D * D] = { 0 }, x[D], lp;
+    for (int a = 0; a < D; a++) {
+        mean[a] = 0.1 * a;
+        cov[a * D + a] = pow(10.0, -60 + 310.0 * a / (D - 1)); /* factors < 1e-100 and > 1e208 */
+        x[a] = mean[a] + 0.3;
+    }
+    cov[0] = 1e99; /* a product just below the flush point times a huge factor */
+    cov[1 * D + 1] = 1e250;
+    sdflow_model *g = NULL;
+    ck_assert_int_eq(sdflow_model_create_gaussian(ctx, D, mean, cov, &g), SDFLOW_OK);
+    sdflow_process *p = NULL;
+    ck_assert_int_eq(sdflow_process_create(ctx, SDFLOW_PROCESS_VE, &p), SDFLOW_OK);
+    double ts[] = { 1e-3, 0.5, 1.0 };
+    for (int i = 0; i < 3; i++) {
+        double a, sg;
+        alpha_sigma(p, ts[i], &a, &sg);
+        ck_assert_int_eq(sdflow_model_logpdf(g, p, 1, x, &ts[i], &lp), SDFLOW_OK);
+        double want = 0;
+        for (int j = 0; j < D; j++) {
+            double c = a * a * cov[j * D + j] + sg * sg, r = x[j] - a * mean[j];
+            want += -0.5 * (log(2 * 3.14159265358979323846 * c) + r * r / c);
+        }
+        ck_assert_msg(fabs(lp - want) <= 1e-12 * (1 + fabs(want)), "t=%g: logp %.17g, oracle %.17g", ts[i], lp, want);
+    }
+    sdflow_process_free(p);
+    sdflow_model_free(g);
+    sdflow_ctx_free(ctx);
+}
+END_TEST
+
 /* 4-point central difference of F along coordinate j: error h^4/30 |F^(5)| + ~eps|F|/h. */
 typedef void (*vec_fn)(sdflow_model *g, const sdflow_process *p, const double *x, double t, double *out);
 static void fn_logp(sdflow_model *g, const sdflow_process *p, const double *x, double t, double *out)
@@ -900,6 +938,7 @@ Suite *model_suite(void)
     TCase *tc = tcase_create("model");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_gmm_oracle);
+    tcase_add_test(tc, test_gaussian_logdet_wide_scales);
     tcase_add_test(tc, test_gmm_finite_differences);
     tcase_add_test(tc, test_output_kinds);
     tcase_add_test(tc, test_gmm_sample);

@@ -54,12 +54,21 @@ static void time_part(const gmm *g, const sdflow__coef *c, double t, row_work *r
     size_t K = g->k, d = g->d;
     double a2 = c->alpha * c->alpha, s2 = c->sigma * c->sigma;
     for (size_t k = 0; k < K; k++) {
-        double logdet = 0;
+        double logdet = 0, prod = 1;
         for (size_t j = 0; j < d; j++) {
             double cj = a2 * g->lam[k * d + j] + s2;
             rw->ic[k * d + j] = 1.0 / cj;
-            logdet += log(cj);
+            if (cj > 1e-100 && cj < 1e100) {
+                prod *= cj;
+                if (prod > 1e100 || prod < 1e-100) {
+                    logdet += log(prod);
+                    prod = 1;
+                }
+            } else {
+                logdet += log(cj);
+            }
         }
+        logdet += log(prod);
         rw->lognorm[k] = g->logw[k] - 0.5 * ((double)d * log(2.0 * SDFLOW__PI) + logdet);
     }
     rw->t = t;
