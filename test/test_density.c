@@ -196,6 +196,19 @@ START_TEST(test_api)
     ck_assert_int_eq(sdflow_density_kind_from_name("nope", &k), SDFLOW_E_UNSUPPORTED);
 
     ck_assert_int_eq(sdflow_density_create(ctx, SDFLOW_DENSITY_PF_ODE_HUTCHINSON, &e), SDFLOW_OK);
+    { /* objects of another context are refused */
+        sdflow_ctx *other = test_ctx(1);
+        sdflow_process *op = NULL;
+        double w = 1, mu = 0, cov = 1;
+        sdflow_model *om = NULL;
+        ck_assert_int_eq(sdflow_process_create(other, SDFLOW_PROCESS_VP, &op), SDFLOW_OK);
+        ck_assert_int_eq(sdflow_model_create_gmm(other, 1, 1, &w, &mu, &cov, &om), SDFLOW_OK);
+        ck_assert_status_msg(ctx, sdflow_density_set_process(e, op), SDFLOW_E_INVALID, "process was created from another");
+        ck_assert_status_msg(ctx, sdflow_density_set_model(e, om), SDFLOW_E_INVALID, "model was created from another");
+        sdflow_process_free(op);
+        sdflow_model_free(om);
+        sdflow_ctx_free(other);
+    }
     long v;
     double dv;
     uint64_t uv;

@@ -602,6 +602,19 @@ START_TEST(test_options_and_state)
     sdflow_model *m = make_gmm(ctx, 0);
     ck_assert_int_eq(sdflow_sampler_set_model(s, SDFLOW_ROLE_SCORE, m), SDFLOW_OK);
     ck_assert_status_msg(ctx, sdflow_sampler_run(s, 2, NULL, x), SDFLOW_E_STATE, "no process");
+    { /* objects of another context are refused, and the binding is kept */
+        sdflow_ctx *other = test_ctx(1);
+        sdflow_process *op = NULL;
+        sdflow_model *om = make_gmm(other, 0);
+        ck_assert_int_eq(sdflow_process_create(other, SDFLOW_PROCESS_VP, &op), SDFLOW_OK);
+        ck_assert_status_msg(ctx, sdflow_sampler_set_process(s, op), SDFLOW_E_INVALID, "process was created from another context");
+        ck_assert_status_msg(ctx, sdflow_sampler_set_model(s, SDFLOW_ROLE_SCORE, om), SDFLOW_E_INVALID,
+                             "model was created from another context");
+        ck_assert_status_msg(ctx, sdflow_sampler_run(s, 2, NULL, x), SDFLOW_E_STATE, "no process");
+        sdflow_process_free(op);
+        sdflow_model_free(om);
+        sdflow_ctx_free(other);
+    }
     /* unknown key, key of another kind, wrong type, out of bounds */
     ck_assert_status_msg(ctx, sdflow_sampler_set_int(s, (sdflow_option)9999, 1), SDFLOW_E_UNSUPPORTED, "9999");
     ck_assert_status_msg(ctx, sdflow_sampler_set_int(s, SDFLOW_OPT_SOLVER, 1), SDFLOW_E_UNSUPPORTED, "solver");

@@ -26,6 +26,8 @@ SDFLOW_API void sdflow_density_free(sdflow_density *e);
 SDFLOW_API const char *sdflow_density_kind_name(sdflow_density_kind kind);
 SDFLOW_API sdflow_status sdflow_density_kind_from_name(const char *name, sdflow_density_kind *out);
 
+/** Bind the process and the model (not copied; they must outlive the
+ *  estimator's calls). Objects of another context: SDFLOW_E_INVALID. */
 SDFLOW_API sdflow_status sdflow_density_set_process(sdflow_density *e, const sdflow_process *p);
 SDFLOW_API sdflow_status sdflow_density_set_model(sdflow_density *e, sdflow_model *m);
 SDFLOW_API sdflow_status sdflow_density_set_int(sdflow_density *e, sdflow_option key, long value);

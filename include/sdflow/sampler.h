@@ -52,7 +52,8 @@ SDFLOW_API void sdflow_sampler_free(sdflow_sampler *s);
 SDFLOW_API const char *sdflow_sampler_kind_name(sdflow_sampler_kind kind);
 SDFLOW_API sdflow_status sdflow_sampler_kind_from_name(const char *name, sdflow_sampler_kind *out);
 
-/** Binds the noising process (not copied; must outlive the sampler's runs). */
+/** Binds the noising process (not copied; must outlive the sampler's runs).
+ *  A process or model of another context is refused with SDFLOW_E_INVALID. */
 SDFLOW_API sdflow_status sdflow_sampler_set_process(sdflow_sampler *s, const sdflow_process *p);
 /** Binds a model to a role (not copied; must outlive the sampler's runs). NULL unbinds. */
 SDFLOW_API sdflow_status sdflow_sampler_set_model(sdflow_sampler *s, sdflow_role role, sdflow_model *m);

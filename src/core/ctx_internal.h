@@ -59,6 +59,9 @@ sdflow_status sdflow__check_dims(sdflow_ctx *ctx, size_t n, size_t d);          
 sdflow_status sdflow__check_finite(sdflow_ctx *ctx, const double *a, size_t n, size_t d, const char *name);
 sdflow_status sdflow__check_option_value(sdflow_ctx *ctx, sdflow_option key, sdflow_option_type type,
                                          double value);
+/* An object bound to a handle of ctx must come from ctx (its allocator and
+ * error slot); other_ctx NULL (unbinding) passes. */
+sdflow_status sdflow__check_same_ctx(sdflow_ctx *ctx, const sdflow_ctx *other_ctx, const char *what);
 /* A result array produced by the library: SDFLOW_E_NUMERIC naming row/col. */
 sdflow_status sdflow__check_result(sdflow_ctx *ctx, const double *a, size_t n, size_t d, const char *what);
 
@@ -100,6 +103,62 @@ typedef struct sdflow__name {
 } sdflow__name;
 const char *sdflow__name_of(const sdflow__name *table, int value);
 int sdflow__value_of(const sdflow__name *table, const char *name, int *out);
+
+/* Defines the public pair <prefix>_kind_name() and <prefix>_kind_from_name()
+ * of a kind enum over its sdflow__name table; every handle kind has the same
+ * two functions. */
+#define SDFLOW__DEFINE_KIND_NAMES(prefix, enum_type, table)                                                        \
+    const char *prefix##_kind_name(enum_type kind) { return sdflow__name_of(table, (int)kind); }                   \
+    sdflow_status prefix##_kind_from_name(const char *name, enum_type *out)                                        \
+    {                                                                                                              \
+        int v;                                                                                                     \
+        if (!out)                                                                                                  \
+            return SDFLOW_E_INVALID;                                                                               \
+        if (!sdflow__value_of(table, name, &v))                                                                    \
+            return SDFLOW_E_UNSUPPORTED;                                                                           \
+        *out = (enum_type)v;                                                                                       \
+        return SDFLOW_OK;                                                                                          \
+    }
+
+/* Defines, for a handle with fields ctx and kind and a file-level option
+ * table `slots`, the static set_option() and get_option() over the slot
+ * store and the public typed accessors <prefix>_set_int/_double/_u64 and
+ * <prefix>_get_int/_u64; <prefix>_get_double is written by each handle, as
+ * it reports resolved defaults. @p noun names the handle in messages. */
+#define SDFLOW__DEFINE_TYPED_OPTIONS(prefix, handle_type, noun)                                                    \
+    static sdflow_status set_option(handle_type *h, sdflow_option key, sdflow_option_type type, const void *value) \
+    {                                                                                                              \
+        if (!h)                                                                                                    \
+            return SDFLOW_E_INVALID;                                                                               \
+        return sdflow__slot_set(h->ctx, slots, sizeof slots / sizeof slots[0], 1u << h->kind,                      \
+                                prefix##_kind_name(h->kind), noun, h, key, type, value);                           \
+    }                                                                                                              \
+    static sdflow_status get_option(const handle_type *h, sdflow_option key, sdflow_option_type type, void *value) \
+    {                                                                                                              \
+        if (!h || !value)                                                                                          \
+            return SDFLOW_E_INVALID;                                                                               \
+        return sdflow__slot_get(slots, sizeof slots / sizeof slots[0], 1u << h->kind, h, key, type, value);        \
+    }                                                                                                              \
+    sdflow_status prefix##_set_int(handle_type *h, sdflow_option key, long value)                                  \
+    {                                                                                                              \
+        return set_option(h, key, SDFLOW_TYPE_INT, &value);                                                        \
+    }                                                                                                              \
+    sdflow_status prefix##_set_double(handle_type *h, sdflow_option key, double value)                             \
+    {                                                                                                              \
+        return set_option(h, key, SDFLOW_TYPE_DOUBLE, &value);                                                     \
+    }                                                                                                              \
+    sdflow_status prefix##_set_u64(handle_type *h, sdflow_option key, uint64_t value)                              \
+    {                                                                                                              \
+        return set_option(h, key, SDFLOW_TYPE_U64, &value);                                                        \
+    }                                                                                                              \
+    sdflow_status prefix##_get_int(const handle_type *h, sdflow_option key, long *value)                           \
+    {                                                                                                              \
+        return get_option(h, key, SDFLOW_TYPE_INT, value);                                                         \
+    }                                                                                                              \
+    sdflow_status prefix##_get_u64(const handle_type *h, sdflow_option key, uint64_t *value)                       \
+    {                                                                                                              \
+        return get_option(h, key, SDFLOW_TYPE_U64, value);                                                         \
+    }
 
 /* Counter-based RNG: row-keyed draws with an extra draw offset inside the row,
  * so one row can take several independent vectors (e.g. one per step). */

@@ -50,3 +50,10 @@ sdflow_status sdflow__check_result(sdflow_ctx *ctx, const double *a, size_t n, s
                                 isnan(a[i]) ? "NaN" : "Inf");
     return SDFLOW_OK;
 }
+
+sdflow_status sdflow__check_same_ctx(sdflow_ctx *ctx, const sdflow_ctx *other_ctx, const char *what)
+{
+    if (other_ctx && other_ctx != ctx)
+        return sdflow__fail(ctx, SDFLOW_E_INVALID, "%s was created from another context", what);
+    return SDFLOW_OK;
+}

@@ -10,18 +10,8 @@ static const sdflow__name kind_names[] = { { SDFLOW_DENSITY_PF_ODE_EXACT, "pf_od
                                            { SDFLOW_DENSITY_LIYAN, "liyan" },
                                            { 0, NULL } };
 
-const char *sdflow_density_kind_name(sdflow_density_kind kind) { return sdflow__name_of(kind_names, kind); }
-
-sdflow_status sdflow_density_kind_from_name(const char *name, sdflow_density_kind *out)
-{
-    int v;
-    if (!out)
-        return SDFLOW_E_INVALID;
-    if (!sdflow__value_of(kind_names, name, &v))
-        return SDFLOW_E_UNSUPPORTED;
-    *out = (sdflow_density_kind)v;
-    return SDFLOW_OK;
-}
+/* sdflow_density_kind_name() and sdflow_density_kind_from_name() */
+SDFLOW__DEFINE_KIND_NAMES(sdflow_density, sdflow_density_kind, kind_names)
 
 /* Which kinds accept an option, and where it lives. */
 #define K_EX (1u << SDFLOW_DENSITY_PF_ODE_EXACT)
@@ -92,56 +82,24 @@ sdflow_status sdflow_density_set_process(sdflow_density *e, const sdflow_process
 {
     if (!e)
         return SDFLOW_E_INVALID;
-    if (p && p->ctx != e->ctx)
-        return sdflow__fail(e->ctx, SDFLOW_E_INVALID, "process was created from another context");
-    e->proc = p;
-    return SDFLOW_OK;
+    sdflow_status st = sdflow__check_same_ctx(e->ctx, p ? p->ctx : NULL, "process");
+    if (!st)
+        e->proc = p;
+    return st;
 }
 
 sdflow_status sdflow_density_set_model(sdflow_density *e, sdflow_model *m)
 {
     if (!e)
         return SDFLOW_E_INVALID;
-    if (m && m->ctx != e->ctx)
-        return sdflow__fail(e->ctx, SDFLOW_E_INVALID, "model was created from another context");
-    e->model = m;
-    return SDFLOW_OK;
+    sdflow_status st = sdflow__check_same_ctx(e->ctx, m ? m->ctx : NULL, "model");
+    if (!st)
+        e->model = m;
+    return st;
 }
 
-#define SLOTS slots, sizeof slots / sizeof slots[0]
-
-static sdflow_status set_option(sdflow_density *e, sdflow_option key, sdflow_option_type type, const void *value)
-{
-    if (!e)
-        return SDFLOW_E_INVALID;
-    return sdflow__slot_set(e->ctx, SLOTS, 1u << e->kind, sdflow_density_kind_name(e->kind), "estimator", e, key, type,
-                            value);
-}
-
-static sdflow_status get_option(const sdflow_density *e, sdflow_option key, sdflow_option_type type, void *value)
-{
-    return e && value ? sdflow__slot_get(SLOTS, 1u << e->kind, e, key, type, value) : SDFLOW_E_INVALID;
-}
-
-sdflow_status sdflow_density_set_int(sdflow_density *e, sdflow_option key, long value)
-{
-    return set_option(e, key, SDFLOW_TYPE_INT, &value);
-}
-
-sdflow_status sdflow_density_set_double(sdflow_density *e, sdflow_option key, double value)
-{
-    return set_option(e, key, SDFLOW_TYPE_DOUBLE, &value);
-}
-
-sdflow_status sdflow_density_set_u64(sdflow_density *e, sdflow_option key, uint64_t value)
-{
-    return set_option(e, key, SDFLOW_TYPE_U64, &value);
-}
-
-sdflow_status sdflow_density_get_int(const sdflow_density *e, sdflow_option key, long *value)
-{
-    return get_option(e, key, SDFLOW_TYPE_INT, value);
-}
+/* set_option(), get_option() and the typed accessors but sdflow_density_get_double() */
+SDFLOW__DEFINE_TYPED_OPTIONS(sdflow_density, sdflow_density, "estimator")
 
 sdflow_status sdflow_density_get_double(const sdflow_density *e, sdflow_option key, double *value)
 {
@@ -149,11 +107,6 @@ sdflow_status sdflow_density_get_double(const sdflow_density *e, sdflow_option k
     if (!st && key == SDFLOW_OPT_T_MIN && e->proc) /* the resolved default */
         *value = sdflow__density_t_min(e);
     return st;
-}
-
-sdflow_status sdflow_density_get_u64(const sdflow_density *e, sdflow_option key, uint64_t *value)
-{
-    return get_option(e, key, SDFLOW_TYPE_U64, value);
 }
 
 double sdflow__density_t_min(const sdflow_density *e)

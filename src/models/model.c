@@ -9,18 +9,8 @@ static const sdflow__name kind_names[] = {
     { SDFLOW_MODEL_MLP, "mlp" }, { SDFLOW_MODEL_CALLBACK, "callback" }, { 0, NULL }
 };
 
-const char *sdflow_model_kind_name(sdflow_model_kind kind) { return sdflow__name_of(kind_names, kind); }
-
-sdflow_status sdflow_model_kind_from_name(const char *name, sdflow_model_kind *out)
-{
-    int v;
-    if (!out)
-        return SDFLOW_E_INVALID;
-    if (!sdflow__value_of(kind_names, name, &v))
-        return SDFLOW_E_UNSUPPORTED;
-    *out = (sdflow_model_kind)v;
-    return SDFLOW_OK;
-}
+/* sdflow_model_kind_name() and sdflow_model_kind_from_name() */
+SDFLOW__DEFINE_KIND_NAMES(sdflow_model, sdflow_model_kind, kind_names)
 
 sdflow_status sdflow__model_new(sdflow_ctx *ctx, sdflow_model_kind kind, size_t d, sdflow_output native,
                                 const sdflow__model_ops *ops, void *impl, sdflow_model **out)

@@ -11,18 +11,8 @@ static const sdflow__name kind_names[] = {
     { SDFLOW_PROCESS_SUBVP, "subvp" }, { SDFLOW_PROCESS_VE, "ve" }, { 0, NULL }
 };
 
-const char *sdflow_process_kind_name(sdflow_process_kind kind) { return sdflow__name_of(kind_names, kind); }
-
-sdflow_status sdflow_process_kind_from_name(const char *name, sdflow_process_kind *out)
-{
-    int v;
-    if (!out)
-        return SDFLOW_E_INVALID;
-    if (!sdflow__value_of(kind_names, name, &v))
-        return SDFLOW_E_UNSUPPORTED;
-    *out = (sdflow_process_kind)v;
-    return SDFLOW_OK;
-}
+/* sdflow_process_kind_name() and sdflow_process_kind_from_name() */
+SDFLOW__DEFINE_KIND_NAMES(sdflow_process, sdflow_process_kind, kind_names)
 
 /* Cosine schedule: the T where alpha(T) = e^-5 (beta stays bounded; alpha(1) = 0). */
 static double cosine_default_tmax(double s)

@@ -11,18 +11,8 @@ static const sdflow__name kind_names[] = { { SDFLOW_SAMPLER_REVERSE_SDE, "revers
                                            { SDFLOW_SAMPLER_SDFLOW, "sdflow" },
                                            { 0, NULL } };
 
-const char *sdflow_sampler_kind_name(sdflow_sampler_kind kind) { return sdflow__name_of(kind_names, kind); }
-
-sdflow_status sdflow_sampler_kind_from_name(const char *name, sdflow_sampler_kind *out)
-{
-    int v;
-    if (!out)
-        return SDFLOW_E_INVALID;
-    if (!sdflow__value_of(kind_names, name, &v))
-        return SDFLOW_E_UNSUPPORTED;
-    *out = (sdflow_sampler_kind)v;
-    return SDFLOW_OK;
-}
+/* sdflow_sampler_kind_name() and sdflow_sampler_kind_from_name() */
+SDFLOW__DEFINE_KIND_NAMES(sdflow_sampler, sdflow_sampler_kind, kind_names)
 
 /* Which kinds accept an option, and where it lives. */
 #define K_SDE (1u << SDFLOW_SAMPLER_REVERSE_SDE)
@@ -99,8 +89,10 @@ sdflow_status sdflow_sampler_set_process(sdflow_sampler *s, const sdflow_process
 {
     if (!s)
         return SDFLOW_E_INVALID;
-    s->proc = p;
-    return SDFLOW_OK;
+    sdflow_status st = sdflow__check_same_ctx(s->ctx, p ? p->ctx : NULL, "process");
+    if (!st)
+        s->proc = p;
+    return st;
 }
 
 sdflow_status sdflow_sampler_set_model(sdflow_sampler *s, sdflow_role role, sdflow_model *m)
@@ -114,46 +106,14 @@ sdflow_status sdflow_sampler_set_model(sdflow_sampler *s, sdflow_role role, sdfl
         return sdflow__fail(s->ctx, SDFLOW_E_INVALID, "role %d does not apply to a %s sampler (%s)", (int)role,
                             sdflow_sampler_kind_name(s->kind),
                             sdf ? "use SDFLOW_ROLE_TARGET / SDFLOW_ROLE_SOURCE" : "use SDFLOW_ROLE_SCORE");
-    if (m && m->ctx != s->ctx)
-        return sdflow__fail(s->ctx, SDFLOW_E_INVALID, "model was created from another context");
-    s->model[role] = m;
-    return SDFLOW_OK;
+    sdflow_status st = sdflow__check_same_ctx(s->ctx, m ? m->ctx : NULL, "model");
+    if (!st)
+        s->model[role] = m;
+    return st;
 }
 
-#define SLOTS slots, sizeof slots / sizeof slots[0]
-
-static sdflow_status set_option(sdflow_sampler *s, sdflow_option key, sdflow_option_type type, const void *value)
-{
-    if (!s)
-        return SDFLOW_E_INVALID;
-    return sdflow__slot_set(s->ctx, SLOTS, 1u << s->kind, sdflow_sampler_kind_name(s->kind), "sampler", s, key, type,
-                            value);
-}
-
-static sdflow_status get_option(const sdflow_sampler *s, sdflow_option key, sdflow_option_type type, void *value)
-{
-    return s && value ? sdflow__slot_get(SLOTS, 1u << s->kind, s, key, type, value) : SDFLOW_E_INVALID;
-}
-
-sdflow_status sdflow_sampler_set_int(sdflow_sampler *s, sdflow_option key, long value)
-{
-    return set_option(s, key, SDFLOW_TYPE_INT, &value);
-}
-
-sdflow_status sdflow_sampler_set_double(sdflow_sampler *s, sdflow_option key, double value)
-{
-    return set_option(s, key, SDFLOW_TYPE_DOUBLE, &value);
-}
-
-sdflow_status sdflow_sampler_set_u64(sdflow_sampler *s, sdflow_option key, uint64_t value)
-{
-    return set_option(s, key, SDFLOW_TYPE_U64, &value);
-}
-
-sdflow_status sdflow_sampler_get_int(const sdflow_sampler *s, sdflow_option key, long *value)
-{
-    return get_option(s, key, SDFLOW_TYPE_INT, value);
-}
+/* set_option(), get_option() and the typed accessors but sdflow_sampler_get_double() */
+SDFLOW__DEFINE_TYPED_OPTIONS(sdflow_sampler, sdflow_sampler, "sampler")
 
 sdflow_status sdflow_sampler_get_double(const sdflow_sampler *s, sdflow_option key, double *value)
 {
@@ -163,11 +123,6 @@ sdflow_status sdflow_sampler_get_double(const sdflow_sampler *s, sdflow_option k
     if (!st && key == SDFLOW_OPT_T_START && s->proc)
         *value = sdflow__sampler_t_start(s);
     return st;
-}
-
-sdflow_status sdflow_sampler_get_u64(const sdflow_sampler *s, sdflow_option key, uint64_t *value)
-{
-    return get_option(s, key, SDFLOW_TYPE_U64, value);
 }
 
 double sdflow__sampler_t_min(const sdflow_sampler *s)
