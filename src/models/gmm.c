@@ -13,6 +13,7 @@ typedef struct gmm {
     double *mean;  /* k x d */
     double *lam;   /* k x d eigenvalues of S_k */
     double *vec;   /* k x d x d eigenvectors (columns) */
+    double *vect;  /* the same transposed (rows), for contiguous products */
     double *chol;  /* k x d x d Cholesky factors, for sampling */
     double *cumw;  /* k cumulative weights, for sampling */
 } gmm;
@@ -26,6 +27,20 @@ typedef struct row_out {
     size_t nv;
 } row_out;
 
+/* y = A^T v for a d x d row-major A, as axpys over the rows of A: contiguous
+ * and vectorizable without reassociating any sum (each y_j adds its terms in
+ * the order of a plain dot product). */
+static inline void mat_t_vec(size_t d, const double *restrict A, const double *restrict v, double *restrict y)
+{
+    for (size_t j = 0; j < d; j++)
+        y[j] = A[j] * v[0];
+    for (size_t i = 1; i < d; i++) {
+        const double *Ai = A + i * d, vi = v[i];
+        for (size_t j = 0; j < d; j++)
+            y[j] += Ai[j] * vi;
+    }
+}
+
 /* Per-thread scratch: the time-dependent part (eigenvalues 1/c_kj of
  * C_k^{-1} and the log normalizers) is kept for the last time seen, as
  * fixed-step solvers evaluate every row at the same time. */
@@ -36,9 +51,10 @@ typedef struct row_work {
     double *e;     /* K x d: e_k = C_k^{-1}(x - alpha mu_k) */
     double *logit; /* K */
     double *u;     /* d: U^T (x - alpha mu) / c, then the score */
+    double *tmp;   /* d: x - alpha mu, then U^T v */
 } row_work;
 
-static size_t work_size(const gmm *g) { return 2 * g->k * g->d + 2 * g->k + g->d; }
+static size_t work_size(const gmm *g) { return 2 * g->k * g->d + 2 * g->k + 2 * g->d; }
 
 static row_work row_work_at(const gmm *g, double *w)
 {
@@ -46,6 +62,7 @@ static row_work row_work_at(const gmm *g, double *w)
     row_work rw = { .t = NAN, .ic = w, .lognorm = w + K * d, .e = w + K * d + K };
     rw.logit = rw.e + K * d;
     rw.u = rw.logit + K;
+    rw.tmp = rw.u + d;
     return rw;
 }
 
@@ -54,6 +71,10 @@ static void time_part(const gmm *g, const sdflow__coef *c, double t, row_work *r
     size_t K = g->k, d = g->d;
     double a2 = c->alpha * c->alpha, s2 = c->sigma * c->sigma;
     for (size_t k = 0; k < K; k++) {
+        /* log det as the log of running products: one log per ~d/2 factors
+         * instead of one each (rows with many distinct times spend most of
+         * their time here); a product leaving [1e-100, 1e100] is flushed
+         * before it can overflow, and extreme factors are logged directly */
         double logdet = 0, prod = 1;
         for (size_t j = 0; j < d; j++) {
             double cj = a2 * g->lam[k * d + j] + s2;
@@ -78,24 +99,19 @@ static void gmm_row(const gmm *g, const sdflow__coef *c, const double *x, const 
 {
     size_t K = g->k, d = g->d;
     const double *ic = rw->ic;
-    double *e = rw->e, *logit = rw->logit, *u = rw->u;
+    double *e = rw->e, *logit = rw->logit, *u = rw->u, *diff = rw->tmp;
     for (size_t k = 0; k < K; k++) {
-        const double *U = g->vec + k * d * d, *mu = g->mean + k * d;
+        const double *mu = g->mean + k * d, *ick = ic + k * d;
+        for (size_t i = 0; i < d; i++)
+            diff[i] = x[i] - c->alpha * mu[i];
+        mat_t_vec(d, g->vec + k * d * d, diff, u); /* u = U^T (x - alpha mu) */
         double maha = 0;
-        for (size_t j = 0; j < d; j++) { /* u = U^T (x - alpha mu) */
-            double acc = 0;
-            for (size_t i = 0; i < d; i++)
-                acc += U[i * d + j] * (x[i] - c->alpha * mu[i]);
-            maha += acc * acc * ic[k * d + j];
-            u[j] = acc * ic[k * d + j];
+        for (size_t j = 0; j < d; j++) {
+            maha += u[j] * u[j] * ick[j];
+            u[j] *= ick[j];
         }
         logit[k] = rw->lognorm[k] - 0.5 * maha;
-        for (size_t i = 0; i < d; i++) { /* e = U u */
-            double acc = 0;
-            for (size_t j = 0; j < d; j++)
-                acc += U[i * d + j] * u[j];
-            e[k * d + i] = acc;
-        }
+        mat_t_vec(d, g->vect + k * d * d, u, e + k * d); /* e = U u */
     }
     double mx = logit[0];
     for (size_t k = 1; k < K; k++)
@@ -139,16 +155,13 @@ static void gmm_row(const gmm *g, const sdflow__coef *c, const double *x, const 
             sv += s[a] * v[a];
         double acc = -sv * sv;
         for (size_t k = 0; k < K; k++) {
-            const double *U = g->vec + k * d * d, *ek = e + k * d;
-            double ev = 0, cv = 0;
+            const double *ek = e + k * d;
+            double ev = 0, cv = 0, *uv = rw->tmp;
             for (size_t a = 0; a < d; a++)
                 ev += ek[a] * v[a];
-            for (size_t j = 0; j < d; j++) {
-                double uv = 0;
-                for (size_t i = 0; i < d; i++)
-                    uv += U[i * d + j] * v[i];
-                cv += uv * uv * ic[k * d + j];
-            }
+            mat_t_vec(d, g->vec + k * d * d, v, uv); /* U^T v */
+            for (size_t j = 0; j < d; j++)
+                cv += uv[j] * uv[j] * ic[k * d + j];
             acc += r[k] * (ev * ev - cv);
         }
         o.q[p] = acc;
@@ -272,6 +285,7 @@ static void gmm_destroy(sdflow_model *m)
     sdflow__free(m->ctx, g->mean);
     sdflow__free(m->ctx, g->lam);
     sdflow__free(m->ctx, g->vec);
+    sdflow__free(m->ctx, g->vect);
     sdflow__free(m->ctx, g->chol);
     sdflow__free(m->ctx, g->cumw);
     sdflow__free(m->ctx, g);
@@ -340,6 +354,7 @@ static sdflow_status create_mixture(sdflow_ctx *ctx, sdflow_model_kind kind, siz
         !(g->mean = sdflow__alloc_array(ctx, k * d, sizeof(double), "means")) ||
         !(g->lam = sdflow__alloc_array(ctx, k * d, sizeof(double), "eigenvalues")) ||
         !(g->vec = sdflow__alloc_array(ctx, k * d, d * sizeof(double), "eigenvectors")) ||
+        !(g->vect = sdflow__alloc_array(ctx, k * d, d * sizeof(double), "eigenvectors")) ||
         !(g->chol = sdflow__alloc_array(ctx, k * d, d * sizeof(double), "Cholesky factors")) ||
         !(scratch = sdflow__alloc_array(ctx, d, d * sizeof(double), "scratch"))) {
         gmm_destroy(&tmp);
@@ -357,7 +372,11 @@ static sdflow_status create_mixture(sdflow_ctx *ctx, sdflow_model_kind kind, siz
             return st;
         }
         memcpy(scratch, cov, d * d * sizeof *scratch);
+        const double *U = g->vec + i * d * d;
         sdflow__sym_eigen(d, scratch, g->lam + i * d, g->vec + i * d * d);
+        for (size_t a = 0; a < d; a++)
+            for (size_t b = 0; b < d; b++)
+                g->vect[i * d * d + b * d + a] = U[a * d + b];
     }
     sdflow__free(ctx, scratch);
     memcpy(g->mean, means, k * d * sizeof(double));
