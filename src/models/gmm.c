@@ -95,9 +95,18 @@ static void time_part(const gmm *g, const sdflow__coef *c, double t, row_work *r
     rw->t = t;
 }
 
-static void gmm_row(const gmm *g, const sdflow__coef *c, const double *x, const row_work *rw, row_out o)
+#if defined(__GNUC__)
+#define SDFLOW__ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define SDFLOW__ALWAYS_INLINE inline
+#endif
+
+/* One row with the dimension as a parameter: gmm_row() below passes small
+ * constants so the compiler emits fully unrolled copies for them. */
+static SDFLOW__ALWAYS_INLINE void gmm_row_d(const gmm *g, const sdflow__coef *c, const double *x, const row_work *rw,
+                                           row_out o, size_t d)
 {
-    size_t K = g->k, d = g->d;
+    size_t K = g->k;
     const double *ic = rw->ic;
     double *e = rw->e, *logit = rw->logit, *u = rw->u, *diff = rw->tmp;
     for (size_t k = 0; k < K; k++) {
@@ -180,6 +189,16 @@ static void gmm_row(const gmm *g, const sdflow__coef *c, const double *x, const 
                 }
                 o.jac[a * d + b] = acc;
             }
+    }
+}
+
+static void gmm_row(const gmm *g, const sdflow__coef *c, const double *x, const row_work *rw, row_out o)
+{
+    switch (g->d) { /* the common low dimensions of examples and tests */
+    case 1: gmm_row_d(g, c, x, rw, o, 1); break;
+    case 2: gmm_row_d(g, c, x, rw, o, 2); break;
+    case 3: gmm_row_d(g, c, x, rw, o, 3); break;
+    default: gmm_row_d(g, c, x, rw, o, g->d); break;
     }
 }
 
