@@ -15,9 +15,14 @@ sides run the same model and solver. Prints JSON lines like bench_util.h
 """
 import json
 import math
+import os
 import time
 
-import torch
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "2")
+
+import torch  # noqa: E402  (after the thread environment is set)
 
 torch.set_default_dtype(torch.float64)
 torch.set_num_threads(2)
