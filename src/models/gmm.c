@@ -95,12 +95,6 @@ static void time_part(const gmm *g, const sdflow__coef *c, double t, row_work *r
     rw->t = t;
 }
 
-#if defined(__GNUC__)
-#define SDFLOW__ALWAYS_INLINE inline __attribute__((always_inline))
-#else
-#define SDFLOW__ALWAYS_INLINE inline
-#endif
-
 /* One row with the dimension as a parameter: gmm_row() below passes small
  * constants so the compiler emits fully unrolled copies for them. */
 static SDFLOW__ALWAYS_INLINE void gmm_row_d(const gmm *g, const sdflow__coef *c, const double *x, const row_work *rw,

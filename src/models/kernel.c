@@ -25,12 +25,6 @@
 #define LANES 8 /* independent partial sums: vectorizable, fixed order */
 #define FUSED_ROWS 16 /* query rows sharing each cached reference block (fused path) */
 
-#if defined(__GNUC__)
-#  define ALWAYS_INLINE inline __attribute__((always_inline))
-#else
-#  define ALWAYS_INLINE inline
-#endif
-
 #if defined(__GNUC__) && defined(__x86_64__)
 #  define KERNEL_AVX2 1
 #  define TARGET_AVX2 __attribute__((target("avx2,fma")))
@@ -53,7 +47,7 @@
 
 /* e^r on |r| <= ln2/2 by Estrin's scheme: depth 4 instead of Horner's 13,
  * so the exp throughput is not bound by FMA latency. */
-static ALWAYS_INLINE double poly13(double r)
+static SDFLOW__ALWAYS_INLINE double poly13(double r)
 {
     double r2 = r * r, r4 = r2 * r2;
     double q0 = (1.0 + r) + r2 * (0.5 + r * C3);
@@ -67,7 +61,7 @@ static ALWAYS_INLINE double poly13(double r)
  * exact first product), e^r by its Taylor polynomial of degree 13 on
  * |r| <= ln2/2 (truncation < 5e-18). 2^k is built from the bits of the
  * rounding constant, so no double->int64 conversion (AVX2 has none). */
-static ALWAYS_INLINE double vexp(double x)
+static SDFLOW__ALWAYS_INLINE double vexp(double x)
 {
     const double shift = 0x1.8p52, log2e = 1.4426950408889634074;
     const double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
@@ -155,7 +149,7 @@ void sdflow__kref_set(sdflow__kref *r, const double *rows, int nt)
 
 /* ---- the hot loops ------------------------------------------------------------ */
 
-static ALWAYS_INLINE double lane_max(const double *a, size_t n)
+static SDFLOW__ALWAYS_INLINE double lane_max(const double *a, size_t n)
 {
     double lm[LANES];
     for (int u = 0; u < LANES; u++)
@@ -173,7 +167,7 @@ static ALWAYS_INLINE double lane_max(const double *a, size_t n)
 }
 
 /* a[j] = e^(a[j] - mx) in place; returns sum_j a[j] in a fixed lane order. */
-static ALWAYS_INLINE double exp_sum(double *a, size_t n, double mx)
+static SDFLOW__ALWAYS_INLINE double exp_sum(double *a, size_t n, double mx)
 {
     double ls[LANES] = { 0 };
     for (size_t j = 0; j < n; j++)
@@ -192,7 +186,7 @@ static ALWAYS_INLINE double exp_sum(double *a, size_t n, double mx)
 
 /* Online log-sum-exp update with a block whose logits (now in buf) peak at
  * mb: rescales (mx, s, v) to the new max. Returns 0 if the block is empty. */
-static ALWAYS_INLINE int rescale(double mb, double *mx, double *s, double *v, size_t d)
+static SDFLOW__ALWAYS_INLINE int rescale(double mb, double *mx, double *s, double *v, size_t d)
 {
     if (mb == -INFINITY)
         return 0;
@@ -214,13 +208,13 @@ typedef double v4d __attribute__((vector_size(32)));
 typedef double v4du __attribute__((vector_size(32), aligned(8))); /* unaligned loads/stores */
 typedef long long v4i __attribute__((vector_size(32)));
 
-static ALWAYS_INLINE v4d splat(double a) { return (v4d){ a, a, a, a }; }
-static ALWAYS_INLINE v4d vsel(v4i m, v4d a, v4d b) { return (v4d)(((v4i)a & m) | ((v4i)b & ~m)); }
+static SDFLOW__ALWAYS_INLINE v4d splat(double a) { return (v4d){ a, a, a, a }; }
+static SDFLOW__ALWAYS_INLINE v4d vsel(v4i m, v4d a, v4d b) { return (v4d)(((v4i)a & m) | ((v4i)b & ~m)); }
 #define vload(p) (*(const v4du *)(p))
 #define vstore(p, a) (*(v4du *)(p) = (a))
 
 /* vexp on four lanes, same algorithm and constants as the scalar one. */
-static ALWAYS_INLINE v4d vexp4(v4d x)
+static SDFLOW__ALWAYS_INLINE v4d vexp4(v4d x)
 {
     const double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
     v4i lo = x < splat(-708.0);
@@ -239,7 +233,7 @@ static ALWAYS_INLINE v4d vexp4(v4d x)
     return vsel(lo, splat(0.0), p * (v4d)kb);
 }
 
-static ALWAYS_INLINE double hmax4(v4d a)
+static SDFLOW__ALWAYS_INLINE double hmax4(v4d a)
 {
     double m = a[0];
     for (int u = 1; u < 4; u++)
@@ -247,7 +241,7 @@ static ALWAYS_INLINE double hmax4(v4d a)
     return m;
 }
 
-static ALWAYS_INLINE double hsum4(v4d a) { return (a[0] + a[1]) + (a[2] + a[3]); }
+static SDFLOW__ALWAYS_INLINE double hsum4(v4d a) { return (a[0] + a[1]) + (a[2] + a[3]); }
 
 /* One query row against the references j0 .. j0 + nb - 1, fused layout
  * (d < SDFLOW__KERNEL_GEMM_D), updating the row's running (mx, s, v). D is a
@@ -255,9 +249,9 @@ static ALWAYS_INLINE double hsum4(v4d a) { return (a[0] + a[1]) + (a[2] + a[3]);
  * coordinate loops unroll; 0 means "use r->d". Two passes: logits with their
  * max, then exp with the weighted sums. References are processed 4 at a
  * time; a tail of < 4 is padded with -inf. */
-static ALWAYS_INLINE void fused_block_body(const sdflow__kref *r, const double *q, double hb, long skip, size_t j0,
-                                           size_t nb, double *buf, double *mxo, double *so, double *v,
-                                           const size_t D)
+static SDFLOW__ALWAYS_INLINE void fused_block_body(const sdflow__kref *r, const double *q, double hb, long skip,
+                                                   size_t j0, size_t nb, double *buf, double *mxo, double *so,
+                                                   double *v, const size_t D)
 {
     size_t m = r->m, d = D ? D : r->d, nv = nb & ~(size_t)3;
     double mx = *mxo, s = *so;
@@ -334,8 +328,8 @@ static ALWAYS_INLINE void fused_block_body(const sdflow__kref *r, const double *
 
 /* One query row of a GEMM block: g holds q.y_j on entry and e^(l_j - mx)
  * on exit (the left factor of the second GEMM). */
-static ALWAYS_INLINE void gemm_row_body(double *g, const double *hy, size_t nb, double beta, double hq, long skip,
-                                        double *mx, double *s, double *v, size_t d)
+static SDFLOW__ALWAYS_INLINE void gemm_row_body(double *g, const double *hy, size_t nb, double beta, double hq,
+                                                long skip, double *mx, double *s, double *v, size_t d)
 {
     for (size_t j = 0; j < nb; j++) {
         double l = beta * (g[j] - hy[j] - hq); /* -beta |q - y|^2 / 2, clamped: the expansion can round above 0 */

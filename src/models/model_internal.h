@@ -7,6 +7,14 @@
 
 #include "process_internal.h"
 
+/* For hot row kernels specialized on a constant (the dimension d) by their
+ * callers: forced inlining makes the compiler emit one unrolled copy each. */
+#if defined(__GNUC__)
+#  define SDFLOW__ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#  define SDFLOW__ALWAYS_INLINE inline
+#endif
+
 typedef struct sdflow__model_ops {
     /* n x d native outputs at validated inputs. Required. */
     sdflow_status (*eval)(sdflow_model *m, const sdflow_process *p, size_t n, const double *x, const double *t,
