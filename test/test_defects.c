@@ -167,6 +167,36 @@ START_TEST(test_default_pf_ode_run)
 }
 END_TEST
 
+/* ---- item 6: transport ignores run-only options ------------------------- */
+
+/* T_START = 0.5 < T_MIN = 0.6 is a bad interval for run, but transport has
+ * its own interval; on a75bf84 it failed "need t_min < t_start". */
+START_TEST(test_transport_ignores_run_interval)
+{
+    sdflow_ctx *ctx = test_ctx(5);
+    sdflow_process *p = NULL;
+    ck_assert_int_eq(sdflow_process_create(ctx, SDFLOW_PROCESS_VP, &p), SDFLOW_OK);
+    double mean[2] = { 0.5, -0.25 }, cov[4] = { 1, 0, 0, 0.5 };
+    sdflow_model *m = NULL;
+    ck_assert_int_eq(sdflow_model_create_gaussian(ctx, 2, mean, cov, &m), SDFLOW_OK);
+    sdflow_sampler *s = NULL;
+    ck_assert_int_eq(sdflow_sampler_create(ctx, SDFLOW_SAMPLER_PF_ODE, &s), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_sampler_set_process(s, p), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_sampler_set_model(s, SDFLOW_ROLE_SCORE, m), SDFLOW_OK);
+    double x[4] = { 0.1, 0.2, -0.3, 0.4 }, y[4], z[4];
+    ck_assert_int_eq(sdflow_sampler_transport(s, 2, 0.3, 0.8, x, y), SDFLOW_OK); /* reference */
+    ck_assert_int_eq(sdflow_sampler_set_double(s, SDFLOW_OPT_T_START, 0.5), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_sampler_set_double(s, SDFLOW_OPT_T_MIN, 0.6), SDFLOW_OK);
+    ck_assert_msg(sdflow_sampler_transport(s, 2, 0.3, 0.8, x, z) == SDFLOW_OK, "%s", sdflow_ctx_last_error(ctx));
+    ck_assert(memcmp(y, z, sizeof y) == 0);
+    ck_assert_status_msg(ctx, sdflow_sampler_run(s, 2, x, z), SDFLOW_E_INVALID, "t_min");
+    sdflow_sampler_free(s);
+    sdflow_model_free(m);
+    sdflow_process_free(p);
+    sdflow_ctx_free(ctx);
+}
+END_TEST
+
 Suite *defects_suite(void)
 {
     Suite *s = suite_create("defects");
@@ -174,6 +204,7 @@ Suite *defects_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_stage_times_in_range);
     tcase_add_test(tc, test_default_pf_ode_run);
+    tcase_add_test(tc, test_transport_ignores_run_interval);
     suite_add_tcase(s, tc);
     return s;
 }
