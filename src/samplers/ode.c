@@ -42,12 +42,13 @@ static sdflow_status eval_rhs(sdflow_ctx *ctx, const sdflow__ode_opts *o, long s
     sdflow_status st = rhs(user, m, rows, t, y, dydt);
     if (st && st != SDFLOW_E_NUMERIC)
         return st;
-    bad = sdflow__first_nonfinite_row(dydt, m, dim);
+    /* a failed rhs may not have written dydt: its message names the sample */
+    bad = st ? m : sdflow__first_nonfinite_row(dydt, m, dim);
     if (bad < m)
         return sdflow__fail(ctx, SDFLOW_E_NUMERIC, "%s: right-hand side is NaN/Inf for sample %zu at step %ld, t = %.17g",
                             op_name(o), rows[bad], step, t[bad]);
     if (st) {
-        /* the rhs failed numerically before producing outputs: keep its reason, add where */
+        /* the rhs failed numerically: keep its reason, add where */
         char why[SDFLOW__ERRMAX];
         memcpy(why, ctx->err, sizeof why);
         why[sizeof why - 1] = 0;
@@ -419,12 +420,18 @@ typedef struct pf_rhs {
 static sdflow_status pf_drift(void *user, size_t n, const size_t *rows, const double *t, const double *y,
                               double *dydt)
 {
-    (void)rows;
     const pf_rhs *u = user;
-    if (u->m->native != SDFLOW_OUT_SCORE)
-        return sdflow_model_eval(u->m, u->p, n, y, t, SDFLOW_OUT_VELOCITY, dydt);
-    sdflow_status st = sdflow_model_eval(u->m, u->p, n, y, t, SDFLOW_OUT_SCORE, dydt);
-    if (st)
+    int score = u->m->native == SDFLOW_OUT_SCORE;
+    memset(dydt, 0, n * u->m->d * sizeof *dydt); /* defined even where a failing model wrote nothing */
+    sdflow_status st = sdflow_model_eval(u->m, u->p, n, y, t, score ? SDFLOW_OUT_SCORE : SDFLOW_OUT_VELOCITY, dydt);
+    if (st == SDFLOW_E_NUMERIC) {
+        /* the model's output check wrote dydt and counts the rows of this
+         * call: name the caller's sample */
+        size_t bad = sdflow__first_nonfinite_row(dydt, n, u->m->d);
+        if (bad < n)
+            return sdflow__fail(u->m->ctx, SDFLOW_E_NUMERIC, "model output is NaN/Inf for sample %zu", rows[bad]);
+    }
+    if (st || !score)
         return st;
     size_t d = u->m->d;
     sdflow__coef c;
