@@ -320,6 +320,75 @@ START_TEST(test_sde_final_state_checked)
 }
 END_TEST
 
+/* ---- item 2: sizes that overflow are refused ------------------------------ */
+
+static int zero_fn(size_t n, size_t d, const double *x, const double *t, double *out, void *user)
+{
+    (void)x;
+    (void)t;
+    (void)user;
+    memset(out, 0, n * d * sizeof *out);
+    return 0;
+}
+
+/* The size sweep: counts whose products or sums wrap size_t, at every entry
+ * point named in issue 9 and its neighbours. Each must be SDFLOW_E_INVALID
+ * before any memory is touched (the small buffers make a crash or an ASan
+ * report of the old code). On a75bf84 the metrics wrapped m + n, process
+ * coefficients never checked n, and a callback model with d = 2^32 or
+ * SIZE_MAX was created and crashed in its first evaluation. */
+START_TEST(test_size_sweep)
+{
+    sdflow_ctx *ctx = test_ctx(1);
+    double x[8] = { 0 }, y[8] = { 0 }, v = 0, sd = 0, out[8];
+    const size_t huge[] = { SIZE_MAX, SIZE_MAX - 1, SIZE_MAX / 2, SIZE_MAX / 8 + 1 };
+    for (size_t i = 0; i < 4; i++) {
+        size_t h = huge[i];
+        ck_assert_int_eq(sdflow_metric_energy(ctx, h, 3, 2, x, y, &v, &sd), SDFLOW_E_INVALID);
+        ck_assert_int_eq(sdflow_metric_energy(ctx, 3, h, 2, x, y, &v, &sd), SDFLOW_E_INVALID);
+        ck_assert_int_eq(sdflow_metric_mmd2(ctx, h, 3, 2, x, y, 1.0, &v, &sd), SDFLOW_E_INVALID);
+        ck_assert_int_eq(sdflow_metric_mmd2(ctx, 3, h, 2, x, y, 1.0, &v, &sd), SDFLOW_E_INVALID);
+        ck_assert_int_eq(sdflow_metric_sliced_wasserstein(ctx, h, 3, 2, x, y, 2.0, 4, 0, &v, &sd), SDFLOW_E_INVALID);
+        ck_assert_int_eq(sdflow_metric_sliced_wasserstein(ctx, 3, h, 2, x, y, 2.0, 4, 0, &v, &sd), SDFLOW_E_INVALID);
+        ck_assert_int_eq(sdflow_kernel_exp(h, x, out), SDFLOW_E_INVALID);
+        ck_assert_int_eq(sdflow_rng_normal(ctx, 0, 0, h, 2, out), SDFLOW_E_INVALID);
+        ck_assert_int_eq(sdflow_rng_uniform(ctx, 0, 0, 2, h, out), SDFLOW_E_INVALID);
+    }
+    ck_assert_int_eq(sdflow_metric_energy(ctx, SIZE_MAX - 1, 3, 3, x, y, &v, &sd), SDFLOW_E_INVALID);
+    sdflow_process *p = NULL;
+    ck_assert_int_eq(sdflow_process_create(ctx, SDFLOW_PROCESS_VP, &p), SDFLOW_OK);
+    double t[2] = { 0.5, 0.5 }, a[2], b[2];
+    ck_assert_int_eq(sdflow_process_coefficients(p, SIZE_MAX, t, a, b, NULL, NULL), SDFLOW_E_INVALID);
+    ck_assert_int_eq(sdflow_process_coefficients(p, SIZE_MAX / 8 + 1, t, a, b, NULL, NULL), SDFLOW_E_INVALID);
+    ck_assert_int_eq(sdflow_process_prior_logpdf(p, SIZE_MAX / 2, 2, x, out), SDFLOW_E_INVALID);
+    ck_assert_int_eq(sdflow_process_prior_sample(p, 0, 0, 2, SIZE_MAX / 2, out), SDFLOW_E_INVALID);
+    const size_t bigd[] = { SIZE_MAX, (size_t)1 << 32, ((size_t)1 << 31) };
+    for (size_t i = 0; i < 3; i++) {
+        sdflow_model *m = NULL;
+        ck_assert_msg(sdflow_model_create_callback(ctx, bigd[i], SDFLOW_OUT_SCORE, zero_fn, NULL, &m) ==
+                          SDFLOW_E_INVALID,
+                      "d=%zu accepted", bigd[i]);
+        ck_assert_ptr_null(m);
+    }
+    /* a callback model of a d that fits still evaluates */
+    sdflow_model *m = NULL;
+    ck_assert_int_eq(sdflow_model_create_callback(ctx, 2, SDFLOW_OUT_SCORE, zero_fn, NULL, &m), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_model_eval(m, p, 1, x, t, SDFLOW_OUT_SCORE, out), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_model_eval(m, p, SIZE_MAX / 4, x, t, SDFLOW_OUT_SCORE, out), SDFLOW_E_INVALID);
+    sdflow_model_free(m);
+    /* NaN and NULL inputs */
+    double nanx[4] = { 0, NAN, 0, 0 };
+    ck_assert_int_eq(sdflow_metric_energy(ctx, 2, 2, 1, nanx, y, &v, &sd), SDFLOW_E_INVALID);
+    ck_assert_int_eq(sdflow_metric_energy(ctx, 2, 2, 1, NULL, y, &v, &sd), SDFLOW_E_INVALID);
+    double nant = NAN;
+    ck_assert_int_eq(sdflow_process_coefficients(p, 1, &nant, a, b, NULL, NULL), SDFLOW_E_INVALID);
+    ck_assert_int_eq(sdflow_process_coefficients(p, 1, NULL, a, b, NULL, NULL), SDFLOW_E_INVALID);
+    ck_assert_int_eq(sdflow_kernel_exp(2, NULL, out), SDFLOW_E_INVALID);
+    sdflow_process_free(p);
+    sdflow_ctx_free(ctx);
+}
+END_TEST
+
 /* ---- item 6: transport ignores run-only options ------------------------- */
 
 /* T_START = 0.5 < T_MIN = 0.6 is a bad interval for run, but transport has
@@ -359,6 +428,7 @@ Suite *defects_suite(void)
     tcase_add_test(tc, test_default_pf_ode_run);
     tcase_add_test(tc, test_transport_ignores_run_interval);
     tcase_add_test(tc, test_nan_names_sample);
+    tcase_add_test(tc, test_size_sweep);
     tcase_add_test(tc, test_pc_failure_keeps_step);
     tcase_add_test(tc, test_sde_final_state_checked);
     suite_add_tcase(s, tc);

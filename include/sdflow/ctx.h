@@ -84,7 +84,10 @@ SDFLOW_API sdflow_status sdflow_rng_normal(sdflow_ctx *ctx, uint64_t stream, uin
 SDFLOW_API sdflow_status sdflow_rng_uniform(sdflow_ctx *ctx, uint64_t stream, uint64_t first_index,
                                             size_t n, size_t d, double *out);
 /** Raw Philox4x32-10 block function (for known-answer tests and bindings):
- *  out = philox(counter ctr[4], key key[2]). Thread safety: safe. */
+ *  out = philox(counter ctr[4], key key[2]). Thread safety: safe.
+ *  Precondition: @p ctr, @p key and @p out point to arrays of the sizes
+ *  shown (this context-free block function has no status to refuse NULL;
+ *  a NULL pointer is undefined behaviour). */
 SDFLOW_API void sdflow_rng_philox4x32(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]);
 
 SDFLOW_END_DECLS

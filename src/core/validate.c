@@ -13,6 +13,9 @@ sdflow_status sdflow__check_size(sdflow_ctx *ctx, size_t v, const char *name)
     return v >= 1 ? SDFLOW_OK : sdflow__fail(ctx, SDFLOW_E_INVALID, "%s=%zu must be >= 1", name, v);
 }
 
+/* The one overflow check of sizes: every entry point passes its counts
+ * through here (directly or through sdflow__check_dims) before it
+ * multiplies or adds them. n x d doubles fit in size_t. */
 int sdflow__size_ok(size_t n, size_t d)
 {
     return d == 0 || n <= (SIZE_MAX / sizeof(double)) / d;

@@ -438,7 +438,9 @@ static sdflow_status check_samples(sdflow_ctx *ctx, size_t m, size_t n, size_t d
         return sdflow__fail(ctx, SDFLOW_E_INVALID, "n=%zu must be >= 2", n);
     if ((st = sdflow__check_size(ctx, d, "d")))
         return st;
-    if (!sdflow__size_ok(m + n, d) || !sdflow__size_ok(4 * (m + n) + 1, 1 + d))
+    /* m, n <= SIZE_MAX / 8 first, so m + n and 4 (m + n) + 1 cannot wrap */
+    if (!sdflow__size_ok(m, 1) || !sdflow__size_ok(n, 1) || !sdflow__size_ok(m + n, d) ||
+        !sdflow__size_ok(4 * (m + n) + 1, 1 + d))
         return sdflow__fail(ctx, SDFLOW_E_INVALID, "m=%zu + n=%zu rows of d=%zu overflow size_t", m, n, d);
     if ((st = sdflow__check_finite(ctx, x, m, d, "x")) || (st = sdflow__check_finite(ctx, y, n, d, "y")))
         return st;

@@ -83,7 +83,7 @@ double sdflow__kernel_exp1(double x) { return vexp(x); }
 
 sdflow_status sdflow_kernel_exp(size_t n, const double *x, double *out)
 {
-    if (!x || !out)
+    if (!x || !out || !sdflow__size_ok(n, 1))
         return SDFLOW_E_INVALID;
     for (size_t i = 0; i < n; i++)
         out[i] = vexp(x[i]);

@@ -15,11 +15,13 @@ SDFLOW__DEFINE_KIND_NAMES(sdflow_model, sdflow_model_kind, kind_names)
 sdflow_status sdflow__model_new(sdflow_ctx *ctx, sdflow_model_kind kind, size_t d, sdflow_output native,
                                 const sdflow__model_ops *ops, void *impl, sdflow_model **out)
 {
-    sdflow_model *m = sdflow__alloc(ctx, sizeof *m);
+    /* Jacobians are d x d per row: refuse a d whose d x d doubles overflow */
+    int big = !sdflow__size_ok(d, d);
+    sdflow_model *m = big ? NULL : sdflow__alloc(ctx, sizeof *m);
     if (!m) {
         sdflow_model tmp = { .ctx = ctx, .kind = kind, .d = d, .native = native, .ops = ops, .impl = impl };
         ops->destroy(&tmp);
-        return SDFLOW_E_NOMEM;
+        return big ? sdflow__fail(ctx, SDFLOW_E_INVALID, "d=%zu: d x d doubles overflow size_t", d) : SDFLOW_E_NOMEM;
     }
     m->ctx = ctx;
     m->kind = kind;
@@ -71,7 +73,7 @@ sdflow_status sdflow__model_check_eval_args(sdflow_model *m, const sdflow_proces
     sdflow_status st = sdflow__check_size(ctx, n, "n");
     if (st)
         return st;
-    if (!sdflow__size_ok(n, m->d * m->d))
+    if (!sdflow__size_ok(m->d, m->d) || !sdflow__size_ok(n, m->d * m->d)) /* d x d first: d * d cannot wrap */
         return sdflow__fail(ctx, SDFLOW_E_INVALID, "n=%zu rows of d=%zu overflow size_t", n, m->d);
     if ((st = sdflow__check_finite(ctx, x, n, m->d, "x")) || (st = sdflow__check_times(ctx, p, n, t, "t")))
         return st;

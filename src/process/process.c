@@ -247,7 +247,7 @@ sdflow_status sdflow_process_coefficients(const sdflow_process *p, size_t n, con
 {
     if (!p)
         return SDFLOW_E_INVALID;
-    sdflow_status st = sdflow__check_size(p->ctx, n, "n");
+    sdflow_status st = sdflow__check_dims(p->ctx, n, 1);
     if (st || (st = sdflow__check_finite(p->ctx, t, n, 1, "t")))
         return st;
     for (size_t i = 0; i < n; i++)
