@@ -150,6 +150,30 @@ class BindingTest(unittest.TestCase):
         # Same seed, same start: bit-identical samples.
         np.testing.assert_array_equal(sampler.run(proc.prior_sample(n, 2, stream=3)), x)
 
+    def test_wrappers_check_columns(self):
+        # issue 9 item 7: a 5 x 3 or 4000 x 1 array on a 2-D model must be
+        # refused before the library reads it (it read reinterpreted rows or
+        # past the buffer).
+        proc = sdflow.Process(self.ctx, "vp")
+        model = sdflow.Model.gaussian(self.ctx, [1.0, -0.5], [[0.5, 0.1], [0.1, 0.3]])
+        sampler = sdflow.Sampler(self.ctx, "pf_ode").set_process(proc).set_model(model)
+        dens = sdflow.Density(self.ctx, "pf_ode_exact").set_process(proc).set_model(model)
+        sdf = sdflow.Sampler(self.ctx, "sdflow").set_model(model, "target")
+        for bad in (np.zeros((5, 3)), np.zeros((4000, 1))):
+            with self.assertRaises(ValueError):
+                sampler.run(bad)
+            with self.assertRaises(ValueError):
+                sampler.transport(bad, 1.0, 0.5)
+            with self.assertRaises(ValueError):
+                dens.logpdf(bad)
+            with self.assertRaises(ValueError):
+                dens.bits_per_dim(bad)
+            with self.assertRaises(ValueError):
+                sdf.run(bad)
+        ok = np.zeros((3, 2))
+        self.assertEqual(sampler.transport(ok, 0.5, 0.4).shape, (3, 2))
+        self.assertEqual(dens.logpdf(ok)[0].shape, (3,))
+
     def test_density_pf_ode_exact(self):
         proc = sdflow.Process(self.ctx, "vp")
         model = sdflow.Model.gaussian(self.ctx, [1.0, -0.5], [[0.5, 0.1], [0.1, 0.3]])

@@ -149,6 +149,13 @@ def _arr(a, name, ndim=None, shape=None):
     return a
 
 
+def _check_cols(x, model, name):
+    # The library reads n x d doubles: a wrong column count would make it read
+    # reinterpreted rows or past the end of the buffer.
+    if model is not None and x.shape[1] != model.dim:
+        raise ValueError("%s must have %d columns (the model dimension), has %d" % (name, model.dim, x.shape[1]))
+
+
 def _option_key(name):
     key = _c.c_int()
     if _L().sdflow_option_from_name(name.encode(), _c.byref(key)) != 0:
@@ -414,15 +421,20 @@ class Sampler:
     def run(self, x_init):
         """Runs the sampler from x_init (n x d); returns the new samples."""
         x = _arr(x_init, "x_init", 2)
+        _check_cols(x, self._model(), "x_init")
         out = np.empty_like(x)
         self.ctx.check(_L().sdflow_sampler_run(self._h, x.shape[0], _ptr(x), _ptr(out)))
         return out
 
     def transport(self, x, t_from, t_to):
         x = _arr(x, "x", 2)
+        _check_cols(x, self._model(), "x")
         out = np.empty_like(x)
         self.ctx.check(_L().sdflow_sampler_transport(self._h, x.shape[0], t_from, t_to, _ptr(x), _ptr(out)))
         return out
+
+    def _model(self):
+        return self._keep.get("target") or self._keep.get("score")
 
     def stat(self, name):
         v = _c.c_double()
@@ -463,12 +475,14 @@ class Density:
     def logpdf(self, x):
         """(log p, standard error) per row of x (the error is 0 for exact estimators)."""
         x = _arr(x, "x", 2)
+        _check_cols(x, self._keep.get("model"), "x")
         lp, se = np.empty(x.shape[0]), np.empty(x.shape[0])
         self.ctx.check(_L().sdflow_density_logpdf(self._h, x.shape[0], _ptr(x), _ptr(lp), _ptr(se)))
         return lp, se
 
     def bits_per_dim(self, x):
         x = _arr(x, "x", 2)
+        _check_cols(x, self._keep.get("model"), "x")
         b, se = np.empty(x.shape[0]), np.empty(x.shape[0])
         self.ctx.check(_L().sdflow_density_bits_per_dim(self._h, x.shape[0], _ptr(x), _ptr(b), _ptr(se)))
         return b, se
