@@ -20,7 +20,7 @@ BUILD ?= build
 LIBOUT ?= lib
 PYTHON ?= /usr/bin/python3
 
-PUBLIC_TARGETS = all lib check demo bench examples install uninstall install-test asan abi-check abi-baseline abi-update abi-symbols docs unit-test python-test examples-run
+PUBLIC_TARGETS = all lib check demo bench examples install uninstall install-test asan valgrind abi-check abi-baseline abi-update abi-symbols docs unit-test python-test examples-run
 
 ifeq ($(SDFLOW_DEPS_OK),)
 # First pass: make sure the build dependencies exist, then run the real target.
@@ -147,6 +147,18 @@ check: all
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 python-test
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 install-test
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 unit-test
+
+# Unit suites under valgrind memcheck, in-process (CK_FORK=no) so errors and
+# leaks of the library are seen; any error or definite leak fails. The slow
+# statistical suites (sampler, sdflow, metrics) are left to the
+# native and ASan runs to keep CI within its time budget.
+VALGRIND_SUITES ?= core process model kernel defects density
+valgrind: $(TEST_BIN)
+	@for s in $(VALGRIND_SUITES); do \
+	    echo "valgrind: suite $$s"; \
+	    CK_FORK=no OMP_NUM_THREADS=1 valgrind -q --error-exitcode=99 --leak-check=full \
+	        --errors-for-leak-kinds=definite --show-leak-kinds=definite $(TEST_BIN) $$s || exit 1; \
+	done; echo "valgrind: clean ($(VALGRIND_SUITES))"
 
 asan:
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 BUILD=build/asan LIBOUT=build/asan/lib \

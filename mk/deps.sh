@@ -15,6 +15,10 @@ check|asan|install-test|unit-test|python-test)
     have_pc check || need="$need check"
     /usr/bin/python3 -c 'import numpy' >/dev/null 2>&1 || need="$need python3-numpy"
     ;;
+valgrind)
+    have_pc check || need="$need check"
+    command -v valgrind >/dev/null 2>&1 || need="$need valgrind"
+    ;;
 abi-check|abi-baseline)
     command -v abidiff >/dev/null 2>&1 || need="$need abigail-tools"
     ;;
