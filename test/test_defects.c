@@ -389,6 +389,52 @@ START_TEST(test_size_sweep)
 }
 END_TEST
 
+/* ---- item 5: no SDFLOW_OK with a non-finite documented-finite output ------ */
+
+/* Each call returned a non-finite value with SDFLOW_OK on a75bf84. */
+START_TEST(test_no_ok_with_nonfinite)
+{
+    sdflow_ctx *ctx = test_ctx(1);
+    sdflow_process *ve = NULL, *vp = NULL;
+    ck_assert_int_eq(sdflow_process_create(ctx, SDFLOW_PROCESS_VE, &ve), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_process_create(ctx, SDFLOW_PROCESS_VP, &vp), SDFLOW_OK);
+    /* VE with T = 100: sigma(T) = 0.01 * 5000^100 = Inf */
+    ck_assert_status_msg(ctx, sdflow_process_set_double(ve, SDFLOW_PROC_T_MAX, 100), SDFLOW_E_INVALID, "not finite");
+    double T;
+    ck_assert_int_eq(sdflow_process_get_double(ve, SDFLOW_PROC_T_MAX, &T), SDFLOW_OK);
+    ck_assert(T == 1); /* refused: unchanged */
+    double big[2] = { 1e200, 0 }, lp[1];
+    ck_assert_int_eq(sdflow_process_prior_logpdf(vp, 1, 2, big, lp), SDFLOW_E_NUMERIC);
+    /* eps -> x0 at t = 0.999 with beta_max = 60: alpha ~ e^-15, in / alpha overflows */
+    ck_assert_int_eq(sdflow_process_set_double(vp, SDFLOW_PROC_BETA_MAX, 60), SDFLOW_OK);
+    double x[1] = { 1e305 }, in[1] = { 1e305 }, out[1], t = 0.999;
+    ck_assert_int_eq(sdflow_process_convert(vp, 1, 1, x, &t, SDFLOW_OUT_EPS, in, SDFLOW_OUT_X0, out),
+                     SDFLOW_E_NUMERIC);
+    ck_assert_int_eq(sdflow_process_set_double(vp, SDFLOW_PROC_BETA_MAX, 1e4), SDFLOW_OK);
+    double x7[1] = { 1e307 };
+    ck_assert_int_eq(sdflow_process_simulate(vp, 0, 0, 1, 1, x7, 0.9, 1.0, 1, out), SDFLOW_E_NUMERIC);
+    /* kernel shards */
+    double y[4] = { 0, 0, 1, 1 }, q[2] = { 0.5, 0.5 }, tt = 1e-155, mx[1], sm[1], v[2];
+    sdflow_model *k = NULL;
+    ck_assert_int_eq(sdflow_model_create_kernel(ctx, 2, 2, y, &k), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_model_kernel_partial(k, NULL, 1, q, &tt, mx, sm, v), SDFLOW_E_NUMERIC);
+    tt = 0.5;
+    ck_assert_int_eq(sdflow_model_kernel_partial(k, NULL, 1, q, &tt, mx, sm, v), SDFLOW_OK);
+    double mxb[1] = { INFINITY }, sb[1] = { 1 }, vb[2] = { 0, 0 };
+    ck_assert_int_eq(sdflow_kernel_merge(ctx, 1, 2, mx, sm, v, mxb, sb, vb), SDFLOW_E_INVALID);
+    mxb[0] = mx[0];
+    vb[1] = NAN;
+    ck_assert_int_eq(sdflow_kernel_merge(ctx, 1, 2, mx, sm, v, mxb, sb, vb), SDFLOW_E_INVALID);
+    v[1] = NAN;
+    double sc[2];
+    ck_assert_int_eq(sdflow_kernel_finalize(ctx, NULL, 1, 2, 2, q, &tt, mx, sm, v, sc, NULL, NULL), SDFLOW_E_INVALID);
+    sdflow_model_free(k);
+    sdflow_process_free(ve);
+    sdflow_process_free(vp);
+    sdflow_ctx_free(ctx);
+}
+END_TEST
+
 /* ---- item 6: transport ignores run-only options ------------------------- */
 
 /* T_START = 0.5 < T_MIN = 0.6 is a bad interval for run, but transport has
@@ -429,6 +475,7 @@ Suite *defects_suite(void)
     tcase_add_test(tc, test_transport_ignores_run_interval);
     tcase_add_test(tc, test_nan_names_sample);
     tcase_add_test(tc, test_size_sweep);
+    tcase_add_test(tc, test_no_ok_with_nonfinite);
     tcase_add_test(tc, test_pc_failure_keeps_step);
     tcase_add_test(tc, test_sde_final_state_checked);
     suite_add_tcase(s, tc);

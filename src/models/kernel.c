@@ -848,7 +848,14 @@ sdflow_status sdflow_model_kernel_partial(sdflow_model *m, const sdflow_process 
         (st = sdflow__check_ptr(ctx, mx, "mx")) || (st = sdflow__check_ptr(ctx, s, "s")) ||
         (st = sdflow__check_ptr(ctx, v, "v")))
         return st;
-    return kernel_pass(m, p, n, x, t, (ksink){ .mode = K_PARTIAL, .mx = mx, .s = s, .v = v });
+    if ((st = kernel_pass(m, p, n, x, t, (ksink){ .mode = K_PARTIAL, .mx = mx, .s = s, .v = v })))
+        return st;
+    /* documented: mx is finite for a non-empty shard (all weights can underflow at tiny t) */
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(mx[i]) || !(s[i] > 0) || !isfinite(s[i]))
+            return sdflow__fail(ctx, SDFLOW_E_NUMERIC, "partial sums of query %zu are not finite (mx=%g, s=%g)", i,
+                                mx[i], s[i]);
+    return sdflow__check_result(ctx, v, n, m->d, "kernel partial sums v");
 }
 
 sdflow_status sdflow_kernel_merge(sdflow_ctx *ctx, size_t n, size_t d, double *mx, double *s, double *v,
@@ -859,10 +866,12 @@ sdflow_status sdflow_kernel_merge(sdflow_ctx *ctx, size_t n, size_t d, double *m
     sdflow_status st = sdflow__check_dims(ctx, n, d);
     if (st || (st = sdflow__check_ptr(ctx, mx, "mx")) || (st = sdflow__check_ptr(ctx, s, "s")) ||
         (st = sdflow__check_ptr(ctx, v, "v")) || (st = sdflow__check_ptr(ctx, mx_b, "mx_b")) ||
-        (st = sdflow__check_ptr(ctx, s_b, "s_b")) || (st = sdflow__check_ptr(ctx, v_b, "v_b")))
+        (st = sdflow__check_ptr(ctx, s_b, "s_b")) || (st = sdflow__check_finite(ctx, v, n, d, "v")) ||
+        (st = sdflow__check_finite(ctx, v_b, n, d, "v_b")))
         return st;
     for (size_t i = 0; i < n; i++) {
-        if (isnan(mx[i]) || isnan(mx_b[i]) || !(s[i] >= 0) || !(s_b[i] >= 0) || isinf(s[i]) || isinf(s_b[i]))
+        if (isnan(mx[i]) || isnan(mx_b[i]) || mx[i] == INFINITY || mx_b[i] == INFINITY || !(s[i] >= 0) ||
+            !(s_b[i] >= 0) || isinf(s[i]) || isinf(s_b[i]))
             return sdflow__fail(ctx, SDFLOW_E_INVALID, "partial triple %zu is not valid (mx=%g, s=%g; mx_b=%g, s_b=%g)",
                                 i, mx[i], s[i], mx_b[i], s_b[i]);
         if (mx_b[i] == -INFINITY) /* empty side: nothing to add */
@@ -888,7 +897,7 @@ sdflow_status sdflow_kernel_finalize(sdflow_ctx *ctx, const sdflow_process *p, s
         (st = sdflow__check_ptr(ctx, s, "s")) || (st = sdflow__check_ptr(ctx, v, "v")) ||
         (st = sdflow__check_times(ctx, p, n, t, "t")))
         return st;
-    if (score && (st = sdflow__check_finite(ctx, x, n, d, "x")))
+    if ((score && (st = sdflow__check_finite(ctx, x, n, d, "x"))) || (st = sdflow__check_finite(ctx, v, n, d, "v")))
         return st;
     for (size_t i = 0; i < n; i++)
         if (!(s[i] > 0) || !isfinite(s[i]) || !isfinite(mx[i]))

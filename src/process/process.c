@@ -176,6 +176,18 @@ static sdflow_status check_consistent(sdflow_ctx *ctx, const sdflow_process *q)
     if (q->kind == SDFLOW_PROCESS_VP_COSINE && q->t_max >= 1.0)
         return sdflow__fail(ctx, SDFLOW_E_INVALID, "t_max=%g: the cosine schedule needs T < 1 (alpha(1) = 0)",
                             q->t_max);
+    /* the coefficients are documented finite on [t_eps, T]: e.g. a VE
+     * process with T = 100 has sigma(T) = Inf; they are monotone in t for
+     * every schedule, so both ends decide */
+    for (int e = 0; e < 2; e++) {
+        sdflow__coef c;
+        double t = e ? q->t_max : q->t_eps;
+        sdflow__process_coef(q, t, &c);
+        if (!isfinite(c.alpha) || !isfinite(c.sigma) || !isfinite(c.f) || !isfinite(c.g2) || !(c.sigma > 0))
+            return sdflow__fail(ctx, SDFLOW_E_INVALID,
+                                "coefficients at t=%g are not finite and positive (alpha=%g, sigma=%g, f=%g, g^2=%g)",
+                                t, c.alpha, c.sigma, c.f, c.g2);
+    }
     return SDFLOW_OK;
 }
 
@@ -301,7 +313,7 @@ sdflow_status sdflow_process_prior_logpdf(const sdflow_process *p, size_t n, siz
             q += x[i * d + j] * x[i * d + j];
         logp[i] = c - 0.5 * q / (s * s);
     }
-    return SDFLOW_OK;
+    return sdflow__check_result(p->ctx, logp, n, 1, "prior log-density");
 }
 
 sdflow_status sdflow_process_perturb(const sdflow_process *p, uint64_t stream, uint64_t first_index, size_t n,
@@ -363,7 +375,7 @@ sdflow_status sdflow_process_simulate(const sdflow_process *p, uint64_t stream, 
         }
     }
     sdflow__free(ctx, z);
-    return SDFLOW_OK;
+    return sdflow__check_result(ctx, x_out, n, d, "simulated state");
 }
 
 /* ---- parameterizations ---------------------------------------------------- */
@@ -439,5 +451,5 @@ sdflow_status sdflow_process_convert(const sdflow_process *p, size_t n, size_t d
         for (size_t j = 0; j < d; j++)
             out[i * d + j] = m.a * in[i * d + j] + m.b * x[i * d + j];
     }
-    return SDFLOW_OK;
+    return sdflow__check_result(ctx, out, n, d, "converted output");
 }
