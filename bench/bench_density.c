@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Log-density of 1000 points of a 4-component Gaussian mixture (full
  * covariances) under the VP process, at d = 2 and d = 16, by each estimator:
  * PF-ODE exact divergence and Hutchinson (1 Rademacher probe) with fixed-step

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Diffusion sampler workloads (one JSON line each):
  *   c_pf_ode_rk4  probability-flow ODE, RK4, 100 steps, 10^4 samples, d = 2
  *   c_sde_em      reverse-time SDE, Euler-Maruyama, 1000 steps, same

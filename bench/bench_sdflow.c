@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* SD-flow step benchmark (workload a_sdf_step): one synchronous step of N
  * particles against M targets, the particles themselves (K = N) as the
  * source, at fixed sigma, ctx THREADS=2. A run also estimates the target

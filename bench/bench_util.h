@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Shared helpers of the bench programs: wall-clock timing and the JSON line
  * format {"impl":"sdflow","workload":...,"size":...,"t_med":...}. */
 #ifndef SDFLOW_BENCH_UTIL_H

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """PyTorch float64 reference for bench/bench_density.c: log-density of 1000
 points of the same 4-component Gaussian mixture under the VP process, at
 d = 2 and d = 16.

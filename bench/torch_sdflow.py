@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """Peer benchmark of bench_sdflow.c: one SD-flow step in PyTorch.
 
 Same workload (workload a_sdf_step): N particles, M targets, the particles
