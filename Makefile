@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # libsdflow — plain GNU make.
 #   make              build lib/libsdflow.so.X.Y.Z (+ .so.0, .so) and lib/libsdflow.a
 #   make check        unit tests (Check), ABI list, examples, install test, Python binding

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The ODE integrator (Euler, Heun, RK4, adaptive Dormand-Prince 5(4) with a
  * controller per row) and the probability-flow ODE sampler built on it. */
 #include <math.h>
