@@ -151,7 +151,8 @@ sdflow_status sdflow_sampler_get_stat(const sdflow_sampler *s, sdflow_stat stat,
 }
 
 /* Checks bindings, sizes and inputs common to run and transport. */
-static sdflow_status check_run(sdflow_sampler *s, size_t n, const double *x_in, double *x_out, size_t *d)
+static sdflow_status check_run(sdflow_sampler *s, size_t n, const double *x_in, double *x_out, size_t *d,
+                               int run)
 {
     sdflow_ctx *ctx = s->ctx;
     int sdf = s->kind == SDFLOW_SAMPLER_SDFLOW;
@@ -170,7 +171,7 @@ static sdflow_status check_run(sdflow_sampler *s, size_t n, const double *x_in, 
         return st;
     if (x_in && (st = sdflow__check_finite(ctx, x_in, n, *d, "x_init")))
         return st;
-    if (!sdf) {
+    if (!sdf && run) { /* t_min and t_start are run's interval; transport gets its own */
         double lo = s->proc->t_eps, hi = s->proc->t_max, t0 = resolved_t_min(s), t1 = resolved_t_start(s);
         if (t0 < lo || t1 > hi || !(t0 < t1))
             return sdflow__fail(ctx, SDFLOW_E_INVALID, "need t_eps=%g <= t_min=%g < t_start=%g <= T=%g", lo, t0, t1,
@@ -231,7 +232,7 @@ sdflow_status sdflow_sampler_run(sdflow_sampler *s, size_t n, const double *x_in
     if (!s)
         return SDFLOW_E_INVALID;
     size_t d;
-    sdflow_status st = check_run(s, n, x_init, x_out, &d);
+    sdflow_status st = check_run(s, n, x_init, x_out, &d, 1);
     if (st)
         return st;
     if (x_init) {
@@ -270,7 +271,7 @@ sdflow_status sdflow_sampler_transport(sdflow_sampler *s, size_t n, double t_fro
         return sdflow__fail(s->ctx, SDFLOW_E_UNSUPPORTED, "transport needs a pf_ode sampler, not %s",
                             sdflow_sampler_kind_name(s->kind));
     size_t d;
-    sdflow_status st = check_run(s, n, x_in, x_out, &d);
+    sdflow_status st = check_run(s, n, x_in, x_out, &d, 0);
     if (st || (st = sdflow__check_ptr(s->ctx, x_in, "x_in")))
         return st;
     double lo = s->proc->t_eps, hi = s->proc->t_max;
