@@ -18,7 +18,7 @@ except ImportError as e:  # pragma: no cover
     sys.exit(0)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench"))
-from torch_mlp import ScoreMLP  # noqa: E402  (the documented twin)
+from mlp_twin import ScoreMLP  # noqa: E402  (the documented twin)
 
 torch.set_default_dtype(torch.float64)
 lib = C.CDLL(os.environ.get("SDFLOW_LIBRARY", "lib/libsdflow.so"))

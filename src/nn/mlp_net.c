@@ -118,6 +118,7 @@ static void grad_acc(size_t out, size_t in, const double *A, const double *Z, si
 typedef struct blockws {
     double *z[SDFLOW__MLP_MAXLAYERS + 1]; /* z_l: R x in_l; z_L: R x width */
     double *a[SDFLOW__MLP_MAXLAYERS];     /* a_l: R x width */
+    double *d1[SDFLOW__MLP_MAXLAYERS];    /* act'(a_l), kept for the tangent and reverse passes */
     double *y;                            /* R x d_out */
     double *zb[SDFLOW__MLP_MAXLAYERS + 1];/* primal adjoints z-bar_l: R x maxw */
     double *ta[SDFLOW__MLP_MAXLAYERS];    /* tangents a-dot_l: R K x width */
@@ -129,7 +130,7 @@ static size_t maxw(const sdflow__mlp *net) { return net->width > net->d_in ? net
 static size_t ws_size(const sdflow__mlp *net, size_t K)
 {
     size_t L = net->depth, W = net->width, M = maxw(net);
-    return R * net->d_in + L * R * W + L * R * W + R * net->d_out + (L + 1) * R * M + L * R * K * W + 4 * R * K * M;
+    return R * net->d_in + 3 * L * R * W + R * net->d_out + (L + 1) * R * M + L * R * K * W + 4 * R * K * M;
 }
 
 static blockws ws_at(const sdflow__mlp *net, size_t K, double *w)
@@ -142,6 +143,8 @@ static blockws ws_at(const sdflow__mlp *net, size_t K, double *w)
         b.z[l] = w;
     for (size_t l = 0; l < L; l++, w += R * W)
         b.a[l] = w;
+    for (size_t l = 0; l < L; l++, w += R * W)
+        b.d1[l] = w;
     b.y = w;
     w += R * net->d_out;
     for (size_t l = 0; l <= L; l++, w += R * M)
@@ -162,13 +165,30 @@ static void block_forward(const sdflow__mlp *net, const double *z0, size_t i0, s
         const double *Wl = net->theta + net->woff[l], *bl = net->theta + net->boff[l];
         gemm_nt(R, W, net->in[l], b->z[l], net->in[l], Wl, net->in[l], b->a[l], W);
         int res = net->residual && l >= 1;
+        double *a = b->a[l], *z = b->z[l + 1], *d1 = b->d1[l];
         for (size_t r = 0; r < R; r++)
-            for (size_t j = 0; j < W; j++) {
-                double *a = b->a[l] + r * W + j, s;
-                *a += bl[j];
-                sdflow__mlp_act(net->act, *a, &s, NULL, NULL, NULL);
-                b->z[l + 1][r * W + j] = s + (res ? b->z[l][r * W + j] : 0.0);
+            for (size_t j = 0; j < W; j++)
+                a[r * W + j] += bl[j];
+        if (net->act == SDFLOW__ACT_SILU) {
+            /* a / (1 + e^-a) with the library's vectorized exp (<= 2 ulp; half the
+             * forward's time went to scalar libm exp): e^-a overflowing to its
+             * clamp gives a / huge ~ 0, the right limit */
+            double *e = b->t0;
+            for (size_t q = 0; q < R * W; q++)
+                e[q] = -a[q];
+            sdflow_kernel_exp(R * W, e, e);
+            for (size_t q = 0; q < R * W; q++) {
+                double sg = 1.0 / (1.0 + e[q]);
+                z[q] = a[q] * sg + (res ? b->z[l][q] : 0.0);
+                d1[q] = sg * (1.0 + a[q] * (1.0 - sg));
             }
+        } else {
+            for (size_t q = 0; q < R * W; q++) {
+                double s;
+                sdflow__mlp_act(net->act, a[q], &s, d1 + q, NULL, NULL);
+                z[q] = s + (res ? b->z[l][q] : 0.0);
+            }
+        }
     }
     gemm_nt(R, net->d_out, W, b->z[L], W, net->theta + net->woff[L], W, b->y, net->d_out);
     const double *bL = net->theta + net->boff[L];
@@ -188,11 +208,8 @@ static void block_reverse(const sdflow__mlp *net, blockws *b, const double *ybar
         grad_acc(dout, W, ybar, b->z[L], W, gtheta + net->woff[L], gtheta + net->boff[L]);
     for (size_t l = L; l-- > 0;) {
         double *ab = b->t0; /* a-bar_l, R x W */
-        for (size_t r = 0; r < R * W; r++) {
-            double s1;
-            sdflow__mlp_act(net->act, b->a[l][r], NULL, &s1, NULL, NULL);
-            ab[r] = b->zb[l + 1][r] * s1;
-        }
+        for (size_t r = 0; r < R * W; r++)
+            ab[r] = b->zb[l + 1][r] * b->d1[l][r];
         if (gtheta)
             grad_acc(W, net->in[l], ab, b->z[l], net->in[l], gtheta + net->woff[l], gtheta + net->boff[l]);
         gemm_nn(R, W, net->in[l], ab, net->theta + net->woff[l], net->in[l], b->zb[l], net->in[l]);
@@ -275,13 +292,11 @@ static const double *block_tangent_fwd(const sdflow__mlp *net, blockws *b, size_
     for (size_t l = 0;; l++) {
         int res = net->residual && l >= 1;
         for (size_t r = 0; r < R; r++)
-            for (size_t j = 0; j < W; j++) {
-                double s1;
-                sdflow__mlp_act(net->act, b->a[l][r * W + j], NULL, &s1, NULL, NULL);
-                for (size_t k = 0; k < K; k++) {
-                    size_t q = (r * K + k) * W + j;
-                    zn[q] = s1 * b->ta[l][q] + (res ? zd[q] : 0.0);
-                }
+            for (size_t k = 0; k < K; k++) {
+                const double *s1 = b->d1[l] + r * W;
+                size_t q0 = (r * K + k) * W;
+                for (size_t j = 0; j < W; j++)
+                    zn[q0 + j] = s1[j] * b->ta[l][q0 + j] + (res ? zd[q0 + j] : 0.0);
             }
         double *tmp = zd;
         zd = zn, zn = tmp;
