@@ -30,7 +30,7 @@ BUILD ?= build
 LIBOUT ?= lib
 PYTHON ?= /usr/bin/python3
 
-PUBLIC_TARGETS = all lib layers check demo bench bench-torch examples install uninstall install-test asan abi-check abi-baseline abi-update abi-symbols docs unit-test python-test examples-run spdx-check deb deb-symbols
+PUBLIC_TARGETS = all lib layers check demo bench bench-torch examples install uninstall install-test asan abi-check abi-baseline abi-update abi-symbols docs unit-test python-test mlp-torch-test examples-run spdx-check deb deb-symbols
 
 ifeq ($(SDFLOW_DEPS_OK),)
 # First pass: make sure the build dependencies exist, then run the real target.
@@ -167,6 +167,9 @@ deb-symbols:
 
 spdx-check:
 	@sh mk/spdx.sh --check
+# MLP derivatives against a PyTorch f64 twin (skips with a printed reason without torch)
+mlp-torch-test: $(SHLIB)
+	SDFLOW_LIBRARY=$(abspath $(SHLIB)) PYTHONDONTWRITEBYTECODE=1 $(PYTHON) test/mlp_torch_check.py
 
 install-test: all
 	@sh test/install_test.sh "$(MAKE)"
@@ -181,6 +184,7 @@ check: all
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 abi-symbols
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 examples-run
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 python-test
+	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 mlp-torch-test
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 install-test
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 unit-test
 

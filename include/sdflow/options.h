@@ -77,7 +77,16 @@ typedef enum sdflow_option {
 
     /* metrics (500..549) */
     SDFLOW_OPT_BANDWIDTH = 500,   /**< double: MMD kernel bandwidth (0: median heuristic) */
-    SDFLOW_OPT_DIRECTIONS = 501   /**< int: sliced-Wasserstein directions (default 128) */
+    SDFLOW_OPT_DIRECTIONS = 501,  /**< int: sliced-Wasserstein directions (default 128) */
+
+    /* MLP model architecture (set before the parameters exist) */
+    SDFLOW_OPT_MLP_DEPTH = 600,      /**< int 1..64: hidden layers (default 3) */
+    SDFLOW_OPT_MLP_WIDTH = 601,      /**< int 1..65536: hidden width (default 128) */
+    SDFLOW_OPT_MLP_ACTIVATION = 602, /**< int: sdflow_activation (default SiLU) */
+    SDFLOW_OPT_MLP_FREQS = 603,      /**< int 0..4096: Fourier time frequencies (default 32) */
+    SDFLOW_OPT_MLP_RESIDUAL = 604,   /**< int 0/1: hidden layers 2.. as z + act(W z + b) (default 0) */
+    SDFLOW_OPT_MLP_OUTPUT = 605,     /**< int: an sdflow_output (default SDFLOW_OUT_EPS) or SDFLOW_MLP_ENERGY */
+    SDFLOW_OPT_MLP_TIME_INPUT = 606  /**< int 0/1: Fourier features of t (0, default) or of log(sigma(t))/4 (1) */
 } sdflow_option;
 
 /** Value type of an option key. */
@@ -87,6 +96,18 @@ typedef enum sdflow_option_type {
     SDFLOW_TYPE_DOUBLE = 2,
     SDFLOW_TYPE_U64 = 3
 } sdflow_option_type;
+
+/** MLP activations (SDFLOW_OPT_MLP_ACTIVATION). */
+typedef enum sdflow_activation {
+    SDFLOW_ACT_SILU = 0,
+    SDFLOW_ACT_TANH = 1,
+    SDFLOW_ACT_SOFTPLUS = 2,
+    SDFLOW_ACT_GELU = 3,  /**< tanh approximation (PyTorch approximate="tanh") */
+    SDFLOW_ACT_RELU = 4   /**< first order only: refused for the energy output */
+} sdflow_activation;
+
+/** SDFLOW_OPT_MLP_OUTPUT value of an energy MLP: scalar E(x, t), score = -grad_x E. */
+#define SDFLOW_MLP_ENERGY 5
 
 /** Time grids of reverse-time samplers (SDFLOW_OPT_TIME_GRID). */
 typedef enum sdflow_time_grid {
