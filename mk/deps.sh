@@ -14,6 +14,7 @@ case "$target" in
 check|asan|install-test|unit-test|python-test)
     have_pc check || need="$need check"
     /usr/bin/python3 -c 'import numpy' >/dev/null 2>&1 || need="$need python3-numpy"
+    [ -f /usr/lib/python3/dist-packages/sklearn/datasets/data/breast_cancer.csv ] || need="$need python3-sklearn" # SD-flow tests read its tables
     ;;
 abi-check|abi-baseline)
     command -v abidiff >/dev/null 2>&1 || need="$need abigail-tools"

@@ -5,13 +5,13 @@
 
 #include "model_internal.h"
 
-#define SDFLOW__NSTATS 6
+#define SDFLOW__NSTATS 10
 
 struct sdflow_sampler {
     sdflow_ctx *ctx;
     sdflow_sampler_kind kind;
     const sdflow_process *proc;
-    sdflow_model *model[3];         /* indexed by sdflow_role */
+    sdflow_model *model[4];         /* indexed by sdflow_role */
     /* options (NaN / 0 where the default depends on the process or data) */
     long steps;
     double t_min, t_start;          /* NaN: process default */
@@ -21,7 +21,8 @@ struct sdflow_sampler {
     double h_init, rtol, atol;
     uint64_t first_index, stream;
     double sigma_max, sigma_min, step_frac, noise;
-    long inner_steps, self_exclude, eval_noisy, block_q, block_y;
+    long inner_steps, self_exclude, eval_noisy, block_q, block_y, start;
+    double sigma_min_nn;
     /* statistics of the last run */
     double stats[SDFLOW__NSTATS];
 };
@@ -31,7 +32,8 @@ struct sdflow_sampler {
  * and the stats are zeroed. */
 sdflow_status sdflow__sde_run(sdflow_sampler *s, size_t n, double *x);      /* REVERSE_SDE and PC */
 sdflow_status sdflow__ode_run(sdflow_sampler *s, size_t n, double t_from, double t_to, double *x); /* PF_ODE */
-sdflow_status sdflow__sdflow_run(sdflow_sampler *s, size_t n, double *x);   /* SDFLOW */
+sdflow_status sdflow__sdflow_run(sdflow_sampler *s, size_t n, int draw_start, double *x); /* SDFLOW; draws the
+                                                                  start when x_init was NULL */
 
 /* Resolved t_min / t_start of the bound process. */
 double sdflow__sampler_t_min(const sdflow_sampler *s);
