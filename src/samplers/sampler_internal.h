@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Internal: the sampler handle shared by the generic layer (sampler.c) and
  * the algorithm files (sde.c, ode.c, sdflow.c). */
 #ifndef SDFLOW_SAMPLER_INTERNAL_H

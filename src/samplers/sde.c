@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Reverse-time SDE samplers: Euler-Maruyama (algorithms.md §4.2) and the
  * predictor-corrector sampler with a Langevin corrector (§4.3). */
 #include <math.h>
