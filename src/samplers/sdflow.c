@@ -148,17 +148,17 @@ static double particle_std(const double *x, size_t n, size_t d)
 
 /* The resolved schedule: level l runs at smax * ratio^l, l < levels; with
  * adapt the run may stop earlier (see flow()). */
-typedef struct plan {
+typedef struct sched {
     double smax, smin, ratio, h_nn, fresh;
     long levels;
     int adapt;
-} plan;
+} sched;
 
 /* Resolves sigma_max and sigma_min (options, or the data defaults). With a
  * kernel target and neither SIGMA_MIN nor SIGMA_MIN_NN set the schedule runs
  * down to ADAPT_FLOOR_NN x h_NN but stops at the first level whose particles
  * are, on average, no nearer to the targets than fresh data (flow()). */
-static sdflow_status schedule(run *r, const sdflow__kref *tref, const double *x, plan *pl)
+static sdflow_status schedule(run *r, const sdflow__kref *tref, const double *x, sched *pl)
 {
     sdflow_sampler *s = r->s;
     double far = NAN, scale, *smax = &pl->smax, *smin = &pl->smin;
@@ -284,7 +284,7 @@ static sdflow_status flow_step(run *r, side *tgt, side *src, long step, double s
  * still smoothed (in high dimension far from the data), below it they drift
  * toward copies. With noise > 0 a noise-free finishing level at the last
  * sigma follows, so no injected noise is left in the output. */
-static sdflow_status flow(run *r, const sdflow__kref *tref, side *tgt, side *src, const plan *pl, double *x)
+static sdflow_status flow(run *r, const sdflow__kref *tref, side *tgt, side *src, const sched *pl, double *x)
 {
     sdflow_sampler *s = r->s;
     sdflow_ctx *ctx = r->ctx;
@@ -366,7 +366,7 @@ static sdflow_status draw_start(run *r, const sdflow__kref *tref, double *x)
 }
 
 /* End-of-run diagnostic at info level, with the advice that fits. */
-static void log_memorization(sdflow_ctx *ctx, double ratio, const plan *pl)
+static void log_memorization(sdflow_ctx *ctx, double ratio, const sched *pl)
 {
     const char *advice = ratio < 0.5   ? "outputs are close to copies of targets: raise sigma_min"
                          : ratio < 0.8 ? "outputs lean toward the targets: a larger sigma_min gives more novel samples"
@@ -377,8 +377,9 @@ static void log_memorization(sdflow_ctx *ctx, double ratio, const plan *pl)
                 ratio, pl->smin, pl->smin / pl->h_nn, pl->levels, pl->adapt ? " (adaptive stop)" : "", advice);
 }
 
-sdflow_status sdflow__sdflow_run(sdflow_sampler *s, size_t n, int draw, double *x)
+sdflow_status sdflow__sdflow_run(sdflow_sampler *s, const sdflow__sampler_plan *plan, size_t n, int draw, double *x)
 {
+    (void)plan; /* sigma levels, not process times */
     sdflow_ctx *ctx = s->ctx;
     sdflow_model *tm = s->model[SDFLOW_ROLE_TARGET], *sm = s->model[SDFLOW_ROLE_SOURCE];
     const sdflow__kref *tref = sdflow__kernel_ref(tm);
@@ -389,7 +390,7 @@ sdflow_status sdflow__sdflow_run(sdflow_sampler *s, size_t n, int draw, double *
                             s->inner_steps);
     run r = { .s = s, .ctx = ctx, .n = n, .d = tm->d, .bq = (size_t)s->block_q, .by = (size_t)s->block_y };
     r.nt = sdflow__threads_for(ctx, n);
-    plan pl = { 0 };
+    sched pl = { 0 };
     sdflow_status st = run_alloc(&r, !sm);
     if (!st && draw)
         st = draw_start(&r, tref, x);
