@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* PF-ODE likelihood (algorithms.md §5): integrate the augmented state
  * (x, l) from t_min to T with dx/dt = v = f x - g^2/2 s and
  * dl/dt = div v = d f - g^2/2 div s; then log p(x) = log prior(x(T)) + l(T).
@@ -93,7 +94,8 @@ static void draw_probes(const sdflow_density *e, size_t n, size_t d, size_t K, d
         }
 }
 
-sdflow_status sdflow__pf_ode_logpdf(sdflow_density *e, size_t n, const double *x, double *logp, double *se)
+sdflow_status sdflow__pf_ode_logpdf(sdflow_density *e, const sdflow__density_plan *plan, size_t n, const double *x,
+                                    double *logp, double *se)
 {
     sdflow_ctx *ctx = e->ctx;
     size_t d = e->model->d;
@@ -126,7 +128,7 @@ sdflow_status sdflow__pf_ode_logpdf(sdflow_density *e, size_t n, const double *x
         sdflow__ode_opts o = { .solver = (int)e->solver, .steps = e->steps, .rtol = e->rtol, .atol = e->atol,
                                .h_init = e->h_init, .max_steps = e->max_steps,
                                .what = hutch ? "pf_ode_hutchinson likelihood" : "pf_ode_exact likelihood" };
-        st = sdflow__ode_solve(ctx, &o, n, dim, sdflow__density_t_min(e), e->proc->t_max, y, aug_eval, &u, NULL);
+        st = sdflow__ode_solve(ctx, &o, n, dim, plan->t_min, e->proc->t_max, y, aug_eval, &u, NULL);
     }
     if (!st) {
         for (size_t i = 0; i < n; i++)
