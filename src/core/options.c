@@ -50,6 +50,8 @@ static const option_row table[] = {
     { SDFLOW_OPT_STREAM, "stream", SDFLOW_TYPE_U64, 0, U64MAX },
     { SDFLOW_OPT_BLOCK_Q, "block_q", SDFLOW_TYPE_INT, 1, 1 << 20 },
     { SDFLOW_OPT_BLOCK_Y, "block_y", SDFLOW_TYPE_INT, 1, 1 << 24 },
+    { SDFLOW_OPT_SIGMA_MIN_NN, "sigma_min_nn", SDFLOW_TYPE_DOUBLE, 0, 1e6 },
+    { SDFLOW_OPT_START, "start", SDFLOW_TYPE_INT, 0, 2 },
     { SDFLOW_OPT_RTOL, "rtol", SDFLOW_TYPE_DOUBLE, 1e-14, 1 },
     { SDFLOW_OPT_ATOL, "atol", SDFLOW_TYPE_DOUBLE, 1e-14, 1 },
     { SDFLOW_OPT_PROBES, "probes", SDFLOW_TYPE_INT, 1, 1e6 },
@@ -63,6 +65,13 @@ static const option_row table[] = {
     { SDFLOW_OPT_DIVERGENCE, "divergence", SDFLOW_TYPE_INT, 0, 2 },
     { SDFLOW_OPT_BANDWIDTH, "bandwidth", SDFLOW_TYPE_DOUBLE, 0, BIG },
     { SDFLOW_OPT_DIRECTIONS, "directions", SDFLOW_TYPE_INT, 1, 1e7 },
+    { SDFLOW_OPT_MLP_DEPTH, "mlp_depth", SDFLOW_TYPE_INT, 1, 64 },
+    { SDFLOW_OPT_MLP_WIDTH, "mlp_width", SDFLOW_TYPE_INT, 1, 65536 },
+    { SDFLOW_OPT_MLP_ACTIVATION, "mlp_activation", SDFLOW_TYPE_INT, 0, 4 },
+    { SDFLOW_OPT_MLP_FREQS, "mlp_freqs", SDFLOW_TYPE_INT, 0, 4096 },
+    { SDFLOW_OPT_MLP_RESIDUAL, "mlp_residual", SDFLOW_TYPE_INT, 0, 1 },
+    { SDFLOW_OPT_MLP_OUTPUT, "mlp_output", SDFLOW_TYPE_INT, 0, 5 },
+    { SDFLOW_OPT_MLP_TIME_INPUT, "mlp_time_input", SDFLOW_TYPE_INT, 0, 1 },
 };
 
 static const option_row *find(sdflow_option key)

@@ -108,8 +108,9 @@ sdflow_status sdflow__pf_ode_logpdf(sdflow_density *e, const sdflow__density_pla
     double *prior = sdflow__alloc_array(ctx, n, sizeof(double), "prior log-density");
     double *xT = sdflow__alloc_array(ctx, n, d * sizeof(double), "ODE end points");
     u.xs = sdflow__alloc_array(ctx, n, d * sizeof(double), "ODE positions");
-    u.score = sdflow__alloc_array(ctx, n, d * sizeof(double), "ODE scores");
-    u.acc = sdflow__alloc_array(ctx, n, L * sizeof(double), "divergence accumulators");
+    /* zeroed: name_sample scans them after a model call that may have failed before writing */
+    u.score = sdflow__calloc_array(ctx, n, d * sizeof(double), "ODE scores");
+    u.acc = sdflow__calloc_array(ctx, n, L * sizeof(double), "divergence accumulators");
     if (hutch) {
         u.probes = sdflow__alloc_array(ctx, n, L * d * sizeof(double), "Hutchinson probes");
         u.pv = sdflow__alloc_array(ctx, n, L * d * sizeof(double), "gathered probes");

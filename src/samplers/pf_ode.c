@@ -2,6 +2,7 @@
 /* The probability-flow ODE sampler: integrates dx/dt = f x - g^2/2 score
  * with the solvers of src/solvers/ over the plan's times. */
 #include <math.h>
+#include <string.h>
 #include "ode_internal.h"
 #include "sampler_internal.h"
 
@@ -17,12 +18,18 @@ typedef struct pf_rhs {
 static sdflow_status pf_drift(void *user, size_t n, const size_t *rows, const double *t, const double *y,
                               double *dydt)
 {
-    (void)rows;
     const pf_rhs *u = user;
-    if (u->m->native != SDFLOW_OUT_SCORE)
-        return sdflow_model_eval(u->m, u->p, n, y, t, SDFLOW_OUT_VELOCITY, dydt);
-    sdflow_status st = sdflow_model_eval(u->m, u->p, n, y, t, SDFLOW_OUT_SCORE, dydt);
-    if (st)
+    int score = u->m->native == SDFLOW_OUT_SCORE;
+    memset(dydt, 0, n * u->m->d * sizeof *dydt); /* defined even where a failing model wrote nothing */
+    sdflow_status st = sdflow_model_eval(u->m, u->p, n, y, t, score ? SDFLOW_OUT_SCORE : SDFLOW_OUT_VELOCITY, dydt);
+    if (st == SDFLOW_E_NUMERIC) {
+        /* the model's output check wrote dydt and counts the rows of this
+         * call: name the caller's sample */
+        size_t bad = sdflow__first_nonfinite_row(dydt, n, u->m->d);
+        if (bad < n)
+            return sdflow__fail(u->m->ctx, SDFLOW_E_NUMERIC, "model output is NaN/Inf for sample %zu", rows[bad]);
+    }
+    if (st || !score)
         return st;
     size_t d = u->m->d;
     sdflow__coef c;

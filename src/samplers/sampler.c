@@ -48,6 +48,8 @@ static const sdflow__opt_slot slots[] = {
     SLOT(SDFLOW_OPT_EVAL_NOISY, K_SDF, eval_noisy),
     SLOT(SDFLOW_OPT_BLOCK_Q, K_SDF, block_q),
     SLOT(SDFLOW_OPT_BLOCK_Y, K_SDF, block_y),
+    SLOT(SDFLOW_OPT_SIGMA_MIN_NN, K_SDF, sigma_min_nn),
+    SLOT(SDFLOW_OPT_START, K_SDF, start),
 };
 
 sdflow_status sdflow_sampler_create(sdflow_ctx *ctx, sdflow_sampler_kind kind, sdflow_sampler **out)
@@ -100,7 +102,7 @@ sdflow_status sdflow_sampler_set_model(sdflow_sampler *s, sdflow_role role, sdfl
 {
     if (!s)
         return SDFLOW_E_INVALID;
-    if (role < SDFLOW_ROLE_SCORE || role > SDFLOW_ROLE_SOURCE)
+    if (role < SDFLOW_ROLE_SCORE || role > SDFLOW_ROLE_START)
         return sdflow__fail(s->ctx, SDFLOW_E_INVALID, "unknown model role %d", (int)role);
     int sdf = s->kind == SDFLOW_SAMPLER_SDFLOW;
     if (sdf != (role != SDFLOW_ROLE_SCORE))
@@ -151,7 +153,8 @@ sdflow_status sdflow_sampler_get_stat(const sdflow_sampler *s, sdflow_stat stat,
 }
 
 /* Checks bindings, sizes and inputs common to run and transport. */
-static sdflow_status check_run(sdflow_sampler *s, size_t n, const double *x_in, double *x_out, size_t *d)
+static sdflow_status check_run(sdflow_sampler *s, size_t n, const double *x_in, double *x_out, size_t *d,
+                               int run)
 {
     sdflow_ctx *ctx = s->ctx;
     int sdf = s->kind == SDFLOW_SAMPLER_SDFLOW;
@@ -170,7 +173,7 @@ static sdflow_status check_run(sdflow_sampler *s, size_t n, const double *x_in, 
         return st;
     if (x_in && (st = sdflow__check_finite(ctx, x_in, n, *d, "x_init")))
         return st;
-    if (!sdf) {
+    if (!sdf && run) { /* t_min and t_start are run's interval; transport gets its own */
         double lo = s->proc->t_eps, hi = s->proc->t_max, t0 = resolved_t_min(s), t1 = resolved_t_start(s);
         if (t0 < lo || t1 > hi || !(t0 < t1))
             return sdflow__fail(ctx, SDFLOW_E_INVALID, "need t_eps=%g <= t_min=%g < t_start=%g <= T=%g", lo, t0, t1,
@@ -231,22 +234,20 @@ sdflow_status sdflow_sampler_run(sdflow_sampler *s, size_t n, const double *x_in
     if (!s)
         return SDFLOW_E_INVALID;
     size_t d;
-    sdflow_status st = check_run(s, n, x_init, x_out, &d);
+    sdflow_status st = check_run(s, n, x_init, x_out, &d, 1);
     if (st)
         return st;
     if (x_init) {
         if (x_out != x_init)
             memmove(x_out, x_init, n * d * sizeof *x_out);
     } else if (s->kind == SDFLOW_SAMPLER_SDFLOW) {
-        for (size_t i = 0; i < n; i++)
-            sdflow__rng_normal_row(s->ctx->seed, sdflow__stream(s->stream, 0x696e6974ull /* "init" */, 0),
-                                   s->first_index + i, 0, d, x_out + i * d);
+        return sdflow__sdflow_run(s, NULL, n, 1, x_out); /* draws its own start */
     } else if ((st = sdflow_process_prior_sample(s->proc, sdflow__stream(s->stream, 0x696e6974ull, 0),
                                                  s->first_index, n, d, x_out))) {
         return st;
     }
     if (s->kind == SDFLOW_SAMPLER_SDFLOW)
-        return sdflow__sdflow_run(s, NULL, n, x_out);
+        return sdflow__sdflow_run(s, NULL, n, 0, x_out);
     sdflow__sampler_plan plan;
     double *grid;
     if ((st = make_plan(s, resolved_t_start(s), resolved_t_min(s), &plan, &grid)))
@@ -270,7 +271,7 @@ sdflow_status sdflow_sampler_transport(sdflow_sampler *s, size_t n, double t_fro
         return sdflow__fail(s->ctx, SDFLOW_E_UNSUPPORTED, "transport needs a pf_ode sampler, not %s",
                             sdflow_sampler_kind_name(s->kind));
     size_t d;
-    sdflow_status st = check_run(s, n, x_in, x_out, &d);
+    sdflow_status st = check_run(s, n, x_in, x_out, &d, 0);
     if (st || (st = sdflow__check_ptr(s->ctx, x_in, "x_in")))
         return st;
     double lo = s->proc->t_eps, hi = s->proc->t_max;

@@ -43,12 +43,13 @@ static sdflow_status eval_rhs(sdflow_ctx *ctx, const sdflow__ode_opts *o, long s
     sdflow_status st = rhs(user, m, rows, t, y, dydt);
     if (st && st != SDFLOW_E_NUMERIC)
         return st;
-    bad = sdflow__first_nonfinite_row(dydt, m, dim);
+    /* a failed rhs may not have written dydt: its message names the sample */
+    bad = st ? m : sdflow__first_nonfinite_row(dydt, m, dim);
     if (bad < m)
         return sdflow__fail(ctx, SDFLOW_E_NUMERIC, "%s: right-hand side is NaN/Inf for sample %zu at step %ld, t = %.17g",
                             op_name(o), rows[bad], step, t[bad]);
     if (st) {
-        /* the rhs failed numerically before producing outputs: keep its reason, add where */
+        /* the rhs failed numerically: keep its reason, add where */
         char why[SDFLOW__ERRMAX];
         memcpy(why, ctx->err, sizeof why);
         why[sizeof why - 1] = 0;
