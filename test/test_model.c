@@ -718,6 +718,40 @@ END_TEST
 
 /* ---- bad input ----------------------------------------------------------------- */
 
+/* Typed model options: every type goes through one path; a kind without
+ * the key says UNSUPPORTED (with a message naming kind, type and key), NULL
+ * handles and value pointers INVALID, the int options keep working. */
+START_TEST(test_model_typed_options)
+{
+    sdflow_ctx *ctx = test_ctx(3);
+    double y[8] = { 0, 1, 2, 3, 4, 5, 6, 7 }, mu[2] = { 0, 0 }, cov[4] = { 1, 0, 0, 1 }, dv = 0;
+    uint64_t uv = 0;
+    long iv = 0;
+    sdflow_model *km, *gm;
+    ck_assert_int_eq(sdflow_model_create_kernel(ctx, 4, 2, y, &km), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_model_create_gaussian(ctx, 2, mu, cov, &gm), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_model_set_int(km, SDFLOW_OPT_BLOCK_Q, 32), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_model_get_int(km, SDFLOW_OPT_BLOCK_Q, &iv), SDFLOW_OK);
+    ck_assert_int_eq(iv, 32);
+    ck_assert_int_eq(sdflow_model_set_double(km, SDFLOW_OPT_SIGMA_MAX, 1.0), SDFLOW_E_UNSUPPORTED);
+    ck_assert_msg(strstr(sdflow_ctx_last_error(ctx), "kernel model has no double option") != NULL, "%s",
+                  sdflow_ctx_last_error(ctx));
+    ck_assert_int_eq(sdflow_model_set_u64(gm, SDFLOW_OPT_STREAM, 1), SDFLOW_E_UNSUPPORTED);
+    ck_assert_msg(strstr(sdflow_ctx_last_error(ctx), "gaussian model has no u64 option") != NULL, "%s",
+                  sdflow_ctx_last_error(ctx));
+    ck_assert_int_eq(sdflow_model_get_double(km, SDFLOW_OPT_SIGMA_MAX, &dv), SDFLOW_E_UNSUPPORTED);
+    ck_assert_int_eq(sdflow_model_get_u64(gm, SDFLOW_OPT_STREAM, &uv), SDFLOW_E_UNSUPPORTED);
+    ck_assert_int_eq(sdflow_model_set_double(NULL, SDFLOW_OPT_SIGMA_MAX, 1.0), SDFLOW_E_INVALID);
+    ck_assert_int_eq(sdflow_model_set_u64(NULL, SDFLOW_OPT_STREAM, 1), SDFLOW_E_INVALID);
+    ck_assert_int_eq(sdflow_model_get_double(km, SDFLOW_OPT_SIGMA_MAX, NULL), SDFLOW_E_INVALID);
+    ck_assert_int_eq(sdflow_model_get_u64(NULL, SDFLOW_OPT_STREAM, &uv), SDFLOW_E_INVALID);
+    ck_assert_int_eq(sdflow_model_get_int(km, SDFLOW_OPT_BLOCK_Q, NULL), SDFLOW_E_INVALID);
+    sdflow_model_free(km);
+    sdflow_model_free(gm);
+    sdflow_ctx_free(ctx);
+}
+END_TEST
+
 START_TEST(test_model_bad_input)
 {
     sdflow_ctx *ctx = test_ctx(16);
@@ -946,6 +980,7 @@ Suite *model_suite(void)
     tcase_add_test(tc, test_callback);
     tcase_add_test(tc, test_divergence_blocks);
     tcase_add_test(tc, test_model_bad_input);
+    tcase_add_test(tc, test_model_typed_options);
     tcase_add_test(tc, test_threads_bit_identical);
     tcase_add_test(tc, test_model_alloc_failures);
     suite_add_tcase(s, tc);

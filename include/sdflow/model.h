@@ -63,9 +63,17 @@ SDFLOW_API size_t sdflow_model_dim(const sdflow_model *m);
 SDFLOW_API const char *sdflow_model_kind_name(sdflow_model_kind kind);
 SDFLOW_API sdflow_status sdflow_model_kind_from_name(const char *name, sdflow_model_kind *out);
 
-/** Model options (kernel: SDFLOW_OPT_BLOCK_Q, SDFLOW_OPT_BLOCK_Y). */
+/** Typed model options (kernel: SDFLOW_OPT_BLOCK_Q, SDFLOW_OPT_BLOCK_Y;
+ *  mlp: see its constructor). A key the kind does not have gives
+ *  SDFLOW_E_UNSUPPORTED, a value of the wrong type or out of bounds
+ *  SDFLOW_E_INVALID, a NULL model or value pointer SDFLOW_E_INVALID.
+ *  Thread safety: not safe on the same model concurrently with any use of it. */
 SDFLOW_API sdflow_status sdflow_model_set_int(sdflow_model *m, sdflow_option key, long value);
 SDFLOW_API sdflow_status sdflow_model_get_int(const sdflow_model *m, sdflow_option key, long *value);
+SDFLOW_API sdflow_status sdflow_model_set_double(sdflow_model *m, sdflow_option key, double value);
+SDFLOW_API sdflow_status sdflow_model_get_double(const sdflow_model *m, sdflow_option key, double *value);
+SDFLOW_API sdflow_status sdflow_model_set_u64(sdflow_model *m, sdflow_option key, uint64_t value);
+SDFLOW_API sdflow_status sdflow_model_get_u64(const sdflow_model *m, sdflow_option key, uint64_t *value);
 
 /** Evaluates the model at n points and writes output kind @p kind.
  *  @p t entries must lie in the process's valid range ((0, inf) without a process). */

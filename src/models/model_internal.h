@@ -49,6 +49,11 @@ typedef struct sdflow__model_ops {
      * (v: n x K x d) in one pass: Hutchinson probes without forming J v. */
     sdflow_status (*eval_quadform)(sdflow_model *m, const sdflow_process *p, size_t n, const double *x,
                                    const double *t, size_t K, const double *v, double *out, double *q);
+    /* Typed options of every type (sdflow_model_set/get_int/_double/_u64);
+     * value points to a long, double or uint64_t as type says. NULL: the
+     * kind has int options through set_int/get_int only (or none). */
+    sdflow_status (*set_opt)(sdflow_model *m, sdflow_option key, sdflow_option_type type, const void *value);
+    sdflow_status (*get_opt)(const sdflow_model *m, sdflow_option key, sdflow_option_type type, void *value);
 } sdflow__model_ops;
 
 struct sdflow_model {

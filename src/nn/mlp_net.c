@@ -232,6 +232,7 @@ sdflow_status sdflow__mlp_forward(sdflow_ctx *ctx, const sdflow__mlp *net, size_
     double *w;
     if (alloc_ws(ctx, (size_t)nt, per, &w))
         return SDFLOW_E_NOMEM;
+    int blas = sdflow__blas_team_begin(ctx, nt); /* the blocks call GEMMs from our threads */
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (size_t ib = 0; ib < nblk; ib++) {
         blockws b = ws_at(net, 1, w + (size_t)omp_get_thread_num() * per);
@@ -239,6 +240,7 @@ sdflow_status sdflow__mlp_forward(sdflow_ctx *ctx, const sdflow__mlp *net, size_
         block_forward(net, z0, i0, nb, &b);
         memcpy(y + i0 * dout, b.y, nb * dout * sizeof(double));
     }
+    sdflow__blas_team_end(blas);
     sdflow__free(ctx, w);
     return SDFLOW_OK;
 }
@@ -251,6 +253,7 @@ sdflow_status sdflow__mlp_grad_x(sdflow_ctx *ctx, const sdflow__mlp *net, size_t
     double *w;
     if (alloc_ws(ctx, (size_t)nt, per, &w))
         return SDFLOW_E_NOMEM;
+    int blas = sdflow__blas_team_begin(ctx, nt); /* the blocks call GEMMs from our threads */
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (size_t ib = 0; ib < nblk; ib++) {
         double *wt = w + (size_t)omp_get_thread_num() * per, *ones = wt + per - R;
@@ -266,6 +269,7 @@ sdflow_status sdflow__mlp_grad_x(sdflow_ctx *ctx, const sdflow__mlp *net, size_t
                 e[i0 + r] = b.y[r];
         }
     }
+    sdflow__blas_team_end(blas);
     sdflow__free(ctx, w);
     return SDFLOW_OK;
 }
@@ -315,6 +319,7 @@ sdflow_status sdflow__mlp_tangent(sdflow_ctx *ctx, const sdflow__mlp *net, size_
     double *w;
     if (alloc_ws(ctx, (size_t)nt, per, &w))
         return SDFLOW_E_NOMEM;
+    int blas = sdflow__blas_team_begin(ctx, nt); /* the blocks call GEMMs from our threads */
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (size_t ib = 0; ib < nblk; ib++) {
         double *wt = w + (size_t)omp_get_thread_num() * per, *ones = wt + per - R;
@@ -364,6 +369,7 @@ sdflow_status sdflow__mlp_tangent(sdflow_ctx *ctx, const sdflow__mlp *net, size_
             for (size_t r = 0; r < nb; r++)
                 memcpy(primal + (i0 + r) * d, b.zb[0] + r * din, d * sizeof(double));
     }
+    sdflow__blas_team_end(blas);
     sdflow__free(ctx, w);
     return SDFLOW_OK;
 }
