@@ -75,6 +75,8 @@ $(BUILD)/obj/%.o: src/%.c
 $(BUILD)/obj/models/kernel.o: OPTFLAGS += -O3 -ffp-contract=fast -fno-trapping-math -Wno-psabi
 # mixture rows: the restrict-qualified axpy products vectorize at -O3 (GCC -O2 leaves them scalar)
 $(BUILD)/obj/models/gmm.o: OPTFLAGS += -O3
+# MLP SiLU rows: -ffast-math lets GCC call glibc's vector exp (the file has no NaN checks)
+$(BUILD)/obj/nn/mlp_act.o: OPTFLAGS += -O3 -ffast-math
 
 $(SHLIB): $(OBJ) src/libsdflow.map
 	@mkdir -p $(LIBOUT)

@@ -385,25 +385,19 @@ static double *tensor(mlp_model *mm, size_t i, size_t *rows, size_t *cols)
 
 static size_t ntensors(const mlp_model *mm) { return 2 * mm->net.nlayers + (mm->net.nfreq ? 1 : 0); }
 
-sdflow_status sdflow_model_param_count(sdflow_model *m, size_t *count)
+/* The two counts: trainable values (tensors = 0) or named tensors (1). */
+static sdflow_status count_of(sdflow_model *m, size_t *count, int tensors)
 {
     mlp_model *mm;
     sdflow_status st = mlp_of(m, &mm);
     if (st || (st = sdflow__check_ptr(m->ctx, count, "count")))
         return st;
-    *count = mm->net.nparam;
+    *count = tensors ? ntensors(mm) : mm->net.nparam;
     return SDFLOW_OK;
 }
 
-sdflow_status sdflow_model_param_tensors(sdflow_model *m, size_t *count)
-{
-    mlp_model *mm;
-    sdflow_status st = mlp_of(m, &mm);
-    if (st || (st = sdflow__check_ptr(m->ctx, count, "count")))
-        return st;
-    *count = ntensors(mm);
-    return SDFLOW_OK;
-}
+sdflow_status sdflow_model_param_count(sdflow_model *m, size_t *count) { return count_of(m, count, 0); }
+sdflow_status sdflow_model_param_tensors(sdflow_model *m, size_t *count) { return count_of(m, count, 1); }
 
 sdflow_status sdflow_model_param_info(sdflow_model *m, size_t index, const char **name, size_t *rows, size_t *cols)
 {
