@@ -41,7 +41,8 @@ typedef enum sdflow_option {
     SDFLOW_OPT_STEPS = 200,       /**< int: number of (outer) steps */
     SDFLOW_OPT_SIGMA_MAX = 201,   /**< double: largest smoothing of SD flow (0: from the target set) */
     SDFLOW_OPT_FIRST_INDEX = 202, /**< u64: global index of the first sample of this run (sharding) */
-    SDFLOW_OPT_SIGMA_MIN = 203,   /**< double: smallest smoothing of SD flow (0: 2 x median NN distance) */
+    SDFLOW_OPT_SIGMA_MIN = 203,   /**< double: smallest smoothing of SD flow (0: SDFLOW_OPT_SIGMA_MIN_NN, or the
+                                       adaptive stop of docs/sdflow.md) */
     SDFLOW_OPT_T_MIN = 204,       /**< double: final time of reverse-time samplers */
     SDFLOW_OPT_TIME_GRID = 205,   /**< int: sdflow_time_grid */
     SDFLOW_OPT_DENOISE = 206,     /**< int 0/1: final Tweedie denoising step */
@@ -59,6 +60,10 @@ typedef enum sdflow_option {
     SDFLOW_OPT_STREAM = 218,      /**< u64: random stream of this object (default depends on kind) */
     SDFLOW_OPT_BLOCK_Q = 219,     /**< int: query block size of kernel computations (default 256) */
     SDFLOW_OPT_BLOCK_Y = 220,     /**< int: reference block size of kernel computations (default 4096) */
+    SDFLOW_OPT_SIGMA_MIN_NN = 221,/**< double: SD-flow sigma_min as a multiple of the targets' median NN spacing h_NN
+                                       (default 0: adaptive stop where the particles are as far from the targets
+                                       as fresh data; SDFLOW_OPT_SIGMA_MIN, when set, wins) */
+    SDFLOW_OPT_START = 222,       /**< int: sdflow_start, SD-flow start when x_init is NULL (default matched) */
 
     /* adaptive solvers (300..349) */
     SDFLOW_OPT_RTOL = 300,        /**< double: relative tolerance (default 1e-5) */
@@ -115,6 +120,13 @@ typedef enum sdflow_time_grid {
     SDFLOW_GRID_QUADRATIC = 1,  /**< steps shrink quadratically towards t_min */
     SDFLOW_GRID_LOGSNR = 2      /**< uniform in log-SNR */
 } sdflow_time_grid;
+
+/** SD-flow start distributions (SDFLOW_OPT_START), used when x_init is NULL. */
+typedef enum sdflow_start {
+    SDFLOW_START_MATCHED = 0,   /**< N(mean, diag(var)) of the kernel target's samples (other targets: N(0, I)) */
+    SDFLOW_START_NORMAL = 1,    /**< N(0, I) */
+    SDFLOW_START_MODEL = 2      /**< exact samples of the model bound as SDFLOW_ROLE_START (sdflow_model_sample) */
+} sdflow_start;
 
 /** ODE solvers (SDFLOW_OPT_SOLVER). */
 typedef enum sdflow_solver {

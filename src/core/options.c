@@ -49,6 +49,8 @@ static const option_row table[] = {
     { SDFLOW_OPT_STREAM, "stream", SDFLOW_TYPE_U64, 0, U64MAX },
     { SDFLOW_OPT_BLOCK_Q, "block_q", SDFLOW_TYPE_INT, 1, 1 << 20 },
     { SDFLOW_OPT_BLOCK_Y, "block_y", SDFLOW_TYPE_INT, 1, 1 << 24 },
+    { SDFLOW_OPT_SIGMA_MIN_NN, "sigma_min_nn", SDFLOW_TYPE_DOUBLE, 0, 1e6 },
+    { SDFLOW_OPT_START, "start", SDFLOW_TYPE_INT, 0, 2 },
     { SDFLOW_OPT_RTOL, "rtol", SDFLOW_TYPE_DOUBLE, 1e-14, 1 },
     { SDFLOW_OPT_ATOL, "atol", SDFLOW_TYPE_DOUBLE, 1e-14, 1 },
     { SDFLOW_OPT_PROBES, "probes", SDFLOW_TYPE_INT, 1, 1e6 },

@@ -32,6 +32,18 @@ void sdflow__process_range(const sdflow_process *p, double *lo, double *hi);
 sdflow_status sdflow__check_times(sdflow_ctx *ctx, const sdflow_process *p, size_t n, const double *t,
                                   const char *name);
 
+/* Log-SNR lambda(t) = log(alpha^2 / sigma^2), decreasing in t for every
+ * process (schedule.c). */
+double sdflow__process_log_snr(const sdflow_process *p, double t);
+/* Time of log-SNR lambda: closed-form inverse of each process's schedule,
+ * clamped to [t_eps, T]. */
+double sdflow__process_time_of_log_snr(const sdflow_process *p, double lam);
+/* Fills grid[0..steps] with the times of a sdflow_time_grid kind from t_from
+ * to t_to (either direction): grid[0] = t_from, grid[steps] = t_to exactly.
+ * Quadratic and log-SNR grids are dense at the smaller time. */
+void sdflow__process_time_grid(const sdflow_process *p, int kind, long steps, double t_from, double t_to,
+                               double *grid);
+
 /* Every conversion between parameterizations is affine in (value, x):
  * to_score:   score = a * value + b * x
  * from_score: value = a * score + b * x

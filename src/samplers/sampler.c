@@ -48,6 +48,8 @@ static const sdflow__opt_slot slots[] = {
     SLOT(SDFLOW_OPT_EVAL_NOISY, K_SDF, eval_noisy),
     SLOT(SDFLOW_OPT_BLOCK_Q, K_SDF, block_q),
     SLOT(SDFLOW_OPT_BLOCK_Y, K_SDF, block_y),
+    SLOT(SDFLOW_OPT_SIGMA_MIN_NN, K_SDF, sigma_min_nn),
+    SLOT(SDFLOW_OPT_START, K_SDF, start),
 };
 
 sdflow_status sdflow_sampler_create(sdflow_ctx *ctx, sdflow_sampler_kind kind, sdflow_sampler **out)
@@ -100,7 +102,7 @@ sdflow_status sdflow_sampler_set_model(sdflow_sampler *s, sdflow_role role, sdfl
 {
     if (!s)
         return SDFLOW_E_INVALID;
-    if (role < SDFLOW_ROLE_SCORE || role > SDFLOW_ROLE_SOURCE)
+    if (role < SDFLOW_ROLE_SCORE || role > SDFLOW_ROLE_START)
         return sdflow__fail(s->ctx, SDFLOW_E_INVALID, "unknown model role %d", (int)role);
     int sdf = s->kind == SDFLOW_SAMPLER_SDFLOW;
     if (sdf != (role != SDFLOW_ROLE_SCORE))
@@ -113,20 +115,8 @@ sdflow_status sdflow_sampler_set_model(sdflow_sampler *s, sdflow_role role, sdfl
     return st;
 }
 
-/* set_option(), get_option() and the typed accessors but sdflow_sampler_get_double() */
-SDFLOW__DEFINE_TYPED_OPTIONS(sdflow_sampler, sdflow_sampler, "sampler")
-
-sdflow_status sdflow_sampler_get_double(const sdflow_sampler *s, sdflow_option key, double *value)
-{
-    sdflow_status st = get_option(s, key, SDFLOW_TYPE_DOUBLE, value);
-    if (!st && key == SDFLOW_OPT_T_MIN && s->proc) /* the resolved default */
-        *value = sdflow__sampler_t_min(s);
-    if (!st && key == SDFLOW_OPT_T_START && s->proc)
-        *value = sdflow__sampler_t_start(s);
-    return st;
-}
-
-double sdflow__sampler_t_min(const sdflow_sampler *s)
+/* Resolved t_min / t_start of the bound process. */
+static double resolved_t_min(const sdflow_sampler *s)
 {
     if (!isnan(s->t_min))
         return s->t_min;
@@ -134,53 +124,22 @@ double sdflow__sampler_t_min(const sdflow_sampler *s)
     return t < s->proc->t_eps ? s->proc->t_eps : t;
 }
 
-double sdflow__sampler_t_start(const sdflow_sampler *s)
+static double resolved_t_start(const sdflow_sampler *s)
 {
     return isnan(s->t_start) ? s->proc->t_max : s->t_start;
 }
 
-/* Log-SNR lambda(t) = log(alpha^2 / sigma^2), decreasing in t for every process. */
-static double log_snr(const sdflow_process *p, double t)
-{
-    sdflow__coef c;
-    sdflow__process_coef(p, t, &c);
-    return 2 * (log(c.alpha) - log(c.sigma));
-}
+/* set_option(), get_option() and the typed accessors but sdflow_sampler_get_double() */
+SDFLOW__DEFINE_TYPED_OPTIONS(sdflow_sampler, sdflow_sampler, "sampler")
 
-void sdflow__sampler_grid(const sdflow_sampler *s, long steps, double t_from, double t_to, double *grid)
+sdflow_status sdflow_sampler_get_double(const sdflow_sampler *s, sdflow_option key, double *value)
 {
-    double hi = fmax(t_from, t_to), lo = fmin(t_from, t_to);
-    double l_hi = 0, l_lo = 0;
-    if (s->time_grid == SDFLOW_GRID_LOGSNR) {
-        l_hi = log_snr(s->proc, hi);
-        l_lo = log_snr(s->proc, lo);
-    }
-    /* built from hi down to lo, reversed below when t_from < t_to */
-    for (long k = 0; k <= steps; k++) {
-        double u = (double)k / (double)steps, t;
-        if (s->time_grid == SDFLOW_GRID_QUADRATIC) {
-            t = lo + (hi - lo) * (1 - u) * (1 - u);
-        } else if (s->time_grid == SDFLOW_GRID_LOGSNR && l_hi < l_lo) {
-            double target = l_hi + u * (l_lo - l_hi), a = lo, b = hi;
-            for (int it = 0; it < 200 && b - a > 1e-15 * b; it++) { /* bisection: lambda is monotone */
-                double mid = 0.5 * (a + b);
-                if (log_snr(s->proc, mid) > target)
-                    a = mid;
-                else
-                    b = mid;
-            }
-            t = 0.5 * (a + b);
-        } else {
-            t = hi - u * (hi - lo);
-        }
-        grid[k] = k == 0 ? hi : k == steps ? lo : t;
-    }
-    if (t_from < t_to)
-        for (long k = 0; k < steps - k; k++) {
-            double tmp = grid[k];
-            grid[k] = grid[steps - k];
-            grid[steps - k] = tmp;
-        }
+    sdflow_status st = get_option(s, key, SDFLOW_TYPE_DOUBLE, value);
+    if (!st && key == SDFLOW_OPT_T_MIN && s->proc) /* the resolved default */
+        *value = resolved_t_min(s);
+    if (!st && key == SDFLOW_OPT_T_START && s->proc)
+        *value = resolved_t_start(s);
+    return st;
 }
 
 sdflow_status sdflow_sampler_get_stat(const sdflow_sampler *s, sdflow_stat stat, double *value)
@@ -194,7 +153,8 @@ sdflow_status sdflow_sampler_get_stat(const sdflow_sampler *s, sdflow_stat stat,
 }
 
 /* Checks bindings, sizes and inputs common to run and transport. */
-static sdflow_status check_run(sdflow_sampler *s, size_t n, const double *x_in, double *x_out, size_t *d)
+static sdflow_status check_run(sdflow_sampler *s, size_t n, const double *x_in, double *x_out, size_t *d,
+                               int run)
 {
     sdflow_ctx *ctx = s->ctx;
     int sdf = s->kind == SDFLOW_SAMPLER_SDFLOW;
@@ -213,8 +173,8 @@ static sdflow_status check_run(sdflow_sampler *s, size_t n, const double *x_in, 
         return st;
     if (x_in && (st = sdflow__check_finite(ctx, x_in, n, *d, "x_init")))
         return st;
-    if (!sdf) {
-        double lo = s->proc->t_eps, hi = s->proc->t_max, t0 = sdflow__sampler_t_min(s), t1 = sdflow__sampler_t_start(s);
+    if (!sdf && run) { /* t_min and t_start are run's interval; transport gets its own */
+        double lo = s->proc->t_eps, hi = s->proc->t_max, t0 = resolved_t_min(s), t1 = resolved_t_start(s);
         if (t0 < lo || t1 > hi || !(t0 < t1))
             return sdflow__fail(ctx, SDFLOW_E_INVALID, "need t_eps=%g <= t_min=%g < t_start=%g <= T=%g", lo, t0, t1,
                                 hi);
@@ -223,6 +183,27 @@ static sdflow_status check_run(sdflow_sampler *s, size_t n, const double *x_in, 
         return sdflow__fail(ctx, SDFLOW_E_INVALID, "sigma_min=%g must be <= sigma_max=%g", s->sigma_min,
                             s->sigma_max);
     memset(s->stats, 0, sizeof s->stats);
+    return SDFLOW_OK;
+}
+
+/* Resolves the times of a run or transport from t_from to t_to; the grid
+ * (freed by the caller) is built for the kinds that step on one. */
+static sdflow_status make_plan(sdflow_sampler *s, double t_from, double t_to, sdflow__sampler_plan *plan,
+                               double **grid)
+{
+    plan->what = sdflow_sampler_kind_name(s->kind);
+    plan->t_from = t_from;
+    plan->t_to = t_to;
+    plan->grid = *grid = NULL;
+    int stepped = s->kind == SDFLOW_SAMPLER_REVERSE_SDE || s->kind == SDFLOW_SAMPLER_PC ||
+                  (s->kind == SDFLOW_SAMPLER_PF_ODE && s->solver != SDFLOW_SOLVER_DOPRI5);
+    if (!stepped)
+        return SDFLOW_OK;
+    *grid = sdflow__alloc_array(s->ctx, (size_t)s->steps + 1, sizeof(double), "time grid");
+    if (!*grid)
+        return SDFLOW_E_NOMEM;
+    sdflow__process_time_grid(s->proc, (int)s->time_grid, s->steps, t_from, t_to, *grid);
+    plan->grid = *grid;
     return SDFLOW_OK;
 }
 
@@ -235,7 +216,7 @@ static sdflow_status denoise(sdflow_sampler *s, size_t n, size_t d, double *x)
     double *x0 = sdflow__alloc_array(ctx, n, d * sizeof(double), "denoised samples");
     sdflow_status st = SDFLOW_E_NOMEM;
     if (t && x0) {
-        double tm = sdflow__sampler_t_min(s);
+        double tm = resolved_t_min(s);
         for (size_t i = 0; i < n; i++)
             t[i] = tm;
         st = sdflow_model_eval(s->model[SDFLOW_ROLE_SCORE], s->proc, n, x, t, SDFLOW_OUT_X0, x0);
@@ -253,28 +234,29 @@ sdflow_status sdflow_sampler_run(sdflow_sampler *s, size_t n, const double *x_in
     if (!s)
         return SDFLOW_E_INVALID;
     size_t d;
-    sdflow_status st = check_run(s, n, x_init, x_out, &d);
+    sdflow_status st = check_run(s, n, x_init, x_out, &d, 1);
     if (st)
         return st;
     if (x_init) {
         if (x_out != x_init)
             memmove(x_out, x_init, n * d * sizeof *x_out);
     } else if (s->kind == SDFLOW_SAMPLER_SDFLOW) {
-        for (size_t i = 0; i < n; i++)
-            sdflow__rng_normal_row(s->ctx->seed, sdflow__stream(s->stream, 0x696e6974ull /* "init" */, 0),
-                                   s->first_index + i, 0, d, x_out + i * d);
+        return sdflow__sdflow_run(s, NULL, n, 1, x_out); /* draws its own start */
     } else if ((st = sdflow_process_prior_sample(s->proc, sdflow__stream(s->stream, 0x696e6974ull, 0),
                                                  s->first_index, n, d, x_out))) {
         return st;
     }
-    switch (s->kind) {
-    case SDFLOW_SAMPLER_REVERSE_SDE:
-    case SDFLOW_SAMPLER_PC: st = sdflow__sde_run(s, n, x_out); break;
-    case SDFLOW_SAMPLER_PF_ODE:
-        st = sdflow__ode_run(s, n, sdflow__sampler_t_start(s), sdflow__sampler_t_min(s), x_out);
-        break;
-    case SDFLOW_SAMPLER_SDFLOW: return sdflow__sdflow_run(s, n, x_out);
-    }
+    if (s->kind == SDFLOW_SAMPLER_SDFLOW)
+        return sdflow__sdflow_run(s, NULL, n, 0, x_out);
+    sdflow__sampler_plan plan;
+    double *grid;
+    if ((st = make_plan(s, resolved_t_start(s), resolved_t_min(s), &plan, &grid)))
+        return st;
+    if (s->kind == SDFLOW_SAMPLER_PF_ODE)
+        st = sdflow__ode_run(s, &plan, n, x_out);
+    else
+        st = sdflow__sde_run(s, &plan, n, x_out);
+    sdflow__free(s->ctx, grid);
     if (!st && s->denoise)
         st = denoise(s, n, d, x_out);
     return st;
@@ -289,14 +271,20 @@ sdflow_status sdflow_sampler_transport(sdflow_sampler *s, size_t n, double t_fro
         return sdflow__fail(s->ctx, SDFLOW_E_UNSUPPORTED, "transport needs a pf_ode sampler, not %s",
                             sdflow_sampler_kind_name(s->kind));
     size_t d;
-    sdflow_status st = check_run(s, n, x_in, x_out, &d);
+    sdflow_status st = check_run(s, n, x_in, x_out, &d, 0);
     if (st || (st = sdflow__check_ptr(s->ctx, x_in, "x_in")))
         return st;
     double lo = s->proc->t_eps, hi = s->proc->t_max;
     if (!(t_from >= lo && t_from <= hi && t_to >= lo && t_to <= hi) || t_from == t_to)
         return sdflow__fail(s->ctx, SDFLOW_E_INVALID, "t_from=%g and t_to=%g must differ and lie in [%g, %g]", t_from,
                             t_to, lo, hi);
+    sdflow__sampler_plan plan;
+    double *grid;
+    if ((st = make_plan(s, t_from, t_to, &plan, &grid)))
+        return st;
     if (x_out != x_in)
         memmove(x_out, x_in, n * d * sizeof *x_out);
-    return sdflow__ode_run(s, n, t_from, t_to, x_out);
+    st = sdflow__ode_run(s, &plan, n, x_out);
+    sdflow__free(s->ctx, grid);
+    return st;
 }
