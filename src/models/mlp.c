@@ -119,8 +119,8 @@ static sdflow_status materialize(sdflow_model *m)
         sdflow__rng_uniform_row(m->ctx->seed, stream, 2 * l + 1, 0, net->out[l], w + nw);
         for (size_t j = 0; j < nw + net->out[l]; j++)
             w[j] = (2.0 * w[j] - 1.0) * bound;
-        snprintf(mm->names[2 * l], NAME_LEN, "layers.%zu.weight", l);
-        snprintf(mm->names[2 * l + 1], NAME_LEN, "layers.%zu.bias", l);
+        snprintf(mm->names[2 * l], NAME_LEN, "layers.%u.weight", (unsigned)l);
+        snprintf(mm->names[2 * l + 1], NAME_LEN, "layers.%u.bias", (unsigned)l);
     }
     snprintf(mm->names[2 * net->nlayers], NAME_LEN, "time_embed.freqs");
     for (size_t k = 0; k < net->nfreq; k++)
