@@ -23,8 +23,10 @@ typedef enum sdflow_option {
     /* ctx (100..149) */
     SDFLOW_CTX_SEED = 100,        /**< u64: base seed of every random stream (default 0) */
     SDFLOW_CTX_THREADS = 101,     /**< int 1..256: threads of libsdflow's own loops (default 1).
-                                       OpenBLAS's own pool is process-global and left alone. */
+                                       OpenBLAS's own pool is process-global; see SDFLOW_CTX_BLAS_POOL. */
     SDFLOW_CTX_LOG_LEVEL = 102,   /**< int 0..4: most verbose level sent to the log callback (default 2) */
+    SDFLOW_CTX_BLAS_POOL = 103,   /**< int sdflow_blas_pool: who threads the GEMMs that libsdflow's
+                                       own parallel loops issue (default SDFLOW_BLAS_POOL_HOST) */
 
     /* process (150..199) */
     SDFLOW_PROC_BETA_MIN = 150,   /**< double: VP/sub-VP beta(0) (default 0.1) */

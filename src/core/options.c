@@ -20,6 +20,7 @@ static const option_row table[] = {
     { SDFLOW_CTX_SEED, "seed", SDFLOW_TYPE_U64, 0, U64MAX },
     { SDFLOW_CTX_THREADS, "threads", SDFLOW_TYPE_INT, 1, 256 },
     { SDFLOW_CTX_LOG_LEVEL, "log_level", SDFLOW_TYPE_INT, 0, 4 },
+    { SDFLOW_CTX_BLAS_POOL, "blas_pool", SDFLOW_TYPE_INT, 0, 1 },
     { SDFLOW_PROC_BETA_MIN, "beta_min", SDFLOW_TYPE_DOUBLE, 0, 1e4 },
     { SDFLOW_PROC_BETA_MAX, "beta_max", SDFLOW_TYPE_DOUBLE, 1e-6, 1e4 },
     { SDFLOW_PROC_SIGMA_MIN, "proc_sigma_min", SDFLOW_TYPE_DOUBLE, 1e-12, 1e12 },

@@ -10,7 +10,7 @@
 #include "mlp_internal.h"
 
 #define MLP_ENERGY 5
-#define NAME_LEN 32
+#define NAME_LEN 48 /* "layers.<size_t>.weight" fits in 35 bytes */
 
 typedef struct mlp_model {
     sdflow__mlp net;

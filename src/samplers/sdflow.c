@@ -52,8 +52,8 @@ static sdflow_status side_eval(run *r, const side *sd, double sigma, double *out
         for (size_t i = 0; i < n; i++)
             for (size_t j = 0; j < d; j++)
                 r->q[i * d + j] = r->xq[i * d + j] - k->c[j];
-        sdflow__kernel_sums(k, n, r->q, NULL, 1.0 / (sigma * sigma), sd->self_off, r->bq, r->by, r->nt, r->work,
-                            r->mx, r->sum, out);
+        sdflow__kernel_sums(r->ctx, k, n, r->q, NULL, 1.0 / (sigma * sigma), sd->self_off, r->bq, r->by, r->nt,
+                            r->work, r->mx, r->sum, out);
         for (size_t i = 0; i < n; i++)
             for (size_t j = 0; j < d; j++)
                 out[i * d + j] = k->c[j] + out[i * d + j] / r->sum[i];
