@@ -52,6 +52,8 @@ OPTFLAGS ?= -O2 -g
 KERNEL_OPTFLAGS ?= -O3 -ffp-contract=fast -fno-trapping-math
 # mixture rows: the restrict-qualified axpy products vectorize at -O3 (GCC -O2 leaves them scalar)
 MIXTURE_OPTFLAGS ?= -O3
+# MLP SiLU rows: -ffast-math lets GCC call glibc's vector exp (src/nn/mlp_act.c has no NaN checks)
+MLP_ACT_OPTFLAGS ?= -O3 -ffast-math
 WERROR ?= 1
 # pkg-config name of the BLAS (also written to sdflow.pc as Requires.private).
 BLAS_PC ?= openblas
@@ -90,6 +92,7 @@ $(BUILD)/obj/%.o: src/%.c
 	$(CC) $(LIB_CFLAGS) $(FILE_OPTFLAGS) -MMD -MP -c $< -o $@
 $(BUILD)/obj/models/kernel.o: FILE_OPTFLAGS = $(KERNEL_OPTFLAGS) -Wno-psabi
 $(BUILD)/obj/models/gmm.o: FILE_OPTFLAGS = $(MIXTURE_OPTFLAGS)
+$(BUILD)/obj/nn/mlp_act.o: FILE_OPTFLAGS = $(MLP_ACT_OPTFLAGS)
 
 $(SHLIB): $(OBJ) src/libsdflow.map
 	@mkdir -p $(LIBOUT)

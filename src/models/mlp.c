@@ -119,8 +119,8 @@ static sdflow_status materialize(sdflow_model *m)
         sdflow__rng_uniform_row(m->ctx->seed, stream, 2 * l + 1, 0, net->out[l], w + nw);
         for (size_t j = 0; j < nw + net->out[l]; j++)
             w[j] = (2.0 * w[j] - 1.0) * bound;
-        snprintf(mm->names[2 * l], NAME_LEN, "layers.%zu.weight", l);
-        snprintf(mm->names[2 * l + 1], NAME_LEN, "layers.%zu.bias", l);
+        snprintf(mm->names[2 * l], NAME_LEN, "layers.%u.weight", (unsigned)l);
+        snprintf(mm->names[2 * l + 1], NAME_LEN, "layers.%u.bias", (unsigned)l);
     }
     snprintf(mm->names[2 * net->nlayers], NAME_LEN, "time_embed.freqs");
     for (size_t k = 0; k < net->nfreq; k++)
@@ -385,25 +385,19 @@ static double *tensor(mlp_model *mm, size_t i, size_t *rows, size_t *cols)
 
 static size_t ntensors(const mlp_model *mm) { return 2 * mm->net.nlayers + (mm->net.nfreq ? 1 : 0); }
 
-sdflow_status sdflow_model_param_count(sdflow_model *m, size_t *count)
+/* The two counts: trainable values (tensors = 0) or named tensors (1). */
+static sdflow_status count_of(sdflow_model *m, size_t *count, int tensors)
 {
     mlp_model *mm;
     sdflow_status st = mlp_of(m, &mm);
     if (st || (st = sdflow__check_ptr(m->ctx, count, "count")))
         return st;
-    *count = mm->net.nparam;
+    *count = tensors ? ntensors(mm) : mm->net.nparam;
     return SDFLOW_OK;
 }
 
-sdflow_status sdflow_model_param_tensors(sdflow_model *m, size_t *count)
-{
-    mlp_model *mm;
-    sdflow_status st = mlp_of(m, &mm);
-    if (st || (st = sdflow__check_ptr(m->ctx, count, "count")))
-        return st;
-    *count = ntensors(mm);
-    return SDFLOW_OK;
-}
+sdflow_status sdflow_model_param_count(sdflow_model *m, size_t *count) { return count_of(m, count, 0); }
+sdflow_status sdflow_model_param_tensors(sdflow_model *m, size_t *count) { return count_of(m, count, 1); }
 
 sdflow_status sdflow_model_param_info(sdflow_model *m, size_t index, const char **name, size_t *rows, size_t *cols)
 {

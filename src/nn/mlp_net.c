@@ -8,6 +8,7 @@
 #include <math.h>
 #include <omp.h>
 #include <string.h>
+#include "mlp_act.h"
 #include "mlp_net.h"
 
 #define R SDFLOW__MLP_ROWS
@@ -114,6 +115,20 @@ static void grad_acc(size_t out, size_t in, const double *A, const double *Z, si
                 gb[j] += A[r * out + j];
 }
 
+/* dst (R x w) = rows 0..nb-1 of src, then zero rows: the fixed block shape. */
+static void load_rows(double *dst, const double *src, size_t nb, size_t w)
+{
+    memcpy(dst, src, nb * w * sizeof(double));
+    memset(dst + nb * w, 0, (R - nb) * w * sizeof(double));
+}
+
+/* The first d columns of nb rows of src (leading dimension ld) to dst (nb x d). */
+static void store_cols(double *dst, const double *src, size_t nb, size_t ld, size_t d)
+{
+    for (size_t r = 0; r < nb; r++)
+        memcpy(dst + r * d, src + r * ld, d * sizeof(double));
+}
+
 /* Per-block workspace: primal cache, then tangent and adjoint buffers. */
 typedef struct blockws {
     double *z[SDFLOW__MLP_MAXLAYERS + 1]; /* z_l: R x in_l; z_L: R x width */
@@ -159,8 +174,7 @@ static blockws ws_at(const sdflow__mlp *net, size_t K, double *w)
 static void block_forward(const sdflow__mlp *net, const double *z0, size_t i0, size_t nb, blockws *b)
 {
     size_t din = net->d_in, W = net->width, L = net->depth;
-    memcpy(b->z[0], z0 + i0 * din, nb * din * sizeof(double));
-    memset(b->z[0] + nb * din, 0, (R - nb) * din * sizeof(double));
+    load_rows(b->z[0], z0 + i0 * din, nb, din);
     for (size_t l = 0; l < L; l++) {
         const double *Wl = net->theta + net->woff[l], *bl = net->theta + net->boff[l];
         gemm_nt(R, W, net->in[l], b->z[l], net->in[l], Wl, net->in[l], b->a[l], W);
@@ -170,18 +184,7 @@ static void block_forward(const sdflow__mlp *net, const double *z0, size_t i0, s
             for (size_t j = 0; j < W; j++)
                 a[r * W + j] += bl[j];
         if (net->act == SDFLOW__ACT_SILU) {
-            /* a / (1 + e^-a) with the library's vectorized exp (<= 2 ulp; half the
-             * forward's time went to scalar libm exp): e^-a overflowing to its
-             * clamp gives a / huge ~ 0, the right limit */
-            double *e = b->t0;
-            for (size_t q = 0; q < R * W; q++)
-                e[q] = -a[q];
-            sdflow_kernel_exp(R * W, e, e);
-            for (size_t q = 0; q < R * W; q++) {
-                double sg = 1.0 / (1.0 + e[q]);
-                z[q] = a[q] * sg + (res ? b->z[l][q] : 0.0);
-                d1[q] = sg * (1.0 + a[q] * (1.0 - sg));
-            }
+            sdflow__mlp_silu_rows(R * W, a, res ? b->z[l] : NULL, z, d1);
         } else {
             for (size_t q = 0; q < R * W; q++) {
                 double s;
@@ -219,6 +222,13 @@ static void block_reverse(const sdflow__mlp *net, blockws *b, const double *ybar
     }
 }
 
+/* Threads for n rows (the ctx's rule counts rows), at most one per block. */
+static int threads(const sdflow_ctx *ctx, size_t n, size_t nblk)
+{
+    int nt = sdflow__threads_for(ctx, n);
+    return (size_t)nt > nblk ? (int)nblk : nt;
+}
+
 static sdflow_status alloc_ws(sdflow_ctx *ctx, size_t nthreads, size_t per, double **w)
 {
     *w = sdflow__alloc_array(ctx, nthreads, per * sizeof(double), "MLP workspace");
@@ -228,7 +238,7 @@ static sdflow_status alloc_ws(sdflow_ctx *ctx, size_t nthreads, size_t per, doub
 sdflow_status sdflow__mlp_forward(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n, const double *z0, double *y)
 {
     size_t nblk = (n + R - 1) / R, per = ws_size(net, 1), dout = net->d_out;
-    int nt = sdflow__threads_for(ctx, nblk);
+    int nt = threads(ctx, n, nblk);
     double *w;
     if (alloc_ws(ctx, (size_t)nt, per, &w))
         return SDFLOW_E_NOMEM;
@@ -249,7 +259,7 @@ sdflow_status sdflow__mlp_grad_x(sdflow_ctx *ctx, const sdflow__mlp *net, size_t
                                  double *g)
 {
     size_t nblk = (n + R - 1) / R, per = ws_size(net, 1) + R, d = net->d, din = net->d_in;
-    int nt = sdflow__threads_for(ctx, nblk);
+    int nt = threads(ctx, n, nblk);
     double *w;
     if (alloc_ws(ctx, (size_t)nt, per, &w))
         return SDFLOW_E_NOMEM;
@@ -263,11 +273,9 @@ sdflow_status sdflow__mlp_grad_x(sdflow_ctx *ctx, const sdflow__mlp *net, size_t
             ones[r] = 1.0;
         block_forward(net, z0, i0, nb, &b);
         block_reverse(net, &b, ones, NULL);
-        for (size_t r = 0; r < nb; r++) {
-            memcpy(g + (i0 + r) * d, b.zb[0] + r * din, d * sizeof(double));
-            if (e)
-                e[i0 + r] = b.y[r];
-        }
+        store_cols(g + i0 * d, b.zb[0], nb, din, d);
+        for (size_t r = 0; r < nb && e; r++)
+            e[i0 + r] = b.y[r];
     }
     sdflow__blas_team_end(blas);
     sdflow__free(ctx, w);
@@ -283,8 +291,7 @@ static const double *block_tangent_fwd(const sdflow__mlp *net, blockws *b, size_
     const double *W0 = net->theta + net->woff[0];
     if (v) {
         double *vb = b->t1; /* R K x d, zero-padded */
-        memcpy(vb, v + i0 * K * d, nb * K * d * sizeof(double));
-        memset(vb + nb * K * d, 0, (R - nb) * K * d * sizeof(double));
+        load_rows(vb, v + i0 * K * d, nb, K * d);
         gemm_nt(RK, W, d, vb, d, W0, din, b->ta[0], W);
     } else {
         for (size_t r = 0; r < R; r++)
@@ -315,7 +322,7 @@ sdflow_status sdflow__mlp_tangent(sdflow_ctx *ctx, const sdflow__mlp *net, size_
 {
     size_t nblk = (n + R - 1) / R, per = ws_size(net, K) + R, d = net->d, din = net->d_in, W = net->width;
     size_t L = net->depth, RK = R * K;
-    int nt = sdflow__threads_for(ctx, nblk), energy = net->d_out == 1;
+    int nt = threads(ctx, n, nblk), energy = net->d_out == 1;
     double *w;
     if (alloc_ws(ctx, (size_t)nt, per, &w))
         return SDFLOW_E_NOMEM;
@@ -366,8 +373,7 @@ sdflow_status sdflow__mlp_tangent(sdflow_ctx *ctx, const sdflow__mlp *net, size_
             memcpy(zbd, nz, RK * W * sizeof(double));
         }
         if (primal)
-            for (size_t r = 0; r < nb; r++)
-                memcpy(primal + (i0 + r) * d, b.zb[0] + r * din, d * sizeof(double));
+            store_cols(primal + i0 * d, b.zb[0], nb, din, d);
     }
     sdflow__blas_team_end(blas);
     sdflow__free(ctx, w);
@@ -386,12 +392,10 @@ sdflow_status sdflow__mlp_backward(sdflow_ctx *ctx, const sdflow__mlp *net, size
     for (size_t i0 = 0; i0 < n; i0 += R) {
         size_t nb = n - i0 < R ? n - i0 : R;
         block_forward(net, z0, i0, nb, &b);
-        memcpy(yb, ybar + i0 * dout, nb * dout * sizeof(double));
-        memset(yb + nb * dout, 0, (R - nb) * dout * sizeof(double));
+        load_rows(yb, ybar + i0 * dout, nb, dout);
         block_reverse(net, &b, yb, gtheta);
         if (gx)
-            for (size_t r = 0; r < nb; r++)
-                memcpy(gx + (i0 + r) * d, b.zb[0] + r * din, d * sizeof(double));
+            store_cols(gx + i0 * d, b.zb[0], nb, din, d);
     }
     sdflow__free(ctx, w);
     return SDFLOW_OK;
@@ -436,8 +440,7 @@ sdflow_status sdflow__mlp_bilinear_grad(sdflow_ctx *ctx, const sdflow__mlp *net,
                 zdots[l + 1][q] = s1 * b.ta[l][q] + (res ? zdots[l][q] : 0.0);
             }
         }
-        memcpy(abuf, a + i0 * dout, nb * dout * sizeof(double));
-        memset(abuf + nb * dout, 0, (R - nb) * dout * sizeof(double));
+        load_rows(abuf, a + i0 * dout, nb, dout);
         /* reverse: y-dot-bar = a; y itself is not in the loss */
         const double *WL = net->theta + net->woff[L];
         gemm_nn(R, dout, W, abuf, WL, W, zdb, W);
