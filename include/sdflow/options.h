@@ -58,6 +58,12 @@ typedef enum sdflow_option {
     SDFLOW_OPT_STREAM = 218,      /**< u64: random stream of this object (default depends on kind) */
     SDFLOW_OPT_BLOCK_Q = 219,     /**< int: query block size of kernel computations (default 256) */
     SDFLOW_OPT_BLOCK_Y = 220,     /**< int: reference block size of kernel computations (default 4096) */
+    SDFLOW_OPT_ETA = 221,         /**< double: noise level of DDIM (default 0) and DPM-Solver++ SDE samplers (default 1) */
+    SDFLOW_OPT_S_CHURN = 222,     /**< double: EDM Heun churn S_churn (default 0: deterministic) */
+    SDFLOW_OPT_S_TMIN = 223,      /**< double: EDM churn only where sigma/alpha >= S_tmin (default 0) */
+    SDFLOW_OPT_S_TMAX = 224,      /**< double: EDM churn only where sigma/alpha <= S_tmax (default inf) */
+    SDFLOW_OPT_S_NOISE = 225,     /**< double: noise scale of DDIM, DPM-Solver++ SDE and EDM churn (default 1) */
+    SDFLOW_OPT_RHO = 226,         /**< double: exponent rho of SDFLOW_GRID_KARRAS (default 7) */
 
     /* adaptive solvers (300..349) */
     SDFLOW_OPT_RTOL = 300,        /**< double: relative tolerance (default 1e-5) */
@@ -91,7 +97,9 @@ typedef enum sdflow_option_type {
 typedef enum sdflow_time_grid {
     SDFLOW_GRID_UNIFORM = 0,    /**< t_k = T - k (T - t_min)/N */
     SDFLOW_GRID_QUADRATIC = 1,  /**< steps shrink quadratically towards t_min */
-    SDFLOW_GRID_LOGSNR = 2      /**< uniform in log-SNR */
+    SDFLOW_GRID_LOGSNR = 2,     /**< uniform in log-SNR */
+    SDFLOW_GRID_KARRAS = 3,     /**< Karras et al. 2022: uniform in (sigma/alpha)^(1/rho), t = sigma^-1 of the process */
+    SDFLOW_GRID_CUSTOM = 4      /**< the times given to sdflow_sampler_set_time_grid() */
 } sdflow_time_grid;
 
 /** ODE solvers (SDFLOW_OPT_SOLVER). */

@@ -31,6 +31,15 @@ void sdflow__process_range(const sdflow_process *p, double *lo, double *hi);
 sdflow_status sdflow__check_times(sdflow_ctx *ctx, const sdflow_process *p, size_t n, const double *t,
                                   const char *name);
 
+/* sigma~(t) = sigma / alpha, strictly increasing in t (sigma_inv.c). */
+double sdflow__process_sigma_ratio(const sdflow_process *p, double t);
+/* The t in [lo, hi] with sigma~(t) = ratio (clamped to the ends). */
+double sdflow__process_t_of_ratio(const sdflow_process *p, double ratio, double lo, double hi);
+/* Karras rho-grid grid[0..steps] from t = hi down to t = lo: uniform in
+ * sigma~^(1/rho), mapped to t through the inverse of sigma~. */
+void sdflow__process_karras_grid(const sdflow_process *p, long steps, double hi, double lo, double rho,
+                                 double *grid);
+
 /* Every conversion between parameterizations is affine in (value, x):
  * to_score:   score = a * value + b * x
  * from_score: value = a * score + b * x

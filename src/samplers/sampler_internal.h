@@ -22,6 +22,9 @@ struct sdflow_sampler {
     uint64_t first_index, stream;
     double sigma_max, sigma_min, step_frac, noise;
     long inner_steps, self_exclude, eval_noisy, block_q, block_y;
+    double eta, s_churn, s_tmin, s_tmax, s_noise, rho; /* few-step samplers, Karras grid */
+    double *custom;                 /* SDFLOW_GRID_CUSTOM times, decreasing (owned) */
+    size_t ncustom;
     /* statistics of the last run */
     double stats[SDFLOW__NSTATS];
 };
@@ -32,6 +35,9 @@ struct sdflow_sampler {
 sdflow_status sdflow__sde_run(sdflow_sampler *s, size_t n, double *x);      /* REVERSE_SDE and PC */
 sdflow_status sdflow__ode_run(sdflow_sampler *s, size_t n, double t_from, double t_to, double *x); /* PF_ODE */
 sdflow_status sdflow__sdflow_run(sdflow_sampler *s, size_t n, double *x);   /* SDFLOW */
+sdflow_status sdflow__ddim_run(sdflow_sampler *s, size_t n, double *x);     /* DDIM */
+sdflow_status sdflow__dpmpp_run(sdflow_sampler *s, size_t n, double *x);    /* DPMPP_2M, _3M, _2M_SDE, _3M_SDE */
+sdflow_status sdflow__edm_run(sdflow_sampler *s, size_t n, double *x);      /* EDM_HEUN */
 
 /* Resolved t_min / t_start of the bound process. */
 double sdflow__sampler_t_min(const sdflow_sampler *s);
@@ -39,7 +45,8 @@ double sdflow__sampler_t_start(const sdflow_sampler *s);
 
 /* Fills grid[0..steps] with the times of the SDFLOW_OPT_TIME_GRID kind from
  * t_from to t_to (either direction): grid[0] = t_from, grid[steps] = t_to
- * exactly. Quadratic and log-SNR grids are dense at the smaller time. */
+ * exactly. Quadratic, log-SNR and Karras grids are dense at the smaller
+ * time; a custom grid is copied (its ends are t_start and t_min). */
 void sdflow__sampler_grid(const sdflow_sampler *s, long steps, double t_from, double t_to, double *grid);
 
 #endif
