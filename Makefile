@@ -1,8 +1,10 @@
+# SPDX-License-Identifier: MIT
 # libsdflow — plain GNU make.
 #   make              build lib/libsdflow.so.X.Y.Z (+ .so.0, .so) and lib/libsdflow.a
 #   make check        unit tests (Check), ABI list, examples, install test, Python binding
 #   make demo         SD flow on two moons: samples.csv, samples.svg
-#   make bench        JSON lines, one per workload
+#   make bench        JSON lines, one per workload, with this machine's bound and ratio
+#   make bench-torch  the PyTorch peers' JSON lines (after make bench)
 #   make asan         the test suite under AddressSanitizer + UBSan
 #   make install / uninstall   honour PREFIX, DESTDIR, LIBDIR, INCLUDEDIR
 
@@ -20,7 +22,7 @@ BUILD ?= build
 LIBOUT ?= lib
 PYTHON ?= /usr/bin/python3
 
-PUBLIC_TARGETS = all lib check demo bench examples install uninstall install-test asan abi-check abi-baseline abi-update abi-symbols docs unit-test python-test examples-run
+PUBLIC_TARGETS = all lib check demo bench bench-torch examples install uninstall install-test asan abi-check abi-baseline abi-update abi-symbols docs unit-test python-test examples-run
 
 ifeq ($(SDFLOW_DEPS_OK),)
 # First pass: make sure the build dependencies exist, then run the real target.
@@ -161,9 +163,28 @@ $(BUILD)/bench/%: bench/%.c bench/bench_util.h $(SHLIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(APP_CFLAGS) -Ibench -o $@ $< $(APP_LIBS)
 
-# One JSON line per workload on stdout. BENCH_FILTER=substring runs matching programs only.
+# The calibration calls OpenBLAS and libmvec itself (-ffast-math only here: glibc vectorizes exp only
+# under it; -march=native: the bench runs where it is built).
+$(BUILD)/bench/bench_machine: APP_CFLAGS += $(BLAS_CFLAGS) -O3 -ffast-math -march=native
+$(BUILD)/bench/bench_machine: APP_LIBS += $(BLAS_LIBS)
+
+# One JSON line per workload on stdout (docs/benchmarks.md). bench_machine runs first and measures
+# this machine's DGEMM and vectorized-exp rates at 1 and 2 threads into $(BENCH_MACHINE); every
+# other program reads them in the same run (bench_util.h) and prints each workload's flops, exps,
+# bound = flops / DGEMM rate + exps / exp rate and ratio = t_med / bound. Calibrating once per run
+# (a few seconds) rather than per program keeps all ratios of a run on one set of rates.
+# BENCH_FILTER=substring runs the matching workload programs only (the calibration always runs).
+BENCH_MACHINE = $(BUILD)/bench/machine.json
 bench: $(BENCH_BIN)
-	@for b in $(BENCH_BIN); do case "$$b" in *$(BENCH_FILTER)*) $$b || exit 1;; esac; done
+	@$(BUILD)/bench/bench_machine | tee $(BENCH_MACHINE).tmp && mv $(BENCH_MACHINE).tmp $(BENCH_MACHINE)
+	@for b in $(filter-out %/bench_machine,$(BENCH_BIN)); do case "$$b" in *$(BENCH_FILTER)*) \
+	    SDFLOW_BENCH_MACHINE=$(BENCH_MACHINE) $$b || exit 1;; esac; done
+
+# The PyTorch peers (bench/torch_*.py: natural PyTorch code, f64 and f32, 2 threads, OMP_WAIT_POLICY=PASSIVE),
+# with bounds from the calibration of the last `make bench` (run that first).
+bench-torch:
+	@for p in bench/torch_*.py; do SDFLOW_BENCH_MACHINE=$(BENCH_MACHINE) OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=2 \
+	    OPENBLAS_NUM_THREADS=2 PYTHONDONTWRITEBYTECODE=1 $(PYTHON) $$p || exit 1; done
 
 # API reference from the header comments, with README.md and docs/*.md as pages.
 docs:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Log-density of 1000 points of a 4-component Gaussian mixture (full
  * covariances) under the VP process, at d = 2 and d = 16, by each estimator:
  * PF-ODE exact divergence and Hutchinson (1 Rademacher probe) with fixed-step
@@ -62,12 +63,21 @@ int main(void)
             fprintf(stderr, "%s\n", sdflow_ctx_last_error(ctx));
             return 1;
         }
+        /* Work (docs/benchmarks.md): a mixture row evaluation costs 4 KMIX d^2
+         * flops (two d x d matrix-vector products per component) and KMIX exps;
+         * the closed-form divergence adds O(KMIX d) (not counted), a probe's
+         * quadratic form one more product per component (2 KMIX d^2). RK4 x 100
+         * = 400 evaluations. Li-Yan: per row and log-SNR point an antithetic
+         * pair of evaluations, KMIX logs (the per-row log-determinants), the
+         * time map and coefficients (4 calls) and d normals (1.5 calls each). */
+        double dd = (double)d * (double)d, ev = (double)N * KMIX;
         static const struct {
             sdflow_density_kind kind;
             const char *name, *what;
-        } runs[3] = { { SDFLOW_DENSITY_PF_ODE_EXACT, "d_loglik_exact", "rk4x100" },
-                      { SDFLOW_DENSITY_PF_ODE_HUTCHINSON, "d_loglik_hutch", "rk4x100 K=1" },
-                      { SDFLOW_DENSITY_LIYAN, "d_loglik_liyan", "K=256 J=1" } };
+            double evals, flops_per, exps_extra;
+        } runs[3] = { { SDFLOW_DENSITY_PF_ODE_EXACT, "d_loglik_exact", "rk4x100", 400, 4, 0 },
+                      { SDFLOW_DENSITY_PF_ODE_HUTCHINSON, "d_loglik_hutch", "rk4x100 K=1", 400, 6, 0 },
+                      { SDFLOW_DENSITY_LIYAN, "d_loglik_liyan", "K=256 J=1", 512, 4, 1 } };
         for (int r = 0; r < 3; r++) {
             sdflow_density *e = NULL;
             sdflow_density_create(ctx, runs[r].kind, &e);
@@ -80,7 +90,9 @@ int main(void)
             char size[64];
             snprintf(size, sizeof size, "n=%d d=%zu gmm%d %s", N, d, KMIX, runs[r].what);
             job j = { e, x, logp, se };
-            bench_run(runs[r].name, size, THREADS, 5, run, &j);
+            double flops = runs[r].evals * ev * runs[r].flops_per * dd;
+            double exps = runs[r].evals * ev + runs[r].exps_extra * 256.0 * N * (KMIX + 4.0 + 1.5 * (double)d);
+            bench_run(runs[r].name, size, THREADS, 5, run, &j, flops, exps);
             sdflow_density_free(e);
         }
         sdflow_model_free(m);

@@ -1,19 +1,21 @@
-#!/usr/bin/env python3
-"""PyTorch float64 reference for bench/bench_density.c: log-density of 1000
-points of the same 4-component Gaussian mixture under the VP process, at
-d = 2 and d = 16.
+#!/usr/bin/python3
+# SPDX-License-Identifier: MIT
+"""PyTorch peer of bench/bench_density.c: log-density of 1000 points of the
+same 4-component Gaussian mixture under the VP process, at d = 2 and d = 16,
+float64 and float32, 2 threads, written as a PyTorch user would:
 
-- d_loglik_exact: PF-ODE with the exact divergence by d backward passes per
-  right-hand-side evaluation, fixed-step RK4 x 100 from t_min = 1e-5 to 1.
-- d_loglik_hutch: the same with one Rademacher probe (one backward pass).
+- the closed-form mixture score on the whole batch and all components at once
+  (einsum over the eigenbases, torch.softmax over the components);
+- d_loglik_exact: PF-ODE, exact divergence as the trace of the Jacobian from
+  functorch's vmap(jacrev(.)) (torch.func in PyTorch >= 2; functorch is its
+  1.13 name), fixed-step RK4 x 100 from t_min = 1e-5 to 1;
+- d_loglik_hutch: the same with one Rademacher probe (one autograd VJP);
 - d_loglik_liyan: Li-Yan, 256 stratified log-SNR points, one antithetic pair.
 
-The score is the closed-form mixture score written in torch ops, so both
-sides run the same model and solver. Prints JSON lines like bench_util.h
-(impl "torch"). Run as:
+Prints JSON lines like bench_util.h (impl "torch") with the bound from the
+last `make bench` calibration (bench_bound.py). Run: make bench-torch, or
     OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=2 /usr/bin/python3 bench/torch_likelihood.py
 """
-import json
 import math
 import os
 import time
@@ -24,22 +26,31 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "2")
 
 import torch  # noqa: E402  (after the thread environment is set)
 
-torch.set_default_dtype(torch.float64)
-torch.set_num_threads(2)
+try:
+    from torch.func import jacrev, vmap  # noqa: E402  PyTorch >= 2
+except ImportError:
+    from functorch import jacrev, vmap  # noqa: E402  PyTorch 1.13
+
+from bench_bound import report  # noqa: E402
+
+THREADS = 2
+torch.set_num_threads(THREADS)
 N, KMIX, STEPS, T_MIN = 1000, 4, 100, 1e-5
 BMIN, BMAX = 0.1, 20.0
 
 
-def mixture(d):
-    """Same parameters as mixture() in bench/bench_density.c."""
-    mu = torch.tensor([[2.0 * math.cos(k + 0.7 * a) for a in range(d)] for k in range(KMIX)])
+def mixture(d, dtype):
+    """Same parameters as mixture() in bench/bench_density.c (built in f64)."""
+    f64 = torch.float64
+    mu = torch.tensor([[2.0 * math.cos(k + 0.7 * a) for a in range(d)] for k in range(KMIX)], dtype=f64)
     covs = []
     for k in range(KMIX):
-        B = torch.tensor([[math.sin(1.3 * (a * d + c) + k) for c in range(d)] for a in range(d)])
-        covs.append(B @ B.T / d + 0.3 * torch.eye(d))
+        B = torch.tensor([[math.sin(1.3 * (a * d + c) + k) for c in range(d)] for a in range(d)], dtype=f64)
+        covs.append(B @ B.T / d + 0.3 * torch.eye(d, dtype=f64))
     S = torch.stack(covs)
     lam, U = torch.linalg.eigh(S)
-    return torch.full((KMIX,), math.log(1.0 / KMIX)), mu, lam, U, S
+    logw = torch.full((KMIX,), math.log(1.0 / KMIX), dtype=f64)
+    return tuple(v.to(dtype) for v in (logw, mu, lam, U, S))
 
 
 def coef(t):
@@ -51,17 +62,16 @@ def coef(t):
 
 
 def score(g, x, alpha, s2):
-    """Exact score of the noised mixture; alpha, s2 scalars or (n, 1) columns."""
+    """Exact score of the noised mixture at x (..., d); alpha, s2 scalars or (n, 1) columns."""
     logw, mu, lam, U, _ = g
-    d = x.shape[1]
-    logits, es = [], []
-    for k in range(KMIX):
-        u = (x - alpha * mu[k]) @ U[k]
-        c = alpha * alpha * lam[k] + s2
-        logits.append(logw[k] - 0.5 * (d * math.log(2 * math.pi) + torch.log(c).sum(-1) + (u * u / c).sum(-1)))
-        es.append((u / c) @ U[k].T)
-    r = torch.softmax(torch.stack(logits, -1), -1)
-    return -(r.unsqueeze(-1) * torch.stack(es, 1)).sum(1)
+    d = x.shape[-1]
+    if torch.is_tensor(alpha):
+        alpha, s2 = alpha.unsqueeze(-1), s2.unsqueeze(-1)
+    u = torch.einsum("...kd,kde->...ke", x.unsqueeze(-2) - alpha * mu, U)  # U_k^T (x - alpha mu_k)
+    c = alpha * alpha * lam + s2
+    logits = logw - 0.5 * (d * math.log(2 * math.pi) + torch.log(c).sum(-1) + (u * u / c).sum(-1))
+    e = torch.einsum("...ke,kde->...kd", u / c, U)  # Sigma_k(t)^-1 (x - alpha mu_k)
+    return -(torch.softmax(logits, -1).unsqueeze(-1) * e).sum(-2)
 
 
 def pf_ode_logp(g, x0, probe=None):
@@ -69,18 +79,23 @@ def pf_ode_logp(g, x0, probe=None):
 
     def rhs(t, x):
         alpha, s2, f, g2 = coef(t)
+
+        def v(x):
+            return f * x - 0.5 * g2 * score(g, x, alpha, s2)
+
+        if probe is None:  # exact: trace of the per-row Jacobian
+            def v_aux(xr):
+                out = v(xr)
+                return out, out
+            jac, vx = vmap(jacrev(v_aux, has_aux=True))(x)
+            return vx, jac.diagonal(dim1=-2, dim2=-1).sum(-1)
         with torch.enable_grad():
             x = x.detach().requires_grad_(True)
-            v = f * x - 0.5 * g2 * score(g, x, alpha, s2)
-            if probe is None:  # d backward passes
-                div = torch.zeros(x.shape[0])
-                for i in range(d):
-                    div += torch.autograd.grad(v[:, i].sum(), x, retain_graph=i < d - 1)[0][:, i]
-            else:
-                div = (torch.autograd.grad((v * probe).sum(), x)[0] * probe).sum(-1)
-        return v.detach(), div.detach()
+            vx = v(x)
+            div = (torch.autograd.grad(vx, x, probe)[0] * probe).sum(-1)
+        return vx.detach(), div.detach()
 
-    x, l = x0.clone(), torch.zeros(x0.shape[0])
+    x, l = x0.clone(), torch.zeros(x0.shape[0], dtype=x0.dtype)
     h = (1.0 - T_MIN) / STEPS
     for s in range(STEPS):
         t = T_MIN + s * h
@@ -93,18 +108,18 @@ def pf_ode_logp(g, x0, probe=None):
     return -0.5 * d * math.log(2 * math.pi) - 0.5 * (x * x).sum(-1) + l
 
 
-def liyan_logp(g, x, K=256, lmin=None, lmax=None):
+def liyan_logp(g, x, K=256):
     n, d = x.shape
-    lo = 2 * (math.log(coef(1.0)[0]) - 0.5 * math.log(coef(1.0)[1])) if lmin is None else lmin
-    hi = 2 * (math.log(coef(1e-5)[0]) - 0.5 * math.log(coef(1e-5)[1])) if lmax is None else lmax
-    acc = torch.zeros(n)
+    lo = 2 * (math.log(coef(1.0)[0]) - 0.5 * math.log(coef(1.0)[1]))
+    hi = 2 * (math.log(coef(T_MIN)[0]) - 0.5 * math.log(coef(T_MIN)[1]))
+    acc = torch.zeros(n, dtype=x.dtype)
     for k in range(K):
-        lam = lo + (k + 1 - torch.rand(n, 1)) / K * (hi - lo)
+        lam = lo + (k + 1 - torch.rand(n, 1, dtype=x.dtype)) / K * (hi - lo)
         Bt = torch.nn.functional.softplus(-lam)  # VP: e^-B = sigmoid(lambda)
         t = 2 * Bt / (BMIN + torch.sqrt(BMIN * BMIN + 2 * (BMAX - BMIN) * Bt))
         alpha, s2, _, _ = coef(t)
         sig = torch.sqrt(s2)
-        eps = torch.randn(n, d)
+        eps = torch.randn(n, d, dtype=x.dtype)
         F = 0
         for e in (eps, -eps):
             eh = -sig * score(g, alpha * x + sig * e, alpha, s2)
@@ -116,41 +131,42 @@ def liyan_logp(g, x, K=256, lmin=None, lmax=None):
 def logpdf(g, x, t):
     logw, mu, _, _, S = g
     alpha, s2, _, _ = coef(t)
-    comps = [torch.distributions.MultivariateNormal(alpha * mu[k], alpha * alpha * S[k] + s2 * torch.eye(x.shape[1]))
-             .log_prob(x) + logw[k] for k in range(KMIX)]
-    return torch.logsumexp(torch.stack(comps, -1), -1)
+    cov = alpha * alpha * S + s2 * torch.eye(x.shape[1], dtype=x.dtype)
+    comps = torch.distributions.MultivariateNormal(alpha * mu, cov).log_prob(x.unsqueeze(-2)) + logw
+    return torch.logsumexp(comps, -1)
 
 
-def bench(workload, size, fn, reps):
+def bench(workload, size, prec, d, fn, reps):
     fn()
     ts = []
     for _ in range(reps):
         t0 = time.perf_counter()
         fn()
         ts.append(time.perf_counter() - t0)
-    ts.sort()
-    print(json.dumps({"impl": "torch", "workload": workload, "size": size, "prec": "f64",
-                      "threads": torch.get_num_threads(), "reps": reps, "t_min": ts[0],
-                      "t_med": ts[len(ts) // 2], "t_max": ts[-1]}), flush=True)
+    report(workload, size, prec, THREADS, ts, N, d)
 
 
 def main():
     torch.manual_seed(0)
     for d in (2, 16):
-        g = mixture(d)
+        g64 = mixture(d, torch.float64)
         comp = torch.randint(0, KMIX, (N,))
-        L = torch.linalg.cholesky(g[4])
-        x = g[1][comp] + (L[comp] @ torch.randn(N, d, 1)).squeeze(-1)
-        probe = torch.randint(0, 2, (N, d)).double() * 2 - 1
-        with torch.no_grad():
-            ref = logpdf(g, x, T_MIN)
-        err = (pf_ode_logp(g, x) - ref).abs().max().item()
-        print(f"# torch d={d}: exact PF-ODE RK4x{STEPS} max |err| vs closed form {err:.2e}", flush=True)
-        reps = 3 if d > 2 else 5
-        bench("d_loglik_exact", f"n={N} d={d} gmm{KMIX} rk4x{STEPS}", lambda: pf_ode_logp(g, x), reps)
-        bench("d_loglik_hutch", f"n={N} d={d} gmm{KMIX} rk4x{STEPS} K=1", lambda: pf_ode_logp(g, x, probe), reps)
-        with torch.no_grad():
-            bench("d_loglik_liyan", f"n={N} d={d} gmm{KMIX} K=256 J=1", lambda: liyan_logp(g, x), reps)
+        L = torch.linalg.cholesky(g64[4])
+        x64 = g64[1][comp] + (L[comp] @ torch.randn(N, d, 1, dtype=torch.float64)).squeeze(-1)
+        probe64 = torch.randint(0, 2, (N, d)).double() * 2 - 1
+        for dtype, prec in ((torch.float64, "f64"), (torch.float32, "f32")):
+            g, x, probe = mixture(d, dtype), x64.to(dtype), probe64.to(dtype)
+            with torch.no_grad():
+                ref = logpdf(g64, x64, T_MIN)
+                err = (pf_ode_logp(g, x) - ref).abs().max().item()
+            print(f"# torch d={d} {prec}: exact PF-ODE RK4x{STEPS} max |err| vs closed form {err:.2e}", flush=True)
+            reps = 3 if d > 2 else 5
+            with torch.no_grad():
+                bench("d_loglik_exact", f"n={N} d={d} gmm{KMIX} rk4x{STEPS}", prec, d, lambda: pf_ode_logp(g, x), reps)
+            bench("d_loglik_hutch", f"n={N} d={d} gmm{KMIX} rk4x{STEPS} K=1", prec, d,
+                  lambda: pf_ode_logp(g, x, probe), reps)
+            with torch.no_grad():
+                bench("d_loglik_liyan", f"n={N} d={d} gmm{KMIX} K=256 J=1", prec, d, lambda: liyan_logp(g, x), reps)
 
 
 if __name__ == "__main__":

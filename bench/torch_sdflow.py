@@ -1,17 +1,21 @@
 #!/usr/bin/python3
-"""Peer benchmark of bench_sdflow.c: one SD-flow step in PyTorch.
+# SPDX-License-Identifier: MIT
+"""PyTorch peer of bench_sdflow.c: one SD-flow step (workload a_sdf_step).
 
-Same workload (workload a_sdf_step): N particles, M targets, the particles
-themselves as source (K = N), fixed sigma, Jacobi update
-x_new = x + m_Y(x) - m_X(x), computed with the same blocking as libsdflow
-(query blocks of 256, reference blocks of 4096, GEMM cross terms on centred
-data, online log-sum-exp) in float64 and float32, 2 threads. Prints one JSON
-line per size and precision, in bench_util.h's format.
+N particles, M targets, the particles themselves as source (K = N), fixed
+sigma, Jacobi update x_new = x + m_Y(x) - m_X(x), written as a PyTorch user
+would: the whole batch at once, logits from the ||x||^2 + ||y||^2 - 2 x.y
+expansion (the ||x||^2 term cancels in the softmax), torch.softmax, one
+matrix product for the weighted mean. Rows are blocked only where the N x M
+logit matrix would pass MEM_BUDGET bytes (16384 x 16384 f64), and then in the
+largest blocks that fit. float64 and float32, 2 threads. Prints one JSON line
+per size and precision in bench_util.h's format (impl "torch") with the bound
+from the last `make bench` calibration (bench_bound.py).
 
-Run: OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=2 /usr/bin/python3 bench/torch_sdflow.py
+Run: make bench-torch, or
+OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=2 /usr/bin/python3 bench/torch_sdflow.py
 (without PASSIVE, torch's OpenMP and OpenBLAS threads fight over 2 cores).
 """
-import json
 import os
 import time
 
@@ -21,32 +25,21 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "2")
 
 import torch  # noqa: E402  (after the thread environment is set)
 
-BQ, BY, THREADS = 256, 4096, 2
+from bench_bound import report  # noqa: E402
+
+THREADS = 2
+MEM_BUDGET = 1 << 30  # bytes of one logit block (the softmax makes a second one)
 
 
 def kernel_mean(x, y, beta):
-    """Posterior mean sum_j softmax_j(-beta |x - y_j|^2 / 2) y_j, blocked."""
-    c = y.mean(0)
-    q, yc = x - c, y - c
-    hy = 0.5 * (yc * yc).sum(1)
-    out = torch.empty_like(x)
-    for i0 in range(0, q.shape[0], BQ):
-        qb = q[i0:i0 + BQ]
-        hq = 0.5 * (qb * qb).sum(1, keepdim=True)
-        mx = torch.full((qb.shape[0],), -float("inf"), dtype=x.dtype)
-        s = torch.zeros(qb.shape[0], dtype=x.dtype)
-        v = torch.zeros_like(qb)
-        for j0 in range(0, yc.shape[0], BY):
-            yb = yc[j0:j0 + BY]
-            logit = (beta * (qb @ yb.T - hy[j0:j0 + BY] - hq)).clamp_(max=0.0)
-            mn = torch.maximum(mx, logit.max(1).values)
-            scale = torch.exp(mx - mn)
-            p = torch.exp(logit - mn[:, None])
-            s = scale * s + p.sum(1)
-            v = scale[:, None] * v + p @ yb
-            mx = mn
-        out[i0:i0 + BQ] = v / s[:, None] + c
-    return out
+    """Posterior mean sum_j softmax_j(-beta |x - y_j|^2 / 2) y_j."""
+    hy = 0.5 * beta * (y * y).sum(1)
+    rows = max(1, MEM_BUDGET // (y.shape[0] * x.element_size()))
+    out = []
+    for xb in x.split(rows):
+        logits = torch.addmm(-hy, xb, y.T, alpha=beta)  # beta (x.y - |y|^2 / 2)
+        out.append(torch.softmax(logits, 1) @ y)
+    return torch.cat(out) if len(out) > 1 else out[0]
 
 
 def sdf_step(x, y, sigma):
@@ -64,11 +57,7 @@ def bench(n, d, dtype, reps):
         t0 = time.perf_counter()
         sdf_step(x, y, 1.0)
         times.append(time.perf_counter() - t0)
-    times.sort()
-    print(json.dumps({"impl": "torch", "workload": "a_sdf_step", "size": f"N=M=K={n} d={d}",
-                      "prec": "f64" if dtype == torch.float64 else "f32", "threads": THREADS, "reps": reps,
-                      "t_min": times[0], "t_med": times[reps // 2], "t_max": times[-1]},
-                     separators=(",", ":")), flush=True)
+    report("a_sdf_step", f"N=M=K={n} d={d}", "f64" if dtype == torch.float64 else "f32", THREADS, times, n, d)
 
 
 def main():

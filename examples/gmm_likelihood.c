@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Log-likelihood of a 2-D Gaussian mixture under the VP process by the
  * three estimators (PF-ODE with the exact divergence, PF-ODE with
  * Hutchinson probes, Li-Yan), compared with the closed-form log-density.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Samples a 2-D Gaussian mixture with the probability-flow ODE (adaptive
  * Dormand-Prince) and with the reverse-time SDE (Euler-Maruyama), using the
  * mixture's exact noised score, and compares the sample mean, covariance and

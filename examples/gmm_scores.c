@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Embedding example: exact scores and log-densities of a noised 2-D Gaussian
  * mixture under the VP process, with error handling. Prints a small table. */
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* `make demo`: Score Difference flow from Gaussian noise to a two-moons
  * target. Writes samples.csv (the generated points) and samples.svg (target
  * vs generated scatter), and prints the energy distance to held-out target

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /**
  * @file sdflow.h
  * @brief libsdflow: score-based generative modeling in C11.

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Ensures the build dependencies of one make target are present.
 # Usage: mk/deps.sh TARGET. Installs missing Debian packages with apt-get when
 # run as root; otherwise stops with the exact command to run.

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Installs into a temporary DESTDIR, checks the installed files and SONAME,
 # builds examples/gmm_scores.c against the installed copy using only
 # pkg-config (shared and static), runs it, uninstalls and checks that nothing

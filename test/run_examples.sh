@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Runs every executable in DIR (the built examples) from a temporary working
 # directory, 60 s each, and reports each name and exit status.
 # Usage: sh test/run_examples.sh DIR

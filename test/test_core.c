@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* ctx, options, status strings, version, RNG. */
 #include "testutil.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Density estimators: PF-ODE (exact divergence, Hutchinson) and Li-Yan,
  * against the closed-form log-density of noised Gaussian mixtures
  * (algorithms.md §12.a.1, .3-.5). Every test prints its seed. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Kernel (empirical) score model: exp accuracy, exactness against a naive
  * reference, derivatives by finite differences, shard merge, stability at
  * extreme sigma, thread determinism, allocation failures, bad input. */

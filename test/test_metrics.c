@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Two-sample metrics: Gaussian closed forms and variances of algorithms.md
  * §13, exact agreement with naive O(N^2) references, invariances, thread
  * independence, allocation failures and bad input. */

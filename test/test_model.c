@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Analytic and callback models: the noised GMM log-density, score, Jacobian
  * and divergence against an independent implementation (own Cholesky) and
  * finite differences, output kinds, exact sampling, callback semantics,

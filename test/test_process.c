@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Forward processes: closed forms, derivative identities, small-t accuracy,
  * prior, parameterization conversions, Euler-Maruyama simulation, perturb,
  * bad input and allocation failure. The reference formulas below are written

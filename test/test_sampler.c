@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Diffusion samplers: PF-ODE solver orders against the Gaussian flow map,
  * DOPRI5 efficiency and tolerance response, Euler-Maruyama moments and weak
  * order, two-sample tests of reverse SDE / PC / PF-ODE against an exact GMM,

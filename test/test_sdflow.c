@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* SD-flow sampler: closed-form oracles (algorithms.md 12.c), Gaussian and
  * GMM targets checked statistically, memorization diagnostic, determinism,
  * cancellation, NaN reporting, allocation failures and bad input. */

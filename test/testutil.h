@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Shared test helpers: a fault-injecting allocator, context set-up and
  * statistics used by several suites. Header-only, static functions. */
 #ifndef SDFLOW_TESTUTIL_H

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Tests of the ctypes binding against independent numpy implementations.
 
 Run: SDFLOW_LIBRARY=/path/to/libsdflow.so /usr/bin/python3 bindings/python/test_sdflow.py

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /**
  * @file ctx.h
  * @brief The context: allocator, options, error messages, callbacks, random numbers.

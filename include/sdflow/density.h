@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /**
  * @file density.h
  * @brief Log-density estimators: PF-ODE (exact divergence, Hutchinson) and Li-Yan.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /**
  * @file export.h
  * @brief Symbol visibility and deprecation macros.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /**
  * @file metrics.h
  * @brief Two-sample distances: energy distance, MMD, sliced Wasserstein.

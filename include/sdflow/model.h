@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /**
  * @file model.h
  * @brief Score models: anything that gives a score-like field for (x, t).

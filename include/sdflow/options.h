@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /**
  * @file options.h
  * @brief Enum-keyed options shared by every object, with bounds and names.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /**
  * @file process.h
  * @brief Forward noising processes: x_t | x_0 ~ N(alpha(t) x_0, sigma(t)^2 I).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /**
  * @file sampler.h
  * @brief Transport algorithms: reverse-time SDE, predictor-corrector,

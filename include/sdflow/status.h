@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /**
  * @file status.h
  * @brief Status codes returned by every fallible libsdflow function.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The context: allocator, options, callbacks and the last error message. */
 #include <stdio.h>
 #include <stdlib.h>

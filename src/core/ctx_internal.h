@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Internal: the context body and the helpers every object uses. Never installed. */
 #ifndef SDFLOW_CTX_INTERNAL_H
 #define SDFLOW_CTX_INTERNAL_H

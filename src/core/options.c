@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The option table: names, types and bounds of every key, and the checks
  * every object's setters share. */
 #include <math.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Counter-based random numbers: Philox4x32-10 (Salmon et al. 2011).
  *
  * Key  = 64 bits derived from (seed, stream) by SplitMix64 mixing.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Status names, version, and the enum-name tables helper. */
 #include <string.h>
 #include "ctx_internal.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Argument validation shared by every public function: each failure names
  * exactly what is wrong. */
 #include <math.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The density-estimator handle: options, bindings, argument checks, bits
  * per dimension, and dispatch to the estimator of its kind. */
 #include <math.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Internal: the density-estimator handle shared by the generic layer
  * (density.c) and the algorithm files (pf_ode_density.c, liyan.c). */
 #ifndef SDFLOW_DENSITY_INTERNAL_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Li-Yan score-based density formula in log-SNR form (algorithms.md §6):
  *   log p_0(x) = -d/2 log(2 pi e) - 1/2 int ( E|eps_hat - eps|^2 - d sigmoid(lambda) ) dlambda
  * with X = alpha x + sigma eps at the process time t(lambda). Any linear

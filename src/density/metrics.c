@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Two-sample metrics (algorithms.md §13): unbiased energy distance, unbiased
  * MMD^2 with a Gaussian kernel, sliced Wasserstein-p.
  *

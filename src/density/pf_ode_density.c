@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* PF-ODE likelihood (algorithms.md §5): integrate the augmented state
  * (x, l) from t_min to T with dx/dt = v = f x - g^2/2 s and
  * dl/dt = div v = d f - g^2/2 div s; then log p(x) = log prior(x(T)) + l(T).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* User callback models: the user's function gives outputs of a declared
  * kind; an optional JVP callback enables exact Jacobians and divergences. */
 #include <string.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Derivatives of a model's score used by the density estimators: quadratic
  * forms v^T J v for Hutchinson probes and divergences, exact through the
  * model's JVP op or Jacobian, otherwise by central differences. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Gaussian and Gaussian-mixture models with the exact score, Jacobian and
  * log-density of the noised distribution p_t = sum_k w_k N(alpha mu_k, C_k),
  * C_k = alpha^2 S_k + sigma^2 I. Each S_k is eigendecomposed once at

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Kernel (empirical) score model: the Gaussian-smoothed empirical measure
  * (1/M) sum_j N(alpha y_j, sigma^2 I) of a reference set Y, with its exact
  * score, log-density, Jacobian and divergence (algorithms.md section 11).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Internal: the blocked kernel-sum engine behind the kernel model, shared
  * with the SD-flow sampler (which needs m_Y(x) - m_X(x) directly, never two
  * separately formed scores). See algorithms.md section 11. */

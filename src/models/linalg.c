@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Small dense linear algebra for model set-up (d x d, done once per model). */
 #include <math.h>
 #include <string.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The generic model handle: validation, dispatch to the kind, conversion of
  * outputs through the process, and result checks. */
 #include <math.h>

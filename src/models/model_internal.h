@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Internal: the model handle and the operations each model kind provides.
  * Every kind implements eval in its own parameterization ("native"); the
  * generic layer in model.c validates inputs, converts outputs through the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Forward noising processes (VP, VP-cosine, sub-VP, VE) and the one place
  * where model parameterizations are converted into each other. */
 #include <math.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Internal: process body and coefficient helpers shared by models, samplers
  * and density estimators. */
 #ifndef SDFLOW_PROCESS_INTERNAL_H

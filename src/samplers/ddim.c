@@ -20,12 +20,9 @@ sdflow_status sdflow__ddim_run(sdflow_sampler *s, size_t n, double *x)
     sdflow_status st = sdflow__fs_open(&w, s, n, 1);
     double *D = w.buf;
     for (long k = 0; k < w.N && !st; k++) {
-        double t = w.grid[k], u = w.grid[k + 1];
-        if ((st = sdflow__fs_denoised(&w, x, t, k, D)))
-            break;
         sdflow__coef ct, cu;
-        sdflow__process_coef(s->proc, t, &ct);
-        sdflow__process_coef(s->proc, u, &cu);
+        if ((st = sdflow__fs_step_begin(&w, x, k, D, &ct, &cu)))
+            break;
         double st_ = ct.sigma / ct.alpha, su = cu.sigma / cu.alpha;
         double up = s->eta > 0 ? fmin(su, s->eta * su * sqrt(fmax(0, 1 - (su / st_) * (su / st_)))) : 0;
         double keep = sqrt(fmax(0, su * su - up * up)) / st_, noise = s->s_noise * up;

@@ -32,12 +32,9 @@ sdflow_status sdflow__dpmpp_run(sdflow_sampler *s, size_t n, double *x)
     double *D = sdflow__fs_buf(&w, 0), *D1 = sdflow__fs_buf(&w, 1), *D2 = sdflow__fs_buf(&w, 2);
     double h1 = 0, h2 = 0; /* step sizes in lambda of the two previous steps */
     for (long k = 0; k < w.N && !st; k++) {
-        double t = w.grid[k], u = w.grid[k + 1];
-        if ((st = sdflow__fs_denoised(&w, x, t, k, D)))
-            break;
         sdflow__coef ct, cu;
-        sdflow__process_coef(s->proc, t, &ct);
-        sdflow__process_coef(s->proc, u, &cu);
+        if ((st = sdflow__fs_step_begin(&w, x, k, D, &ct, &cu)))
+            break;
         double st_ = ct.sigma / ct.alpha, su = cu.sigma / cu.alpha;
         long p = order < k + 1 ? order : k + 1;
         if (w.N < LOWER_ORDER_FINAL_BELOW && w.N - k < p)

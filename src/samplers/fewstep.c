@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* The shared frame of the few-step samplers (see fewstep_internal.h). */
+/* The shared frame of the few-step samplers (see fewstep_internal.h) and
+ * the checked model evaluation of every diffusion sampler. */
 #include <math.h>
 #include <string.h>
 #include <omp.h>
@@ -36,29 +37,43 @@ void sdflow__fs_close(sdflow__fs *w)
 
 double *sdflow__fs_buf(const sdflow__fs *w, int b) { return w->buf ? w->buf + (size_t)b * w->n * w->d : NULL; }
 
-sdflow_status sdflow__fs_denoised(sdflow__fs *w, const double *x, double t, long step, double *D)
+sdflow_status sdflow__sampler_eval(sdflow_sampler *s, size_t n, const double *x, double *tv, double t, long step,
+                                   sdflow_output kind, double *out)
 {
-    sdflow_sampler *s = w->s;
     sdflow_ctx *ctx = s->ctx;
+    size_t d = s->model[SDFLOW_ROLE_SCORE]->d;
     const char *what = sdflow_sampler_kind_name(s->kind);
-    size_t bad = sdflow__first_nonfinite_row(x, w->n, w->d);
-    if (bad < w->n)
+    size_t bad = sdflow__first_nonfinite_row(x, n, d);
+    if (bad < n)
         return sdflow__fail(ctx, SDFLOW_E_NUMERIC, "%s sampler: state of sample %zu became non-finite at step %ld, t = %.17g",
                             what, bad, step, t);
-    for (size_t i = 0; i < w->n; i++)
-        w->tv[i] = t;
-    sdflow_status st = sdflow_model_eval(s->model[SDFLOW_ROLE_SCORE], s->proc, w->n, x, w->tv, SDFLOW_OUT_X0, D);
-    s->stats[SDFLOW_STAT_NFE] += (double)w->n;
+    for (size_t i = 0; i < n; i++)
+        tv[i] = t;
+    sdflow_status st = sdflow_model_eval(s->model[SDFLOW_ROLE_SCORE], s->proc, n, x, tv, kind, out);
+    s->stats[SDFLOW_STAT_NFE] += (double)n;
     if (st != SDFLOW_E_NUMERIC)
         return st;
-    bad = sdflow__first_nonfinite_row(D, w->n, w->d);
-    if (bad < w->n)
+    bad = sdflow__first_nonfinite_row(out, n, d);
+    if (bad < n)
         return sdflow__fail(ctx, SDFLOW_E_NUMERIC, "%s sampler: model output is NaN/Inf for sample %zu at step %ld, t = %.17g",
                             what, bad, step, t);
     char why[SDFLOW__ERRMAX]; /* failed before producing outputs: keep its reason, add where */
     memcpy(why, ctx->err, sizeof why);
     why[sizeof why - 1] = 0;
     return sdflow__fail(ctx, SDFLOW_E_NUMERIC, "%s sampler at step %ld, t = %.17g: %s", what, step, t, why);
+}
+
+sdflow_status sdflow__fs_denoised(sdflow__fs *w, const double *x, double t, long step, double *D)
+{
+    return sdflow__sampler_eval(w->s, w->n, x, w->tv, t, step, SDFLOW_OUT_X0, D);
+}
+
+sdflow_status sdflow__fs_step_begin(sdflow__fs *w, const double *x, long k, double *D, sdflow__coef *ct,
+                                    sdflow__coef *cu)
+{
+    sdflow__process_coef(w->s->proc, w->grid[k], ct);
+    sdflow__process_coef(w->s->proc, w->grid[k + 1], cu);
+    return sdflow__fs_denoised(w, x, w->grid[k], k, D);
 }
 
 double *sdflow__fs_noise(const sdflow__fs *w, uint64_t tag, long step, size_t i)

@@ -30,6 +30,10 @@ double *sdflow__fs_buf(const sdflow__fs *w, int b);
  * in the output is SDFLOW_E_NUMERIC naming the sampler, step, time and
  * sample. Counts n evaluations in SDFLOW_STAT_NFE. */
 sdflow_status sdflow__fs_denoised(sdflow__fs *w, const double *x, double t, long step, double *D);
+/* Step k's start: coefficients at grid[k] (ct) and grid[k + 1] (cu) and
+ * D at (x, grid[k]). */
+sdflow_status sdflow__fs_step_begin(sdflow__fs *w, const double *x, long k, double *D, sdflow__coef *ct,
+                                    sdflow__coef *cu);
 /* Standard normal row of sample i (batch row) for the step and tag, into
  * the calling thread's noise row, which is returned. */
 double *sdflow__fs_noise(const sdflow__fs *w, uint64_t tag, long step, size_t i);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The ODE integrator (Euler, Heun, RK4, adaptive Dormand-Prince 5(4) with a
  * controller per row) and the probability-flow ODE sampler built on it. */
 #include <math.h>
@@ -168,6 +169,18 @@ typedef struct dp_work {
 
 static double *kslot(const dp_work *w, int s, size_t i) { return w->K + ((size_t)s * w->n + i) * w->dim; }
 
+/* The time t + c h of a stage, never past t1: t + h rounds past t1 even when
+ * h was clamped to t1 - t, and a stage time outside [t1, t0] is outside the
+ * process's valid range when t1 is t_eps or T. A stage ending the step (c = 1)
+ * of a step clamped to t1 (h == t1 - t) is t1 exactly. */
+static double stage_time(const dp_work *w, double t, double c, double h)
+{
+    if (c == 1 && h == w->t1 - t)
+        return w->t1;
+    double ts = t + c * h;
+    return (ts - w->t1) * w->dir > 0 ? w->t1 : ts;
+}
+
 /* Hairer's initial step (Hairer, Norsett & Wanner I, II.4; scipy select_initial_step).
  * K1 of the rows holds f(t0, y0). One extra evaluation per row. */
 static sdflow_status initial_steps(dp_work *w, size_t m)
@@ -196,7 +209,7 @@ static sdflow_status initial_steps(dp_work *w, size_t m)
             w->ys[j * dim + c] = y0[c] + w->dir * h * f0[c];
     }
     for (size_t j = 0; j < m; j++)
-        w->ts[j] = w->r[w->act[j]].t + w->dir * w->r[w->act[j]].h;
+        w->ts[j] = stage_time(w, w->r[w->act[j]].t, 1, w->dir * w->r[w->act[j]].h);
     sdflow_status st = eval_rhs(w->ctx, o, 0, m, dim, w->act, w->ts, w->ys, w->ko, w->rhs, w->user);
     if (st)
         return st;
@@ -241,8 +254,7 @@ static sdflow_status dp_round(dp_work *w, size_t m, long round)
                     acc += dp_a[s][l] * kslot(w, l, i)[c];
                 ys[c] = y0[c] + r->h * acc;
             }
-            /* a step clamped to t1 is h == t1 - t exactly; keep t1 itself as the end time */
-            w->ts[j] = s < 6 ? r->t + dp_c[s] * r->h : r->h == w->t1 - r->t ? w->t1 : r->t + r->h;
+            w->ts[j] = stage_time(w, r->t, dp_c[s], r->h);
         }
         if ((st = eval_rhs(w->ctx, o, round, m, dim, w->act, w->ts, w->ys, w->ko, w->rhs, w->user)))
             return st;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Internal: the ODE integrator shared by the PF-ODE sampler and the PF-ODE
  * density estimators. Rows are independent systems; every row has its own
  * time, step size, error norm and evaluation count (adaptive solvers too),

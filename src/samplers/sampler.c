@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The sampler handle: options, bindings, argument checks and dispatch to
  * the algorithm of its kind. */
 #include <math.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Internal: the sampler handle shared by the generic layer (sampler.c) and
  * the algorithm files (sde.c, ode.c, sdflow.c). */
 #ifndef SDFLOW_SAMPLER_INTERNAL_H
@@ -38,6 +39,12 @@ sdflow_status sdflow__sdflow_run(sdflow_sampler *s, size_t n, double *x);   /* S
 sdflow_status sdflow__ddim_run(sdflow_sampler *s, size_t n, double *x);     /* DDIM */
 sdflow_status sdflow__dpmpp_run(sdflow_sampler *s, size_t n, double *x);    /* DPMPP_2M, _3M, _2M_SDE, _3M_SDE */
 sdflow_status sdflow__edm_run(sdflow_sampler *s, size_t n, double *x);      /* EDM_HEUN */
+
+/* Model output of the given kind at (x, t) for n rows (tv: n-time scratch);
+ * a NaN/Inf in x or in the output is SDFLOW_E_NUMERIC naming the sampler
+ * kind, step, time and sample. Counts n evaluations (fewstep.c). */
+sdflow_status sdflow__sampler_eval(sdflow_sampler *s, size_t n, const double *x, double *tv, double t, long step,
+                                   sdflow_output kind, double *out);
 
 /* Resolved t_min / t_start of the bound process. */
 double sdflow__sampler_t_min(const sdflow_sampler *s);

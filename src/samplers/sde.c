@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Reverse-time SDE samplers: Euler-Maruyama (algorithms.md §4.2) and the
  * predictor-corrector sampler with a Langevin corrector (§4.3). */
 #include <math.h>
@@ -22,28 +23,7 @@ typedef struct sde_work {
  * becomes SDFLOW_E_NUMERIC naming the step, the time and the sample (row of x). */
 static sdflow_status score_at(sde_work *w, const double *x, double t, long step)
 {
-    sdflow_sampler *s = w->s;
-    sdflow_ctx *ctx = s->ctx;
-    const char *what = sdflow_sampler_kind_name(s->kind);
-    for (size_t i = 0; i < w->n; i++)
-        w->tv[i] = t;
-    size_t bad = sdflow__first_nonfinite_row(x, w->n, w->d);
-    if (bad < w->n)
-        return sdflow__fail(ctx, SDFLOW_E_NUMERIC, "%s sampler: state of sample %zu became non-finite at step %ld, t = %.17g",
-                            what, bad, step, t);
-    sdflow_status st =
-        sdflow_model_eval(s->model[SDFLOW_ROLE_SCORE], s->proc, w->n, x, w->tv, SDFLOW_OUT_SCORE, w->score);
-    s->stats[SDFLOW_STAT_NFE] += (double)w->n;
-    if (st != SDFLOW_E_NUMERIC)
-        return st;
-    bad = sdflow__first_nonfinite_row(w->score, w->n, w->d);
-    if (bad < w->n)
-        return sdflow__fail(ctx, SDFLOW_E_NUMERIC, "%s sampler: model output is NaN/Inf for sample %zu at step %ld, t = %.17g",
-                            what, bad, step, t);
-    char why[SDFLOW__ERRMAX]; /* failed before producing outputs: keep its reason, add where */
-    memcpy(why, ctx->err, sizeof why);
-    why[sizeof why - 1] = 0;
-    return sdflow__fail(ctx, SDFLOW_E_NUMERIC, "%s sampler at step %ld, t = %.17g: %s", what, step, t, why);
+    return sdflow__sampler_eval(w->s, w->n, x, w->tv, t, step, SDFLOW_OUT_SCORE, w->score);
 }
 
 /* Langevin step size factor a: 1 - beta_i of the discrete VP chain for

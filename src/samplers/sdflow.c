@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Score Difference flow (Weber 2023; algorithms.md section 10): particles
  * move along sigma^2 (grad log q_sigma - grad log p_sigma), written with the
  * kernel posterior means as m_Y(x) - m_X(x) so the x terms cancel exactly

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """ctypes binding of libsdflow (numpy arrays in and out).
 
 The shared library is found through the environment variable SDFLOW_LIBRARY

@@ -1,0 +1,179 @@
+/* SPDX-License-Identifier: MIT */
+/* Regression tests for the defects of issue 9 (found by outside testing):
+ * each test failed on a75bf84. */
+#include <stdint.h>
+#include <stdio.h>
+#include "testutil.h"
+
+static const sdflow_process_kind all_procs[] = { SDFLOW_PROCESS_VP, SDFLOW_PROCESS_VP_COSINE, SDFLOW_PROCESS_SUBVP,
+                                                 SDFLOW_PROCESS_VE };
+static const int all_solvers[] = { SDFLOW_SOLVER_EULER, SDFLOW_SOLVER_HEUN, SDFLOW_SOLVER_RK4, SDFLOW_SOLVER_DOPRI5 };
+
+/* ---- item 1: every stage time lies in [t_end, t_start] ------------------- */
+
+/* Score of N(0, I) data under the process, recording the smallest and
+ * largest time it is asked for. */
+typedef struct time_rec {
+    const sdflow_process *p;
+    double lo, hi;
+} time_rec;
+
+static int rec_score(size_t n, size_t d, const double *x, const double *t, double *out, void *user)
+{
+    time_rec *r = user;
+    for (size_t i = 0; i < n; i++) {
+        r->lo = fmin(r->lo, t[i]);
+        r->hi = fmax(r->hi, t[i]);
+        double a, s, f, g;
+        if (sdflow_process_coefficients(r->p, 1, &t[i], &a, &s, &f, &g))
+            return 1;
+        for (size_t j = 0; j < d; j++)
+            out[i * d + j] = -x[i * d + j] / (a * a + s * s);
+    }
+    return 0;
+}
+
+static void rec_reset(time_rec *r)
+{
+    r->lo = INFINITY;
+    r->hi = -INFINITY;
+}
+
+static void check_range(const time_rec *r, double a, double b, const char *what, int kind, int solver, double T)
+{
+    double lo = fmin(a, b), hi = fmax(a, b);
+    ck_assert_msg(r->lo >= lo && r->hi <= hi,
+                  "%s, process %d, solver %d, T=%.17g: stage times [%.17g, %.17g] outside [%.17g, %.17g]", what,
+                  kind, solver, T, r->lo, r->hi, lo, hi);
+}
+
+/* Runs, transports both ways and evaluates the PF-ODE likelihood with every
+ * solver on every process, at t_min = t_eps and at the default and an odd
+ * horizon T: no stage time may leave [t_end, t_start]. On a75bf84 DOPRI5's
+ * c = 1 stage evaluated at t + h past t_eps (run, transport down) or past T
+ * (transport up, likelihood) and failed with SDFLOW_E_INVALID. */
+START_TEST(test_stage_times_in_range)
+{
+    const double Ts[] = { 0, 0.123456789, 0.987654321 };
+    for (size_t pk = 0; pk < 4; pk++)
+        for (size_t ti = 0; ti < 3; ti++)
+            for (size_t si = 0; si < 4; si++) {
+                sdflow_process_kind kind = all_procs[pk];
+                int solver = all_solvers[si];
+                sdflow_ctx *ctx = test_ctx(7);
+                sdflow_process *p = NULL;
+                ck_assert_int_eq(sdflow_process_create(ctx, kind, &p), SDFLOW_OK);
+                if (Ts[ti] > 0)
+                    ck_assert_int_eq(sdflow_process_set_double(p, SDFLOW_PROC_T_MAX, Ts[ti]), SDFLOW_OK);
+                double teps, T;
+                ck_assert_int_eq(sdflow_process_time_range(p, &teps, &T), SDFLOW_OK);
+                time_rec r = { p, 0, 0 };
+                sdflow_model *m = NULL;
+                ck_assert_int_eq(sdflow_model_create_callback(ctx, 2, SDFLOW_OUT_SCORE, rec_score, &r, &m), SDFLOW_OK);
+                sdflow_sampler *s = NULL;
+                ck_assert_int_eq(sdflow_sampler_create(ctx, SDFLOW_SAMPLER_PF_ODE, &s), SDFLOW_OK);
+                ck_assert_int_eq(sdflow_sampler_set_process(s, p), SDFLOW_OK);
+                ck_assert_int_eq(sdflow_sampler_set_model(s, SDFLOW_ROLE_SCORE, m), SDFLOW_OK);
+                ck_assert_int_eq(sdflow_sampler_set_int(s, SDFLOW_OPT_SOLVER, solver), SDFLOW_OK);
+                ck_assert_int_eq(sdflow_sampler_set_int(s, SDFLOW_OPT_STEPS, 7), SDFLOW_OK);
+                ck_assert_int_eq(sdflow_sampler_set_double(s, SDFLOW_OPT_T_MIN, teps), SDFLOW_OK);
+                double x[6], y[6];
+                for (size_t n = 1; n <= 3; n++) {
+                    rec_reset(&r);
+                    ck_assert_msg(sdflow_sampler_run(s, n, NULL, x) == SDFLOW_OK, "run n=%zu: %s", n,
+                                  sdflow_ctx_last_error(ctx));
+                    check_range(&r, teps, T, "run", kind, solver, T);
+                }
+                rec_reset(&r);
+                ck_assert_msg(sdflow_sampler_transport(s, 3, T, teps, x, y) == SDFLOW_OK, "transport down: %s",
+                              sdflow_ctx_last_error(ctx));
+                check_range(&r, teps, T, "transport down", kind, solver, T);
+                rec_reset(&r);
+                ck_assert_msg(sdflow_sampler_transport(s, 3, teps, T, y, x) == SDFLOW_OK, "transport up: %s",
+                              sdflow_ctx_last_error(ctx));
+                check_range(&r, teps, T, "transport up", kind, solver, T);
+                /* an odd interval inside the range, both directions */
+                double a = teps + 0.3141592653589793 * (T - teps), b = teps + 0.2718281828459045 * (T - teps);
+                rec_reset(&r);
+                ck_assert_int_eq(sdflow_sampler_transport(s, 3, a, b, x, y), SDFLOW_OK);
+                check_range(&r, a, b, "transport a->b", kind, solver, T);
+                rec_reset(&r);
+                ck_assert_int_eq(sdflow_sampler_transport(s, 3, b, a, y, x), SDFLOW_OK);
+                check_range(&r, a, b, "transport b->a", kind, solver, T);
+                /* the likelihood integrates up from t_min = t_eps to T (RK4 or DOPRI5) */
+                sdflow_density *e = NULL;
+                if (solver != SDFLOW_SOLVER_RK4 && solver != SDFLOW_SOLVER_DOPRI5)
+                    goto done;
+                ck_assert_int_eq(sdflow_density_create(ctx, SDFLOW_DENSITY_PF_ODE_HUTCHINSON, &e), SDFLOW_OK);
+                ck_assert_int_eq(sdflow_density_set_process(e, p), SDFLOW_OK);
+                ck_assert_int_eq(sdflow_density_set_model(e, m), SDFLOW_OK);
+                ck_assert_int_eq(sdflow_density_set_int(e, SDFLOW_OPT_SOLVER, solver), SDFLOW_OK);
+                ck_assert_int_eq(sdflow_density_set_int(e, SDFLOW_OPT_STEPS, 7), SDFLOW_OK);
+                ck_assert_int_eq(sdflow_density_set_double(e, SDFLOW_OPT_T_MIN, teps), SDFLOW_OK);
+                double lp[3];
+                rec_reset(&r);
+                ck_assert_msg(sdflow_density_logpdf(e, 3, x, lp, NULL) == SDFLOW_OK, "likelihood: %s",
+                              sdflow_ctx_last_error(ctx));
+                check_range(&r, teps, T, "likelihood", kind, solver, T);
+            done:
+                sdflow_density_free(e);
+                sdflow_sampler_free(s);
+                sdflow_model_free(m);
+                sdflow_process_free(p);
+                sdflow_ctx_free(ctx);
+            }
+}
+END_TEST
+
+/* The defaults of every process (VE: t_min = t_eps = 1e-5) with the default
+ * DOPRI5 and a closed-form Gaussian model; and x_out untouched when the
+ * arguments are refused with SDFLOW_E_INVALID. */
+START_TEST(test_default_pf_ode_run)
+{
+    for (size_t pk = 0; pk < 4; pk++) {
+        sdflow_ctx *ctx = test_ctx(3);
+        sdflow_process *p = NULL;
+        ck_assert_int_eq(sdflow_process_create(ctx, all_procs[pk], &p), SDFLOW_OK);
+        double mean[2] = { 0.5, -0.25 }, cov[4] = { 1, 0.2, 0.2, 0.5 };
+        sdflow_model *m = NULL;
+        ck_assert_int_eq(sdflow_model_create_gaussian(ctx, 2, mean, cov, &m), SDFLOW_OK);
+        sdflow_sampler *s = NULL;
+        ck_assert_int_eq(sdflow_sampler_create(ctx, SDFLOW_SAMPLER_PF_ODE, &s), SDFLOW_OK);
+        ck_assert_int_eq(sdflow_sampler_set_process(s, p), SDFLOW_OK);
+        ck_assert_int_eq(sdflow_sampler_set_model(s, SDFLOW_ROLE_SCORE, m), SDFLOW_OK);
+        double x[10], y[10];
+        for (size_t n = 1; n <= 5; n++)
+            ck_assert_msg(sdflow_sampler_run(s, n, NULL, x) == SDFLOW_OK, "process %d n=%zu: %s", all_procs[pk], n,
+                          sdflow_ctx_last_error(ctx));
+        double teps, T;
+        ck_assert_int_eq(sdflow_process_time_range(p, &teps, &T), SDFLOW_OK);
+        ck_assert_int_eq(sdflow_sampler_transport(s, 5, T, teps, x, y), SDFLOW_OK);
+        /* refused arguments leave x_out as it was */
+        double z[10];
+        for (int i = 0; i < 10; i++)
+            z[i] = 1234.5 + i;
+        ck_assert_int_eq(sdflow_sampler_set_double(s, SDFLOW_OPT_T_MIN, 0.5 * teps), SDFLOW_OK);
+        ck_assert_int_eq(sdflow_sampler_run(s, 5, x, z), SDFLOW_E_INVALID);
+        for (int i = 0; i < 10; i++)
+            ck_assert(z[i] == 1234.5 + i);
+        ck_assert_int_eq(sdflow_sampler_transport(s, 5, T, 0.5 * teps, x, z), SDFLOW_E_INVALID);
+        for (int i = 0; i < 10; i++)
+            ck_assert(z[i] == 1234.5 + i);
+        sdflow_sampler_free(s);
+        sdflow_model_free(m);
+        sdflow_process_free(p);
+        sdflow_ctx_free(ctx);
+    }
+}
+END_TEST
+
+Suite *defects_suite(void)
+{
+    Suite *s = suite_create("defects");
+    TCase *tc = tcase_create("issue9");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_stage_times_in_range);
+    tcase_add_test(tc, test_default_pf_ode_run);
+    suite_add_tcase(s, tc);
+    return s;
+}
