@@ -22,7 +22,7 @@ BUILD ?= build
 LIBOUT ?= lib
 PYTHON ?= /usr/bin/python3
 
-PUBLIC_TARGETS = all lib check demo bench bench-torch examples install uninstall install-test asan abi-check abi-baseline abi-update abi-symbols docs unit-test python-test examples-run
+PUBLIC_TARGETS = all lib layers check demo bench bench-torch examples install uninstall install-test asan abi-check abi-baseline abi-update abi-symbols docs unit-test python-test examples-run
 
 ifeq ($(SDFLOW_DEPS_OK),)
 # First pass: make sure the build dependencies exist, then run the real target.
@@ -143,7 +143,12 @@ python-test: $(SHLIB)
 install-test: all
 	@sh test/install_test.sh "$(MAKE)"
 
+# No upward include or call and no call circle in src/ (architecture.md §1).
+layers: $(SHLIB)
+	@sh mk/layers.sh $(BUILD)/obj
+
 check: all
+	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 layers
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 abi-symbols
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 examples-run
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 python-test

@@ -167,6 +167,110 @@ START_TEST(test_default_pf_ode_run)
 }
 END_TEST
 
+/* ---- item 3: a failing right-hand side names the right sample ----------- */
+
+/* Fills every block with 0xFF bytes (a NaN pattern), so a read of memory
+ * the library never wrote shows up as NaN. */
+static void *ff_alloc(void *u, size_t n)
+{
+    (void)u;
+    void *p = malloc(n);
+    if (p)
+        memset(p, 0xFF, n);
+    return p;
+}
+static void ff_free(void *u, void *p)
+{
+    (void)u;
+    free(p);
+}
+
+/* Score of N(0, I) (at any t, good enough here) with NaN for sample 2. */
+static int nan_row2(size_t n, size_t d, const double *x, const double *t, double *out, void *user)
+{
+    (void)t;
+    (void)user;
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < d; j++)
+            out[i * d + j] = i == 2 ? NAN : -x[i * d + j];
+    return 0;
+}
+
+/* On a75bf84 the likelihood's right-hand side returned NUMERIC without
+ * writing dydt and the solver then scanned dydt: an uninitialised read
+ * (valgrind) that named "sample 0" with this allocator. */
+START_TEST(test_nan_names_sample)
+{
+    sdflow_allocator a = { ff_alloc, NULL, ff_free, NULL };
+    for (int solver = SDFLOW_SOLVER_RK4; solver <= SDFLOW_SOLVER_DOPRI5; solver++) {
+        sdflow_ctx *ctx = NULL;
+        ck_assert_int_eq(sdflow_ctx_create(&ctx, &a), SDFLOW_OK);
+        sdflow_process *p = NULL;
+        ck_assert_int_eq(sdflow_process_create(ctx, SDFLOW_PROCESS_VP, &p), SDFLOW_OK);
+        sdflow_model *m = NULL;
+        ck_assert_int_eq(sdflow_model_create_callback(ctx, 2, SDFLOW_OUT_SCORE, nan_row2, NULL, &m), SDFLOW_OK);
+        double x[8] = { 0.1, 0.2, -0.3, 0.4, 0.5, -0.6, 0.7, 0.8 }, lp[4], y[8];
+        for (int kind = SDFLOW_DENSITY_PF_ODE_EXACT; kind <= SDFLOW_DENSITY_PF_ODE_HUTCHINSON; kind++) {
+            sdflow_density *e = NULL;
+            ck_assert_int_eq(sdflow_density_create(ctx, (sdflow_density_kind)kind, &e), SDFLOW_OK);
+            ck_assert_int_eq(sdflow_density_set_process(e, p), SDFLOW_OK);
+            ck_assert_int_eq(sdflow_density_set_model(e, m), SDFLOW_OK);
+            ck_assert_int_eq(sdflow_density_set_int(e, SDFLOW_OPT_SOLVER, solver), SDFLOW_OK);
+            sdflow_status st = sdflow_density_logpdf(e, 4, x, lp, NULL);
+            if (kind == SDFLOW_DENSITY_PF_ODE_EXACT && st == SDFLOW_E_UNSUPPORTED) { /* no JVP */
+                sdflow_density_free(e);
+                continue;
+            }
+            ck_assert_msg(st == SDFLOW_E_NUMERIC, "density %d solver %d: status %d (%s)", kind, solver, st,
+                          sdflow_ctx_last_error(ctx));
+            ck_assert_msg(strstr(sdflow_ctx_last_error(ctx), "sample 2") != NULL, "density %d solver %d: '%s'", kind,
+                          solver, sdflow_ctx_last_error(ctx));
+            sdflow_density_free(e);
+        }
+        sdflow_sampler *s = NULL;
+        ck_assert_int_eq(sdflow_sampler_create(ctx, SDFLOW_SAMPLER_PF_ODE, &s), SDFLOW_OK);
+        ck_assert_int_eq(sdflow_sampler_set_process(s, p), SDFLOW_OK);
+        ck_assert_int_eq(sdflow_sampler_set_model(s, SDFLOW_ROLE_SCORE, m), SDFLOW_OK);
+        ck_assert_int_eq(sdflow_sampler_set_int(s, SDFLOW_OPT_SOLVER, solver), SDFLOW_OK);
+        ck_assert_status_msg(ctx, sdflow_sampler_run(s, 4, x, y), SDFLOW_E_NUMERIC, "sample 2");
+        sdflow_sampler_free(s);
+        sdflow_model_free(m);
+        sdflow_process_free(p);
+        sdflow_ctx_free(ctx);
+    }
+}
+END_TEST
+
+/* ---- item 6: transport ignores run-only options ------------------------- */
+
+/* T_START = 0.5 < T_MIN = 0.6 is a bad interval for run, but transport has
+ * its own interval; on a75bf84 it failed "need t_min < t_start". */
+START_TEST(test_transport_ignores_run_interval)
+{
+    sdflow_ctx *ctx = test_ctx(5);
+    sdflow_process *p = NULL;
+    ck_assert_int_eq(sdflow_process_create(ctx, SDFLOW_PROCESS_VP, &p), SDFLOW_OK);
+    double mean[2] = { 0.5, -0.25 }, cov[4] = { 1, 0, 0, 0.5 };
+    sdflow_model *m = NULL;
+    ck_assert_int_eq(sdflow_model_create_gaussian(ctx, 2, mean, cov, &m), SDFLOW_OK);
+    sdflow_sampler *s = NULL;
+    ck_assert_int_eq(sdflow_sampler_create(ctx, SDFLOW_SAMPLER_PF_ODE, &s), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_sampler_set_process(s, p), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_sampler_set_model(s, SDFLOW_ROLE_SCORE, m), SDFLOW_OK);
+    double x[4] = { 0.1, 0.2, -0.3, 0.4 }, y[4], z[4];
+    ck_assert_int_eq(sdflow_sampler_transport(s, 2, 0.3, 0.8, x, y), SDFLOW_OK); /* reference */
+    ck_assert_int_eq(sdflow_sampler_set_double(s, SDFLOW_OPT_T_START, 0.5), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_sampler_set_double(s, SDFLOW_OPT_T_MIN, 0.6), SDFLOW_OK);
+    ck_assert_msg(sdflow_sampler_transport(s, 2, 0.3, 0.8, x, z) == SDFLOW_OK, "%s", sdflow_ctx_last_error(ctx));
+    ck_assert(memcmp(y, z, sizeof y) == 0);
+    ck_assert_status_msg(ctx, sdflow_sampler_run(s, 2, x, z), SDFLOW_E_INVALID, "t_min");
+    sdflow_sampler_free(s);
+    sdflow_model_free(m);
+    sdflow_process_free(p);
+    sdflow_ctx_free(ctx);
+}
+END_TEST
+
 Suite *defects_suite(void)
 {
     Suite *s = suite_create("defects");
@@ -174,6 +278,8 @@ Suite *defects_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_stage_times_in_range);
     tcase_add_test(tc, test_default_pf_ode_run);
+    tcase_add_test(tc, test_transport_ignores_run_interval);
+    tcase_add_test(tc, test_nan_names_sample);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -385,8 +385,8 @@ END_TEST
 START_TEST(test_karras_grid)
 {
     /* The Karras grid, VP and VE: sigma~(t_k)^(1/rho) is uniform in k to
-     * 1e-12 relative (the inverse is a bisection to ~1 ulp of t), ends
-     * exactly at T and t_min; the PF-ODE RK4 on it reaches the flow map. */
+     * 1e-12 relative (closed-form inverse of the log-SNR) and starts
+     * exactly at T: the model sees exactly these N times. */
     static const sdflow_process_kind pk[2] = { SDFLOW_PROCESS_VP, SDFLOW_PROCESS_VE };
     sdflow_ctx *ctx = test_ctx(35);
     sdflow_model *g = mkgauss(ctx);

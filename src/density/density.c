@@ -99,6 +99,14 @@ sdflow_status sdflow_density_set_model(sdflow_density *e, sdflow_model *m)
     return st;
 }
 
+/* Resolved start time of the PF-ODE estimators. */
+static double resolved_t_min(const sdflow_density *e)
+{
+    if (!isnan(e->t_min))
+        return e->t_min;
+    return e->proc->t_eps > 1e-5 ? e->proc->t_eps : 1e-5; /* score_sde likelihood eps */
+}
+
 /* set_option(), get_option() and the typed accessors but sdflow_density_get_double() */
 SDFLOW__DEFINE_TYPED_OPTIONS(sdflow_density, sdflow_density, "estimator")
 
@@ -106,15 +114,8 @@ sdflow_status sdflow_density_get_double(const sdflow_density *e, sdflow_option k
 {
     sdflow_status st = get_option(e, key, SDFLOW_TYPE_DOUBLE, value);
     if (!st && key == SDFLOW_OPT_T_MIN && e->proc) /* the resolved default */
-        *value = sdflow__density_t_min(e);
+        *value = resolved_t_min(e);
     return st;
-}
-
-double sdflow__density_t_min(const sdflow_density *e)
-{
-    if (!isnan(e->t_min))
-        return e->t_min;
-    return e->proc->t_eps > 1e-5 ? e->proc->t_eps : 1e-5; /* score_sde likelihood eps */
 }
 
 /* Bindings and option consistency, checked before any work. */
@@ -133,7 +134,7 @@ static sdflow_status check_bound(sdflow_density *e, size_t n, const double *x, c
             return sdflow__fail(ctx, SDFLOW_E_INVALID, "lambda_min=%g must be < lambda_max=%g", e->lambda_min,
                                 e->lambda_max);
     } else {
-        double lo = e->proc->t_eps, hi = e->proc->t_max, t0 = sdflow__density_t_min(e);
+        double lo = e->proc->t_eps, hi = e->proc->t_max, t0 = resolved_t_min(e);
         if (!(t0 >= lo && t0 < hi))
             return sdflow__fail(ctx, SDFLOW_E_INVALID, "t_min=%g must lie in [t_eps=%g, T=%g)", t0, lo, hi);
         if (e->solver != SDFLOW_SOLVER_DOPRI5 && e->solver != SDFLOW_SOLVER_RK4)
@@ -146,9 +147,10 @@ static sdflow_status check_bound(sdflow_density *e, size_t n, const double *x, c
 
 static sdflow_status dispatch(sdflow_density *e, size_t n, const double *x, double *logp, double *se)
 {
+    sdflow__density_plan plan = { .t_min = resolved_t_min(e) };
     if (e->kind == SDFLOW_DENSITY_LIYAN)
-        return sdflow__liyan_logpdf(e, n, x, logp, se);
-    return sdflow__pf_ode_logpdf(e, n, x, logp, se);
+        return sdflow__liyan_logpdf(e, &plan, n, x, logp, se);
+    return sdflow__pf_ode_logpdf(e, &plan, n, x, logp, se);
 }
 
 sdflow_status sdflow_density_logpdf(sdflow_density *e, size_t n, const double *x, double *logp, double *std_err)

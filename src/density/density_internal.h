@@ -19,14 +19,19 @@ struct sdflow_density {
     uint64_t first_index, stream;
 };
 
-/* Resolved start time of the PF-ODE estimators. */
-double sdflow__density_t_min(const sdflow_density *e);
+/* What the dispatcher (density.c) resolved for one call; the algorithms
+ * take it from here and never call back into it. */
+typedef struct sdflow__density_plan {
+    double t_min; /* PF-ODE start time (SDFLOW_OPT_T_MIN or max(1e-5, t_eps)) */
+} sdflow__density_plan;
 
 /* Algorithm entry points. Arguments are validated by density.c: bound
  * process and model, n >= 1, x finite (n x d, d = model dimension), logp
  * non-NULL. se may be NULL. Row i of the results depends only on x[i], the
  * options and (seed, stream, first_index + i). */
-sdflow_status sdflow__pf_ode_logpdf(sdflow_density *e, size_t n, const double *x, double *logp, double *se);
-sdflow_status sdflow__liyan_logpdf(sdflow_density *e, size_t n, const double *x, double *logp, double *se);
+sdflow_status sdflow__pf_ode_logpdf(sdflow_density *e, const sdflow__density_plan *plan, size_t n, const double *x,
+                                    double *logp, double *se);
+sdflow_status sdflow__liyan_logpdf(sdflow_density *e, const sdflow__density_plan *plan, size_t n, const double *x,
+                                   double *logp, double *se);
 
 #endif

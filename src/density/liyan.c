@@ -15,71 +15,24 @@
 #include <string.h>
 #include "density_internal.h"
 
-#define HALF_PI 1.57079632679489661923
-
-static double log_snr(const sdflow_process *p, double t)
-{
-    sdflow__coef c;
-    sdflow__process_coef(p, t, &c);
-    return 2.0 * (log(c.alpha) - log(c.sigma));
-}
-
-/* log(1 + e^z) without overflow. */
-static double softplus(double z) { return z > 0 ? z + log1p(exp(-z)) : log1p(exp(z)); }
-
-/* Time of log-SNR lambda: closed-form inverse of each process's schedule,
- * clamped to the valid range. */
-static double time_of_logsnr(const sdflow_process *p, double lam)
-{
-    double t = p->t_max;
-    switch (p->kind) {
-    case SDFLOW_PROCESS_VP:
-    case SDFLOW_PROCESS_SUBVP: {
-        double B; /* B(t) = int_0^t beta */
-        if (p->kind == SDFLOW_PROCESS_VP) {
-            B = softplus(-lam); /* e^-B = alpha^2 = sigmoid(lambda) */
-        } else {
-            /* a = e^-B solves e^lambda (1 - a)^2 = a (alpha^2 = a, sigma = 1 - a) */
-            double el = exp(lam), r = sqrt(4.0 * el + 1.0), q = 2.0 * el + 1.0 + r;
-            B = lam < 0 ? -log(2.0 * el / q) : -log1p(-(1.0 + r) / q);
-        }
-        double b0 = p->beta_min, db = p->beta_max - p->beta_min;
-        t = 2.0 * B / (b0 + sqrt(b0 * b0 + 2.0 * db * B)); /* root of b0 t + db t^2 / 2 = B */
-        break;
-    }
-    case SDFLOW_PROCESS_VP_COSINE: {
-        double s = p->cosine_s, th0 = s / (1 + s) * HALF_PI;
-        double a2 = 1.0 / (1.0 + exp(-lam));
-        t = acos(cos(th0) * sqrt(a2)) * (1 + s) / HALF_PI - s;
-        break;
-    }
-    case SDFLOW_PROCESS_VE: {
-        double lr = log(p->sigma_max / p->sigma_min); /* sigma = e^-lambda/2 (alpha = 1) */
-        if (p->ve_exact_std)
-            t = 0.5 * log1p(exp(-lam) / (p->sigma_min * p->sigma_min)) / lr;
-        else
-            t = (-0.5 * lam - log(p->sigma_min)) / lr;
-        break;
-    }
-    }
-    return t < p->t_eps ? p->t_eps : t > p->t_max ? p->t_max : t;
-}
-
 typedef struct ly_work {
     double *xr, *tr, *eps, *out; /* rows x d, rows, rows x d, rows x d */
     double *a2;                  /* per sample of the block: VP-equivalent alpha^2 */
 } ly_work;
 
-sdflow_status sdflow__liyan_logpdf(sdflow_density *e, size_t n, const double *x, double *logp, double *se)
+sdflow_status sdflow__liyan_logpdf(sdflow_density *e, const sdflow__density_plan *plan, size_t n, const double *x,
+                                   double *logp, double *se)
 {
+    (void)plan; /* log-SNR range from the options */
     sdflow_ctx *ctx = e->ctx;
     const sdflow_process *p = e->proc;
     size_t d = e->model->d, K = (size_t)e->liyan_times, J = (size_t)e->liyan_draws, R = 2 * J;
-    double lo = fmax(e->lambda_min, log_snr(p, p->t_max)), hi = fmin(e->lambda_max, log_snr(p, p->t_eps));
+    double l_T = sdflow__process_log_snr(p, p->t_max), l_eps = sdflow__process_log_snr(p, p->t_eps);
+    double lo = fmax(e->lambda_min, l_T), hi = fmin(e->lambda_max, l_eps);
     if (!(lo < hi))
         return sdflow__fail(ctx, SDFLOW_E_INVALID,
                             "lambda range [%g, %g] misses the process's log-SNR range [%g, %g]", e->lambda_min,
-                            e->lambda_max, log_snr(p, p->t_max), log_snr(p, p->t_eps));
+                            e->lambda_max, l_T, l_eps);
     if (lo > e->lambda_min || hi < e->lambda_max)
         sdflow__log(ctx, SDFLOW_LOG_INFO, "liyan: integrating lambda over [%g, %g], the part of [%g, %g] the "
                     "process reaches; the tails are dropped", lo, hi, e->lambda_min, e->lambda_max);
@@ -116,7 +69,7 @@ sdflow_status sdflow__liyan_logpdf(sdflow_density *e, size_t n, const double *x,
                 double u;
                 sdflow__rng_uniform_row(seed, ustream, row, k, 1, &u);
                 double lam = lo + ((double)k + 1.0 - u) / (double)K * width; /* stratum k */
-                double t = time_of_logsnr(p, lam);
+                double t = sdflow__process_time_of_log_snr(p, lam);
                 sdflow__coef c;
                 sdflow__process_coef(p, t, &c);
                 w.a2[i] = c.alpha * c.alpha / (c.alpha * c.alpha + c.sigma * c.sigma);

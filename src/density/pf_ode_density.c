@@ -94,7 +94,8 @@ static void draw_probes(const sdflow_density *e, size_t n, size_t d, size_t K, d
         }
 }
 
-sdflow_status sdflow__pf_ode_logpdf(sdflow_density *e, size_t n, const double *x, double *logp, double *se)
+sdflow_status sdflow__pf_ode_logpdf(sdflow_density *e, const sdflow__density_plan *plan, size_t n, const double *x,
+                                    double *logp, double *se)
 {
     sdflow_ctx *ctx = e->ctx;
     size_t d = e->model->d;
@@ -107,8 +108,9 @@ sdflow_status sdflow__pf_ode_logpdf(sdflow_density *e, size_t n, const double *x
     double *prior = sdflow__alloc_array(ctx, n, sizeof(double), "prior log-density");
     double *xT = sdflow__alloc_array(ctx, n, d * sizeof(double), "ODE end points");
     u.xs = sdflow__alloc_array(ctx, n, d * sizeof(double), "ODE positions");
-    u.score = sdflow__alloc_array(ctx, n, d * sizeof(double), "ODE scores");
-    u.acc = sdflow__alloc_array(ctx, n, L * sizeof(double), "divergence accumulators");
+    /* zeroed: name_sample scans them after a model call that may have failed before writing */
+    u.score = sdflow__calloc_array(ctx, n, d * sizeof(double), "ODE scores");
+    u.acc = sdflow__calloc_array(ctx, n, L * sizeof(double), "divergence accumulators");
     if (hutch) {
         u.probes = sdflow__alloc_array(ctx, n, L * d * sizeof(double), "Hutchinson probes");
         u.pv = sdflow__alloc_array(ctx, n, L * d * sizeof(double), "gathered probes");
@@ -126,7 +128,7 @@ sdflow_status sdflow__pf_ode_logpdf(sdflow_density *e, size_t n, const double *x
         sdflow__ode_opts o = { .solver = (int)e->solver, .steps = e->steps, .rtol = e->rtol, .atol = e->atol,
                                .h_init = e->h_init, .max_steps = e->max_steps,
                                .what = hutch ? "pf_ode_hutchinson likelihood" : "pf_ode_exact likelihood" };
-        st = sdflow__ode_solve(ctx, &o, n, dim, sdflow__density_t_min(e), e->proc->t_max, y, aug_eval, &u, NULL);
+        st = sdflow__ode_solve(ctx, &o, n, dim, plan->t_min, e->proc->t_max, y, aug_eval, &u, NULL);
     }
     if (!st) {
         for (size_t i = 0; i < n; i++)

@@ -32,10 +32,21 @@ void sdflow__process_range(const sdflow_process *p, double *lo, double *hi);
 sdflow_status sdflow__check_times(sdflow_ctx *ctx, const sdflow_process *p, size_t n, const double *t,
                                   const char *name);
 
-/* sigma~(t) = sigma / alpha, strictly increasing in t (sigma_inv.c). */
+/* Log-SNR lambda(t) = log(alpha^2 / sigma^2), decreasing in t for every
+ * process (schedule.c). */
+double sdflow__process_log_snr(const sdflow_process *p, double t);
+/* Time of log-SNR lambda: closed-form inverse of each process's schedule,
+ * clamped to [t_eps, T]. */
+double sdflow__process_time_of_log_snr(const sdflow_process *p, double lam);
+/* Fills grid[0..steps] with the times of a sdflow_time_grid kind from t_from
+ * to t_to (either direction): grid[0] = t_from, grid[steps] = t_to exactly.
+ * Quadratic and log-SNR grids are dense at the smaller time. */
+void sdflow__process_time_grid(const sdflow_process *p, int kind, long steps, double t_from, double t_to,
+                               double *grid);
+/* sigma~(t) = sigma / alpha, strictly increasing in t, and its inverse
+ * (clamped to [t_eps, T]). */
 double sdflow__process_sigma_ratio(const sdflow_process *p, double t);
-/* The t in [lo, hi] with sigma~(t) = ratio (clamped to the ends). */
-double sdflow__process_t_of_ratio(const sdflow_process *p, double ratio, double lo, double hi);
+double sdflow__process_time_of_sigma_ratio(const sdflow_process *p, double ratio);
 /* Karras rho-grid grid[0..steps] from t = hi down to t = lo: uniform in
  * sigma~^(1/rho), mapped to t through the inverse of sigma~. */
 void sdflow__process_karras_grid(const sdflow_process *p, long steps, double hi, double lo, double rho,

@@ -14,10 +14,10 @@
 
 #define TAG_DDIM 0x6464696dull /* "ddim" */
 
-sdflow_status sdflow__ddim_run(sdflow_sampler *s, size_t n, double *x)
+sdflow_status sdflow__ddim_run(sdflow_sampler *s, const sdflow__sampler_plan *plan, size_t n, double *x)
 {
     sdflow__fs w;
-    sdflow_status st = sdflow__fs_open(&w, s, n, 1);
+    sdflow_status st = sdflow__fs_open(&w, s, plan, n, 1);
     double *D = w.buf;
     for (long k = 0; k < w.N && !st; k++) {
         sdflow__coef ct, cu;

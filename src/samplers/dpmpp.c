@@ -23,10 +23,10 @@
 #define TAG_DPMPP 0x64706d73ull /* "dpms" */
 #define LOWER_ORDER_FINAL_BELOW 15
 
-sdflow_status sdflow__dpmpp_run(sdflow_sampler *s, size_t n, double *x)
+sdflow_status sdflow__dpmpp_run(sdflow_sampler *s, const sdflow__sampler_plan *plan, size_t n, double *x)
 {
     sdflow__fs w;
-    sdflow_status st = sdflow__fs_open(&w, s, n, 3);
+    sdflow_status st = sdflow__fs_open(&w, s, plan, n, 3);
     int order = s->kind == SDFLOW_SAMPLER_DPMPP_3M || s->kind == SDFLOW_SAMPLER_DPMPP_3M_SDE ? 3 : 2;
     double eta = s->kind == SDFLOW_SAMPLER_DPMPP_2M_SDE || s->kind == SDFLOW_SAMPLER_DPMPP_3M_SDE ? s->eta : 0;
     double *D = sdflow__fs_buf(&w, 0), *D1 = sdflow__fs_buf(&w, 1), *D2 = sdflow__fs_buf(&w, 2);

@@ -32,10 +32,10 @@ static void unscale(const sdflow__fs *w, double alpha, const double *y, double *
         xe[i] = alpha * y[i];
 }
 
-sdflow_status sdflow__edm_run(sdflow_sampler *s, size_t n, double *x)
+sdflow_status sdflow__edm_run(sdflow_sampler *s, const sdflow__sampler_plan *plan, size_t n, double *x)
 {
     sdflow__fs w;
-    sdflow_status st = sdflow__fs_open(&w, s, n, 5);
+    sdflow_status st = sdflow__fs_open(&w, s, plan, n, 5);
     double *y = sdflow__fs_buf(&w, 0), *D = sdflow__fs_buf(&w, 1), *xe = sdflow__fs_buf(&w, 2);
     double *yp = sdflow__fs_buf(&w, 3), *D2 = sdflow__fs_buf(&w, 4);
     const sdflow_process *p = s->proc;
@@ -56,7 +56,8 @@ sdflow_status sdflow__edm_run(sdflow_sampler *s, size_t n, double *x)
         double sc = ct.sigma / ct.alpha, su = cu.sigma / cu.alpha, th = t, sh = sc, ah = ct.alpha;
         double gamma = s->s_tmin <= sc && sc <= s->s_tmax ? gmax : 0;
         if (gamma > 0 && sc < sT) {
-            th = sdflow__process_t_of_ratio(p, fmin(sc * (1 + gamma), sT), t, T);
+            th = sdflow__process_time_of_sigma_ratio(p, fmin(sc * (1 + gamma), sT));
+            th = th < t ? t : th > T ? T : th;
             sdflow__coef ch;
             sdflow__process_coef(p, th, &ch);
             sh = ch.sigma / ch.alpha; /* the level the model sees at th */

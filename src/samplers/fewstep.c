@@ -1,13 +1,12 @@
 /* SPDX-License-Identifier: MIT */
-/* The shared frame of the few-step samplers (see fewstep_internal.h) and
- * the checked model evaluation of every diffusion sampler. */
+/* The shared frame of the few-step samplers (see fewstep_internal.h). */
 #include <math.h>
 #include <string.h>
 #include <omp.h>
 #include "fewstep_internal.h"
 #include "ode_internal.h"
 
-sdflow_status sdflow__fs_open(sdflow__fs *w, sdflow_sampler *s, size_t n, int nbuf)
+sdflow_status sdflow__fs_open(sdflow__fs *w, sdflow_sampler *s, const sdflow__sampler_plan *plan, size_t n, int nbuf)
 {
     sdflow_ctx *ctx = s->ctx;
     memset(w, 0, sizeof *w);
@@ -15,21 +14,19 @@ sdflow_status sdflow__fs_open(sdflow__fs *w, sdflow_sampler *s, size_t n, int nb
     w->n = n;
     w->d = s->model[SDFLOW_ROLE_SCORE]->d;
     w->nt = sdflow__threads_for(ctx, n);
+    w->what = plan->what;
     w->N = s->steps;
-    w->grid = sdflow__alloc_array(ctx, (size_t)w->N + 1, sizeof(double), "time grid");
+    w->grid = plan->grid;
     w->tv = sdflow__alloc_array(ctx, n, sizeof(double), "time buffer");
     w->z = sdflow__alloc_array(ctx, (size_t)w->nt, w->d * sizeof(double), "noise rows");
-    w->buf = sdflow__alloc_array(ctx, (size_t)nbuf * n, w->d * sizeof(double), "sampler work arrays");
-    if (!w->grid || !w->tv || !w->z || !w->buf)
-        return SDFLOW_E_NOMEM;
-    sdflow__sampler_grid(s, w->N, sdflow__sampler_t_start(s), sdflow__sampler_t_min(s), w->grid);
-    return SDFLOW_OK;
+    /* zeroed: a model failing NUMERIC may leave its output unwritten before it is scanned */
+    w->buf = sdflow__calloc_array(ctx, (size_t)nbuf * n, w->d * sizeof(double), "sampler work arrays");
+    return w->tv && w->z && w->buf ? SDFLOW_OK : SDFLOW_E_NOMEM;
 }
 
 void sdflow__fs_close(sdflow__fs *w)
 {
     sdflow_ctx *ctx = w->s->ctx;
-    sdflow__free(ctx, w->grid);
     sdflow__free(ctx, w->tv);
     sdflow__free(ctx, w->z);
     sdflow__free(ctx, w->buf);
@@ -37,23 +34,23 @@ void sdflow__fs_close(sdflow__fs *w)
 
 double *sdflow__fs_buf(const sdflow__fs *w, int b) { return w->buf ? w->buf + (size_t)b * w->n * w->d : NULL; }
 
-sdflow_status sdflow__sampler_eval(sdflow_sampler *s, size_t n, const double *x, double *tv, double t, long step,
-                                   sdflow_output kind, double *out)
+sdflow_status sdflow__fs_denoised(sdflow__fs *w, const double *x, double t, long step, double *D)
 {
+    sdflow_sampler *s = w->s;
     sdflow_ctx *ctx = s->ctx;
-    size_t d = s->model[SDFLOW_ROLE_SCORE]->d;
-    const char *what = sdflow_sampler_kind_name(s->kind);
+    size_t n = w->n, d = w->d;
+    const char *what = w->what;
     size_t bad = sdflow__first_nonfinite_row(x, n, d);
     if (bad < n)
         return sdflow__fail(ctx, SDFLOW_E_NUMERIC, "%s sampler: state of sample %zu became non-finite at step %ld, t = %.17g",
                             what, bad, step, t);
     for (size_t i = 0; i < n; i++)
-        tv[i] = t;
-    sdflow_status st = sdflow_model_eval(s->model[SDFLOW_ROLE_SCORE], s->proc, n, x, tv, kind, out);
+        w->tv[i] = t;
+    sdflow_status st = sdflow_model_eval(s->model[SDFLOW_ROLE_SCORE], s->proc, n, x, w->tv, SDFLOW_OUT_X0, D);
     s->stats[SDFLOW_STAT_NFE] += (double)n;
     if (st != SDFLOW_E_NUMERIC)
         return st;
-    bad = sdflow__first_nonfinite_row(out, n, d);
+    bad = sdflow__first_nonfinite_row(D, n, d);
     if (bad < n)
         return sdflow__fail(ctx, SDFLOW_E_NUMERIC, "%s sampler: model output is NaN/Inf for sample %zu at step %ld, t = %.17g",
                             what, bad, step, t);
@@ -61,11 +58,6 @@ sdflow_status sdflow__sampler_eval(sdflow_sampler *s, size_t n, const double *x,
     memcpy(why, ctx->err, sizeof why);
     why[sizeof why - 1] = 0;
     return sdflow__fail(ctx, SDFLOW_E_NUMERIC, "%s sampler at step %ld, t = %.17g: %s", what, step, t, why);
-}
-
-sdflow_status sdflow__fs_denoised(sdflow__fs *w, const double *x, double t, long step, double *D)
-{
-    return sdflow__sampler_eval(w->s, w->n, x, w->tv, t, step, SDFLOW_OUT_X0, D);
 }
 
 sdflow_status sdflow__fs_step_begin(sdflow__fs *w, const double *x, long k, double *D, sdflow__coef *ct,
@@ -88,5 +80,5 @@ double *sdflow__fs_noise(const sdflow__fs *w, uint64_t tag, long step, size_t i)
 sdflow_status sdflow__fs_step_done(sdflow__fs *w, long step)
 {
     w->s->stats[SDFLOW_STAT_STEPS_ACCEPTED] += (double)w->n;
-    return sdflow__progress(w->s->ctx, step + 1, w->N, sdflow_sampler_kind_name(w->s->kind));
+    return sdflow__progress(w->s->ctx, step + 1, w->N, w->what);
 }

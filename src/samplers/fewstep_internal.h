@@ -12,17 +12,18 @@
 
 typedef struct sdflow__fs {
     sdflow_sampler *s;
+    const char *what; /* the kind's name (plan) */
     size_t n, d;
     int nt;         /* threads for n rows */
     long N;         /* steps */
-    double *grid;   /* N + 1 times, grid[0] = t_start > ... > grid[N] = t_min */
+    const double *grid; /* the plan's N + 1 times, grid[0] = t_start > ... > grid[N] = t_min */
     double *tv;     /* n times of one model evaluation */
     double *z;      /* one noise row per thread, nt x d */
     double *buf;    /* nbuf work arrays of n x d */
 } sdflow__fs;
 
-/* Allocates the frame with nbuf n x d work arrays and fills the grid. */
-sdflow_status sdflow__fs_open(sdflow__fs *w, sdflow_sampler *s, size_t n, int nbuf);
+/* Allocates the frame with nbuf n x d work arrays on the plan's grid. */
+sdflow_status sdflow__fs_open(sdflow__fs *w, sdflow_sampler *s, const sdflow__sampler_plan *plan, size_t n, int nbuf);
 void sdflow__fs_close(sdflow__fs *w);
 /* Work array b (0 <= b < nbuf). */
 double *sdflow__fs_buf(const sdflow__fs *w, int b);

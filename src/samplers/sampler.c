@@ -170,20 +170,8 @@ sdflow_status sdflow_sampler_set_model(sdflow_sampler *s, sdflow_role role, sdfl
     return st;
 }
 
-/* set_option(), get_option() and the typed accessors but sdflow_sampler_get_double() */
-SDFLOW__DEFINE_TYPED_OPTIONS(sdflow_sampler, sdflow_sampler, "sampler")
-
-sdflow_status sdflow_sampler_get_double(const sdflow_sampler *s, sdflow_option key, double *value)
-{
-    sdflow_status st = get_option(s, key, SDFLOW_TYPE_DOUBLE, value);
-    if (!st && key == SDFLOW_OPT_T_MIN && s->proc) /* the resolved default */
-        *value = sdflow__sampler_t_min(s);
-    if (!st && key == SDFLOW_OPT_T_START && s->proc)
-        *value = sdflow__sampler_t_start(s);
-    return st;
-}
-
-double sdflow__sampler_t_min(const sdflow_sampler *s)
+/* Resolved t_min / t_start of the bound process. */
+static double resolved_t_min(const sdflow_sampler *s)
 {
     if (s->time_grid == SDFLOW_GRID_CUSTOM && s->custom)
         return s->custom[s->ncustom - 1];
@@ -193,60 +181,24 @@ double sdflow__sampler_t_min(const sdflow_sampler *s)
     return t < s->proc->t_eps ? s->proc->t_eps : t;
 }
 
-double sdflow__sampler_t_start(const sdflow_sampler *s)
+static double resolved_t_start(const sdflow_sampler *s)
 {
     if (s->time_grid == SDFLOW_GRID_CUSTOM && s->custom)
         return s->custom[0];
     return isnan(s->t_start) ? s->proc->t_max : s->t_start;
 }
 
-/* Log-SNR lambda(t) = log(alpha^2 / sigma^2), decreasing in t for every process. */
-static double log_snr(const sdflow_process *p, double t)
-{
-    sdflow__coef c;
-    sdflow__process_coef(p, t, &c);
-    return 2 * (log(c.alpha) - log(c.sigma));
-}
+/* set_option(), get_option() and the typed accessors but sdflow_sampler_get_double() */
+SDFLOW__DEFINE_TYPED_OPTIONS(sdflow_sampler, sdflow_sampler, "sampler")
 
-void sdflow__sampler_grid(const sdflow_sampler *s, long steps, double t_from, double t_to, double *grid)
+sdflow_status sdflow_sampler_get_double(const sdflow_sampler *s, sdflow_option key, double *value)
 {
-    double hi = fmax(t_from, t_to), lo = fmin(t_from, t_to);
-    double l_hi = 0, l_lo = 0;
-    if (s->time_grid == SDFLOW_GRID_KARRAS)
-        sdflow__process_karras_grid(s->proc, steps, hi, lo, s->rho, grid);
-    if (s->time_grid == SDFLOW_GRID_CUSTOM) /* check_run: steps + 1 == ncustom, ends == (hi, lo) */
-        memcpy(grid, s->custom, ((size_t)steps + 1) * sizeof *grid);
-    if (s->time_grid == SDFLOW_GRID_LOGSNR) {
-        l_hi = log_snr(s->proc, hi);
-        l_lo = log_snr(s->proc, lo);
-    }
-    /* built from hi down to lo, reversed below when t_from < t_to */
-    for (long k = 0; k <= steps; k++) {
-        double u = (double)k / (double)steps, t;
-        if (s->time_grid == SDFLOW_GRID_QUADRATIC) {
-            t = lo + (hi - lo) * (1 - u) * (1 - u);
-        } else if (s->time_grid == SDFLOW_GRID_LOGSNR && l_hi < l_lo) {
-            double target = l_hi + u * (l_lo - l_hi), a = lo, b = hi;
-            for (int it = 0; it < 200 && b - a > 1e-15 * b; it++) { /* bisection: lambda is monotone */
-                double mid = 0.5 * (a + b);
-                if (log_snr(s->proc, mid) > target)
-                    a = mid;
-                else
-                    b = mid;
-            }
-            t = 0.5 * (a + b);
-        } else {
-            t = hi - u * (hi - lo);
-        }
-        if (s->time_grid <= SDFLOW_GRID_LOGSNR)
-            grid[k] = k == 0 ? hi : k == steps ? lo : t;
-    }
-    if (t_from < t_to)
-        for (long k = 0; k < steps - k; k++) {
-            double tmp = grid[k];
-            grid[k] = grid[steps - k];
-            grid[steps - k] = tmp;
-        }
+    sdflow_status st = get_option(s, key, SDFLOW_TYPE_DOUBLE, value);
+    if (!st && key == SDFLOW_OPT_T_MIN && s->proc) /* the resolved default */
+        *value = resolved_t_min(s);
+    if (!st && key == SDFLOW_OPT_T_START && s->proc)
+        *value = resolved_t_start(s);
+    return st;
 }
 
 sdflow_status sdflow_sampler_get_stat(const sdflow_sampler *s, sdflow_stat stat, double *value)
@@ -260,7 +212,8 @@ sdflow_status sdflow_sampler_get_stat(const sdflow_sampler *s, sdflow_stat stat,
 }
 
 /* Checks bindings, sizes and inputs common to run and transport. */
-static sdflow_status check_run(sdflow_sampler *s, size_t n, const double *x_in, double *x_out, size_t *d)
+static sdflow_status check_run(sdflow_sampler *s, size_t n, const double *x_in, double *x_out, size_t *d,
+                               int run)
 {
     sdflow_ctx *ctx = s->ctx;
     int sdf = s->kind == SDFLOW_SAMPLER_SDFLOW;
@@ -279,8 +232,8 @@ static sdflow_status check_run(sdflow_sampler *s, size_t n, const double *x_in, 
         return st;
     if (x_in && (st = sdflow__check_finite(ctx, x_in, n, *d, "x_init")))
         return st;
-    if (!sdf) {
-        double lo = s->proc->t_eps, hi = s->proc->t_max, t0 = sdflow__sampler_t_min(s), t1 = sdflow__sampler_t_start(s);
+    if (!sdf && run) { /* t_min and t_start are run's interval; transport gets its own */
+        double lo = s->proc->t_eps, hi = s->proc->t_max, t0 = resolved_t_min(s), t1 = resolved_t_start(s);
         if (t0 < lo || t1 > hi || !(t0 < t1))
             return sdflow__fail(ctx, SDFLOW_E_INVALID, "need t_eps=%g <= t_min=%g < t_start=%g <= T=%g", lo, t0, t1,
                                 hi);
@@ -297,6 +250,42 @@ static sdflow_status check_run(sdflow_sampler *s, size_t n, const double *x_in, 
     return SDFLOW_OK;
 }
 
+/* Resolves the times of a run or transport from t_from to t_to; the grid
+ * (freed by the caller) is built for the kinds that step on one. */
+static sdflow_status make_plan(sdflow_sampler *s, double t_from, double t_to, sdflow__sampler_plan *plan,
+                               double **grid)
+{
+    plan->what = sdflow_sampler_kind_name(s->kind);
+    plan->t_from = t_from;
+    plan->t_to = t_to;
+    plan->grid = *grid = NULL;
+    int stepped = s->kind != SDFLOW_SAMPLER_SDFLOW &&
+                  !(s->kind == SDFLOW_SAMPLER_PF_ODE && s->solver == SDFLOW_SOLVER_DOPRI5);
+    if (!stepped)
+        return SDFLOW_OK;
+    long N = s->steps;
+    double *g = *grid = sdflow__alloc_array(s->ctx, (size_t)N + 1, sizeof(double), "time grid");
+    if (!g)
+        return SDFLOW_E_NOMEM;
+    if (s->time_grid == SDFLOW_GRID_CUSTOM || s->time_grid == SDFLOW_GRID_KARRAS) {
+        /* built from the larger time down (check_run / transport: a custom
+         * grid's ends are t_from and t_to), reversed for an encoding */
+        if (s->time_grid == SDFLOW_GRID_CUSTOM)
+            memcpy(g, s->custom, ((size_t)N + 1) * sizeof *g);
+        else
+            sdflow__process_karras_grid(s->proc, N, fmax(t_from, t_to), fmin(t_from, t_to), s->rho, g);
+        for (long k = 0; t_from < t_to && k < N - k; k++) {
+            double tmp = g[k];
+            g[k] = g[N - k];
+            g[N - k] = tmp;
+        }
+    } else {
+        sdflow__process_time_grid(s->proc, (int)s->time_grid, N, t_from, t_to, g);
+    }
+    plan->grid = g;
+    return SDFLOW_OK;
+}
+
 /* Final Tweedie step x0 = (x + sigma^2 score)/alpha at t_min, i.e. the
  * model's X0 output; in place, so x keeps its state if it fails. */
 static sdflow_status denoise(sdflow_sampler *s, size_t n, size_t d, double *x)
@@ -306,7 +295,7 @@ static sdflow_status denoise(sdflow_sampler *s, size_t n, size_t d, double *x)
     double *x0 = sdflow__alloc_array(ctx, n, d * sizeof(double), "denoised samples");
     sdflow_status st = SDFLOW_E_NOMEM;
     if (t && x0) {
-        double tm = sdflow__sampler_t_min(s);
+        double tm = resolved_t_min(s);
         for (size_t i = 0; i < n; i++)
             t[i] = tm;
         st = sdflow_model_eval(s->model[SDFLOW_ROLE_SCORE], s->proc, n, x, t, SDFLOW_OUT_X0, x0);
@@ -324,7 +313,7 @@ sdflow_status sdflow_sampler_run(sdflow_sampler *s, size_t n, const double *x_in
     if (!s)
         return SDFLOW_E_INVALID;
     size_t d;
-    sdflow_status st = check_run(s, n, x_init, x_out, &d);
+    sdflow_status st = check_run(s, n, x_init, x_out, &d, 1);
     if (st)
         return st;
     if (x_init) {
@@ -338,20 +327,23 @@ sdflow_status sdflow_sampler_run(sdflow_sampler *s, size_t n, const double *x_in
                                                  s->first_index, n, d, x_out))) {
         return st;
     }
+    if (s->kind == SDFLOW_SAMPLER_SDFLOW)
+        return sdflow__sdflow_run(s, NULL, n, x_out);
+    sdflow__sampler_plan plan;
+    double *grid;
+    if ((st = make_plan(s, resolved_t_start(s), resolved_t_min(s), &plan, &grid)))
+        return st;
     switch (s->kind) {
-    case SDFLOW_SAMPLER_REVERSE_SDE:
-    case SDFLOW_SAMPLER_PC: st = sdflow__sde_run(s, n, x_out); break;
-    case SDFLOW_SAMPLER_PF_ODE:
-        st = sdflow__ode_run(s, n, sdflow__sampler_t_start(s), sdflow__sampler_t_min(s), x_out);
-        break;
-    case SDFLOW_SAMPLER_SDFLOW: return sdflow__sdflow_run(s, n, x_out);
-    case SDFLOW_SAMPLER_DDIM: st = sdflow__ddim_run(s, n, x_out); break;
+    case SDFLOW_SAMPLER_PF_ODE: st = sdflow__ode_run(s, &plan, n, x_out); break;
+    case SDFLOW_SAMPLER_DDIM: st = sdflow__ddim_run(s, &plan, n, x_out); break;
     case SDFLOW_SAMPLER_DPMPP_2M:
     case SDFLOW_SAMPLER_DPMPP_3M:
     case SDFLOW_SAMPLER_DPMPP_2M_SDE:
-    case SDFLOW_SAMPLER_DPMPP_3M_SDE: st = sdflow__dpmpp_run(s, n, x_out); break;
-    case SDFLOW_SAMPLER_EDM_HEUN: st = sdflow__edm_run(s, n, x_out); break;
+    case SDFLOW_SAMPLER_DPMPP_3M_SDE: st = sdflow__dpmpp_run(s, &plan, n, x_out); break;
+    case SDFLOW_SAMPLER_EDM_HEUN: st = sdflow__edm_run(s, &plan, n, x_out); break;
+    default: st = sdflow__sde_run(s, &plan, n, x_out); break;
     }
+    sdflow__free(s->ctx, grid);
     if (!st && s->denoise)
         st = denoise(s, n, d, x_out);
     return st;
@@ -366,7 +358,7 @@ sdflow_status sdflow_sampler_transport(sdflow_sampler *s, size_t n, double t_fro
         return sdflow__fail(s->ctx, SDFLOW_E_UNSUPPORTED, "transport needs a pf_ode sampler, not %s",
                             sdflow_sampler_kind_name(s->kind));
     size_t d;
-    sdflow_status st = check_run(s, n, x_in, x_out, &d);
+    sdflow_status st = check_run(s, n, x_in, x_out, &d, 0);
     if (st || (st = sdflow__check_ptr(s->ctx, x_in, "x_in")))
         return st;
     double lo = s->proc->t_eps, hi = s->proc->t_max;
@@ -377,7 +369,13 @@ sdflow_status sdflow_sampler_transport(sdflow_sampler *s, size_t n, double t_fro
         !(fmax(t_from, t_to) == s->custom[0] && fmin(t_from, t_to) == s->custom[s->ncustom - 1]))
         return sdflow__fail(s->ctx, SDFLOW_E_INVALID, "transport from %g to %g: the custom time grid runs from %g to %g",
                             t_from, t_to, s->custom[0], s->custom[s->ncustom - 1]);
+    sdflow__sampler_plan plan;
+    double *grid;
+    if ((st = make_plan(s, t_from, t_to, &plan, &grid)))
+        return st;
     if (x_out != x_in)
         memmove(x_out, x_in, n * d * sizeof *x_out);
-    return sdflow__ode_run(s, n, t_from, t_to, x_out);
+    st = sdflow__ode_run(s, &plan, n, x_out);
+    sdflow__free(s->ctx, grid);
+    return st;
 }

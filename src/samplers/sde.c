@@ -12,6 +12,7 @@
 
 typedef struct sde_work {
     sdflow_sampler *s;
+    const char *what; /* kind name from the plan */
     size_t n, d;
     double *score; /* n x d */
     double *tv;    /* n times, all equal */
@@ -23,7 +24,28 @@ typedef struct sde_work {
  * becomes SDFLOW_E_NUMERIC naming the step, the time and the sample (row of x). */
 static sdflow_status score_at(sde_work *w, const double *x, double t, long step)
 {
-    return sdflow__sampler_eval(w->s, w->n, x, w->tv, t, step, SDFLOW_OUT_SCORE, w->score);
+    sdflow_sampler *s = w->s;
+    sdflow_ctx *ctx = s->ctx;
+    const char *what = w->what;
+    for (size_t i = 0; i < w->n; i++)
+        w->tv[i] = t;
+    size_t bad = sdflow__first_nonfinite_row(x, w->n, w->d);
+    if (bad < w->n)
+        return sdflow__fail(ctx, SDFLOW_E_NUMERIC, "%s sampler: state of sample %zu became non-finite at step %ld, t = %.17g",
+                            what, bad, step, t);
+    sdflow_status st =
+        sdflow_model_eval(s->model[SDFLOW_ROLE_SCORE], s->proc, w->n, x, w->tv, SDFLOW_OUT_SCORE, w->score);
+    s->stats[SDFLOW_STAT_NFE] += (double)w->n;
+    if (st != SDFLOW_E_NUMERIC)
+        return st;
+    bad = sdflow__first_nonfinite_row(w->score, w->n, w->d);
+    if (bad < w->n)
+        return sdflow__fail(ctx, SDFLOW_E_NUMERIC, "%s sampler: model output is NaN/Inf for sample %zu at step %ld, t = %.17g",
+                            what, bad, step, t);
+    char why[SDFLOW__ERRMAX]; /* failed before producing outputs: keep its reason, add where */
+    memcpy(why, ctx->err, sizeof why);
+    why[sizeof why - 1] = 0;
+    return sdflow__fail(ctx, SDFLOW_E_NUMERIC, "%s sampler at step %ld, t = %.17g: %s", what, step, t, why);
 }
 
 /* Langevin step size factor a: 1 - beta_i of the discrete VP chain for
@@ -100,23 +122,22 @@ static sdflow_status predict(sde_work *w, double *x, double t, double h, long st
     return SDFLOW_OK;
 }
 
-sdflow_status sdflow__sde_run(sdflow_sampler *s, size_t n, double *x)
+sdflow_status sdflow__sde_run(sdflow_sampler *s, const sdflow__sampler_plan *plan, size_t n, double *x)
 {
     sdflow_ctx *ctx = s->ctx;
     size_t d = s->model[SDFLOW_ROLE_SCORE]->d;
     long N = s->steps;
     long corr = s->kind == SDFLOW_SAMPLER_PC ? s->corrector_steps : 0;
-    sde_work w = { .s = s, .n = n, .d = d, .nt = sdflow__threads_for(ctx, n) };
+    sde_work w = { .s = s, .what = plan->what, .n = n, .d = d, .nt = sdflow__threads_for(ctx, n) };
     w.score = sdflow__alloc_array(ctx, n, d * sizeof(double), "score buffer");
     w.tv = sdflow__alloc_array(ctx, n, sizeof(double), "time buffer");
     w.z = sdflow__alloc_array(ctx, (size_t)w.nt, d * sizeof(double), "noise rows");
-    double *grid = sdflow__alloc_array(ctx, (size_t)N + 1, sizeof(double), "time grid");
+    const double *grid = plan->grid;
     sdflow_status st = SDFLOW_OK;
-    if (!w.score || !w.tv || !w.z || !grid) {
+    if (!w.score || !w.tv || !w.z) {
         st = SDFLOW_E_NOMEM;
         goto done;
     }
-    sdflow__sampler_grid(s, N, sdflow__sampler_t_start(s), sdflow__sampler_t_min(s), grid);
     for (long k = 0; k < N && !st; k++) {
         double t = grid[k], h = grid[k] - grid[k + 1];
         for (long j = 0; j < corr && !st; j++)
@@ -124,12 +145,11 @@ sdflow_status sdflow__sde_run(sdflow_sampler *s, size_t n, double *x)
         if (!st)
             st = predict(&w, x, t, h, k, k == N - 1);
         if (!st)
-            st = sdflow__progress(ctx, k + 1, N, sdflow_sampler_kind_name(s->kind));
+            st = sdflow__progress(ctx, k + 1, N, plan->what);
     }
 done:
     sdflow__free(ctx, w.score);
     sdflow__free(ctx, w.tv);
     sdflow__free(ctx, w.z);
-    sdflow__free(ctx, grid);
     return st;
 }

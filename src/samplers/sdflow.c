@@ -259,8 +259,9 @@ static sdflow_status flow(run *r, side *tgt, side *src, double smax, double smin
     return SDFLOW_OK;
 }
 
-sdflow_status sdflow__sdflow_run(sdflow_sampler *s, size_t n, double *x)
+sdflow_status sdflow__sdflow_run(sdflow_sampler *s, const sdflow__sampler_plan *plan, size_t n, double *x)
 {
+    (void)plan; /* sigma levels, not process times */
     sdflow_ctx *ctx = s->ctx;
     sdflow_model *tm = s->model[SDFLOW_ROLE_TARGET], *sm = s->model[SDFLOW_ROLE_SOURCE];
     const sdflow__kref *tref = sdflow__kernel_ref(tm);

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
-/* The ODE integrator (Euler, Heun, RK4, adaptive Dormand-Prince 5(4) with a
- * controller per row) and the probability-flow ODE sampler built on it. */
+/* The ODE integrator: Euler, Heun, RK4 and adaptive Dormand-Prince 5(4)
+ * with a controller per row. Used by the PF-ODE sampler and the PF-ODE
+ * density estimators; knows nothing of either. */
 #include <math.h>
 #include <string.h>
 #include "ode_internal.h"
-#include "sampler_internal.h"
 
 /* Dormand-Prince 5(4) tableau (algorithms.md §4.4). */
 static const double dp_c[7] = { 0, 1.0 / 5, 3.0 / 10, 4.0 / 5, 8.0 / 9, 1, 1 };
@@ -43,12 +43,13 @@ static sdflow_status eval_rhs(sdflow_ctx *ctx, const sdflow__ode_opts *o, long s
     sdflow_status st = rhs(user, m, rows, t, y, dydt);
     if (st && st != SDFLOW_E_NUMERIC)
         return st;
-    bad = sdflow__first_nonfinite_row(dydt, m, dim);
+    /* a failed rhs may not have written dydt: its message names the sample */
+    bad = st ? m : sdflow__first_nonfinite_row(dydt, m, dim);
     if (bad < m)
         return sdflow__fail(ctx, SDFLOW_E_NUMERIC, "%s: right-hand side is NaN/Inf for sample %zu at step %ld, t = %.17g",
                             op_name(o), rows[bad], step, t[bad]);
     if (st) {
-        /* the rhs failed numerically before producing outputs: keep its reason, add where */
+        /* the rhs failed numerically: keep its reason, add where */
         char why[SDFLOW__ERRMAX];
         memcpy(why, ctx->err, sizeof why);
         why[sizeof why - 1] = 0;
@@ -404,63 +405,4 @@ sdflow_status sdflow__ode_solve(sdflow_ctx *ctx, const sdflow__ode_opts *o, size
         return solve_dopri5(ctx, o, n, dim, t0, t1, y, rhs, user, stats);
     }
     return sdflow__fail(ctx, SDFLOW_E_INVALID, "%s: unknown solver %d", op_name(o), o->solver);
-}
-
-/* ---- the PF-ODE sampler -------------------------------------------------- */
-
-typedef struct pf_rhs {
-    sdflow_model *m;
-    const sdflow_process *p;
-} pf_rhs;
-
-/* The PF-ODE drift f x - g^2/2 score is the model's VELOCITY output. A
- * score model's drift is formed here with the coefficients computed once per
- * distinct time (fixed-step solvers evaluate all rows at one time) instead
- * of once per row in the generic conversion. */
-static sdflow_status pf_drift(void *user, size_t n, const size_t *rows, const double *t, const double *y,
-                              double *dydt)
-{
-    (void)rows;
-    const pf_rhs *u = user;
-    if (u->m->native != SDFLOW_OUT_SCORE)
-        return sdflow_model_eval(u->m, u->p, n, y, t, SDFLOW_OUT_VELOCITY, dydt);
-    sdflow_status st = sdflow_model_eval(u->m, u->p, n, y, t, SDFLOW_OUT_SCORE, dydt);
-    if (st)
-        return st;
-    size_t d = u->m->d;
-    sdflow__coef c;
-    double tc = NAN;
-    for (size_t i = 0; i < n; i++) {
-        if (!(t[i] == tc)) {
-            sdflow__process_coef(u->p, t[i], &c);
-            tc = t[i];
-        }
-        for (size_t j = 0; j < d; j++)
-            dydt[i * d + j] = c.f * y[i * d + j] - 0.5 * c.g2 * dydt[i * d + j];
-    }
-    return SDFLOW_OK;
-}
-
-sdflow_status sdflow__ode_run(sdflow_sampler *s, size_t n, double t_from, double t_to, double *x)
-{
-    sdflow_ctx *ctx = s->ctx;
-    sdflow_model *m = s->model[SDFLOW_ROLE_SCORE];
-    pf_rhs u = { m, s->proc };
-    sdflow__ode_opts o = { .solver = (int)s->solver, .steps = s->steps, .rtol = s->rtol, .atol = s->atol,
-                           .h_init = s->h_init, .max_steps = s->max_steps, .what = "pf_ode sampler" };
-    double *grid = NULL;
-    if (s->solver != SDFLOW_SOLVER_DOPRI5) {
-        grid = sdflow__alloc_array(ctx, (size_t)s->steps + 1, sizeof(double), "time grid");
-        if (!grid)
-            return SDFLOW_E_NOMEM;
-        sdflow__sampler_grid(s, s->steps, t_from, t_to, grid);
-        o.grid = grid;
-    }
-    sdflow__ode_stats stats = { 0, 0, 0 };
-    sdflow_status st = sdflow__ode_solve(ctx, &o, n, m->d, t_from, t_to, x, pf_drift, &u, &stats);
-    s->stats[SDFLOW_STAT_NFE] += stats.nfe;
-    s->stats[SDFLOW_STAT_STEPS_ACCEPTED] += stats.accepted;
-    s->stats[SDFLOW_STAT_STEPS_REJECTED] += stats.rejected;
-    sdflow__free(ctx, grid);
-    return st;
 }
