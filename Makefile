@@ -6,7 +6,13 @@
 #   make bench        JSON lines, one per workload, with this machine's bound and ratio
 #   make bench-torch  the PyTorch peers' JSON lines (after make bench)
 #   make asan         the test suite under AddressSanitizer + UBSan
-#   make install / uninstall   honour PREFIX, DESTDIR, LIBDIR, INCLUDEDIR
+#   make docs         HTML (build/docs/html) and man3 pages (build/docs/man/man3) from the headers
+#   make deb          Debian packages in build/deb (clean copy, dpkg-buildpackage, lintian)
+#   make install / uninstall   honour PREFIX, DESTDIR, LIBDIR, INCLUDEDIR, MANDIR, DOCDIR
+# Packagers: CPPFLAGS, CFLAGS and LDFLAGS are appended to the project's flags
+# (the per-file -O3 of the hot loops, KERNEL_OPTFLAGS and MIXTURE_OPTFLAGS,
+# comes after them), WERROR=0 drops -Werror, LIBDIR=/usr/lib/$(DEB_HOST_MULTIARCH)
+# gives a multiarch layout, INSTALL_DOCS=0 skips the docs. See docs/packaging.md.
 
 VERSION_PART = $(shell sed -n 's/^\#define SDFLOW_VERSION_$(1) \([0-9]*\).*/\1/p' include/sdflow/version.h)
 VERSION := $(call VERSION_PART,MAJOR).$(call VERSION_PART,MINOR).$(call VERSION_PART,PATCH)
@@ -17,12 +23,14 @@ LIBDIR ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 DOCDIR ?= $(PREFIX)/share/doc/libsdflow
+MANDIR ?= $(PREFIX)/share/man
+INSTALL_DOCS ?= 1
 
 BUILD ?= build
 LIBOUT ?= lib
 PYTHON ?= /usr/bin/python3
 
-PUBLIC_TARGETS = all lib layers check demo bench bench-torch examples install uninstall install-test asan abi-check abi-baseline abi-update abi-symbols docs unit-test python-test examples-run
+PUBLIC_TARGETS = all lib layers check demo bench bench-torch examples install uninstall install-test asan abi-check abi-baseline abi-update abi-symbols docs unit-test python-test mlp-torch-test examples-run spdx-check deb deb-symbols
 
 ifeq ($(SDFLOW_DEPS_OK),)
 # First pass: make sure the build dependencies exist, then run the real target.
@@ -38,14 +46,23 @@ else
 
 CC ?= cc
 OPTFLAGS ?= -O2 -g
-BLAS_CFLAGS := $(shell pkg-config --cflags openblas)
-BLAS_LIBS := $(shell pkg-config --libs openblas)
+# Per-file optimization the hot loops need; applied after CFLAGS so that a
+# distro's (or a user's) -O level does not undo it.
+# The kernel sums' hot loops need the vectorizer and FMA contraction (no -ffast-math: NaN checks stay valid).
+KERNEL_OPTFLAGS ?= -O3 -ffp-contract=fast -fno-trapping-math
+# mixture rows: the restrict-qualified axpy products vectorize at -O3 (GCC -O2 leaves them scalar)
+MIXTURE_OPTFLAGS ?= -O3
+WERROR ?= 1
+# pkg-config name of the BLAS (also written to sdflow.pc as Requires.private).
+BLAS_PC ?= openblas
+BLAS_CFLAGS := $(shell pkg-config --cflags $(BLAS_PC))
+BLAS_LIBS := $(shell pkg-config --libs $(BLAS_PC))
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
-LIBS_PRIVATE = $(BLAS_LIBS) -lgomp -lm
+LIBS_PRIVATE = -lgomp -lm
 
-WARN = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
-SDF_CFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L $(OPTFLAGS) $(WARN) $(SANITIZE) -fopenmp
+WARN = -Wall -Wextra $(if $(filter 1,$(WERROR)),-Werror) -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+SDF_CFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L $(OPTFLAGS) $(WARN) $(SANITIZE) -fopenmp $(CPPFLAGS) $(CFLAGS)
 LIB_CFLAGS = $(SDF_CFLAGS) -fPIC -fvisibility=hidden -Iinclude $(patsubst %,-I%,$(wildcard src/*/)) $(BLAS_CFLAGS)
 APP_CFLAGS = $(SDF_CFLAGS) -Iinclude
 
@@ -70,15 +87,13 @@ all lib: $(SHLIB) $(STLIB) $(LIBOUT)/sdflow.pc
 
 $(BUILD)/obj/%.o: src/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(LIB_CFLAGS) -MMD -MP -c $< -o $@
-# The kernel sums' hot loops need the vectorizer and FMA contraction (no -ffast-math: NaN checks stay valid).
-$(BUILD)/obj/models/kernel.o: OPTFLAGS += -O3 -ffp-contract=fast -fno-trapping-math -Wno-psabi
-# mixture rows: the restrict-qualified axpy products vectorize at -O3 (GCC -O2 leaves them scalar)
-$(BUILD)/obj/models/gmm.o: OPTFLAGS += -O3
+	$(CC) $(LIB_CFLAGS) $(FILE_OPTFLAGS) -MMD -MP -c $< -o $@
+$(BUILD)/obj/models/kernel.o: FILE_OPTFLAGS = $(KERNEL_OPTFLAGS) -Wno-psabi
+$(BUILD)/obj/models/gmm.o: FILE_OPTFLAGS = $(MIXTURE_OPTFLAGS)
 
 $(SHLIB): $(OBJ) src/libsdflow.map
 	@mkdir -p $(LIBOUT)
-	$(CC) $(SANITIZE) -fopenmp $(SOFLAGS) -o $@ $(OBJ) $(BLAS_LIBS) -lm
+	$(CC) $(SANITIZE) -fopenmp $(CFLAGS) $(LDFLAGS) $(SOFLAGS) -o $@ $(OBJ) $(BLAS_LIBS) -lm
 	ln -sf libsdflow.so.$(VERSION) $(LIBOUT)/libsdflow.so.$(SOMAJOR)
 	ln -sf libsdflow.so.$(SOMAJOR) $(LIBOUT)/libsdflow.so
 
@@ -91,7 +106,7 @@ $(STLIB): $(OBJ)
 $(LIBOUT)/sdflow.pc: sdflow.pc.in include/sdflow/version.h FORCE
 	@mkdir -p $(LIBOUT)
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
-	    -e 's|@VERSION@|$(VERSION)|' -e 's|@LIBS_PRIVATE@|$(LIBS_PRIVATE)|' $< > $@
+	    -e 's|@VERSION@|$(VERSION)|' -e 's|@LIBS_PRIVATE@|$(LIBS_PRIVATE)|' -e 's|@REQUIRES_PRIVATE@|$(BLAS_PC)|' $< > $@
 
 FORCE:
 
@@ -102,7 +117,7 @@ $(BUILD)/test/suites.h: $(TEST_SRC)
 
 $(TEST_BIN): $(TEST_SRC) test/check_main.c test/testutil.h $(BUILD)/test/suites.h $(SHLIB)
 	$(CC) $(APP_CFLAGS) -Wno-missing-prototypes $(CHECK_CFLAGS) -Itest -I$(BUILD)/test $(BLAS_CFLAGS) -o $@ test/check_main.c $(TEST_SRC) \
-	    $(APP_LIBS) $(CHECK_LIBS) $(BLAS_LIBS)
+	    $(LDFLAGS) $(APP_LIBS) $(CHECK_LIBS) $(BLAS_LIBS)
 
 unit-test: $(TEST_BIN)
 	$(TEST_BIN)
@@ -113,9 +128,11 @@ abi-symbols: $(SHLIB)
 	    echo "abi: $$(wc -l < abi/symbols.txt) exported symbols, all sdflow_*, match abi/symbols.txt"; \
 	else echo "abi: exported symbols differ from abi/symbols.txt (update it if the change is intended)"; exit 1; fi
 	@if grep -v '^sdflow_' $(BUILD)/symbols.txt; then echo "abi: non-sdflow_ symbol exported"; exit 1; fi
+	@sh mk/debsymbols.sh --check
 
 abi-update: $(SHLIB)
 	nm -D --defined-only $(SHLIB) | awk '$$2 ~ /^[TDBR]$$/ {print $$3}' | sed 's/@.*//' | sort > abi/symbols.txt
+	sh mk/debsymbols.sh --fix
 
 # abidiff against the ABI dump of the last release (abi/libsdflow.abi):
 # added symbols are fine, incompatible changes fail.
@@ -132,13 +149,27 @@ abi-baseline: $(SHLIB)
 examples: $(EXAMPLE_BIN)
 $(BUILD)/examples/%: examples/%.c $(SHLIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(APP_CFLAGS) -o $@ $< $(APP_LIBS)
+	$(CC) $(APP_CFLAGS) -o $@ $< $(LDFLAGS) $(APP_LIBS)
 
 examples-run: examples
 	@sh test/run_examples.sh $(BUILD)/examples
 
 python-test: $(SHLIB)
 	SDFLOW_LIBRARY=$(abspath $(SHLIB)) PYTHONDONTWRITEBYTECODE=1 $(PYTHON) bindings/python/test_sdflow.py
+
+# Debian packages from a clean copy (build/deb): dpkg-buildpackage, lintian;
+# DEB_INSTALL=1 (root, CI) also installs them and builds a consumer.
+deb:
+	@sh mk/deb.sh $(if $(filter 1,$(DEB_INSTALL)),--install)
+
+deb-symbols:
+	sh mk/debsymbols.sh --fix
+
+spdx-check:
+	@sh mk/spdx.sh --check
+# MLP derivatives against a PyTorch f64 twin (skips with a printed reason without torch)
+mlp-torch-test: $(SHLIB)
+	SDFLOW_LIBRARY=$(abspath $(SHLIB)) PYTHONDONTWRITEBYTECODE=1 $(PYTHON) test/mlp_torch_check.py
 
 install-test: all
 	@sh test/install_test.sh "$(MAKE)"
@@ -149,9 +180,11 @@ layers: $(SHLIB)
 
 check: all
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 layers
+	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 spdx-check
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 abi-symbols
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 examples-run
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 python-test
+	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 mlp-torch-test
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 install-test
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 unit-test
 
@@ -166,7 +199,7 @@ demo: $(BUILD)/examples/two_moons_sdflow
 
 $(BUILD)/bench/%: bench/%.c bench/bench_util.h $(SHLIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(APP_CFLAGS) -Ibench -o $@ $< $(APP_LIBS)
+	$(CC) $(APP_CFLAGS) -Ibench -o $@ $< $(LDFLAGS) $(APP_LIBS)
 
 # The calibration calls OpenBLAS and libmvec itself (-ffast-math only here: glibc vectorizes exp only
 # under it; -march=native: the bench runs where it is built).
@@ -191,16 +224,36 @@ bench-torch:
 	@for p in bench/torch_*.py; do SDFLOW_BENCH_MACHINE=$(BENCH_MACHINE) OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=2 \
 	    OPENBLAS_NUM_THREADS=2 PYTHONDONTWRITEBYTECODE=1 $(PYTHON) $$p || exit 1; done
 
-# API reference from the header comments, with README.md and docs/*.md as pages.
-docs:
+# API reference from the header comments: HTML with README.md and docs/*.md as
+# pages, and one man3 page per public header (named sdflow_<header>.h, e.g.
+# sdflow_ctx.h(3); sdflow.h(3) for the umbrella header). HAVE_DOT is set:
+# Debian's doxygen defaults to YES and prints errors without graphviz.
+DOC_HTML = $(BUILD)/docs/html/index.html
+DOC_MAN_STAMP = $(BUILD)/docs/man/stamp
+DOC_INPUT := $(wildcard include/*.h include/sdflow/*.h docs/*.md) README.md
+DOXY_COMMON = 'PROJECT_NAME = libsdflow' 'PROJECT_NUMBER = $(VERSION)' 'RECURSIVE = YES' 'EXTRACT_ALL = YES' \
+    'FULL_PATH_NAMES = YES' 'STRIP_FROM_PATH = $(abspath include)' 'HAVE_DOT = NO' 'GENERATE_LATEX = NO' \
+    'OUTPUT_DIRECTORY = $(BUILD)/docs' 'QUIET = YES' 'WARN_IF_UNDOCUMENTED = NO'
+
+docs: $(DOC_HTML) $(DOC_MAN_STAMP)
+	@echo "docs: $(DOC_HTML), $$(ls $(BUILD)/docs/man/man3 | wc -l) man pages in $(BUILD)/docs/man/man3"
+
+$(DOC_HTML): $(DOC_INPUT)
 	@mkdir -p $(BUILD)/docs
-	printf '%s\n' 'PROJECT_NAME = libsdflow' 'PROJECT_NUMBER = $(VERSION)' 'INPUT = include README.md docs' \
-	    'FILE_PATTERNS = *.h *.md' 'RECURSIVE = YES' 'USE_MDFILE_AS_MAINPAGE = README.md' 'EXTRACT_ALL = YES' \
-	    'OUTPUT_DIRECTORY = $(BUILD)/docs' 'GENERATE_LATEX = NO' 'QUIET = YES' | doxygen -
-	@echo "docs: $(BUILD)/docs/html/index.html"
+	rm -rf $(BUILD)/docs/html
+	printf '%s\n' $(DOXY_COMMON) 'INPUT = include README.md docs' 'FILE_PATTERNS = *.h *.md' \
+	    'USE_MDFILE_AS_MAINPAGE = README.md' 'SEARCHENGINE = NO' | doxygen -
+
+$(DOC_MAN_STAMP): $(wildcard include/*.h include/sdflow/*.h)
+	@mkdir -p $(BUILD)/docs
+	rm -rf $(BUILD)/docs/man
+	printf '%s\n' $(DOXY_COMMON) 'INPUT = include' 'FILE_PATTERNS = *.h' 'GENERATE_HTML = NO' \
+	    'GENERATE_MAN = YES' 'MAN_LINKS = NO' | doxygen -
+	sh mk/man.sh $(BUILD)/docs/man/man3
+	touch $@
 
 # ---- install -----------------------------------------------------------------
-install: all
+install: all $(if $(filter 1,$(INSTALL_DOCS)),docs)
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR)/sdflow $(DESTDIR)$(PKGCONFIGDIR)
 	install -m 755 $(SHLIB) $(DESTDIR)$(LIBDIR)/
 	install -m 644 $(STLIB) $(DESTDIR)$(LIBDIR)/
@@ -209,6 +262,14 @@ install: all
 	install -m 644 include/sdflow.h $(DESTDIR)$(INCLUDEDIR)/
 	install -m 644 include/sdflow/*.h $(DESTDIR)$(INCLUDEDIR)/sdflow/
 	install -m 644 $(LIBOUT)/sdflow.pc $(DESTDIR)$(PKGCONFIGDIR)/
+ifeq ($(INSTALL_DOCS),1)
+	install -d $(DESTDIR)$(DOCDIR)/html $(DESTDIR)$(MANDIR)/man3
+	cp -R $(BUILD)/docs/html/. $(DESTDIR)$(DOCDIR)/html/
+	install -m 644 $(BUILD)/docs/man/man3/*.3 $(DESTDIR)$(MANDIR)/man3/
+endif
+	@# The dynamic loader's cache: without it a program finds no libsdflow.so.0
+	@# in /usr/local/lib until someone runs ldconfig.
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null 2>&1; then 	    echo ldconfig; ldconfig; fi
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libsdflow.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libsdflow.so.$(SOMAJOR) \
@@ -216,6 +277,9 @@ uninstall:
 	      $(DESTDIR)$(PKGCONFIGDIR)/sdflow.pc $(DESTDIR)$(INCLUDEDIR)/sdflow.h
 	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/sdflow/,$(notdir $(wildcard include/sdflow/*.h)))
 	-rmdir $(DESTDIR)$(INCLUDEDIR)/sdflow 2>/dev/null
+	rm -rf $(DESTDIR)$(DOCDIR)/html
+	rm -f $(DESTDIR)$(MANDIR)/man3/sdflow.h.3 $(DESTDIR)$(MANDIR)/man3/sdflow_*.3
+	-rmdir $(DESTDIR)$(DOCDIR) 2>/dev/null
 
 -include $(DEP)
 endif

@@ -29,11 +29,12 @@ static double time_run(job *j, long inner)
     return bench_now() - t0;
 }
 
-static void bench_step(size_t n, size_t d, int reps)
+static void bench_step(size_t n, size_t d, int reps, int blas_pool)
 {
     job j = { .n = n, .d = d };
     sdflow_ctx_create(&j.ctx, NULL);
     sdflow_ctx_set_int(j.ctx, SDFLOW_CTX_THREADS, 2);
+    sdflow_ctx_set_int(j.ctx, SDFLOW_CTX_BLAS_POOL, blas_pool);
     double *y = malloc(n * d * sizeof *y);
     j.x0 = malloc(n * d * sizeof *y);
     j.x = malloc(n * d * sizeof *y);
@@ -65,7 +66,7 @@ static void bench_step(size_t n, size_t d, int reps)
     }
     qsort(t, (size_t)reps, sizeof t[0], bench_cmp);
     char size[64];
-    snprintf(size, sizeof size, "N=M=K=%zu d=%zu", n, d);
+    snprintf(size, sizeof size, "N=M=K=%zu d=%zu%s", n, d, blas_pool == SDFLOW_BLAS_POOL_SINGLE ? " blas_pool=single" : "");
     /* Two kernel means (targets Y, source X), each a logit GEMM N x M x d and a
      * weighted sum N x M x d: 8 N M d flops; one exp per (particle, point) pair. */
     double nm = (double)n * (double)n;
@@ -118,9 +119,11 @@ int main(void)
 {
     const char *only = getenv("SDFLOW_BENCH_ONLY_SCALE");
     if (!only || strcmp(only, "1") != 0) {
-        bench_step(4096, 2, 7);
-        bench_step(4096, 64, 5);
-        bench_step(16384, 2, 5);
+        bench_step(4096, 2, 7, SDFLOW_BLAS_POOL_HOST);
+        /* d = 64 runs the GEMM path: the default (OpenBLAS left alone) and the single-pool mode */
+        bench_step(4096, 64, 5, SDFLOW_BLAS_POOL_HOST);
+        bench_step(4096, 64, 5, SDFLOW_BLAS_POOL_SINGLE);
+        bench_step(16384, 2, 5, SDFLOW_BLAS_POOL_HOST);
     }
     const char *scale = getenv("SDFLOW_BENCH_SCALE");
     if ((scale && strcmp(scale, "1") == 0) || (only && strcmp(only, "1") == 0))

@@ -118,22 +118,24 @@ int main(void)
     if (two_moons(ctx, 10, N_TARGET, target) || two_moons(ctx, 20, N_TARGET, heldout) ||
         sdflow_rng_normal(ctx, 30, 0, N_GEN, 2, noise))
         goto done;
-    for (size_t i = 0; i < 2 * N_GEN; i++) /* noise roughly at the data's location and scale */
+    for (size_t i = 0; i < 2 * N_GEN; i++) /* baseline: noise roughly at the data's location and scale */
         noise[i] = (i % 2 ? 0.25 : 0.5) + noise[i];
     if (sdflow_model_create_kernel(ctx, N_TARGET, 2, target, &model) ||
         sdflow_sampler_create(ctx, SDFLOW_SAMPLER_SDFLOW, &s) ||
         sdflow_sampler_set_model(s, SDFLOW_ROLE_TARGET, model) || sdflow_sampler_set_int(s, SDFLOW_OPT_STEPS, 60) ||
         sdflow_sampler_set_int(s, SDFLOW_OPT_INNER_STEPS, 5))
         goto done;
-    if (sdflow_sampler_run(s, N_GEN, noise, gen))
+    /* x_init NULL: the default start, noise matched to the targets' mean and spread */
+    if (sdflow_sampler_run(s, N_GEN, NULL, gen))
         goto done;
-    double e_gen, e_noise, e_floor, ratio, smin, smax;
+    double e_gen, e_noise, e_floor, ratio, smin, smax, levels;
     if (sdflow_metric_energy(ctx, N_GEN, N_TARGET, 2, gen, heldout, &e_gen, NULL) ||
         sdflow_metric_energy(ctx, N_GEN, N_TARGET, 2, noise, heldout, &e_noise, NULL) ||
         sdflow_metric_energy(ctx, N_TARGET, N_TARGET, 2, target, heldout, &e_floor, NULL) ||
         sdflow_sampler_get_stat(s, SDFLOW_STAT_MEMORIZATION_RATIO, &ratio) ||
         sdflow_sampler_get_stat(s, SDFLOW_STAT_SIGMA_MIN, &smin) ||
-        sdflow_sampler_get_stat(s, SDFLOW_STAT_SIGMA_MAX, &smax))
+        sdflow_sampler_get_stat(s, SDFLOW_STAT_SIGMA_MAX, &smax) ||
+        sdflow_sampler_get_stat(s, SDFLOW_STAT_LEVELS, &levels))
         goto done;
     FILE *csv = fopen("samples.csv", "w");
     if (!csv)
@@ -144,8 +146,8 @@ int main(void)
     if (fclose(csv) || write_svg("samples.svg", target, N_TARGET, gen, N_GEN))
         goto done;
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    printf("two moons: %d targets, %d particles, sigma %.3g -> %.3g, 60 levels x 5 steps\n", N_TARGET, N_GEN, smax,
-           smin);
+    printf("two moons: %d targets, %d particles, sigma %.3g -> %.3g, %.0f of 60 levels x 5 steps (adaptive stop)\n",
+           N_TARGET, N_GEN, smax, smin, levels);
     printf("energy distance to %d held-out points: generated %.5f, noise baseline %.5f (training set itself %.5f)\n",
            N_TARGET, e_gen, e_noise, e_floor);
     printf("memorization ratio %.2f (0: copies of targets, ~1: like fresh data)\n", ratio);

@@ -1,7 +1,8 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
 # Ensures the build dependencies of one make target are present.
-# Usage: mk/deps.sh TARGET. Installs missing Debian packages with apt-get when
+# Usage: sh mk/deps.sh [TARGET]   (TARGET check covers building and testing;
+# on a bare machine without make, run `sh mk/deps.sh check` as root first). Installs missing Debian packages with apt-get when
 # run as root; otherwise stops with the exact command to run.
 set -u
 target=${1:-all}
@@ -12,24 +13,42 @@ command -v make >/dev/null 2>&1 || need="$need make"
 command -v pkg-config >/dev/null 2>&1 || need="$need pkg-config"
 have_pc openblas || need="$need libopenblas-dev"
 case "$target" in
-check|asan|install-test|unit-test|python-test)
+check|asan|install-test|unit-test|python-test|mlp-torch-test)
     have_pc check || need="$need check"
     /usr/bin/python3 -c 'import numpy' >/dev/null 2>&1 || need="$need python3-numpy"
+    # the MLP's derivative cross-check against PyTorch f64 (test/mlp_torch_check.py)
+    /usr/bin/python3 -c 'import torch' >/dev/null 2>&1 || need="$need python3-torch"
+    [ -f /usr/lib/python3/dist-packages/sklearn/datasets/data/breast_cancer.csv ] || need="$need python3-sklearn" # SD-flow tests read its tables
     ;;
 abi-check|abi-baseline)
     command -v abidiff >/dev/null 2>&1 || need="$need abigail-tools"
     ;;
-docs)
+docs|install)
     command -v doxygen >/dev/null 2>&1 || need="$need doxygen"
+    ;;
+deb)
+    for p in dpkg-dev:dpkg-buildpackage debhelper:dh dh-python:pybuild lintian:lintian doxygen:doxygen; do
+        command -v "${p#*:}" >/dev/null 2>&1 || need="$need ${p%%:*}"
+    done
+    have_pc check || need="$need check"
+    /usr/bin/python3 -c 'import numpy, setuptools' >/dev/null 2>&1 || need="$need python3-numpy python3-setuptools python3-all"
     ;;
 esac
 [ -z "$need" ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "libsdflow: installing build dependencies:$need" >&2
+    echo "libsdflow: installing build dependencies:$need (apt-get output follows)" >&2
     export DEBIAN_FRONTEND=noninteractive
-    if ! apt-get install -y -q $need >/dev/null 2>&1; then
-        apt-get update -q >/dev/null 2>&1
-        apt-get install -y -q $need >&2 || { echo "libsdflow: 'apt-get install -y$need' failed" >&2; exit 1; }
+    # apt's own progress goes to stderr: a minute of silence looks like a hang.
+    # The package lists are refreshed first when they are missing (fresh
+    # containers ship without them), else only when the install fails.
+    if [ -z "$(ls /var/lib/apt/lists/ 2>/dev/null | grep -v -e '^lock$' -e '^partial$' -e '^auxfiles$')" ]; then
+        echo "libsdflow: apt-get update" >&2
+        apt-get update >&2
+    fi
+    if ! apt-get install -y --no-install-recommends $need >&2; then
+        echo "libsdflow: apt-get update, then retrying" >&2
+        apt-get update >&2
+        apt-get install -y --no-install-recommends $need >&2 || { echo "libsdflow: 'apt-get install -y$need' failed" >&2; exit 1; }
     fi
     exit 0
 fi

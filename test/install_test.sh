@@ -14,10 +14,15 @@ fail() { echo "install-test: FAIL: $*" >&2; fails=$((fails + 1)); }
 
 ver=$(sed -n 's/^#define SDFLOW_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\).*/\2/p' include/sdflow/version.h | paste -sd. -)
 prefix=$tmp/usr
-$MAKE_CMD --no-print-directory install DESTDIR="$tmp" PREFIX=/usr >"$tmp/install.log" 2>&1 ||
+# The layout is given in full: a caller's LIBDIR=/usr/lib/<multiarch> (e.g.
+# debian/rules) would otherwise reach this make through MAKEFLAGS.
+layout="PREFIX=/usr LIBDIR=/usr/lib INCLUDEDIR=/usr/include DOCDIR=/usr/share/doc/libsdflow MANDIR=/usr/share/man"
+# shellcheck disable=SC2086
+$MAKE_CMD --no-print-directory install DESTDIR="$tmp" $layout >"$tmp/install.log" 2>&1 ||
     { cat "$tmp/install.log" >&2; fail "make install"; }
 
-for f in include/sdflow.h lib/libsdflow.so.$ver lib/libsdflow.a lib/pkgconfig/sdflow.pc; do
+for f in include/sdflow.h lib/libsdflow.so.$ver lib/libsdflow.a lib/pkgconfig/sdflow.pc \
+    share/doc/libsdflow/html/index.html share/man/man3/sdflow.h.3 share/man/man3/sdflow_ctx.h.3; do
     [ -f "$prefix/$f" ] || fail "missing $f"
 done
 for h in include/sdflow/*.h; do
@@ -27,6 +32,11 @@ done
 [ "$(readlink "$prefix/lib/libsdflow.so")" = "libsdflow.so.0" ] || fail "libsdflow.so does not link to libsdflow.so.0"
 soname=$(readelf -d "$prefix/lib/libsdflow.so.$ver" 2>/dev/null | sed -n 's/.*(SONAME).*\[\(.*\)\].*/\1/p')
 [ "$soname" = "libsdflow.so.0" ] || fail "SONAME is '$soname', want libsdflow.so.0"
+
+# sdflow.pc names the BLAS by its pkg-config name, no build machine's -L path.
+pc=$prefix/lib/pkgconfig/sdflow.pc
+grep -q '^Requires.private: openblas' "$pc" || fail "sdflow.pc has no 'Requires.private: openblas'"
+grep -q -- '-L/usr/lib/' "$pc" && fail "sdflow.pc hard-codes a library path: $(grep -- -L/usr/lib/ "$pc")"
 
 # Consumer build through pkg-config only.
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig" PKG_CONFIG_SYSROOT_DIR="$tmp"
@@ -56,13 +66,14 @@ else
     fi
 fi
 
-$MAKE_CMD --no-print-directory uninstall DESTDIR="$tmp" PREFIX=/usr >"$tmp/uninstall.log" 2>&1 ||
+# shellcheck disable=SC2086
+$MAKE_CMD --no-print-directory uninstall DESTDIR="$tmp" $layout >"$tmp/uninstall.log" 2>&1 ||
     { cat "$tmp/uninstall.log" >&2; fail "make uninstall"; }
 left=$(find "$tmp/usr" \( -name 'libsdflow*' -o -name 'sdflow*' \) 2>/dev/null)
 [ -z "$left" ] || fail "left after uninstall: $left"
 
 if [ "$fails" -eq 0 ]; then
-    echo "install-test: PASS (DESTDIR install, SONAME libsdflow.so.0, pkg-config shared + static build and run, uninstall)"
+    echo "install-test: PASS (DESTDIR install with HTML docs and man pages, SONAME libsdflow.so.0, pkg-config shared + static build and run, uninstall)"
 else
     echo "install-test: FAIL ($fails problems)"
     exit 1

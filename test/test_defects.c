@@ -241,6 +241,85 @@ START_TEST(test_nan_names_sample)
 }
 END_TEST
 
+/* ---- item 4: PC keeps the last completed step ------------------------- */
+
+/* VP score of N(0, I) data (-x at every t); fails call number fail_at. */
+typedef struct fail_cb {
+    long calls, fail_at;
+    double scale;
+} fail_cb;
+
+static int failing_score(size_t n, size_t d, const double *x, const double *t, double *out, void *user)
+{
+    (void)t;
+    fail_cb *f = user;
+    if (f->calls++ == f->fail_at)
+        return 1;
+    for (size_t i = 0; i < n * d; i++)
+        out[i] = f->scale != 0 ? f->scale : -x[i];
+    return 0;
+}
+
+static sdflow_status pc_run(long fail_at, double *x)
+{
+    sdflow_ctx *ctx = test_ctx(11);
+    sdflow_process *p = NULL;
+    ck_assert_int_eq(sdflow_process_create(ctx, SDFLOW_PROCESS_VP, &p), SDFLOW_OK);
+    fail_cb f = { 0, fail_at, 0 };
+    sdflow_model *m = NULL;
+    ck_assert_int_eq(sdflow_model_create_callback(ctx, 2, SDFLOW_OUT_SCORE, failing_score, &f, &m), SDFLOW_OK);
+    sdflow_sampler *s = NULL;
+    ck_assert_int_eq(sdflow_sampler_create(ctx, SDFLOW_SAMPLER_PC, &s), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_sampler_set_process(s, p), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_sampler_set_model(s, SDFLOW_ROLE_SCORE, m), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_sampler_set_int(s, SDFLOW_OPT_STEPS, 8), SDFLOW_OK);
+    sdflow_status st = sdflow_sampler_run(s, 3, NULL, x);
+    sdflow_sampler_free(s);
+    sdflow_model_free(m);
+    sdflow_process_free(p);
+    sdflow_ctx_free(ctx);
+    return st;
+}
+
+/* PC with one corrector step makes calls 2k (corrector) and 2k + 1
+ * (predictor) in step k. A failure of the predictor of step 6 (k = 5, call
+ * 11) must leave the same state as a failure of its corrector (call 10):
+ * the end of step 5. On a75bf84 x_out held the corrected, unpredicted state. */
+START_TEST(test_pc_failure_keeps_step)
+{
+    double a[6], b[6];
+    ck_assert_int_eq(pc_run(10, a), SDFLOW_E_CALLBACK);
+    ck_assert_int_eq(pc_run(11, b), SDFLOW_E_CALLBACK);
+    ck_assert(memcmp(a, b, sizeof a) == 0);
+    ck_assert_int_eq(pc_run(-1, b), SDFLOW_OK);
+    ck_assert(memcmp(a, b, sizeof a) != 0);
+}
+END_TEST
+
+/* Item 5, reverse SDE: a finite score of 1e308 drives the one-step result
+ * to Inf; on a75bf84 that came back with SDFLOW_OK. */
+START_TEST(test_sde_final_state_checked)
+{
+    sdflow_ctx *ctx = test_ctx(11);
+    sdflow_process *p = NULL;
+    ck_assert_int_eq(sdflow_process_create(ctx, SDFLOW_PROCESS_VP, &p), SDFLOW_OK);
+    fail_cb f = { 0, -1, 1e308 };
+    sdflow_model *m = NULL;
+    ck_assert_int_eq(sdflow_model_create_callback(ctx, 2, SDFLOW_OUT_SCORE, failing_score, &f, &m), SDFLOW_OK);
+    sdflow_sampler *s = NULL;
+    ck_assert_int_eq(sdflow_sampler_create(ctx, SDFLOW_SAMPLER_REVERSE_SDE, &s), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_sampler_set_process(s, p), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_sampler_set_model(s, SDFLOW_ROLE_SCORE, m), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_sampler_set_int(s, SDFLOW_OPT_STEPS, 1), SDFLOW_OK);
+    double x[4];
+    ck_assert_status_msg(ctx, sdflow_sampler_run(s, 2, NULL, x), SDFLOW_E_NUMERIC, "final state");
+    sdflow_sampler_free(s);
+    sdflow_model_free(m);
+    sdflow_process_free(p);
+    sdflow_ctx_free(ctx);
+}
+END_TEST
+
 /* ---- item 6: transport ignores run-only options ------------------------- */
 
 /* T_START = 0.5 < T_MIN = 0.6 is a bad interval for run, but transport has
@@ -280,6 +359,8 @@ Suite *defects_suite(void)
     tcase_add_test(tc, test_default_pf_ode_run);
     tcase_add_test(tc, test_transport_ignores_run_interval);
     tcase_add_test(tc, test_nan_names_sample);
+    tcase_add_test(tc, test_pc_failure_keeps_step);
+    tcase_add_test(tc, test_sde_final_state_checked);
     suite_add_tcase(s, tc);
     return s;
 }

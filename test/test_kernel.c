@@ -306,7 +306,7 @@ START_TEST(test_kernel_threads_identical)
             ck_assert_int_eq(sdflow_model_set_int(km, SDFLOW_OPT_BLOCK_Q, 64), SDFLOW_OK);
             ck_assert_int_eq(sdflow_model_set_int(km, SDFLOW_OPT_BLOCK_Y, 128), SDFLOW_OK);
             out[th] = malloc(n * (d + 1) * 8);
-            openblas_set_num_threads(2); /* the GEMM path pins OpenBLAS to 1 thread and must restore it */
+            openblas_set_num_threads(2); /* neither BLAS pool mode may leave OpenBLAS's count changed */
             ck_assert_int_eq(sdflow_model_score(km, NULL, n, x, t, out[th]), SDFLOW_OK);
             ck_assert_int_eq(openblas_get_num_threads(), 2);
             ck_assert_int_eq(sdflow_model_logpdf(km, NULL, n, x, t, out[th] + n * d), SDFLOW_OK);
@@ -320,10 +320,53 @@ START_TEST(test_kernel_threads_identical)
 }
 END_TEST
 
+/* SDFLOW_CTX_BLAS_POOL (core/blas.c): HOST (default) never changes
+ * OpenBLAS's thread count; SINGLE pins it to 1 during the GEMM path, so the
+ * bits do not depend on it (they equal an OpenBLAS-1-thread run; at this
+ * size HOST with 2 OpenBLAS threads measured a 1-ulp difference), and
+ * restores it. */
+START_TEST(test_kernel_blas_pool)
+{
+    enum { M = 3000, N = 1000, D = 64 };
+    long v = -1;
+    sdflow_ctx *ctx = test_ctx(33);
+    ck_assert_int_eq(sdflow_ctx_get_int(ctx, SDFLOW_CTX_BLAS_POOL, &v), SDFLOW_OK);
+    ck_assert_int_eq(v, SDFLOW_BLAS_POOL_HOST);
+    ck_assert_int_eq(sdflow_ctx_set_int(ctx, SDFLOW_CTX_BLAS_POOL, 2), SDFLOW_E_INVALID);
+    ck_assert_int_eq(sdflow_ctx_set_int(ctx, SDFLOW_CTX_THREADS, 2), SDFLOW_OK);
+    double *y = normals(ctx, 3, M, D, 0.3, 0.0), *x = normals(ctx, 4, N, D, 0.3, 0.0), *t = malloc(N * sizeof *t);
+    double *out[3];
+    for (size_t i = 0; i < N; i++)
+        t[i] = 0.3 + 0.001 * (double)i;
+    sdflow_model *km;
+    ck_assert_int_eq(sdflow_model_create_kernel(ctx, M, D, y, &km), SDFLOW_OK);
+    int blas[3] = { 1, 2, 2 }, pool[3] = { SDFLOW_BLAS_POOL_HOST, SDFLOW_BLAS_POOL_SINGLE, SDFLOW_BLAS_POOL_HOST };
+    for (int r = 0; r < 3; r++) {
+        out[r] = malloc(N * D * sizeof(double));
+        ck_assert_int_eq(sdflow_ctx_set_int(ctx, SDFLOW_CTX_BLAS_POOL, pool[r]), SDFLOW_OK);
+        ck_assert_int_eq(sdflow_ctx_get_int(ctx, SDFLOW_CTX_BLAS_POOL, &v), SDFLOW_OK);
+        ck_assert_int_eq(v, pool[r]);
+        openblas_set_num_threads(blas[r]);
+        ck_assert_int_eq(sdflow_model_score(km, NULL, N, x, t, out[r]), SDFLOW_OK);
+        ck_assert_int_eq(openblas_get_num_threads(), blas[r]);
+    }
+    ck_assert_msg(memcmp(out[0], out[1], N * D * sizeof(double)) == 0, "SINGLE at 2 OpenBLAS threads != 1 thread");
+    double worst = 0; /* HOST at 2 OpenBLAS threads: rounding-level differences only */
+    for (size_t i = 0; i < N * D; i++)
+        worst = fmax(worst, fabs(out[2][i] - out[0][i]) / (1e-300 + fabs(out[0][i])));
+    printf("blas pool: HOST at 2 OpenBLAS threads vs 1: max rel diff %.3g (SINGLE: identical)\n", worst);
+    ck_assert_msg(worst < 1e-10, "HOST result differs by %g", worst);
+    sdflow_model_free(km);
+    for (int r = 0; r < 3; r++)
+        free(out[r]);
+    free(y), free(x), free(t);
+    sdflow_ctx_free(ctx);
+}
+END_TEST
+
 /* Kernel models on the GEMM path used from two threads at once (each with
  * its own ctx and model): results equal a one-thread evaluation bit for bit,
- * and OpenBLAS's thread count, set to 1 while any such call runs, is
- * restored once both are done. */
+ * and OpenBLAS's thread count is the host's once both are done. */
 typedef struct eval_job {
     size_t m, n, d;
     uint64_t stream;
@@ -500,6 +543,7 @@ Suite *kernel_suite(void)
     suite_add_tcase(s, num);
     TCase *api = tcase_create("api");
     tcase_add_test(api, test_kernel_alloc_failures);
+    tcase_add_test(api, test_kernel_blas_pool);
     tcase_add_test(api, test_kernel_bad_input);
     suite_add_tcase(s, api);
     return s;

@@ -4,8 +4,9 @@
  * @brief The context: allocator, options, error messages, callbacks, random numbers.
  *
  * Every object is created from a context and reports its errors into it. The
- * context must outlive every object made from it. Nothing in libsdflow is
- * process-global: two contexts never interact.
+ * context must outlive every object made from it. Two contexts never
+ * interact, and by default libsdflow changes no process-global state; the
+ * one opt-in exception is SDFLOW_CTX_BLAS_POOL = SDFLOW_BLAS_POOL_SINGLE.
  */
 #ifndef SDFLOW_CTX_H
 #define SDFLOW_CTX_H
@@ -38,6 +39,30 @@ typedef enum sdflow_log_level {
     SDFLOW_LOG_DEBUG = 3,
     SDFLOW_LOG_TRACE = 4
 } sdflow_log_level;
+
+/** Values of SDFLOW_CTX_BLAS_POOL. Some loops (kernel models from d = 12,
+ *  the metrics from d = 16) run on SDFLOW_CTX_THREADS threads that each call
+ *  cblas_dgemm. OpenBLAS's thread count is process-global, so who threads
+ *  those GEMMs is the host's choice:
+ *  - SDFLOW_BLAS_POOL_HOST (default): libsdflow never changes OpenBLAS's
+ *    settings. With OpenBLAS threads > 1 the GEMMs of our threads use
+ *    OpenBLAS's pool too (the two pools can oversubscribe the cores; set
+ *    OPENBLAS_NUM_THREADS=1 or openblas_set_num_threads(1) to avoid it).
+ *    Results are bit-identical for any SDFLOW_CTX_THREADS at a fixed
+ *    OpenBLAS thread count, but may differ in the last bits between
+ *    OpenBLAS thread counts (a threaded GEMM may sum in another order).
+ *  - SDFLOW_BLAS_POOL_SINGLE: during such a loop libsdflow sets OpenBLAS to
+ *    1 thread and restores the previous count afterwards (reference-counted
+ *    across concurrent calls). Results then do not depend on OpenBLAS's
+ *    thread count either (and equal those of version 0.1.0 before this
+ *    option). This is a process-global change for the duration of the call:
+ *    a GEMM another thread of the host program runs meanwhile is
+ *    single-threaded too, and an openblas_set_num_threads() made meanwhile
+ *    is reverted at the end. */
+typedef enum sdflow_blas_pool {
+    SDFLOW_BLAS_POOL_HOST = 0,
+    SDFLOW_BLAS_POOL_SINGLE = 1
+} sdflow_blas_pool;
 
 /** Log callback: @p msg is valid only during the call. */
 typedef void (*sdflow_log_fn)(int level, const char *msg, void *user_data);

@@ -91,6 +91,54 @@ SDFLOW_API sdflow_status sdflow_model_divergence(sdflow_model *m, const sdflow_p
 SDFLOW_API sdflow_status sdflow_model_sample(sdflow_model *m, uint64_t stream, uint64_t first_index,
                                              size_t n, double *out);
 
+/* ---- neural (MLP) score model ---------------------------------------- */
+
+/** MLP score model on R^d (docs/mlp.md): Fourier time features, hidden
+ *  layers (SDFLOW_OPT_MLP_DEPTH x SDFLOW_OPT_MLP_WIDTH, activation
+ *  SDFLOW_OPT_MLP_ACTIVATION, optional residual blocks) and a linear output
+ *  of kind SDFLOW_OPT_MLP_OUTPUT (default epsilon; SDFLOW_MLP_ENERGY: scalar
+ *  energy, score = -grad_x E). Architecture options are set with
+ *  sdflow_model_set_int before the parameters exist; the parameters are
+ *  created on first evaluation or parameter access, initialized like
+ *  PyTorch's nn.Linear default (U(-1/sqrt(fan_in), 1/sqrt(fan_in))) from the
+ *  ctx seed; later architecture changes fail with SDFLOW_E_STATE.
+ *  Jacobian, divergence, JVP and Hutchinson forms are exact (forward-mode
+ *  passes over all d directions at once). Results of a row are bit-identical
+ *  for any batch split and SDFLOW_CTX_THREADS (docs/mlp.md, "Determinism").
+ *  Thread safety: evaluation may run concurrently on one model; setting
+ *  parameters or options must not overlap evaluation. */
+SDFLOW_API sdflow_status sdflow_model_create_mlp(sdflow_ctx *ctx, size_t d, sdflow_model **out);
+/** Number of trainable parameters (the flat vector: every tensor except
+ *  the buffer "time_embed.freqs", in tensor order). MLP models only. */
+SDFLOW_API sdflow_status sdflow_model_param_count(sdflow_model *m, size_t *count);
+/** Number of named tensors (PyTorch state_dict entries). */
+SDFLOW_API sdflow_status sdflow_model_param_tensors(sdflow_model *m, size_t *count);
+/** Tensor @p index: name ("layers.0.weight", ...; valid while the model
+ *  lives), rows and columns (cols = 0 for 1-D tensors). Outputs may be NULL. */
+SDFLOW_API sdflow_status sdflow_model_param_info(sdflow_model *m, size_t index, const char **name, size_t *rows,
+                                                 size_t *cols);
+/** Copies tensor @p name (row-major, exactly @p count values) out / in.
+ *  Values set must be finite. */
+SDFLOW_API sdflow_status sdflow_model_get_param(sdflow_model *m, const char *name, size_t count, double *values);
+SDFLOW_API sdflow_status sdflow_model_set_param(sdflow_model *m, const char *name, size_t count,
+                                                const double *values);
+/** All trainable parameters as one flat vector of sdflow_model_param_count values. */
+SDFLOW_API sdflow_status sdflow_model_get_params(sdflow_model *m, size_t count, double *theta);
+SDFLOW_API sdflow_status sdflow_model_set_params(sdflow_model *m, size_t count, const double *theta);
+/** Reverse mode: grad (param_count values, overwritten) = d/dtheta of
+ *  sum_i w_i . f(x_i, t_i), f the model's native output (the network output,
+ *  or the score -grad_x E for an energy MLP); @p grad_x (n x d, may be NULL)
+ *  gets d/dx of the same sum. */
+SDFLOW_API sdflow_status sdflow_model_param_grad(sdflow_model *m, const sdflow_process *p, size_t n,
+                                                 const double *x, const double *t, const double *w, double *grad,
+                                                 double *grad_x);
+/** Second order: grad = d/dtheta of sum_i a_i^T J(x_i, t_i) b_i, J the
+ *  Jacobian of the native output (a, b: n x d). SDFLOW_E_UNSUPPORTED for an
+ *  energy MLP (third order) and for ReLU (no second derivative). */
+SDFLOW_API sdflow_status sdflow_model_param_grad_jac(sdflow_model *m, const sdflow_process *p, size_t n,
+                                                     const double *x, const double *t, const double *a,
+                                                     const double *b, double *grad);
+
 /* ---- kernel (empirical) score model ---------------------------------- */
 
 /** Kernel (empirical) model of the m x d sample set @p y (copied): under a

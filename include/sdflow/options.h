@@ -23,8 +23,10 @@ typedef enum sdflow_option {
     /* ctx (100..149) */
     SDFLOW_CTX_SEED = 100,        /**< u64: base seed of every random stream (default 0) */
     SDFLOW_CTX_THREADS = 101,     /**< int 1..256: threads of libsdflow's own loops (default 1).
-                                       OpenBLAS's own pool is process-global and left alone. */
+                                       OpenBLAS's own pool is process-global; see SDFLOW_CTX_BLAS_POOL. */
     SDFLOW_CTX_LOG_LEVEL = 102,   /**< int 0..4: most verbose level sent to the log callback (default 2) */
+    SDFLOW_CTX_BLAS_POOL = 103,   /**< int sdflow_blas_pool: who threads the GEMMs that libsdflow's
+                                       own parallel loops issue (default SDFLOW_BLAS_POOL_HOST) */
 
     /* process (150..199) */
     SDFLOW_PROC_BETA_MIN = 150,   /**< double: VP/sub-VP beta(0) (default 0.1) */
@@ -41,7 +43,8 @@ typedef enum sdflow_option {
     SDFLOW_OPT_STEPS = 200,       /**< int: number of (outer) steps */
     SDFLOW_OPT_SIGMA_MAX = 201,   /**< double: largest smoothing of SD flow (0: from the target set) */
     SDFLOW_OPT_FIRST_INDEX = 202, /**< u64: global index of the first sample of this run (sharding) */
-    SDFLOW_OPT_SIGMA_MIN = 203,   /**< double: smallest smoothing of SD flow (0: 2 x median NN distance) */
+    SDFLOW_OPT_SIGMA_MIN = 203,   /**< double: smallest smoothing of SD flow (0: SDFLOW_OPT_SIGMA_MIN_NN, or the
+                                       adaptive stop of docs/sdflow.md) */
     SDFLOW_OPT_T_MIN = 204,       /**< double: final time of reverse-time samplers */
     SDFLOW_OPT_TIME_GRID = 205,   /**< int: sdflow_time_grid */
     SDFLOW_OPT_DENOISE = 206,     /**< int 0/1: final Tweedie denoising step */
@@ -59,12 +62,16 @@ typedef enum sdflow_option {
     SDFLOW_OPT_STREAM = 218,      /**< u64: random stream of this object (default depends on kind) */
     SDFLOW_OPT_BLOCK_Q = 219,     /**< int: query block size of kernel computations (default 256) */
     SDFLOW_OPT_BLOCK_Y = 220,     /**< int: reference block size of kernel computations (default 4096) */
-    SDFLOW_OPT_ETA = 221,         /**< double: noise level of DDIM (default 0) and DPM-Solver++ SDE samplers (default 1) */
-    SDFLOW_OPT_S_CHURN = 222,     /**< double: EDM Heun churn S_churn (default 0: deterministic) */
-    SDFLOW_OPT_S_TMIN = 223,      /**< double: EDM churn only where sigma/alpha >= S_tmin (default 0) */
-    SDFLOW_OPT_S_TMAX = 224,      /**< double: EDM churn only where sigma/alpha <= S_tmax (default inf) */
-    SDFLOW_OPT_S_NOISE = 225,     /**< double: noise scale of DDIM, DPM-Solver++ SDE and EDM churn (default 1) */
-    SDFLOW_OPT_RHO = 226,         /**< double: exponent rho of SDFLOW_GRID_KARRAS (default 7) */
+    SDFLOW_OPT_SIGMA_MIN_NN = 221,/**< double: SD-flow sigma_min as a multiple of the targets' median NN spacing h_NN
+                                       (default 0: adaptive stop where the particles are as far from the targets
+                                       as fresh data; SDFLOW_OPT_SIGMA_MIN, when set, wins) */
+    SDFLOW_OPT_START = 222,       /**< int: sdflow_start, SD-flow start when x_init is NULL (default matched) */
+    SDFLOW_OPT_ETA = 223,         /**< double: noise level of DDIM (default 0) and DPM-Solver++ SDE samplers (default 1) */
+    SDFLOW_OPT_S_CHURN = 224,     /**< double: EDM Heun churn S_churn (default 0: deterministic) */
+    SDFLOW_OPT_S_TMIN = 225,      /**< double: EDM churn only where sigma/alpha >= S_tmin (default 0) */
+    SDFLOW_OPT_S_TMAX = 226,      /**< double: EDM churn only where sigma/alpha <= S_tmax (default inf) */
+    SDFLOW_OPT_S_NOISE = 227,     /**< double: noise scale of DDIM, DPM-Solver++ SDE and EDM churn (default 1) */
+    SDFLOW_OPT_RHO = 228,         /**< double: exponent rho of SDFLOW_GRID_KARRAS (default 7) */
 
     /* adaptive solvers (300..349) */
     SDFLOW_OPT_RTOL = 300,        /**< double: relative tolerance (default 1e-5) */
@@ -83,7 +90,16 @@ typedef enum sdflow_option {
 
     /* metrics (500..549) */
     SDFLOW_OPT_BANDWIDTH = 500,   /**< double: MMD kernel bandwidth (0: median heuristic) */
-    SDFLOW_OPT_DIRECTIONS = 501   /**< int: sliced-Wasserstein directions (default 128) */
+    SDFLOW_OPT_DIRECTIONS = 501,  /**< int: sliced-Wasserstein directions (default 128) */
+
+    /* MLP model architecture (set before the parameters exist) */
+    SDFLOW_OPT_MLP_DEPTH = 600,      /**< int 1..64: hidden layers (default 3) */
+    SDFLOW_OPT_MLP_WIDTH = 601,      /**< int 1..65536: hidden width (default 128) */
+    SDFLOW_OPT_MLP_ACTIVATION = 602, /**< int: sdflow_activation (default SiLU) */
+    SDFLOW_OPT_MLP_FREQS = 603,      /**< int 0..4096: Fourier time frequencies (default 32) */
+    SDFLOW_OPT_MLP_RESIDUAL = 604,   /**< int 0/1: hidden layers 2.. as z + act(W z + b) (default 0) */
+    SDFLOW_OPT_MLP_OUTPUT = 605,     /**< int: an sdflow_output (default SDFLOW_OUT_EPS) or SDFLOW_MLP_ENERGY */
+    SDFLOW_OPT_MLP_TIME_INPUT = 606  /**< int 0/1: Fourier features of t (0, default) or of log(sigma(t))/4 (1) */
 } sdflow_option;
 
 /** Value type of an option key. */
@@ -94,6 +110,18 @@ typedef enum sdflow_option_type {
     SDFLOW_TYPE_U64 = 3
 } sdflow_option_type;
 
+/** MLP activations (SDFLOW_OPT_MLP_ACTIVATION). */
+typedef enum sdflow_activation {
+    SDFLOW_ACT_SILU = 0,
+    SDFLOW_ACT_TANH = 1,
+    SDFLOW_ACT_SOFTPLUS = 2,
+    SDFLOW_ACT_GELU = 3,  /**< tanh approximation (PyTorch approximate="tanh") */
+    SDFLOW_ACT_RELU = 4   /**< first order only: refused for the energy output */
+} sdflow_activation;
+
+/** SDFLOW_OPT_MLP_OUTPUT value of an energy MLP: scalar E(x, t), score = -grad_x E. */
+#define SDFLOW_MLP_ENERGY 5
+
 /** Time grids of reverse-time samplers (SDFLOW_OPT_TIME_GRID). */
 typedef enum sdflow_time_grid {
     SDFLOW_GRID_UNIFORM = 0,    /**< t_k = T - k (T - t_min)/N */
@@ -102,6 +130,13 @@ typedef enum sdflow_time_grid {
     SDFLOW_GRID_KARRAS = 3,     /**< Karras et al. 2022: uniform in (sigma/alpha)^(1/rho), t = sigma^-1 of the process */
     SDFLOW_GRID_CUSTOM = 4      /**< the times given to sdflow_sampler_set_time_grid() */
 } sdflow_time_grid;
+
+/** SD-flow start distributions (SDFLOW_OPT_START), used when x_init is NULL. */
+typedef enum sdflow_start {
+    SDFLOW_START_MATCHED = 0,   /**< N(mean, diag(var)) of the kernel target's samples (other targets: N(0, I)) */
+    SDFLOW_START_NORMAL = 1,    /**< N(0, I) */
+    SDFLOW_START_MODEL = 2      /**< exact samples of the model bound as SDFLOW_ROLE_START (sdflow_model_sample) */
+} sdflow_start;
 
 /** ODE solvers (SDFLOW_OPT_SOLVER). */
 typedef enum sdflow_solver {

@@ -40,7 +40,8 @@ typedef enum sdflow_sampler_kind {
 typedef enum sdflow_role {
     SDFLOW_ROLE_SCORE = 0,   /**< the score model of diffusion samplers */
     SDFLOW_ROLE_TARGET = 1,  /**< SD flow: target distribution */
-    SDFLOW_ROLE_SOURCE = 2   /**< SD flow: source/current distribution (NULL: the particles themselves) */
+    SDFLOW_ROLE_SOURCE = 2,  /**< SD flow: source/current distribution (NULL: the particles themselves) */
+    SDFLOW_ROLE_START = 3    /**< SD flow: a gaussian or gmm model whose samples start the flow (SDFLOW_START_MODEL) */
 } sdflow_role;
 
 /** Statistics of the last run. */
@@ -48,9 +49,15 @@ typedef enum sdflow_stat {
     SDFLOW_STAT_NFE = 0,                /**< model evaluations (rows x calls / n) per sample, summed over samples */
     SDFLOW_STAT_STEPS_ACCEPTED = 1,     /**< accepted steps, summed over samples */
     SDFLOW_STAT_STEPS_REJECTED = 2,     /**< rejected steps, summed over samples */
-    SDFLOW_STAT_MEMORIZATION_RATIO = 3, /**< SD flow: mean NN distance to targets / median target NN spacing */
-    SDFLOW_STAT_SIGMA_MIN = 4,          /**< SD flow: smallest smoothing used */
-    SDFLOW_STAT_SIGMA_MAX = 5           /**< SD flow: largest smoothing used */
+    SDFLOW_STAT_MEMORIZATION_RATIO = 3, /**< SD flow: mean NN distance of the outputs to the targets / the same for
+                                             fresh data (SDFLOW_STAT_FRESH_NN): < 1 toward copies, > 1 still smoothed */
+    SDFLOW_STAT_SIGMA_MIN = 4,          /**< SD flow: smallest smoothing used (the last level's sigma) */
+    SDFLOW_STAT_SIGMA_MAX = 5,          /**< SD flow: largest smoothing used (the first level's sigma) */
+    SDFLOW_STAT_H_NN = 6,               /**< SD flow: median nearest-neighbour distance h_NN within the targets */
+    SDFLOW_STAT_FRESH_NN = 7,           /**< SD flow: mean leave-one-out NN distance of the targets (fresh-data scale) */
+    SDFLOW_STAT_LEVELS = 8,             /**< SD flow: sigma levels run, including a noise-free finishing level */
+    SDFLOW_STAT_SIGMA_RATIO = 9         /**< SD flow: sigma_{l+1} / sigma_l of the geometric schedule (level l runs at
+                                             SIGMA_MAX x SIGMA_RATIO^l until SIGMA_MIN) */
 } sdflow_stat;
 
 SDFLOW_API sdflow_status sdflow_sampler_create(sdflow_ctx *ctx, sdflow_sampler_kind kind, sdflow_sampler **out);
@@ -73,7 +80,7 @@ SDFLOW_API sdflow_status sdflow_sampler_get_double(const sdflow_sampler *s, sdfl
 SDFLOW_API sdflow_status sdflow_sampler_get_u64(const sdflow_sampler *s, sdflow_option key, uint64_t *value);
 
 /** Transports n samples (n x d). @p x_init == NULL draws the start from the
- *  prior (diffusion samplers) or a standard normal (SD flow). @p x_out may
+ *  prior (diffusion samplers) or from SDFLOW_OPT_START (SD flow). @p x_out may
  *  alias @p x_init. On failure or cancellation x_out holds the state reached
  *  at the last completed step (for SDFLOW_E_INVALID it is untouched). */
 SDFLOW_API sdflow_status sdflow_sampler_run(sdflow_sampler *s, size_t n, const double *x_init, double *x_out);

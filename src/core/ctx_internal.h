@@ -16,6 +16,7 @@ struct sdflow_ctx {
     uint64_t seed;
     int threads;
     int log_level;
+    int blas_pool; /* sdflow_blas_pool */
     sdflow_log_fn log_fn;
     void *log_user;
     sdflow_progress_fn progress_fn;
@@ -46,6 +47,12 @@ void *sdflow__alloc_array(sdflow_ctx *ctx, size_t n, size_t size, const char *wh
 void *sdflow__calloc_array(sdflow_ctx *ctx, size_t n, size_t size, const char *what);
 void *sdflow__realloc(sdflow_ctx *ctx, void *ptr, size_t old_size, size_t new_size);
 void sdflow__free(sdflow_ctx *ctx, void *ptr);
+
+/* The one BLAS-threading policy (blas.c, SDFLOW_CTX_BLAS_POOL): call
+ * begin before an OpenMP team of nt threads whose threads call BLAS, and
+ * end with its token after the team. */
+int sdflow__blas_team_begin(const sdflow_ctx *ctx, int nt);
+void sdflow__blas_team_end(int token);
 
 /* Number of threads for a loop over n independent rows (1 for small n). */
 int sdflow__threads_for(const sdflow_ctx *ctx, size_t n);

@@ -4,7 +4,8 @@
  * ctx.c, is below them and not in a circle with them. */
 #include "ctx_internal.h"
 
-static const sdflow_option ctx_keys[] = { SDFLOW_CTX_SEED, SDFLOW_CTX_THREADS, SDFLOW_CTX_LOG_LEVEL };
+static const sdflow_option ctx_keys[] = { SDFLOW_CTX_SEED, SDFLOW_CTX_THREADS, SDFLOW_CTX_LOG_LEVEL,
+                                          SDFLOW_CTX_BLAS_POOL };
 #define CTX_KEY(ctx, key, type, v) \
     sdflow__option_accept(ctx, "a context", ctx_keys, sizeof ctx_keys / sizeof ctx_keys[0], key, type, v)
 
@@ -18,6 +19,8 @@ sdflow_status sdflow_ctx_set_int(sdflow_ctx *ctx, sdflow_option key, long value)
         return st;
     if (key == SDFLOW_CTX_THREADS)
         ctx->threads = (int)value;
+    else if (key == SDFLOW_CTX_BLAS_POOL)
+        ctx->blas_pool = (int)value;
     else
         ctx->log_level = (int)value;
     return SDFLOW_OK;
@@ -51,7 +54,7 @@ sdflow_status sdflow_ctx_get_int(const sdflow_ctx *ctx, sdflow_option key, long 
     sdflow_status st = CTX_KEY(NULL, key, SDFLOW_TYPE_INT, NULL);
     if (st)
         return st;
-    *value = key == SDFLOW_CTX_THREADS ? ctx->threads : ctx->log_level;
+    *value = key == SDFLOW_CTX_THREADS ? ctx->threads : key == SDFLOW_CTX_BLAS_POOL ? ctx->blas_pool : ctx->log_level;
     return SDFLOW_OK;
 }
 

@@ -20,6 +20,7 @@ static const option_row table[] = {
     { SDFLOW_CTX_SEED, "seed", SDFLOW_TYPE_U64, 0, U64MAX },
     { SDFLOW_CTX_THREADS, "threads", SDFLOW_TYPE_INT, 1, 256 },
     { SDFLOW_CTX_LOG_LEVEL, "log_level", SDFLOW_TYPE_INT, 0, 4 },
+    { SDFLOW_CTX_BLAS_POOL, "blas_pool", SDFLOW_TYPE_INT, 0, 1 },
     { SDFLOW_PROC_BETA_MIN, "beta_min", SDFLOW_TYPE_DOUBLE, 0, 1e4 },
     { SDFLOW_PROC_BETA_MAX, "beta_max", SDFLOW_TYPE_DOUBLE, 1e-6, 1e4 },
     { SDFLOW_PROC_SIGMA_MIN, "proc_sigma_min", SDFLOW_TYPE_DOUBLE, 1e-12, 1e12 },
@@ -55,6 +56,8 @@ static const option_row table[] = {
     { SDFLOW_OPT_S_TMAX, "s_tmax", SDFLOW_TYPE_DOUBLE, 0, INFINITY },
     { SDFLOW_OPT_S_NOISE, "s_noise", SDFLOW_TYPE_DOUBLE, 0, 100 },
     { SDFLOW_OPT_RHO, "rho", SDFLOW_TYPE_DOUBLE, 1e-3, 1e3 },
+    { SDFLOW_OPT_SIGMA_MIN_NN, "sigma_min_nn", SDFLOW_TYPE_DOUBLE, 0, 1e6 },
+    { SDFLOW_OPT_START, "start", SDFLOW_TYPE_INT, 0, 2 },
     { SDFLOW_OPT_RTOL, "rtol", SDFLOW_TYPE_DOUBLE, 1e-14, 1 },
     { SDFLOW_OPT_ATOL, "atol", SDFLOW_TYPE_DOUBLE, 1e-14, 1 },
     { SDFLOW_OPT_PROBES, "probes", SDFLOW_TYPE_INT, 1, 1e6 },
@@ -68,6 +71,13 @@ static const option_row table[] = {
     { SDFLOW_OPT_DIVERGENCE, "divergence", SDFLOW_TYPE_INT, 0, 2 },
     { SDFLOW_OPT_BANDWIDTH, "bandwidth", SDFLOW_TYPE_DOUBLE, 0, BIG },
     { SDFLOW_OPT_DIRECTIONS, "directions", SDFLOW_TYPE_INT, 1, 1e7 },
+    { SDFLOW_OPT_MLP_DEPTH, "mlp_depth", SDFLOW_TYPE_INT, 1, 64 },
+    { SDFLOW_OPT_MLP_WIDTH, "mlp_width", SDFLOW_TYPE_INT, 1, 65536 },
+    { SDFLOW_OPT_MLP_ACTIVATION, "mlp_activation", SDFLOW_TYPE_INT, 0, 4 },
+    { SDFLOW_OPT_MLP_FREQS, "mlp_freqs", SDFLOW_TYPE_INT, 0, 4096 },
+    { SDFLOW_OPT_MLP_RESIDUAL, "mlp_residual", SDFLOW_TYPE_INT, 0, 1 },
+    { SDFLOW_OPT_MLP_OUTPUT, "mlp_output", SDFLOW_TYPE_INT, 0, 5 },
+    { SDFLOW_OPT_MLP_TIME_INPUT, "mlp_time_input", SDFLOW_TYPE_INT, 0, 1 },
 };
 
 static const option_row *find(sdflow_option key)

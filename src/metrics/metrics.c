@@ -107,6 +107,7 @@ static sdflow_status for_tiles(sdflow_ctx *ctx, const tiles *t, tile_fn fn, void
     double *work = sdflow__alloc_array(ctx, (size_t)nt * per, sizeof(double), "metric tile scratch");
     if (!work)
         return SDFLOW_E_NOMEM;
+    int blas = use_gemm(t->d) ? sdflow__blas_team_begin(ctx, nt) : 0; /* tile_d2 calls GEMMs from our threads */
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (size_t ib = 0; ib < nblk; ib++) {
         int tid = omp_get_thread_num();
@@ -118,6 +119,7 @@ static sdflow_status for_tiles(sdflow_ctx *ctx, const tiles *t, tile_fn fn, void
             fn(arg, tid, i0, ni, j0, nj, w);
         }
     }
+    sdflow__blas_team_end(blas);
     sdflow__free(ctx, work);
     return SDFLOW_OK;
 }

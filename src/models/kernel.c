@@ -18,7 +18,6 @@
 #include <limits.h>
 #include <math.h>
 #include <omp.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 #include "kernel_internal.h"
@@ -388,30 +387,6 @@ TARGET_AVX2 static void gemm_row_avx2(double *g, const double *hy, size_t nb, do
 static int have_avx2(void) { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
 #endif
 
-/* OpenBLAS's thread count is process-global: the first of any concurrent
- * GEMM-path calls (kernel models used from several threads) saves it and
- * sets 1, the last one restores it. */
-static pthread_mutex_t blas_lock = PTHREAD_MUTEX_INITIALIZER;
-static int blas_users, blas_saved_threads;
-
-static void blas_single_begin(void)
-{
-    pthread_mutex_lock(&blas_lock);
-    if (blas_users++ == 0) {
-        blas_saved_threads = openblas_get_num_threads();
-        openblas_set_num_threads(1);
-    }
-    pthread_mutex_unlock(&blas_lock);
-}
-
-static void blas_single_end(void)
-{
-    pthread_mutex_lock(&blas_lock);
-    if (--blas_users == 0)
-        openblas_set_num_threads(blas_saved_threads);
-    pthread_mutex_unlock(&blas_lock);
-}
-
 /* Empty running sums (max -inf, sum 0, weighted sum 0) for rows i0 .. i1 - 1. */
 static void start_rows(size_t i0, size_t i1, size_t d, double *mx, double *s, double *v)
 {
@@ -452,8 +427,9 @@ size_t sdflow__kernel_work_size(size_t d, size_t bq, size_t by, int nt)
     return (size_t)nt * (d < SDFLOW__KERNEL_GEMM_D ? by + 4 : bq * by); /* + 4: padded tail */
 }
 
-void sdflow__kernel_sums(const sdflow__kref *r, size_t n, const double *q, const double *beta, double beta0,
-                         long self_off, size_t bq, size_t by, int nt, double *work, double *mx, double *s, double *v)
+void sdflow__kernel_sums(const sdflow_ctx *ctx, const sdflow__kref *r, size_t n, const double *q, const double *beta,
+                         double beta0, long self_off, size_t bq, size_t by, int nt, double *work, double *mx, double *s,
+                         double *v)
 {
     size_t d = r->d, m = r->m;
     if (by > m)
@@ -493,14 +469,12 @@ void sdflow__kernel_sums(const sdflow__kref *r, size_t n, const double *q, const
     if (have_avx2())
         g = gemm_row_avx2;
 #endif
-    /* One thread pool at a time: each of our threads takes whole query
-     * blocks and calls a single-threaded GEMM on them, so the exp passes run
-     * in parallel too and no OpenBLAS thread spins while we work (letting
-     * OpenBLAS thread the GEMMs and running the exp pass on one thread
-     * measured 1.5x slower at d = 64 on 2 cores). A block is computed the
-     * same way whichever thread takes it, so results do not depend on the
-     * thread count. */
-    blas_single_begin();
+    /* Each of our threads takes whole query blocks and calls GEMMs on them,
+     * so the exp passes run in parallel too. Whether those GEMMs may thread
+     * inside OpenBLAS's pool is the ctx's BLAS policy (core/blas.c). A block
+     * is computed the same way whichever thread takes it, so results do not
+     * depend on the thread count. */
+    int blas = sdflow__blas_team_begin(ctx, nt);
     size_t nblk = (n + bq - 1) / bq;
 #pragma omp parallel num_threads(nt)
     {
@@ -509,7 +483,7 @@ void sdflow__kernel_sums(const sdflow__kref *r, size_t n, const double *q, const
         for (size_t b = 0; b < nblk; b++)
             gemm_block(r, b * bq, n - b * bq < bq ? n - b * bq : bq, q, beta, beta0, self_off, by, g, buf, mx, s, v);
     }
-    blas_single_end();
+    sdflow__blas_team_end(blas);
 }
 
 void sdflow__kernel_nn(const sdflow__kref *r, size_t n, const double *x, const size_t *self_idx, int nt, double *nn2,
@@ -658,7 +632,7 @@ static sdflow_status kernel_pass(sdflow_model *mdl, const sdflow_process *p, siz
             for (size_t k = 0; k < d; k++)
                 q[i * d + k] = x[(i0 + i) * d + k] / c.alpha - r->c[k];
         }
-        sdflow__kernel_sums(r, nc, q, beta, 0, -1, bq, by, nt, work, mx, s, v);
+        sdflow__kernel_sums(mdl->ctx, r, nc, q, beta, 0, -1, bq, by, nt, work, mx, s, v);
         double logm = log((double)r->m);
         if (o.mode == K_JAC || o.mode == K_DIV || o.mode == K_JVP || o.mode == K_EVAL_DIV) {
             /* J = alpha^2 Cov_w(y) / sigma^4 - I / sigma^2 */

@@ -41,9 +41,10 @@ size_t sdflow__kernel_work_size(size_t d, size_t bq, size_t by, int nt);
  * when beta is NULL) it writes mx[i] = max_j l_ij, s[i] = sum_j e^(l_ij - mx),
  * v[i] = sum_j e^(l_ij - mx) y_j (d, centred frame). self_off >= 0 skips the
  * pair j = i + self_off (leave-one-out). Rows are independent and summed in
- * a fixed order, so results do not depend on nt. */
-void sdflow__kernel_sums(const sdflow__kref *r, size_t n, const double *q, const double *beta, double beta0,
-                         long self_off, size_t bq, size_t by, int nt, double *work, double *mx, double *s,
+ * a fixed order, so results do not depend on nt. GEMMs (d >= 12) follow
+ * the BLAS policy of ctx (SDFLOW_CTX_BLAS_POOL). */
+void sdflow__kernel_sums(const sdflow_ctx *ctx, const sdflow__kref *r, size_t n, const double *q, const double *beta,
+                         double beta0, long self_off, size_t bq, size_t by, int nt, double *work, double *mx, double *s,
                          double *v);
 
 /* Nearest and farthest squared distances from n points x (n x d, data

@@ -38,6 +38,7 @@ sdflow_status sdflow__ddim_run(sdflow_sampler *s, const sdflow__sampler_plan *pl
         }
         st = sdflow__fs_step_done(&w, k);
     }
+    st = sdflow__fs_finish(&w, x, st);
     sdflow__fs_close(&w);
     return st;
 }

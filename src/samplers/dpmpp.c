@@ -91,6 +91,7 @@ sdflow_status sdflow__dpmpp_run(sdflow_sampler *s, const sdflow__sampler_plan *p
         h1 = h;
         st = sdflow__fs_step_done(&w, k);
     }
+    st = sdflow__fs_finish(&w, x, st);
     sdflow__fs_close(&w);
     return st;
 }

@@ -99,6 +99,7 @@ sdflow_status sdflow__edm_run(sdflow_sampler *s, const sdflow__sampler_plan *pla
         for (size_t i = 0; i < len; i++)
             x[i] = cn.alpha * y[i];
     }
+    st = sdflow__fs_finish(&w, x, st);
     sdflow__fs_close(&w);
     return st;
 }

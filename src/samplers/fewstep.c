@@ -24,6 +24,17 @@ sdflow_status sdflow__fs_open(sdflow__fs *w, sdflow_sampler *s, const sdflow__sa
     return w->tv && w->z && w->buf ? SDFLOW_OK : SDFLOW_E_NOMEM;
 }
 
+sdflow_status sdflow__fs_finish(sdflow__fs *w, const double *x, sdflow_status st)
+{
+    /* the last update is never evaluated again: check it here, so a run is
+     * never OK with a non-finite sample */
+    size_t bad = st || !w->buf ? w->n : sdflow__first_nonfinite_row(x, w->n, w->d);
+    if (bad < w->n)
+        return sdflow__fail(w->s->ctx, SDFLOW_E_NUMERIC, "%s sampler: state of sample %zu is non-finite after the last step",
+                            w->what, bad);
+    return st;
+}
+
 void sdflow__fs_close(sdflow__fs *w)
 {
     sdflow_ctx *ctx = w->s->ctx;

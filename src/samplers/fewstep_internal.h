@@ -25,6 +25,9 @@ typedef struct sdflow__fs {
 /* Allocates the frame with nbuf n x d work arrays on the plan's grid. */
 sdflow_status sdflow__fs_open(sdflow__fs *w, sdflow_sampler *s, const sdflow__sampler_plan *plan, size_t n, int nbuf);
 void sdflow__fs_close(sdflow__fs *w);
+/* st, or SDFLOW_E_NUMERIC naming the sample when st is OK but the final
+ * state x holds a NaN/Inf. */
+sdflow_status sdflow__fs_finish(sdflow__fs *w, const double *x, sdflow_status st);
 /* Work array b (0 <= b < nbuf). */
 double *sdflow__fs_buf(const sdflow__fs *w, int b);
 /* D = x0 prediction of the model at (x, t) for all rows; a NaN/Inf in x or

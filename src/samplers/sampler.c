@@ -64,6 +64,8 @@ static const sdflow__opt_slot slots[] = {
     SLOT(SDFLOW_OPT_S_TMAX, K_EDM, s_tmax),
     SLOT(SDFLOW_OPT_S_NOISE, K_DDIM | K_DSDE | K_EDM, s_noise),
     SLOT(SDFLOW_OPT_RHO, K_DIFF, rho),
+    SLOT(SDFLOW_OPT_SIGMA_MIN_NN, K_SDF, sigma_min_nn),
+    SLOT(SDFLOW_OPT_START, K_SDF, start),
 };
 
 sdflow_status sdflow_sampler_create(sdflow_ctx *ctx, sdflow_sampler_kind kind, sdflow_sampler **out)
@@ -157,7 +159,7 @@ sdflow_status sdflow_sampler_set_model(sdflow_sampler *s, sdflow_role role, sdfl
 {
     if (!s)
         return SDFLOW_E_INVALID;
-    if (role < SDFLOW_ROLE_SCORE || role > SDFLOW_ROLE_SOURCE)
+    if (role < SDFLOW_ROLE_SCORE || role > SDFLOW_ROLE_START)
         return sdflow__fail(s->ctx, SDFLOW_E_INVALID, "unknown model role %d", (int)role);
     int sdf = s->kind == SDFLOW_SAMPLER_SDFLOW;
     if (sdf != (role != SDFLOW_ROLE_SCORE))
@@ -320,15 +322,13 @@ sdflow_status sdflow_sampler_run(sdflow_sampler *s, size_t n, const double *x_in
         if (x_out != x_init)
             memmove(x_out, x_init, n * d * sizeof *x_out);
     } else if (s->kind == SDFLOW_SAMPLER_SDFLOW) {
-        for (size_t i = 0; i < n; i++)
-            sdflow__rng_normal_row(s->ctx->seed, sdflow__stream(s->stream, 0x696e6974ull /* "init" */, 0),
-                                   s->first_index + i, 0, d, x_out + i * d);
+        return sdflow__sdflow_run(s, NULL, n, 1, x_out); /* draws its own start */
     } else if ((st = sdflow_process_prior_sample(s->proc, sdflow__stream(s->stream, 0x696e6974ull, 0),
                                                  s->first_index, n, d, x_out))) {
         return st;
     }
     if (s->kind == SDFLOW_SAMPLER_SDFLOW)
-        return sdflow__sdflow_run(s, NULL, n, x_out);
+        return sdflow__sdflow_run(s, NULL, n, 0, x_out);
     sdflow__sampler_plan plan;
     double *grid;
     if ((st = make_plan(s, resolved_t_start(s), resolved_t_min(s), &plan, &grid)))

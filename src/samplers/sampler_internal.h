@@ -6,13 +6,13 @@
 
 #include "model_internal.h"
 
-#define SDFLOW__NSTATS 6
+#define SDFLOW__NSTATS 10
 
 struct sdflow_sampler {
     sdflow_ctx *ctx;
     sdflow_sampler_kind kind;
     const sdflow_process *proc;
-    sdflow_model *model[3];         /* indexed by sdflow_role */
+    sdflow_model *model[4];         /* indexed by sdflow_role */
     /* options (NaN / 0 where the default depends on the process or data) */
     long steps;
     double t_min, t_start;          /* NaN: process default */
@@ -22,7 +22,8 @@ struct sdflow_sampler {
     double h_init, rtol, atol;
     uint64_t first_index, stream;
     double sigma_max, sigma_min, step_frac, noise;
-    long inner_steps, self_exclude, eval_noisy, block_q, block_y;
+    long inner_steps, self_exclude, eval_noisy, block_q, block_y, start;
+    double sigma_min_nn;
     double eta, s_churn, s_tmin, s_tmax, s_noise, rho; /* few-step samplers, Karras grid */
     double *custom;                 /* SDFLOW_GRID_CUSTOM times, decreasing (owned) */
     size_t ncustom;
@@ -43,7 +44,9 @@ typedef struct sdflow__sampler_plan {
  * and the stats are zeroed. */
 sdflow_status sdflow__sde_run(sdflow_sampler *s, const sdflow__sampler_plan *plan, size_t n, double *x); /* REVERSE_SDE, PC */
 sdflow_status sdflow__ode_run(sdflow_sampler *s, const sdflow__sampler_plan *plan, size_t n, double *x); /* PF_ODE */
-sdflow_status sdflow__sdflow_run(sdflow_sampler *s, const sdflow__sampler_plan *plan, size_t n, double *x); /* SDFLOW */
+/* SDFLOW; draw_start: x_init was NULL and the start is drawn here (SDFLOW_OPT_START) */
+sdflow_status sdflow__sdflow_run(sdflow_sampler *s, const sdflow__sampler_plan *plan, size_t n, int draw_start,
+                                 double *x);
 sdflow_status sdflow__ddim_run(sdflow_sampler *s, const sdflow__sampler_plan *plan, size_t n, double *x);   /* DDIM */
 sdflow_status sdflow__dpmpp_run(sdflow_sampler *s, const sdflow__sampler_plan *plan, size_t n, double *x);  /* DPMPP_* */
 sdflow_status sdflow__edm_run(sdflow_sampler *s, const sdflow__sampler_plan *plan, size_t n, double *x);    /* EDM_HEUN */

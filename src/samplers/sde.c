@@ -133,21 +133,32 @@ sdflow_status sdflow__sde_run(sdflow_sampler *s, const sdflow__sampler_plan *pla
     w.tv = sdflow__alloc_array(ctx, n, sizeof(double), "time buffer");
     w.z = sdflow__alloc_array(ctx, (size_t)w.nt, d * sizeof(double), "noise rows");
     const double *grid = plan->grid;
+    /* PC: the state at the start of the step, restored when a later model
+     * call of the step fails, so x holds the last completed step */
+    double *x_step = corr > 0 ? sdflow__alloc_array(ctx, n, d * sizeof(double), "step start state") : NULL;
     sdflow_status st = SDFLOW_OK;
-    if (!w.score || !w.tv || !w.z) {
+    if (!w.score || !w.tv || !w.z || (corr > 0 && !x_step)) {
         st = SDFLOW_E_NOMEM;
         goto done;
     }
     for (long k = 0; k < N && !st; k++) {
         double t = grid[k], h = grid[k] - grid[k + 1];
+        if (x_step)
+            memcpy(x_step, x, n * d * sizeof *x);
         for (long j = 0; j < corr && !st; j++)
             st = correct(&w, x, t, k, j);
         if (!st)
             st = predict(&w, x, t, h, k, k == N - 1);
+        if (st && x_step)
+            memcpy(x, x_step, n * d * sizeof *x);
         if (!st)
             st = sdflow__progress(ctx, k + 1, N, plan->what);
     }
+    /* the last step's mean can overflow even from finite scores */
+    if (!st)
+        st = sdflow__check_result(ctx, x, n, d, "reverse SDE final state");
 done:
+    sdflow__free(ctx, x_step);
     sdflow__free(ctx, w.score);
     sdflow__free(ctx, w.tv);
     sdflow__free(ctx, w.z);

@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: MIT */
+/* Internal: a fixed MLP family with hand-derived passes (llm.c style) over
+ * one contiguous parameter vector. Used by the MLP model kind (models/mlp.c)
+ * and by the trainer. Layout and math: docs/mlp.md.
+ *
+ * Network: z0 = [x (d), sin(2 pi f s) (F), cos(2 pi f s) (F)];
+ * hidden l = 0..depth-1: a_l = z_l W_l^T + b_l, z_{l+1} = act(a_l)
+ * (+ z_l for l >= 1 with residual blocks); output y = z_L W_L^T + b_L with
+ * d_out = d (vector outputs) or 1 (energy). Parameters, in order:
+ * layers.0.weight (width x d_in), layers.0.bias, ..., layers.L.bias.
+ *
+ * Every pass works on blocks of SDFLOW__MLP_ROWS rows, padded with zero rows,
+ * so every GEMM has one fixed shape: results of a row do not depend on the
+ * batch it came in (see docs/mlp.md, "Determinism"). All scratch is per call:
+ * passes are reentrant. */
+#ifndef SDFLOW_NN_MLP_NET_H
+#define SDFLOW_NN_MLP_NET_H
+
+#include <stddef.h>
+#include "ctx_internal.h"
+
+#define SDFLOW__MLP_ROWS 16
+#define SDFLOW__MLP_MAXLAYERS 65
+
+typedef enum sdflow__act { SDFLOW__ACT_SILU, SDFLOW__ACT_TANH, SDFLOW__ACT_SOFTPLUS, SDFLOW__ACT_GELU,
+                           SDFLOW__ACT_RELU } sdflow__act;
+
+typedef struct sdflow__mlp {
+    size_t d, nfreq, width, depth, d_in, d_out;
+    int act, residual;
+    size_t nlayers;                                 /* depth + 1 */
+    size_t in[SDFLOW__MLP_MAXLAYERS], out[SDFLOW__MLP_MAXLAYERS];
+    size_t woff[SDFLOW__MLP_MAXLAYERS], boff[SDFLOW__MLP_MAXLAYERS];
+    size_t nparam;
+    double *theta;  /* nparam */
+    double *freqs;  /* nfreq (buffer, not a parameter) */
+} sdflow__mlp;
+
+/* Fills in the layer shapes and nparam from d, nfreq, width, depth, d_out. */
+void sdflow__mlp_layout(sdflow__mlp *net);
+
+/* Activation value and derivatives 1..3 at a (any of the outputs may be NULL). */
+void sdflow__mlp_act(int act, double a, double *s0, double *s1, double *s2, double *s3);
+
+/* Network input z0 rows: x and the Fourier features of s (one per row). */
+void sdflow__mlp_embed(const sdflow__mlp *net, size_t n, const double *x, const double *s, double *z0);
+
+/* y (n x d_out) = net(z0). */
+sdflow_status sdflow__mlp_forward(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n, const double *z0, double *y);
+
+/* Input gradient of the scalar output of an energy net: g = dE/dx (n x d), and optionally E (n). */
+sdflow_status sdflow__mlp_grad_x(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n, const double *z0, double *e,
+                                 double *g);
+
+/* Tangents: for K directions per row (v: n x K x d; NULL means the K = d
+ * basis directions), jv[(i K + k) d_vec + :] = D f(x_i) v_ik where f is the
+ * net output (d_out = d) or, for an energy net, the input gradient dE/dx
+ * (so jv = H v). Optionally also the primal (y: n x d_out output, or the
+ * input gradient for energy nets). */
+sdflow_status sdflow__mlp_tangent(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n, const double *z0, size_t K,
+                                  const double *v, double *primal, double *jv);
+
+/* Reverse mode: with ybar (n x d_out) the gradient of a scalar loss with
+ * respect to the outputs, adds dL/dtheta to gtheta (nparam; NULL: skipped)
+ * and writes dL/dx to gx (n x d; NULL: skipped). Rows are summed in a fixed
+ * order (blocks in sequence), so gtheta is deterministic. */
+sdflow_status sdflow__mlp_backward(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n, const double *z0,
+                                   const double *ybar, double *gtheta, double *gx);
+
+/* Second order: adds to gtheta the parameter gradient of
+ * L = sum_i a_i^T J_x(x_i) b_i, J the d_out x d Jacobian of the net output
+ * (a: n x d_out, b: n x d). For an energy net (d_out = 1) with a = 1 this is
+ * the parameter gradient of b^T grad_x E, i.e. minus the VJP of the score. */
+sdflow_status sdflow__mlp_bilinear_grad(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n, const double *z0,
+                                        const double *a, const double *b, double *gtheta);
+
+#endif
