@@ -2,6 +2,8 @@
 /* Diffusion sampler workloads (one JSON line each):
  *   c_pf_ode_rk4  probability-flow ODE, RK4, 100 steps, 10^4 samples, d = 2
  *   c_sde_em      reverse-time SDE, Euler-Maruyama, 1000 steps, same
+ *   c_dpmpp_2m, c_dpmpp_3m_sde, c_edm_heun   few-step samplers at 20 NFE
+ *                 (Karras grid; EDM Heun: 10 steps = 19 NFE), same
  * Score model: exact 4-component GMM (the MLP of performance.md is another
  * workload); VP process; ctx SDFLOW_CTX_THREADS = 2. */
 #include <stdio.h>
@@ -72,6 +74,29 @@ int main(void)
     bench_run("c_sde_em", "n=10000 d=2 gmm k=4 vp em steps=1000 ctx_threads=2", THREADS, 5, run, &j,
               eval_flops(1000), eval_exps(1000, 1001));
     sdflow_sampler_free(j.s);
+
+    static const struct {
+        const char *name, *params;
+        sdflow_sampler_kind kind;
+        long steps;
+        double nfe, normals; /* evaluations and noise draws (rows of d normals) per sample */
+    } few[3] = {
+        { "c_dpmpp_2m", "n=10000 d=2 gmm k=4 vp dpmpp_2m steps=20 nfe=20 karras ctx_threads=2", SDFLOW_SAMPLER_DPMPP_2M, 20,
+          20, 1 },
+        { "c_dpmpp_3m_sde", "n=10000 d=2 gmm k=4 vp dpmpp_3m_sde steps=20 nfe=20 karras ctx_threads=2",
+          SDFLOW_SAMPLER_DPMPP_3M_SDE, 20, 20, 21 },
+        { "c_edm_heun", "n=10000 d=2 gmm k=4 vp edm_heun steps=10 nfe=19 karras ctx_threads=2", SDFLOW_SAMPLER_EDM_HEUN, 10,
+          19, 1 },
+    };
+    for (int f = 0; f < 3; f++) {
+        if (sdflow_sampler_create(ctx, few[f].kind, &j.s) || sdflow_sampler_set_process(j.s, p) ||
+            sdflow_sampler_set_model(j.s, SDFLOW_ROLE_SCORE, m) || sdflow_sampler_set_int(j.s, SDFLOW_OPT_STEPS, few[f].steps) ||
+            sdflow_sampler_set_int(j.s, SDFLOW_OPT_TIME_GRID, SDFLOW_GRID_KARRAS))
+            return 1;
+        bench_run(few[f].name, few[f].params, THREADS, 7, run, &j, eval_flops(few[f].nfe),
+                  eval_exps(few[f].nfe, few[f].normals));
+        sdflow_sampler_free(j.s);
+    }
 
     free(j.x);
     sdflow_model_free(m);

@@ -66,6 +66,12 @@ typedef enum sdflow_option {
                                        (default 0: adaptive stop where the particles are as far from the targets
                                        as fresh data; SDFLOW_OPT_SIGMA_MIN, when set, wins) */
     SDFLOW_OPT_START = 222,       /**< int: sdflow_start, SD-flow start when x_init is NULL (default matched) */
+    SDFLOW_OPT_ETA = 223,         /**< double: noise level of DDIM (default 0) and DPM-Solver++ SDE samplers (default 1) */
+    SDFLOW_OPT_S_CHURN = 224,     /**< double: EDM Heun churn S_churn (default 0: deterministic) */
+    SDFLOW_OPT_S_TMIN = 225,      /**< double: EDM churn only where sigma/alpha >= S_tmin (default 0) */
+    SDFLOW_OPT_S_TMAX = 226,      /**< double: EDM churn only where sigma/alpha <= S_tmax (default inf) */
+    SDFLOW_OPT_S_NOISE = 227,     /**< double: noise scale of DDIM, DPM-Solver++ SDE and EDM churn (default 1) */
+    SDFLOW_OPT_RHO = 228,         /**< double: exponent rho of SDFLOW_GRID_KARRAS (default 7) */
 
     /* adaptive solvers (300..349) */
     SDFLOW_OPT_RTOL = 300,        /**< double: relative tolerance (default 1e-5) */
@@ -120,7 +126,9 @@ typedef enum sdflow_activation {
 typedef enum sdflow_time_grid {
     SDFLOW_GRID_UNIFORM = 0,    /**< t_k = T - k (T - t_min)/N */
     SDFLOW_GRID_QUADRATIC = 1,  /**< steps shrink quadratically towards t_min */
-    SDFLOW_GRID_LOGSNR = 2      /**< uniform in log-SNR */
+    SDFLOW_GRID_LOGSNR = 2,     /**< uniform in log-SNR */
+    SDFLOW_GRID_KARRAS = 3,     /**< Karras et al. 2022: uniform in (sigma/alpha)^(1/rho), t = sigma^-1 of the process */
+    SDFLOW_GRID_CUSTOM = 4      /**< the times given to sdflow_sampler_set_time_grid() */
 } sdflow_time_grid;
 
 /** SD-flow start distributions (SDFLOW_OPT_START), used when x_init is NULL. */

@@ -27,7 +27,13 @@ typedef enum sdflow_sampler_kind {
     SDFLOW_SAMPLER_REVERSE_SDE = 1, /**< Euler-Maruyama on the reverse-time SDE */
     SDFLOW_SAMPLER_PC = 2,          /**< Euler-Maruyama predictor + Langevin corrector */
     SDFLOW_SAMPLER_PF_ODE = 3,      /**< probability-flow ODE (Euler, Heun, RK4, DOPRI5) */
-    SDFLOW_SAMPLER_SDFLOW = 4       /**< Score Difference flow (Weber 2023) */
+    SDFLOW_SAMPLER_SDFLOW = 4,      /**< Score Difference flow (Weber 2023) */
+    SDFLOW_SAMPLER_DDIM = 5,        /**< DDIM (Song et al. 2021); SDFLOW_OPT_ETA = 0 deterministic, > 0 stochastic */
+    SDFLOW_SAMPLER_DPMPP_2M = 6,    /**< DPM-Solver++ 2M, data-prediction multistep (Lu et al. 2022), order 2 */
+    SDFLOW_SAMPLER_DPMPP_3M = 7,    /**< DPM-Solver++ 3M, order 3 */
+    SDFLOW_SAMPLER_DPMPP_2M_SDE = 8,/**< DPM-Solver++ 2M SDE (SDFLOW_OPT_ETA, default 1) */
+    SDFLOW_SAMPLER_DPMPP_3M_SDE = 9,/**< DPM-Solver++ 3M SDE (SDFLOW_OPT_ETA, default 1) */
+    SDFLOW_SAMPLER_EDM_HEUN = 10    /**< EDM Heun (Karras et al. 2022, Alg. 2) with optional churn */
 } sdflow_sampler_kind;
 
 /** Roles of models bound to a sampler. */
@@ -83,6 +89,13 @@ SDFLOW_API sdflow_status sdflow_sampler_run(sdflow_sampler *s, size_t n, const d
 SDFLOW_API sdflow_status sdflow_sampler_transport(sdflow_sampler *s, size_t n, double t_from, double t_to,
                                                   const double *x_in, double *x_out);
 /** A statistic of the last run. */
+/** Sets a custom time grid: @p n >= 2 times, strictly decreasing (or
+ * strictly increasing: used reversed), finite, within the process range
+ * [t_eps, T] at run time. Selects SDFLOW_GRID_CUSTOM and sets
+ * SDFLOW_OPT_STEPS to n - 1; t_start and t_min become the grid's ends.
+ * The times are copied. Duplicate or unordered times are SDFLOW_E_INVALID. */
+SDFLOW_API sdflow_status sdflow_sampler_set_time_grid(sdflow_sampler *s, size_t n, const double *times);
+
 SDFLOW_API sdflow_status sdflow_sampler_get_stat(const sdflow_sampler *s, sdflow_stat stat, double *value);
 
 SDFLOW_END_DECLS

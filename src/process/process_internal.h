@@ -43,6 +43,14 @@ double sdflow__process_time_of_log_snr(const sdflow_process *p, double lam);
  * Quadratic and log-SNR grids are dense at the smaller time. */
 void sdflow__process_time_grid(const sdflow_process *p, int kind, long steps, double t_from, double t_to,
                                double *grid);
+/* sigma~(t) = sigma / alpha, strictly increasing in t, and its inverse
+ * (clamped to [t_eps, T]). */
+double sdflow__process_sigma_ratio(const sdflow_process *p, double t);
+double sdflow__process_time_of_sigma_ratio(const sdflow_process *p, double ratio);
+/* Karras rho-grid grid[0..steps] from t = hi down to t = lo: uniform in
+ * sigma~^(1/rho), mapped to t through the inverse of sigma~. */
+void sdflow__process_karras_grid(const sdflow_process *p, long steps, double hi, double lo, double rho,
+                                 double *grid);
 
 /* Every conversion between parameterizations is affine in (value, x):
  * to_score:   score = a * value + b * x

@@ -91,3 +91,35 @@ void sdflow__process_time_grid(const sdflow_process *p, int kind, long steps, do
             grid[steps - k] = tmp;
         }
 }
+
+/* sigma~ = sigma / alpha: the noise level of the scaled state x / alpha
+ * (EDM's sigma, k-diffusion's sigmas), log sigma~ = -lambda / 2, strictly
+ * increasing in t for every process. */
+double sdflow__process_sigma_ratio(const sdflow_process *p, double t)
+{
+    sdflow__coef c;
+    sdflow__process_coef(p, t, &c);
+    return c.sigma / c.alpha;
+}
+
+double sdflow__process_time_of_sigma_ratio(const sdflow_process *p, double ratio)
+{
+    return sdflow__process_time_of_log_snr(p, -2.0 * log(ratio));
+}
+
+void sdflow__process_karras_grid(const sdflow_process *p, long steps, double hi, double lo, double rho,
+                                 double *grid)
+{
+    /* sigma~_k = (smax^(1/rho) + k/N (smin^(1/rho) - smax^(1/rho)))^rho,
+     * k = 0..N, ends exactly at the given times (k-diffusion's
+     * get_sigmas_karras without the appended 0: the grid ends at t_min);
+     * t_k through the closed-form inverse of the log-SNR */
+    double smax = pow(sdflow__process_sigma_ratio(p, hi), 1 / rho);
+    double smin = pow(sdflow__process_sigma_ratio(p, lo), 1 / rho);
+    grid[0] = hi;
+    grid[steps] = lo;
+    for (long k = 1; k < steps; k++) {
+        double t = sdflow__process_time_of_sigma_ratio(p, pow(smax + (double)k / (double)steps * (smin - smax), rho));
+        grid[k] = t < lo ? lo : t > hi ? hi : t;
+    }
+}

@@ -10,6 +10,12 @@ static const sdflow__name kind_names[] = { { SDFLOW_SAMPLER_REVERSE_SDE, "revers
                                            { SDFLOW_SAMPLER_PC, "pc" },
                                            { SDFLOW_SAMPLER_PF_ODE, "pf_ode" },
                                            { SDFLOW_SAMPLER_SDFLOW, "sdflow" },
+                                           { SDFLOW_SAMPLER_DDIM, "ddim" },
+                                           { SDFLOW_SAMPLER_DPMPP_2M, "dpmpp_2m" },
+                                           { SDFLOW_SAMPLER_DPMPP_3M, "dpmpp_3m" },
+                                           { SDFLOW_SAMPLER_DPMPP_2M_SDE, "dpmpp_2m_sde" },
+                                           { SDFLOW_SAMPLER_DPMPP_3M_SDE, "dpmpp_3m_sde" },
+                                           { SDFLOW_SAMPLER_EDM_HEUN, "edm_heun" },
                                            { 0, NULL } };
 
 /* sdflow_sampler_kind_name() and sdflow_sampler_kind_from_name() */
@@ -20,7 +26,11 @@ SDFLOW__DEFINE_KIND_NAMES(sdflow_sampler, sdflow_sampler_kind, kind_names)
 #define K_PC (1u << SDFLOW_SAMPLER_PC)
 #define K_ODE (1u << SDFLOW_SAMPLER_PF_ODE)
 #define K_SDF (1u << SDFLOW_SAMPLER_SDFLOW)
-#define K_DIFF (K_SDE | K_PC | K_ODE)
+#define K_DDIM (1u << SDFLOW_SAMPLER_DDIM)
+#define K_DSDE ((1u << SDFLOW_SAMPLER_DPMPP_2M_SDE) | (1u << SDFLOW_SAMPLER_DPMPP_3M_SDE))
+#define K_EDM (1u << SDFLOW_SAMPLER_EDM_HEUN)
+#define K_FEW (K_DDIM | (1u << SDFLOW_SAMPLER_DPMPP_2M) | (1u << SDFLOW_SAMPLER_DPMPP_3M) | K_DSDE | K_EDM)
+#define K_DIFF (K_SDE | K_PC | K_ODE | K_FEW)
 #define K_ALL (K_DIFF | K_SDF)
 
 #define SLOT(key, kinds, field) { key, kinds, offsetof(struct sdflow_sampler, field) }
@@ -48,6 +58,12 @@ static const sdflow__opt_slot slots[] = {
     SLOT(SDFLOW_OPT_EVAL_NOISY, K_SDF, eval_noisy),
     SLOT(SDFLOW_OPT_BLOCK_Q, K_SDF, block_q),
     SLOT(SDFLOW_OPT_BLOCK_Y, K_SDF, block_y),
+    SLOT(SDFLOW_OPT_ETA, K_DDIM | K_DSDE, eta),
+    SLOT(SDFLOW_OPT_S_CHURN, K_EDM, s_churn),
+    SLOT(SDFLOW_OPT_S_TMIN, K_EDM, s_tmin),
+    SLOT(SDFLOW_OPT_S_TMAX, K_EDM, s_tmax),
+    SLOT(SDFLOW_OPT_S_NOISE, K_DDIM | K_DSDE | K_EDM, s_noise),
+    SLOT(SDFLOW_OPT_RHO, K_DIFF, rho),
     SLOT(SDFLOW_OPT_SIGMA_MIN_NN, K_SDF, sigma_min_nn),
     SLOT(SDFLOW_OPT_START, K_SDF, start),
 };
@@ -63,7 +79,8 @@ sdflow_status sdflow_sampler_create(sdflow_ctx *ctx, sdflow_sampler_kind kind, s
         return st;
     s->ctx = ctx;
     s->kind = kind;
-    s->steps = kind == SDFLOW_SAMPLER_PF_ODE ? 100 : kind == SDFLOW_SAMPLER_SDFLOW ? 100 : 1000;
+    int few = kind >= SDFLOW_SAMPLER_DDIM && kind <= SDFLOW_SAMPLER_EDM_HEUN;
+    s->steps = few ? 20 : kind == SDFLOW_SAMPLER_PF_ODE ? 100 : kind == SDFLOW_SAMPLER_SDFLOW ? 100 : 1000;
     s->t_min = NAN;
     s->t_start = NAN;
     s->time_grid = SDFLOW_GRID_UNIFORM;
@@ -78,14 +95,54 @@ sdflow_status sdflow_sampler_create(sdflow_ctx *ctx, sdflow_sampler_kind kind, s
     s->inner_steps = 10;
     s->block_q = 256;
     s->block_y = 4096;
+    /* k-diffusion's defaults: the SDE variants at eta = 1, DDIM deterministic */
+    s->eta = kind == SDFLOW_SAMPLER_DDIM ? 0 : 1;
+    s->s_tmax = INFINITY;
+    s->s_noise = 1;
+    s->rho = 7;
     *out = s;
     return SDFLOW_OK;
 }
 
 void sdflow_sampler_free(sdflow_sampler *s)
 {
-    if (s)
+    if (s) {
+        sdflow__free(s->ctx, s->custom);
         sdflow__free(s->ctx, s);
+    }
+}
+
+sdflow_status sdflow_sampler_set_time_grid(sdflow_sampler *s, size_t n, const double *times)
+{
+    if (!s)
+        return SDFLOW_E_INVALID;
+    sdflow_ctx *ctx = s->ctx;
+    sdflow_status st = sdflow__check_ptr(ctx, times, "times");
+    if (st)
+        return st;
+    if (n < 2 || n > 1000000001u)
+        return sdflow__fail(ctx, SDFLOW_E_INVALID, "a custom time grid needs 2 .. 1e9+1 times, got %zu", n);
+    if ((st = sdflow__check_finite(ctx, times, n, 1, "times")))
+        return st;
+    /* strictly monotone: a repeated time would make a zero step (h = 0 in
+     * the multistep ratios) and shift every later step index */
+    int up = times[1] > times[0];
+    for (size_t k = 1; k < n; k++)
+        if (up ? !(times[k] > times[k - 1]) : !(times[k] < times[k - 1]))
+            return sdflow__fail(ctx, SDFLOW_E_INVALID,
+                                "custom time grid is not strictly monotone: times[%zu] = %.17g, times[%zu] = %.17g",
+                                k - 1, times[k - 1], k, times[k]);
+    double *c = sdflow__alloc_array(ctx, n, sizeof(double), "custom time grid");
+    if (!c)
+        return SDFLOW_E_NOMEM;
+    for (size_t k = 0; k < n; k++)
+        c[k] = times[up ? n - 1 - k : k];
+    sdflow__free(ctx, s->custom);
+    s->custom = c;
+    s->ncustom = n;
+    s->time_grid = SDFLOW_GRID_CUSTOM;
+    s->steps = (long)(n - 1);
+    return SDFLOW_OK;
 }
 
 sdflow_status sdflow_sampler_set_process(sdflow_sampler *s, const sdflow_process *p)
@@ -118,6 +175,8 @@ sdflow_status sdflow_sampler_set_model(sdflow_sampler *s, sdflow_role role, sdfl
 /* Resolved t_min / t_start of the bound process. */
 static double resolved_t_min(const sdflow_sampler *s)
 {
+    if (s->time_grid == SDFLOW_GRID_CUSTOM && s->custom)
+        return s->custom[s->ncustom - 1];
     if (!isnan(s->t_min))
         return s->t_min;
     double t = sdflow_process_get_kind(s->proc) == SDFLOW_PROCESS_VE ? 1e-5 : 1e-3;
@@ -126,6 +185,8 @@ static double resolved_t_min(const sdflow_sampler *s)
 
 static double resolved_t_start(const sdflow_sampler *s)
 {
+    if (s->time_grid == SDFLOW_GRID_CUSTOM && s->custom)
+        return s->custom[0];
     return isnan(s->t_start) ? s->proc->t_max : s->t_start;
 }
 
@@ -179,6 +240,11 @@ static sdflow_status check_run(sdflow_sampler *s, size_t n, const double *x_in, 
             return sdflow__fail(ctx, SDFLOW_E_INVALID, "need t_eps=%g <= t_min=%g < t_start=%g <= T=%g", lo, t0, t1,
                                 hi);
     }
+    if (s->time_grid == SDFLOW_GRID_CUSTOM && (!s->custom || (size_t)s->steps + 1 != s->ncustom))
+        return sdflow__fail(ctx, SDFLOW_E_STATE,
+                            s->custom ? "custom time grid has %zu times but steps = %ld (need steps = times - 1)"
+                                      : "time_grid = custom but no grid was set (sdflow_sampler_set_time_grid)",
+                            s->ncustom, s->steps);
     if (s->sigma_min > 0 && s->sigma_max > 0 && s->sigma_min > s->sigma_max)
         return sdflow__fail(ctx, SDFLOW_E_INVALID, "sigma_min=%g must be <= sigma_max=%g", s->sigma_min,
                             s->sigma_max);
@@ -195,15 +261,30 @@ static sdflow_status make_plan(sdflow_sampler *s, double t_from, double t_to, sd
     plan->t_from = t_from;
     plan->t_to = t_to;
     plan->grid = *grid = NULL;
-    int stepped = s->kind == SDFLOW_SAMPLER_REVERSE_SDE || s->kind == SDFLOW_SAMPLER_PC ||
-                  (s->kind == SDFLOW_SAMPLER_PF_ODE && s->solver != SDFLOW_SOLVER_DOPRI5);
+    int stepped = s->kind != SDFLOW_SAMPLER_SDFLOW &&
+                  !(s->kind == SDFLOW_SAMPLER_PF_ODE && s->solver == SDFLOW_SOLVER_DOPRI5);
     if (!stepped)
         return SDFLOW_OK;
-    *grid = sdflow__alloc_array(s->ctx, (size_t)s->steps + 1, sizeof(double), "time grid");
-    if (!*grid)
+    long N = s->steps;
+    double *g = *grid = sdflow__alloc_array(s->ctx, (size_t)N + 1, sizeof(double), "time grid");
+    if (!g)
         return SDFLOW_E_NOMEM;
-    sdflow__process_time_grid(s->proc, (int)s->time_grid, s->steps, t_from, t_to, *grid);
-    plan->grid = *grid;
+    if (s->time_grid == SDFLOW_GRID_CUSTOM || s->time_grid == SDFLOW_GRID_KARRAS) {
+        /* built from the larger time down (check_run / transport: a custom
+         * grid's ends are t_from and t_to), reversed for an encoding */
+        if (s->time_grid == SDFLOW_GRID_CUSTOM)
+            memcpy(g, s->custom, ((size_t)N + 1) * sizeof *g);
+        else
+            sdflow__process_karras_grid(s->proc, N, fmax(t_from, t_to), fmin(t_from, t_to), s->rho, g);
+        for (long k = 0; t_from < t_to && k < N - k; k++) {
+            double tmp = g[k];
+            g[k] = g[N - k];
+            g[N - k] = tmp;
+        }
+    } else {
+        sdflow__process_time_grid(s->proc, (int)s->time_grid, N, t_from, t_to, g);
+    }
+    plan->grid = g;
     return SDFLOW_OK;
 }
 
@@ -252,10 +333,16 @@ sdflow_status sdflow_sampler_run(sdflow_sampler *s, size_t n, const double *x_in
     double *grid;
     if ((st = make_plan(s, resolved_t_start(s), resolved_t_min(s), &plan, &grid)))
         return st;
-    if (s->kind == SDFLOW_SAMPLER_PF_ODE)
-        st = sdflow__ode_run(s, &plan, n, x_out);
-    else
-        st = sdflow__sde_run(s, &plan, n, x_out);
+    switch (s->kind) {
+    case SDFLOW_SAMPLER_PF_ODE: st = sdflow__ode_run(s, &plan, n, x_out); break;
+    case SDFLOW_SAMPLER_DDIM: st = sdflow__ddim_run(s, &plan, n, x_out); break;
+    case SDFLOW_SAMPLER_DPMPP_2M:
+    case SDFLOW_SAMPLER_DPMPP_3M:
+    case SDFLOW_SAMPLER_DPMPP_2M_SDE:
+    case SDFLOW_SAMPLER_DPMPP_3M_SDE: st = sdflow__dpmpp_run(s, &plan, n, x_out); break;
+    case SDFLOW_SAMPLER_EDM_HEUN: st = sdflow__edm_run(s, &plan, n, x_out); break;
+    default: st = sdflow__sde_run(s, &plan, n, x_out); break;
+    }
     sdflow__free(s->ctx, grid);
     if (!st && s->denoise)
         st = denoise(s, n, d, x_out);
@@ -278,6 +365,10 @@ sdflow_status sdflow_sampler_transport(sdflow_sampler *s, size_t n, double t_fro
     if (!(t_from >= lo && t_from <= hi && t_to >= lo && t_to <= hi) || t_from == t_to)
         return sdflow__fail(s->ctx, SDFLOW_E_INVALID, "t_from=%g and t_to=%g must differ and lie in [%g, %g]", t_from,
                             t_to, lo, hi);
+    if (s->time_grid == SDFLOW_GRID_CUSTOM && s->solver != SDFLOW_SOLVER_DOPRI5 &&
+        !(fmax(t_from, t_to) == s->custom[0] && fmin(t_from, t_to) == s->custom[s->ncustom - 1]))
+        return sdflow__fail(s->ctx, SDFLOW_E_INVALID, "transport from %g to %g: the custom time grid runs from %g to %g",
+                            t_from, t_to, s->custom[0], s->custom[s->ncustom - 1]);
     sdflow__sampler_plan plan;
     double *grid;
     if ((st = make_plan(s, t_from, t_to, &plan, &grid)))

@@ -24,6 +24,9 @@ struct sdflow_sampler {
     double sigma_max, sigma_min, step_frac, noise;
     long inner_steps, self_exclude, eval_noisy, block_q, block_y, start;
     double sigma_min_nn;
+    double eta, s_churn, s_tmin, s_tmax, s_noise, rho; /* few-step samplers, Karras grid */
+    double *custom;                 /* SDFLOW_GRID_CUSTOM times, decreasing (owned) */
+    size_t ncustom;
     /* statistics of the last run */
     double stats[SDFLOW__NSTATS];
 };
@@ -44,5 +47,8 @@ sdflow_status sdflow__ode_run(sdflow_sampler *s, const sdflow__sampler_plan *pla
 /* SDFLOW; draw_start: x_init was NULL and the start is drawn here (SDFLOW_OPT_START) */
 sdflow_status sdflow__sdflow_run(sdflow_sampler *s, const sdflow__sampler_plan *plan, size_t n, int draw_start,
                                  double *x);
+sdflow_status sdflow__ddim_run(sdflow_sampler *s, const sdflow__sampler_plan *plan, size_t n, double *x);   /* DDIM */
+sdflow_status sdflow__dpmpp_run(sdflow_sampler *s, const sdflow__sampler_plan *plan, size_t n, double *x);  /* DPMPP_* */
+sdflow_status sdflow__edm_run(sdflow_sampler *s, const sdflow__sampler_plan *plan, size_t n, double *x);    /* EDM_HEUN */
 
 #endif

@@ -33,7 +33,8 @@ _status = _c.c_int
 
 PROCESS_KINDS = {"vp": 1, "vp_cosine": 2, "subvp": 3, "ve": 4}
 OUTPUTS = {"score": 0, "eps": 1, "x0": 2, "velocity": 3, "v": 4}
-SAMPLER_KINDS = {"reverse_sde": 1, "pc": 2, "pf_ode": 3, "sdflow": 4}
+SAMPLER_KINDS = {"reverse_sde": 1, "pc": 2, "pf_ode": 3, "sdflow": 4, "ddim": 5, "dpmpp_2m": 6, "dpmpp_3m": 7,
+                 "dpmpp_2m_sde": 8, "dpmpp_3m_sde": 9, "edm_heun": 10}
 ROLES = {"score": 0, "target": 1, "source": 2, "start": 3}
 DENSITY_KINDS = {"pf_ode_exact": 1, "pf_ode_hutchinson": 2, "liyan": 3}
 STATS = {"nfe": 0, "steps_accepted": 1, "steps_rejected": 2, "memorization_ratio": 3, "sigma_min": 4, "sigma_max": 5,
@@ -396,7 +397,7 @@ class Model:
 
 
 class Sampler:
-    """Transport algorithm: ``Sampler(ctx, "reverse_sde" | "pc" | "pf_ode" | "sdflow")``."""
+    """Transport algorithm: ``Sampler(ctx, "reverse_sde" | "pc" | "pf_ode" | "sdflow" | "ddim" | "dpmpp_2m" | ...)``."""
 
     def __init__(self, ctx, kind):
         h = _void()
