@@ -424,41 +424,14 @@ END_TEST
 
 /* ---- stochastic variants: two-sample tests, determinism ---------------------- */
 
-#define GK 4
-static const double g_w[GK] = { 0.1, 0.2, 0.3, 0.4 };
-static const double g_mu[GK][2] = { { -2, -2 }, { 2, -2 }, { -2, 2 }, { 2, 2 } };
-static const double g_cov[GK][4] = { { 0.3, 0, 0, 0.3 }, { 0.5, 0.2, 0.2, 0.3 }, { 0.2, 0, 0, 0.2 },
-                                     { 0.4, -0.1, -0.1, 0.2 } };
-
-static sdflow_model *mkgmm(sdflow_ctx *ctx, double shift)
-{
-    double mu[GK][2];
-    for (int k = 0; k < GK; k++) {
-        mu[k][0] = g_mu[k][0] + shift;
-        mu[k][1] = g_mu[k][1];
-    }
-    sdflow_model *m = NULL;
-    ck_assert_int_eq(sdflow_model_create_gmm(ctx, GK, 2, g_w, &mu[0][0], &g_cov[0][0], &m), SDFLOW_OK);
-    return m;
-}
 
 #define TS_N 1000
 #define TS_NULL 40
 
-/* Null threshold of the energy two-sample test (mean + 5 sd of E_u over
- * TS_NULL pairs of exact samples; false alarm < 1e-3 per check, as in
- * test_sampler.c). */
+/* Null threshold of the energy two-sample test (testutil.h). */
 static double null_thr(sdflow_ctx *ctx, sdflow_model *truth)
 {
-    double *a = malloc(2 * TS_N * sizeof *a), *b = malloc(2 * TS_N * sizeof *b), e[TS_NULL];
-    for (int r = 0; r < TS_NULL; r++) {
-        ck_assert_int_eq(sdflow_model_sample(truth, 2000 + 2 * (uint64_t)r, 0, TS_N, a), SDFLOW_OK);
-        ck_assert_int_eq(sdflow_model_sample(truth, 2001 + 2 * (uint64_t)r, 0, TS_N, b), SDFLOW_OK);
-        ck_assert_int_eq(sdflow_metric_energy(ctx, TS_N, TS_N, 2, a, b, &e[r], NULL), SDFLOW_OK);
-    }
-    free(a);
-    free(b);
-    return vec_mean(e, TS_NULL, 1) + 5 * sqrt(vec_var(e, TS_NULL, 1));
+    return tu_energy_null(ctx, truth, TS_N, TS_NULL, 2000, NULL, NULL);
 }
 
 static sdflow_sampler *stoch_sampler(sdflow_ctx *ctx, int v, const sdflow_process *p, sdflow_model *m, long steps)
@@ -481,7 +454,7 @@ START_TEST(test_stochastic_two_sample)
      * E_u below the null threshold; with the GMM shifted by 0.5 above it. */
     sdflow_ctx *ctx = test_ctx(36);
     sdflow_process *p = mkproc(ctx, SDFLOW_PROCESS_VP);
-    sdflow_model *truth = mkgmm(ctx, 0), *wrong = mkgmm(ctx, 0.5);
+    sdflow_model *truth = tu_gmm4(ctx, 0), *wrong = tu_gmm4(ctx, 0.5);
     double thr = null_thr(ctx, truth);
     double *x = malloc(2 * TS_N * sizeof *x), *y = malloc(2 * TS_N * sizeof *y);
     ck_assert_int_eq(sdflow_model_sample(truth, 9, 0, TS_N, y), SDFLOW_OK);
@@ -517,7 +490,7 @@ static void det_run(int v, int threads, size_t n, uint64_t first, double *out)
     sdflow_ctx *ctx = test_ctx(37);
     ck_assert_int_eq(sdflow_ctx_set_int(ctx, SDFLOW_CTX_THREADS, threads), SDFLOW_OK);
     sdflow_process *p = mkproc(ctx, SDFLOW_PROCESS_VE);
-    sdflow_model *m = mkgmm(ctx, 0);
+    sdflow_model *m = tu_gmm4(ctx, 0);
     sdflow_sampler *s = stoch_sampler(ctx, v, p, m, 15);
     ck_assert_int_eq(sdflow_sampler_set_u64(s, SDFLOW_OPT_FIRST_INDEX, first), SDFLOW_OK);
     ck_assert_int_eq(sdflow_sampler_run(s, n, NULL, out), SDFLOW_OK);
@@ -553,6 +526,7 @@ END_TEST
 /* Small pipeline for check_all_alloc_failures. */
 static sdflow_status alloc_few(const sdflow_allocator *al, sdflow_sampler_kind kind)
 {
+    static const double g_w[TU_GK] = TU_GMM4_W, g_mu[TU_GK][2] = TU_GMM4_MU, g_cov[TU_GK][4] = TU_GMM4_COV;
     sdflow_ctx *ctx = NULL;
     sdflow_process *p = NULL;
     sdflow_model *m = NULL;
@@ -563,7 +537,7 @@ static sdflow_status alloc_few(const sdflow_allocator *al, sdflow_sampler_kind k
     if (st)
         return st;
     if (!(st = sdflow_process_create(ctx, SDFLOW_PROCESS_VP, &p)) &&
-        !(st = sdflow_model_create_gmm(ctx, GK, 2, g_w, &g_mu[0][0], &g_cov[0][0], &m)) &&
+        !(st = sdflow_model_create_gmm(ctx, TU_GK, 2, g_w, &g_mu[0][0], &g_cov[0][0], &m)) &&
         !(st = sdflow_sampler_create(ctx, kind, &s))) {
         sdflow_sampler_set_process(s, p);
         sdflow_sampler_set_model(s, SDFLOW_ROLE_SCORE, m);

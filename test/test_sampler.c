@@ -354,46 +354,16 @@ END_TEST
 
 /* ---- two-sample tests against an exact GMM -------------------------------- */
 
-#define GK 4
-static const double g_w[GK] = { 0.1, 0.2, 0.3, 0.4 };
-static const double g_mu[GK][2] = { { -2, -2 }, { 2, -2 }, { -2, 2 }, { 2, 2 } };
-static const double g_cov[GK][4] = { { 0.3, 0, 0, 0.3 }, { 0.5, 0.2, 0.2, 0.3 }, { 0.2, 0, 0, 0.2 },
-                                     { 0.4, -0.1, -0.1, 0.2 } };
-
-static sdflow_model *make_gmm(sdflow_ctx *ctx, double shift)
-{
-    double mu[GK][2];
-    for (int k = 0; k < GK; k++) {
-        mu[k][0] = g_mu[k][0] + shift;
-        mu[k][1] = g_mu[k][1];
-    }
-    sdflow_model *m = NULL;
-    ck_assert_int_eq(sdflow_model_create_gmm(ctx, GK, 2, g_w, &mu[0][0], &g_cov[0][0], &m), SDFLOW_OK);
-    return m;
-}
 
 #define TS_N 1000
 #define TS_NULL 40
 
-/* Energy-distance two-sample test (§13.2). The threshold is mean + 5 std of
- * the null distribution of E_u between two independent exact samples of
- * size TS_N, estimated over TS_NULL seeds. Under H0 E_u is a weighted sum of
- * centred chi-squares; its 5-sigma tail has probability well below 1e-3
- * (Cantelli's distribution-free bound is 1/26), so the stated false-alarm
- * rate of each check is < 1e-3. */
+/* Null threshold of the energy two-sample test (testutil.h). */
 static double null_threshold(sdflow_ctx *ctx, sdflow_model *truth)
 {
-    double *a = malloc(2 * TS_N * sizeof *a), *b = malloc(2 * TS_N * sizeof *b), e[TS_NULL];
-    for (int r = 0; r < TS_NULL; r++) {
-        ck_assert_int_eq(sdflow_model_sample(truth, 1000 + 2 * (uint64_t)r, 0, TS_N, a), SDFLOW_OK);
-        ck_assert_int_eq(sdflow_model_sample(truth, 1001 + 2 * (uint64_t)r, 0, TS_N, b), SDFLOW_OK);
-        ck_assert_int_eq(sdflow_metric_energy(ctx, TS_N, TS_N, 2, a, b, &e[r], NULL), SDFLOW_OK);
-    }
-    double mean = vec_mean(e, TS_NULL, 1), sd = sqrt(vec_var(e, TS_NULL, 1));
-    free(a);
-    free(b);
-    printf("energy null: mean %.3g std %.3g -> threshold %.3g\n", mean, sd, mean + 5 * sd);
-    return mean + 5 * sd;
+    double mean, sd, thr = tu_energy_null(ctx, truth, TS_N, TS_NULL, 1000, &mean, &sd);
+    printf("energy null: mean %.3g std %.3g -> threshold %.3g\n", mean, sd, thr);
+    return thr;
 }
 
 /* E_u between TS_N samples of sampler kind (score model `model`) and exact samples of truth. */
@@ -424,7 +394,7 @@ START_TEST(test_gmm_two_sample)
                                                   SDFLOW_SAMPLER_PF_ODE };
     sdflow_ctx *ctx = test_ctx(5);
     sdflow_process *p = make_proc(ctx, SDFLOW_PROCESS_VP);
-    sdflow_model *truth = make_gmm(ctx, 0), *wrong = make_gmm(ctx, 0.5);
+    sdflow_model *truth = tu_gmm4(ctx, 0), *wrong = tu_gmm4(ctx, 0.5);
     double thr = null_threshold(ctx, truth);
     for (int k = 0; k < 3; k++) {
         double good = sampler_energy(ctx, p, truth, truth, kinds[k]);
@@ -450,7 +420,7 @@ START_TEST(test_encode_decode)
      * times the solution scale ~4). */
     sdflow_ctx *ctx = test_ctx(6);
     sdflow_process *p = make_proc(ctx, SDFLOW_PROCESS_VP);
-    sdflow_model *m = make_gmm(ctx, 0);
+    sdflow_model *m = tu_gmm4(ctx, 0);
     sdflow_sampler *s = make_sampler(ctx, SDFLOW_SAMPLER_PF_ODE, p, m);
     ck_assert_int_eq(sdflow_sampler_set_double(s, SDFLOW_OPT_RTOL, 1e-9), SDFLOW_OK);
     ck_assert_int_eq(sdflow_sampler_set_double(s, SDFLOW_OPT_ATOL, 1e-9), SDFLOW_OK);
@@ -483,7 +453,7 @@ static void det_run(sdflow_sampler_kind kind, int threads, size_t n, uint64_t fi
     sdflow_ctx *ctx = test_ctx(11);
     ck_assert_int_eq(sdflow_ctx_set_int(ctx, SDFLOW_CTX_THREADS, threads), SDFLOW_OK);
     sdflow_process *p = make_proc(ctx, SDFLOW_PROCESS_VP);
-    sdflow_model *m = make_gmm(ctx, 0);
+    sdflow_model *m = tu_gmm4(ctx, 0);
     sdflow_sampler *s = make_sampler(ctx, kind, p, m);
     if (kind != SDFLOW_SAMPLER_PF_ODE)
         ck_assert_int_eq(sdflow_sampler_set_int(s, SDFLOW_OPT_STEPS, 40), SDFLOW_OK);
@@ -539,7 +509,7 @@ START_TEST(test_cancel)
         int calls = 0;
         ck_assert_int_eq(sdflow_ctx_set_progress(ctx, cancel_at_3, &calls), SDFLOW_OK);
         sdflow_process *p = make_proc(ctx, SDFLOW_PROCESS_VE);
-        sdflow_model *m = make_gmm(ctx, 0);
+        sdflow_model *m = tu_gmm4(ctx, 0);
         sdflow_sampler *s = make_sampler(ctx, kinds[k < 3 ? k : 2], p, m);
         if (k >= 2)
             ck_assert_int_eq(sdflow_sampler_set_int(s, SDFLOW_OPT_SOLVER, solvers[k - 2]), SDFLOW_OK);
@@ -600,13 +570,13 @@ START_TEST(test_options_and_state)
     double x[4] = { 0 };
     /* no model, then no process */
     ck_assert_status_msg(ctx, sdflow_sampler_run(s, 2, NULL, x), SDFLOW_E_STATE, "no score model");
-    sdflow_model *m = make_gmm(ctx, 0);
+    sdflow_model *m = tu_gmm4(ctx, 0);
     ck_assert_int_eq(sdflow_sampler_set_model(s, SDFLOW_ROLE_SCORE, m), SDFLOW_OK);
     ck_assert_status_msg(ctx, sdflow_sampler_run(s, 2, NULL, x), SDFLOW_E_STATE, "no process");
     { /* objects of another context are refused, and the binding is kept */
         sdflow_ctx *other = test_ctx(1);
         sdflow_process *op = NULL;
-        sdflow_model *om = make_gmm(other, 0);
+        sdflow_model *om = tu_gmm4(other, 0);
         ck_assert_int_eq(sdflow_process_create(other, SDFLOW_PROCESS_VP, &op), SDFLOW_OK);
         ck_assert_status_msg(ctx, sdflow_sampler_set_process(s, op), SDFLOW_E_INVALID, "process was created from another context");
         ck_assert_status_msg(ctx, sdflow_sampler_set_model(s, SDFLOW_ROLE_SCORE, om), SDFLOW_E_INVALID,
@@ -672,6 +642,7 @@ END_TEST
 static sdflow_status alloc_pipeline(const sdflow_allocator *a, sdflow_sampler_kind kind, int solver, int grid,
                                     int denoise)
 {
+    static const double g_w[TU_GK] = TU_GMM4_W, g_mu[TU_GK][2] = TU_GMM4_MU, g_cov[TU_GK][4] = TU_GMM4_COV;
     sdflow_ctx *ctx = NULL;
     sdflow_process *p = NULL;
     sdflow_model *m = NULL;
@@ -681,7 +652,7 @@ static sdflow_status alloc_pipeline(const sdflow_allocator *a, sdflow_sampler_ki
     if (st)
         return st;
     if (!(st = sdflow_process_create(ctx, SDFLOW_PROCESS_VP, &p)) &&
-        !(st = sdflow_model_create_gmm(ctx, GK, 2, g_w, &g_mu[0][0], &g_cov[0][0], &m)) &&
+        !(st = sdflow_model_create_gmm(ctx, TU_GK, 2, g_w, &g_mu[0][0], &g_cov[0][0], &m)) &&
         !(st = sdflow_sampler_create(ctx, kind, &s))) {
         sdflow_sampler_set_process(s, p);
         sdflow_sampler_set_model(s, SDFLOW_ROLE_SCORE, m);

@@ -102,4 +102,50 @@ static inline void test_note(const char *fmt, ...)
     fputc('\n', stderr);
 }
 
+
+/* ---- the 2-D, 4-component GMM of the two-sample tests ---------------------
+ * (test_sampler.c, test_fewstep.c). Means shifted by `shift` along x0 give
+ * the "wrong model" that a two-sample test must reject. */
+#define TU_GK 4
+#define TU_GMM4_W { 0.1, 0.2, 0.3, 0.4 }
+#define TU_GMM4_MU { { -2, -2 }, { 2, -2 }, { -2, 2 }, { 2, 2 } }
+#define TU_GMM4_COV { { 0.3, 0, 0, 0.3 }, { 0.5, 0.2, 0.2, 0.3 }, { 0.2, 0, 0, 0.2 }, { 0.4, -0.1, -0.1, 0.2 } }
+static inline sdflow_model *tu_gmm4(sdflow_ctx *ctx, double shift)
+{
+    static const double w[TU_GK] = TU_GMM4_W, mu0[TU_GK][2] = TU_GMM4_MU, cov[TU_GK][4] = TU_GMM4_COV;
+    double mu[TU_GK][2];
+    for (int k = 0; k < TU_GK; k++) {
+        mu[k][0] = mu0[k][0] + shift;
+        mu[k][1] = mu0[k][1];
+    }
+    sdflow_model *m = NULL;
+    ck_assert_int_eq(sdflow_model_create_gmm(ctx, TU_GK, 2, w, &mu[0][0], &cov[0][0], &m), SDFLOW_OK);
+    return m;
+}
+
+/* Energy-distance two-sample test (§13.2): mean + 5 std of E_u between
+ * `reps` pairs of independent exact samples of size n (streams seed0 + 2r,
+ * seed0 + 2r + 1; reps <= 64). Under H0 E_u is a weighted sum of centred
+ * chi-squares; its 5-sigma tail has probability well below 1e-3 (Cantelli's
+ * distribution-free bound is 1/26), so each check's false-alarm rate is < 1e-3. */
+static inline double tu_energy_null(sdflow_ctx *ctx, sdflow_model *truth, size_t n, int reps, uint64_t seed0,
+                                    double *mean_out, double *sd_out)
+{
+    double *a = malloc(2 * n * sizeof *a), *b = malloc(2 * n * sizeof *b), e[64];
+    ck_assert(a && b && reps <= 64);
+    for (int r = 0; r < reps; r++) {
+        ck_assert_int_eq(sdflow_model_sample(truth, seed0 + 2 * (uint64_t)r, 0, n, a), SDFLOW_OK);
+        ck_assert_int_eq(sdflow_model_sample(truth, seed0 + 1 + 2 * (uint64_t)r, 0, n, b), SDFLOW_OK);
+        ck_assert_int_eq(sdflow_metric_energy(ctx, n, n, 2, a, b, &e[r], NULL), SDFLOW_OK);
+    }
+    free(a);
+    free(b);
+    double mean = vec_mean(e, (size_t)reps, 1), sd = sqrt(vec_var(e, (size_t)reps, 1));
+    if (mean_out)
+        *mean_out = mean;
+    if (sd_out)
+        *sd_out = sd;
+    return mean + 5 * sd;
+}
+
 #endif
