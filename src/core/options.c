@@ -89,6 +89,8 @@ static const option_row table[] = {
     { SDFLOW_OPT_MLP_RESIDUAL, "mlp_residual", SDFLOW_TYPE_INT, 0, 1 },
     { SDFLOW_OPT_MLP_OUTPUT, "mlp_output", SDFLOW_TYPE_INT, 0, 5 },
     { SDFLOW_OPT_MLP_TIME_INPUT, "mlp_time_input", SDFLOW_TYPE_INT, 0, 1 },
+    { SDFLOW_CTX_FILE_MAX_BYTES, "file_max_bytes", SDFLOW_TYPE_U64, 16, U64MAX },
+    { SDFLOW_CTX_FILE_DTYPE, "file_dtype", SDFLOW_TYPE_INT, 0, 1 },
 };
 
 static const option_row *find(sdflow_option key)
