@@ -80,6 +80,8 @@ static const option_row table[] = {
     { SDFLOW_OPT_MLP_TIME_INPUT, "mlp_time_input", SDFLOW_TYPE_INT, 0, 1 },
     { SDFLOW_OPT_MLP_LEARN_FREQS, "mlp_learn_freqs", SDFLOW_TYPE_INT, 0, 1 },
     { SDFLOW_OPT_MLP_FREQ_SCALE, "mlp_freq_scale", SDFLOW_TYPE_DOUBLE, 1e-12, 1e6 },
+    { SDFLOW_CTX_FILE_MAX_BYTES, "file_max_bytes", SDFLOW_TYPE_U64, 16, U64MAX },
+    { SDFLOW_CTX_FILE_DTYPE, "file_dtype", SDFLOW_TYPE_INT, 0, 1 },
 };
 
 static const option_row *find(sdflow_option key)
