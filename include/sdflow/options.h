@@ -110,9 +110,12 @@ typedef enum sdflow_option {
     SDFLOW_OPT_MLP_WIDTH = 601,      /**< int 1..65536: hidden width (default 128) */
     SDFLOW_OPT_MLP_ACTIVATION = 602, /**< int: sdflow_activation (default SiLU) */
     SDFLOW_OPT_MLP_FREQS = 603,      /**< int 0..4096: Fourier time frequencies (default 32) */
-    SDFLOW_OPT_MLP_RESIDUAL = 604,   /**< int 0/1: hidden layers 2.. as z + act(W z + b) (default 0) */
+    SDFLOW_OPT_MLP_RESIDUAL = 604,   /**< int: 0 none (default); 1 residual blocks z + W2 act(W1 z + b1) + b2 after an
+                                          input layer (depth odd: 1 + 2 blocks); 2 hidden layers 2.. as z + act(W z + b) */
     SDFLOW_OPT_MLP_OUTPUT = 605,     /**< int: an sdflow_output (default SDFLOW_OUT_EPS) or SDFLOW_MLP_ENERGY */
     SDFLOW_OPT_MLP_TIME_INPUT = 606, /**< int 0/1: Fourier features of t (0, default) or of log(sigma(t))/4 (1) */
+    SDFLOW_OPT_MLP_LEARN_FREQS = 607, /**< int 0/1: the Fourier frequencies are trainable parameters (default 0) */
+    SDFLOW_OPT_MLP_FREQ_SCALE = 608,  /**< double > 0: initial frequencies f_k = scale (k + 1) (default 0.5) */
 
     /* model files, ctx options (800..849; io.h) */
     SDFLOW_CTX_FILE_MAX_BYTES = 800, /**< u64 >= 16: largest file or buffer the model loaders accept, in bytes

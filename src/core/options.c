@@ -86,9 +86,11 @@ static const option_row table[] = {
     { SDFLOW_OPT_MLP_WIDTH, "mlp_width", SDFLOW_TYPE_INT, 1, 65536 },
     { SDFLOW_OPT_MLP_ACTIVATION, "mlp_activation", SDFLOW_TYPE_INT, 0, 4 },
     { SDFLOW_OPT_MLP_FREQS, "mlp_freqs", SDFLOW_TYPE_INT, 0, 4096 },
-    { SDFLOW_OPT_MLP_RESIDUAL, "mlp_residual", SDFLOW_TYPE_INT, 0, 1 },
+    { SDFLOW_OPT_MLP_RESIDUAL, "mlp_residual", SDFLOW_TYPE_INT, 0, 2 },
     { SDFLOW_OPT_MLP_OUTPUT, "mlp_output", SDFLOW_TYPE_INT, 0, 5 },
     { SDFLOW_OPT_MLP_TIME_INPUT, "mlp_time_input", SDFLOW_TYPE_INT, 0, 1 },
+    { SDFLOW_OPT_MLP_LEARN_FREQS, "mlp_learn_freqs", SDFLOW_TYPE_INT, 0, 1 },
+    { SDFLOW_OPT_MLP_FREQ_SCALE, "mlp_freq_scale", SDFLOW_TYPE_DOUBLE, 1e-12, 1e6 },
     { SDFLOW_CTX_FILE_MAX_BYTES, "file_max_bytes", SDFLOW_TYPE_U64, 16, U64MAX },
     { SDFLOW_CTX_FILE_DTYPE, "file_dtype", SDFLOW_TYPE_INT, 0, 1 },
 };
