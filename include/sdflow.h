@@ -21,5 +21,6 @@
 #include "sdflow/metrics.h"
 #include "sdflow/sampler.h"
 #include "sdflow/density.h"
+#include "sdflow/coupling.h"
 
 #endif

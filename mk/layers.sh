@@ -1,6 +1,6 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# Layering check of src/ (architecture.md §1): core -> process -> solvers ->
+# Layering check of src/ (architecture.md §1): core -> process -> solvers/ot ->
 # models/nn -> samplers/train/density/metrics -> io.
 #  1. includes: no file includes a header of a higher layer, and no two
 #     folders of one layer include each other's headers;
@@ -13,7 +13,7 @@ set -eu
 obj=${1:-build/obj}
 rank() {
     case $1 in
-    core) echo 0 ;; process) echo 1 ;; solvers) echo 2 ;; models | nn) echo 3 ;;
+    core) echo 0 ;; process) echo 1 ;; solvers | ot) echo 2 ;; models | nn) echo 3 ;;
     samplers | train | density | metrics) echo 4 ;; io) echo 5 ;; *) echo 9 ;;
     esac
 }
