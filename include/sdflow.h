@@ -22,5 +22,7 @@
 #include "sdflow/sampler.h"
 #include "sdflow/density.h"
 #include "sdflow/trainer.h"
+#include "sdflow/io.h"
+#include "sdflow/coupling.h"
 
 #endif
