@@ -31,7 +31,7 @@ BUILD ?= build
 LIBOUT ?= lib
 PYTHON ?= /usr/bin/python3
 
-PUBLIC_TARGETS = all lib layers check demo bench bench-torch examples install uninstall install-test asan valgrind abi-check abi-baseline abi-update abi-symbols docs unit-test python-test mlp-torch-test examples-run spdx-check deb deb-symbols fuzz
+PUBLIC_TARGETS = all lib layers learn-test check demo bench bench-torch examples install uninstall install-test asan valgrind abi-check abi-baseline abi-update abi-symbols docs unit-test python-test mlp-torch-test examples-run spdx-check deb deb-symbols fuzz
 
 ifeq ($(SDFLOW_DEPS_OK),)
 # First pass: make sure the build dependencies exist, then run the real target.
@@ -174,6 +174,15 @@ spdx-check:
 # MLP derivatives against a PyTorch f64 twin (skips with a printed reason without torch)
 mlp-torch-test: $(SHLIB)
 	SDFLOW_LIBRARY=$(abspath $(SHLIB)) PYTHONDONTWRITEBYTECODE=1 $(PYTHON) test/mlp_torch_check.py
+
+# Learning tests too slow for make check (test/learn_*.c, one program each; docs/training.md).
+LEARN_SRC := $(sort $(wildcard test/learn_*.c))
+LEARN_BIN := $(patsubst test/%.c,$(BUILD)/test/%,$(LEARN_SRC))
+$(BUILD)/test/learn_%: test/learn_%.c $(SHLIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(APP_CFLAGS) -o $@ $< $(LDFLAGS) $(APP_LIBS)
+learn-test: $(LEARN_BIN)
+	@for b in $(LEARN_BIN); do s=$$(date +%s); $$b || exit 1; echo "learn-test: $$b ok, $$(( $$(date +%s) - s )) s wall"; done
 
 install-test: all
 	@sh test/install_test.sh "$(MAKE)"

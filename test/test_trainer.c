@@ -367,11 +367,22 @@ END_TEST
  * draws by the step) against central differences along random directions:
  * (L(theta + h u) - L(theta - h u)) / 2h vs g . u, truncation O(h^2 L''')
  * and rounding ~ eps L / h: with h = 1e-5 both are below 1e-8 relative. */
+static long grad_variant; /* 1: residual blocks and learned frequencies */
+
 static void grad_case(long output, long weighting, long tsample, double gamma)
 {
     sdflow_ctx *ctx = test_ctx(6);
     sdflow_process *p = vp(ctx);
-    sdflow_model *m = small_mlp(ctx, 2, 12, output);
+    sdflow_model *m;
+    ck_assert_int_eq(sdflow_model_create_mlp(ctx, 2, &m), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_model_set_int(m, SDFLOW_OPT_MLP_WIDTH, 12), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_model_set_int(m, SDFLOW_OPT_MLP_FREQS, 8), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_model_set_int(m, SDFLOW_OPT_MLP_OUTPUT, output), SDFLOW_OK);
+    if (grad_variant) {
+        ck_assert_int_eq(sdflow_model_set_int(m, SDFLOW_OPT_MLP_RESIDUAL, 1), SDFLOW_OK);
+        ck_assert_int_eq(sdflow_model_set_int(m, SDFLOW_OPT_MLP_LEARN_FREQS, 1), SDFLOW_OK);
+        ck_assert_int_eq(sdflow_model_set_int(m, SDFLOW_OPT_MLP_ACTIVATION, SDFLOW_ACT_TANH), SDFLOW_OK);
+    }
     double *x = gmm_rows(ctx, 8, 64);
     sdflow_trainer *t = trainer_for(ctx, m, p, 64, 2, x, 16);
     ck_assert_int_eq(sdflow_trainer_set_int(t, SDFLOW_TRAIN_WEIGHTING, weighting), SDFLOW_OK);
@@ -425,6 +436,11 @@ START_TEST(test_trainer_grad_fd)
     grad_case(SDFLOW_OUT_EPS, SDFLOW_WEIGHT_SIGMA2, SDFLOW_TSAMPLE_UNIFORM, 0.7);
     grad_case(SDFLOW_OUT_SCORE, SDFLOW_WEIGHT_SIGMA2, SDFLOW_TSAMPLE_UNIFORM, 0.3);
     grad_case(SDFLOW_OUT_EPS, SDFLOW_WEIGHT_SIGMA2, SDFLOW_TSAMPLE_UNIFORM, 1e4); /* the penalty dominates */
+    grad_variant = 1; /* residual blocks, learned frequencies, tanh */
+    grad_case(SDFLOW_OUT_EPS, SDFLOW_WEIGHT_SIGMA2, SDFLOW_TSAMPLE_UNIFORM, 0);
+    grad_case(SDFLOW_MLP_ENERGY, SDFLOW_WEIGHT_LIKELIHOOD, SDFLOW_TSAMPLE_IMPORTANCE, 0);
+    grad_case(SDFLOW_OUT_EPS, SDFLOW_WEIGHT_SIGMA2, SDFLOW_TSAMPLE_UNIFORM, 1e3);
+    grad_variant = 0;
 }
 END_TEST
 

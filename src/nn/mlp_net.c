@@ -456,6 +456,30 @@ sdflow_status sdflow__mlp_backward(sdflow_ctx *ctx, const sdflow__mlp *net, size
     return SDFLOW_OK;
 }
 
+sdflow_status sdflow__mlp_forward_backward_affine(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n,
+                                                 const double *z0, const double *s, const double *r, double *y,
+                                                 double *gtheta)
+{
+    size_t per = ws_size(net, 1) + R * net->d_out, dout = net->d_out;
+    double *w;
+    if (alloc_ws(ctx, 1, per, &w))
+        return SDFLOW_E_NOMEM;
+    blockws b = ws_at(net, 1, w);
+    double *yb = w + per - R * dout;
+    for (size_t i0 = 0; i0 < n; i0 += R) {
+        size_t nb = n - i0 < R ? n - i0 : R;
+        block_forward(net, z0, i0, nb, &b, 0);
+        memcpy(y + i0 * dout, b.y, nb * dout * sizeof(double));
+        memset(yb, 0, R * dout * sizeof(double)); /* padded rows add nothing */
+        for (size_t i = 0; i < nb; i++)
+            for (size_t j = 0; j < dout; j++)
+                yb[i * dout + j] = s[i0 + i] * b.y[i * dout + j] + (r ? r[(i0 + i) * dout + j] : 0.0);
+        block_reverse(net, &b, yb, gtheta);
+    }
+    sdflow__free(ctx, w);
+    return SDFLOW_OK;
+}
+
 /* Reverse over forward for L = sum_i a_i^T J b_i = sum a . y-dot with the
  * tangent along b: per layer, with primal (z, a) and tangent (z-dot, a-dot)
  *   a-dot-bar_l = zd-bar_{l+1} phi'_l,

@@ -154,23 +154,19 @@ static sdflow_status dsm_batch(sdflow_trainer *t, const sdflow__batch *b, double
 {
     sdflow_ctx *ctx = t->ctx;
     size_t n = b->rows, d = t->d;
-    double *buf = sdflow__alloc_array(ctx, n, (4 * d + 3) * sizeof(double), "DSM work");
+    double *buf = sdflow__alloc_array(ctx, n, (4 * d + 6) * sizeof(double), "DSM work");
     if (!buf)
         return SDFLOW_E_NOMEM;
-    double *xt = buf, *z = xt + n * d, *y = z + n * d, *w = y + n * d, *tt = w + n * d, *wt = tt + n, *as = wt + n;
+    double *xt = buf, *z = xt + n * d, *y = z + n * d, *rr = y + n * d, *tt = rr + n * d, *wt = tt + n;
+    double *as = wt + n, *ma = as + n, *mb = ma + n, *sc = mb + n;
     draw_times(t, b, tt, wt);
     uint64_t sz = sdflow__stream(b->stream, TAG_Z, 0);
-    for (size_t i = 0; i < n; i++) {
-        sdflow__coef c;
-        sdflow__process_coef(t->proc, tt[i], &c);
-        sdflow__rng_normal_row(ctx->seed, sz, b->first + i, 0, d, z + i * d);
-        for (size_t j = 0; j < d; j++)
-            xt[i * d + j] = c.alpha * b->x0[i * d + j] + c.sigma * z[i * d + j];
-    }
-    sdflow_status st = sdflow__tm_eval(t, n, xt, tt, y);
     sdflow_output native = sdflow__tm_native(t);
     sdflow_output kind = t->weighting == SDFLOW_WEIGHT_V ? SDFLOW_OUT_V : SDFLOW_OUT_EPS;
     double dd = t->reduce_mean ? (double)d : 1.0, invB = 1.0 / (double)b->B;
+    sdflow_status st = SDFLOW_OK;
+    /* per row: x_t, the affine map native -> target kind (out = ma y + mb x_t), and the loss's output
+     * adjoint 2 w (out - target) ma / (dd B) = sc y + rr, affine in y */
     for (size_t i = 0; i < n && !st; i++) {
         sdflow__coef c;
         sdflow__process_coef(t->proc, tt[i], &c);
@@ -180,20 +176,34 @@ static sdflow_status dsm_batch(sdflow_trainer *t, const sdflow__batch *b, double
             break;
         }
         as[i] = ms.a;
+        ma[i] = m.a;
+        mb[i] = m.b;
+        double ci = 2.0 * wt[i] * m.a / dd * invB;
+        sc[i] = ci * m.a;
+        sdflow__rng_normal_row(ctx->seed, sz, b->first + i, 0, d, z + i * d);
+        for (size_t j = 0; j < d; j++) {
+            size_t q = i * d + j;
+            xt[q] = c.alpha * b->x0[q] + c.sigma * z[q];
+            double target = kind == SDFLOW_OUT_V ? c.alpha * z[q] - c.sigma * b->x0[q] : z[q];
+            rr[q] = ci * (m.b * xt[q] - target);
+        }
+    }
+    if (!st)
+        st = grad ? sdflow__tm_eval_grad_affine(t, n, xt, tt, sc, rr, y, grad) : sdflow__tm_eval(t, n, xt, tt, y);
+    for (size_t i = 0; i < n && !st; i++) {
         double l = 0;
+        sdflow__coef c;
+        sdflow__process_coef(t->proc, tt[i], &c);
         for (size_t j = 0; j < d; j++) {
             size_t q = i * d + j;
             double target = kind == SDFLOW_OUT_V ? c.alpha * z[q] - c.sigma * b->x0[q] : z[q];
-            double r = m.a * y[q] + m.b * xt[q] - target;
+            double r = ma[i] * y[q] + mb[i] * xt[q] - target;
             l += r * r;
-            w[q] = 2.0 * wt[i] * m.a * r / dd * invB;
         }
         l *= wt[i] / dd * invB;
         acc[SDFLOW__ACC_MAIN] += l;
         acc[SDFLOW__ACC_LOSS] += l;
     }
-    if (!st && grad)
-        st = sdflow__tm_grad(t, n, xt, tt, w, grad);
     if (!st && t->qcsgm_weight > 0 && !sdflow__tm_is_energy(t))
         st = penalty(t, b, xt, tt, as, grad, acc);
     sdflow__free(ctx, buf);

@@ -85,6 +85,34 @@ sdflow_status sdflow__tm_grad(sdflow_trainer *t, size_t n, const double *x, cons
     return st;
 }
 
+sdflow_status sdflow__tm_eval_grad_affine(sdflow_trainer *t, size_t n, const double *x, const double *tt,
+                                          const double *s, const double *r, double *out, double *grad)
+{
+    sdflow__mlp *net;
+    double *z0;
+    sdflow_status st = prepare(t, n, x, tt, &net, &z0);
+    if (st)
+        return st;
+    if (net->d_out != 1) {
+        st = sdflow__mlp_forward_backward_affine(t->ctx, net, n, z0, s, r, out, grad);
+        sdflow__free(t->ctx, z0);
+        return st;
+    }
+    sdflow__free(t->ctx, z0);
+    size_t d = net->d;
+    double *w = sdflow__alloc_array(t->ctx, n, d * sizeof(double), "output adjoint");
+    if (!w)
+        return SDFLOW_E_NOMEM;
+    if (!(st = sdflow__tm_eval(t, n, x, tt, out))) {
+        for (size_t i = 0; i < n; i++)
+            for (size_t j = 0; j < d; j++)
+                w[i * d + j] = s[i] * out[i * d + j] + r[i * d + j];
+        st = sdflow__tm_grad(t, n, x, tt, w, grad);
+    }
+    sdflow__free(t->ctx, w);
+    return st;
+}
+
 sdflow_status sdflow__tm_grad_jac(sdflow_trainer *t, size_t n, const double *x, const double *tt, const double *a,
                                   const double *b, double *grad)
 {

@@ -93,6 +93,12 @@ sdflow_status sdflow__tm_eval(sdflow_trainer *t, size_t n, const double *x, cons
 /* grad += d/dtheta sum_i w_i . f(x_i, t_i) */
 sdflow_status sdflow__tm_grad(sdflow_trainer *t, size_t n, const double *x, const double *tt, const double *w,
                               double *grad);
+/* out = f(x_i, t_i) and grad += d/dtheta of a loss whose gradient with
+ * respect to the native output is w_i = s_i f_i + r_i (s: n, r: n x d):
+ * one fused forward-backward pass for vector outputs, eval then grad for
+ * an energy MLP. */
+sdflow_status sdflow__tm_eval_grad_affine(sdflow_trainer *t, size_t n, const double *x, const double *tt,
+                                          const double *s, const double *r, double *out, double *grad);
 /* grad += d/dtheta sum_i a_i^T J(x_i, t_i) b_i (J: Jacobian of the native output) */
 sdflow_status sdflow__tm_grad_jac(sdflow_trainer *t, size_t n, const double *x, const double *tt, const double *a,
                                   const double *b, double *grad);
