@@ -157,8 +157,9 @@ SDFLOW_API sdflow_status sdflow_trainer_validate(sdflow_trainer *t, double *loss
 /** A statistic (sdflow_train_stat). SDFLOW_E_STATE for a value that does not exist yet. */
 SDFLOW_API sdflow_status sdflow_trainer_get_stat(const sdflow_trainer *t, sdflow_train_stat stat, double *value);
 /** Copies the EMA weights into @p m, an MLP with the bound model's
- *  parameter count (it may be the bound model itself). Before the first
- *  step the EMA equals the model's weights at binding. */
+ *  parameter count (it may be the bound model itself). The EMA starts from
+ *  the bound model's weights at the first step (or at this call, if it
+ *  comes first). */
 SDFLOW_API sdflow_status sdflow_trainer_copy_ema(sdflow_trainer *t, sdflow_model *m);
 
 SDFLOW_END_DECLS
