@@ -438,14 +438,12 @@ static void tangent_block(const pass_args *p, blockws *b, double *ones, size_t i
         const double *zbd = ZBD(l + 1);
         if (l >= 1)
             memset(ZBD(l - 1), 0, RK * M * sizeof(double));
-        for (size_t r = 0; r < R; r++)
-            for (size_t j = 0; j < W; j++) {
-                size_t q1 = r * W + j;
-                double s1 = b->d1[l][q1], c = b->zb[l + 1][q1] * b->d2[l][q1];
-                for (size_t k = 0; k < K; k++) {
-                    size_t q = (r * K + k) * W + j;
-                    abd[q] = zbd[q] * s1 + c * b->ta[l][q];
-                }
+        for (size_t r = 0; r < R; r++) /* j innermost: contiguous in every array */
+            for (size_t k = 0; k < K; k++) {
+                const double *s1 = b->d1[l] + r * W, *s2 = b->d2[l] + r * W, *zb = b->zb[l + 1] + r * W;
+                size_t q0 = (r * K + k) * W;
+                for (size_t j = 0; j < W; j++)
+                    abd[q0 + j] = zbd[q0 + j] * s1[j] + zb[j] * s2[j] * b->ta[l][q0 + j];
             }
         size_t in = net->in[l];
         gemm_nn_acc(RK, W, l == 0 ? d : in, abd, net->theta + net->woff[l], in, ZBD(l), l == 0 ? d : in);
