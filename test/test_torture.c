@@ -285,7 +285,7 @@ static void mlp_scenario(tt_state *h, int energy)
     TT(h, sdflow_model_set_int(m, SDFLOW_OPT_MLP_WIDTH, 6));
     TT(h, sdflow_model_set_int(m, SDFLOW_OPT_MLP_DEPTH, 3));
     TT(h, sdflow_model_set_int(m, SDFLOW_OPT_MLP_FREQS, 2));
-    TT(h, sdflow_model_set_int(m, SDFLOW_OPT_MLP_RESIDUAL, 1));
+    TT(h, sdflow_model_set_int(m, SDFLOW_OPT_MLP_RESIDUAL, 1)); /* an input layer and one block (depth 1 + 2B) */
     if (energy)
         TT(h, sdflow_model_set_int(m, SDFLOW_OPT_MLP_OUTPUT, SDFLOW_MLP_ENERGY));
     size_t np = 0, nt = 0, rows, cols;
