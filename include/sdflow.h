@@ -22,5 +22,6 @@
 #include "sdflow/sampler.h"
 #include "sdflow/density.h"
 #include "sdflow/coupling.h"
+#include "sdflow/io.h"
 
 #endif

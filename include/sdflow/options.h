@@ -114,8 +114,22 @@ typedef enum sdflow_option {
     SDFLOW_OPT_MLP_FREQS = 603,      /**< int 0..4096: Fourier time frequencies (default 32) */
     SDFLOW_OPT_MLP_RESIDUAL = 604,   /**< int 0/1: hidden layers 2.. as z + act(W z + b) (default 0) */
     SDFLOW_OPT_MLP_OUTPUT = 605,     /**< int: an sdflow_output (default SDFLOW_OUT_EPS) or SDFLOW_MLP_ENERGY */
-    SDFLOW_OPT_MLP_TIME_INPUT = 606  /**< int 0/1: Fourier features of t (0, default) or of log(sigma(t))/4 (1) */
+    SDFLOW_OPT_MLP_TIME_INPUT = 606, /**< int 0/1: Fourier features of t (0, default) or of log(sigma(t))/4 (1) */
+
+    /* model files, ctx options (800..849; io.h) */
+    SDFLOW_CTX_FILE_MAX_BYTES = 800, /**< u64 >= 16: largest file or buffer the model loaders accept, in bytes
+                                          (default 2^30 = 1 GiB); larger input fails with SDFLOW_E_FORMAT
+                                          before anything is allocated for it */
+    SDFLOW_CTX_FILE_DTYPE = 801      /**< int sdflow_dtype: element type the model savers write (default
+                                          SDFLOW_DTYPE_F64, bit-exact; SDFLOW_DTYPE_F32 rounds) */
 } sdflow_option;
+
+/** Tensor element types of model files (SDFLOW_CTX_FILE_DTYPE). Loaders
+ *  read both; F32 values are widened to double exactly. */
+typedef enum sdflow_dtype {
+    SDFLOW_DTYPE_F64 = 0, /**< IEEE binary64, little endian ("F64") */
+    SDFLOW_DTYPE_F32 = 1  /**< IEEE binary32, little endian ("F32"), rounded to nearest on save */
+} sdflow_dtype;
 
 /** Value type of an option key. */
 typedef enum sdflow_option_type {

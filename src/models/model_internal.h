@@ -96,6 +96,12 @@ sdflow_status sdflow__model_check_eval_args(sdflow_model *m, const sdflow_proces
 sdflow_status sdflow__model_conversion_at(sdflow_model *m, const sdflow_process *p, double t, sdflow_output from,
                                          sdflow_output to, sdflow__affine *a);
 
+/* The data a gaussian or gmm model was created from (k = 1 for gaussian):
+ * weights (k), means (k x d), covariances (k x d x d), exactly as given.
+ * Returns 0 for other kinds. */
+int sdflow__gmm_source(const sdflow_model *m, size_t *k, const double **weights, const double **means,
+                       const double **covs);
+
 /* Symmetric eigendecomposition by cyclic Jacobi: a (d x d, destroyed) ->
  * eigenvalues w, eigenvectors as columns of v (row-major d x d). */
 void sdflow__sym_eigen(size_t d, double *a, double *w, double *v);
