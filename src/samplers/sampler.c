@@ -16,6 +16,7 @@ static const sdflow__name kind_names[] = { { SDFLOW_SAMPLER_REVERSE_SDE, "revers
                                            { SDFLOW_SAMPLER_DPMPP_2M_SDE, "dpmpp_2m_sde" },
                                            { SDFLOW_SAMPLER_DPMPP_3M_SDE, "dpmpp_3m_sde" },
                                            { SDFLOW_SAMPLER_EDM_HEUN, "edm_heun" },
+                                           { SDFLOW_SAMPLER_DSB, "dsb" },
                                            { SDFLOW_SAMPLER_INTERPOLANT, "interpolant" },
                                            { 0, NULL } };
 
@@ -32,8 +33,9 @@ SDFLOW__DEFINE_KIND_NAMES(sdflow_sampler, sdflow_sampler_kind, kind_names)
 #define K_EDM (1u << SDFLOW_SAMPLER_EDM_HEUN)
 #define K_FEW (K_DDIM | (1u << SDFLOW_SAMPLER_DPMPP_2M) | (1u << SDFLOW_SAMPLER_DPMPP_3M) | K_DSDE | K_EDM)
 #define K_DIFF (K_SDE | K_PC | K_ODE | K_FEW)
+#define K_DSB (1u << SDFLOW_SAMPLER_DSB)
 #define K_INT (1u << SDFLOW_SAMPLER_INTERPOLANT)
-#define K_ALL (K_DIFF | K_SDF | K_INT)
+#define K_ALL (K_DIFF | K_SDF | K_DSB | K_INT)
 
 #define SLOT(key, kinds, field) { key, kinds, offsetof(struct sdflow_sampler, field) }
 static const sdflow__opt_slot slots[] = {
@@ -41,7 +43,7 @@ static const sdflow__opt_slot slots[] = {
     SLOT(SDFLOW_OPT_T_MIN, K_DIFF, t_min),
     SLOT(SDFLOW_OPT_T_START, K_DIFF, t_start),
     SLOT(SDFLOW_OPT_TIME_GRID, K_DIFF, time_grid),
-    SLOT(SDFLOW_OPT_DENOISE, K_DIFF, denoise),
+    SLOT(SDFLOW_OPT_DENOISE, K_DIFF | K_DSB, denoise),
     SLOT(SDFLOW_OPT_SOLVER, K_ODE | K_INT, solver),
     SLOT(SDFLOW_OPT_SNR, K_PC, snr),
     SLOT(SDFLOW_OPT_CORRECTOR_STEPS, K_PC, corrector_steps),
@@ -68,6 +70,17 @@ static const sdflow__opt_slot slots[] = {
     SLOT(SDFLOW_OPT_RHO, K_DIFF, rho),
     SLOT(SDFLOW_OPT_SIGMA_MIN_NN, K_SDF, sigma_min_nn),
     SLOT(SDFLOW_OPT_START, K_SDF, start),
+    SLOT(SDFLOW_OPT_DSB_SCHEDULE, K_DSB, dsb_schedule),
+    SLOT(SDFLOW_OPT_DSB_GAMMA_MIN, K_DSB, dsb_gamma_min),
+    SLOT(SDFLOW_OPT_DSB_GAMMA_MAX, K_DSB, dsb_gamma_max),
+    SLOT(SDFLOW_OPT_DSB_REFERENCE, K_DSB, dsb_reference),
+    SLOT(SDFLOW_OPT_DSB_PRIOR_MEAN, K_DSB, dsb_prior_mean),
+    SLOT(SDFLOW_OPT_DSB_PRIOR_VAR, K_DSB, dsb_prior_var),
+    SLOT(SDFLOW_OPT_DSB_MEAN_MATCH, K_DSB, dsb_mean_match),
+    SLOT(SDFLOW_OPT_DSB_TIME_INPUT, K_DSB, dsb_time_input),
+    SLOT(SDFLOW_OPT_DSB_DIRECTION, K_DSB, dsb_direction),
+    SLOT(SDFLOW_OPT_DSB_NPAR, K_DSB, dsb_npar),
+    SLOT(SDFLOW_OPT_DSB_BATCH, K_DSB, dsb_batch),
     SLOT(SDFLOW_OPT_INTERP_T0, K_INT, interp_t0),
     SLOT(SDFLOW_OPT_INTERP_T1, K_INT, interp_t1),
     SLOT(SDFLOW_OPT_INTERP_DIFFUSION, K_INT, interp_diffusion),
@@ -86,7 +99,9 @@ sdflow_status sdflow_sampler_create(sdflow_ctx *ctx, sdflow_sampler_kind kind, s
     s->ctx = ctx;
     s->kind = kind;
     int few = kind >= SDFLOW_SAMPLER_DDIM && kind <= SDFLOW_SAMPLER_EDM_HEUN;
-    s->steps = few ? 20 : kind == SDFLOW_SAMPLER_PF_ODE ? 100 : kind == SDFLOW_SAMPLER_SDFLOW ? 100 : 1000;
+    s->steps = few || kind == SDFLOW_SAMPLER_DSB ? 20
+               : kind == SDFLOW_SAMPLER_PF_ODE || kind == SDFLOW_SAMPLER_SDFLOW ? 100
+                                                                                 : 1000;
     s->t_min = NAN;
     s->t_start = NAN;
     s->time_grid = SDFLOW_GRID_UNIFORM;
@@ -106,6 +121,14 @@ sdflow_status sdflow_sampler_create(sdflow_ctx *ctx, sdflow_sampler_kind kind, s
     s->s_tmax = INFINITY;
     s->s_noise = 1;
     s->rho = 7;
+    /* DSB: the reference code's 2-D defaults (algorithms.md §14.1); the
+     * generator's last step is noise-free there (sample=True) */
+    s->dsb_gamma_min = s->dsb_gamma_max = 0.01;
+    s->dsb_prior_var = 1;
+    s->dsb_npar = 10000;
+    s->dsb_batch = 512;
+    if (kind == SDFLOW_SAMPLER_DSB)
+        s->denoise = 1;
     s->interp_t1 = 1.0; /* base (t = 0) to data (t = 1) */
     *out = s;
     return SDFLOW_OK;
@@ -114,6 +137,7 @@ sdflow_status sdflow_sampler_create(sdflow_ctx *ctx, sdflow_sampler_kind kind, s
 void sdflow_sampler_free(sdflow_sampler *s)
 {
     if (s) {
+        sdflow__dsb_free(s);
         sdflow__free(s->ctx, s->custom);
         sdflow__free(s->ctx, s);
     }
@@ -169,13 +193,17 @@ sdflow_status sdflow_sampler_set_model(sdflow_sampler *s, sdflow_role role, sdfl
     if (role < SDFLOW_ROLE_SCORE || role >= SDFLOW__NROLES)
         return sdflow__fail(s->ctx, SDFLOW_E_INVALID, "unknown model role %d", (int)role);
     int sdf = s->kind == SDFLOW_SAMPLER_SDFLOW, itp = s->kind == SDFLOW_SAMPLER_INTERPOLANT;
-    int fits = sdf ? role >= SDFLOW_ROLE_TARGET && role <= SDFLOW_ROLE_START
-                   : itp ? role >= SDFLOW_ROLE_VELOCITY : role == SDFLOW_ROLE_SCORE;
+    int dsb = s->kind == SDFLOW_SAMPLER_DSB;
+    int fits = sdf   ? role >= SDFLOW_ROLE_TARGET && role <= SDFLOW_ROLE_START
+               : itp ? role >= SDFLOW_ROLE_VELOCITY && role <= SDFLOW_ROLE_BASE
+               : dsb ? role >= SDFLOW_ROLE_FORWARD && role <= SDFLOW_ROLE_PRIOR
+                     : role == SDFLOW_ROLE_SCORE;
     if (!fits)
         return sdflow__fail(s->ctx, SDFLOW_E_INVALID, "role %d does not apply to a %s sampler (%s)", (int)role,
                             sdflow_sampler_kind_name(s->kind),
                             sdf   ? "use SDFLOW_ROLE_TARGET / SDFLOW_ROLE_SOURCE / SDFLOW_ROLE_START"
                             : itp ? "use SDFLOW_ROLE_VELOCITY / SDFLOW_ROLE_DENOISER / SDFLOW_ROLE_BASE"
+                            : dsb ? "use SDFLOW_ROLE_FORWARD / SDFLOW_ROLE_BACKWARD / SDFLOW_ROLE_DATA / SDFLOW_ROLE_PRIOR"
                                   : "use SDFLOW_ROLE_SCORE");
     sdflow_status st = sdflow__check_same_ctx(s->ctx, m ? m->ctx : NULL, "model");
     if (!st)
@@ -342,6 +370,8 @@ sdflow_status sdflow_sampler_run(sdflow_sampler *s, size_t n, const double *x_in
 {
     if (!s)
         return SDFLOW_E_INVALID;
+    if (s->kind == SDFLOW_SAMPLER_DSB)
+        return sdflow__dsb_run(s, n, x_init, x_out);
     size_t d;
     sdflow_status st = check_run(s, n, x_init, x_out, &d, 1);
     if (st)

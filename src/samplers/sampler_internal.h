@@ -6,8 +6,10 @@
 
 #include "model_internal.h"
 
-#define SDFLOW__NSTATS 11
-#define SDFLOW__NROLES 7
+#define SDFLOW__NSTATS 13
+#define SDFLOW__NROLES 11
+
+struct sdflow__dsb; /* DSB fitted state (dsb.c) */
 
 struct sdflow_sampler {
     sdflow_ctx *ctx;
@@ -26,6 +28,10 @@ struct sdflow_sampler {
     long inner_steps, self_exclude, eval_noisy, block_q, block_y, start;
     double sigma_min_nn;
     double eta, s_churn, s_tmin, s_tmax, s_noise, rho; /* few-step samplers, Karras grid */
+    /* DSB (dsb.c) */
+    long dsb_schedule, dsb_reference, dsb_mean_match, dsb_time_input, dsb_direction, dsb_npar, dsb_batch;
+    double dsb_gamma_min, dsb_gamma_max, dsb_prior_mean, dsb_prior_var;
+    struct sdflow__dsb *dsb;        /* fitted means, NULL until the first half-bridge (owned) */
     double interp_t0, interp_t1, interp_diffusion;  /* interpolant: run times, SDE diffusion */
     long interp_kinetic;
     double *custom;                 /* SDFLOW_GRID_CUSTOM times, decreasing (owned) */
@@ -55,5 +61,11 @@ sdflow_status sdflow__dpmpp_run(sdflow_sampler *s, const sdflow__sampler_plan *p
 sdflow_status sdflow__edm_run(sdflow_sampler *s, const sdflow__sampler_plan *plan, size_t n, double *x);    /* EDM_HEUN */
 /* INTERPOLANT: ODE (or SDE with interp_diffusion > 0) from plan->t_from to plan->t_to (interpolant.c) */
 sdflow_status sdflow__interp_run(sdflow_sampler *s, const sdflow__sampler_plan *plan, size_t n, double *x);
+
+/* DSB: the whole run (validates its own arguments: the ends and the
+ * means it needs differ from the diffusion samplers'), and the release of
+ * its fitted state. */
+sdflow_status sdflow__dsb_run(sdflow_sampler *s, size_t n, const double *x_init, double *x_out);
+void sdflow__dsb_free(sdflow_sampler *s);
 
 #endif
