@@ -27,7 +27,8 @@ static const option_row table[] = {
     { SDFLOW_PROC_SIGMA_MAX, "proc_sigma_max", SDFLOW_TYPE_DOUBLE, 1e-12, 1e12 },
     { SDFLOW_PROC_COSINE_S, "cosine_s", SDFLOW_TYPE_DOUBLE, 0, 1 },
     { SDFLOW_PROC_T_MAX, "t_max", SDFLOW_TYPE_DOUBLE, 1e-6, 1e6 },
-    { SDFLOW_PROC_T_EPS, "t_eps", SDFLOW_TYPE_DOUBLE, 1e-12, 1 },
+    /* 0 is valid for interpolants (closed [0, 1]); diffusions refuse it by consistency (sigma(0) = 0) */
+    { SDFLOW_PROC_T_EPS, "t_eps", SDFLOW_TYPE_DOUBLE, 0, 1 },
     { SDFLOW_PROC_VE_EXACT_STD, "ve_exact_std", SDFLOW_TYPE_INT, 0, 1 },
     { SDFLOW_PROC_INTERP_EPS, "interp_eps", SDFLOW_TYPE_DOUBLE, 0, 1e6 },
     { SDFLOW_OPT_STEPS, "steps", SDFLOW_TYPE_INT, 1, 1e9 },
