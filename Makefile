@@ -31,7 +31,7 @@ BUILD ?= build
 LIBOUT ?= lib
 PYTHON ?= /usr/bin/python3
 
-PUBLIC_TARGETS = all lib layers check demo bench bench-torch examples install uninstall install-test asan valgrind abi-check abi-baseline abi-update abi-symbols docs unit-test python-test mlp-torch-test examples-run spdx-check deb deb-symbols fuzz
+PUBLIC_TARGETS = all lib layers check demo bench bench-torch examples install uninstall install-test asan valgrind abi-check abi-baseline abi-update abi-symbols docs unit-test python-test mlp-torch-test examples-run spdx-check deb deb-symbols fuzz io-python-test
 
 ifeq ($(SDFLOW_DEPS_OK),)
 # First pass: make sure the build dependencies exist, then run the real target.
@@ -175,6 +175,12 @@ spdx-check:
 mlp-torch-test: $(SHLIB)
 	SDFLOW_LIBRARY=$(abspath $(SHLIB)) PYTHONDONTWRITEBYTECODE=1 $(PYTHON) test/mlp_torch_check.py
 
+# Model files from Python: numpy alone (json + np.frombuffer) and the PyTorch
+# MLP twin's export/import (skips with a printed reason without torch)
+io-python-test: $(SHLIB)
+	SDFLOW_LIBRARY=$(abspath $(SHLIB)) PYTHONDONTWRITEBYTECODE=1 $(PYTHON) test/io_numpy_check.py
+	SDFLOW_LIBRARY=$(abspath $(SHLIB)) PYTHONDONTWRITEBYTECODE=1 $(PYTHON) test/io_torch_check.py
+
 install-test: all
 	@sh test/install_test.sh "$(MAKE)"
 
@@ -189,6 +195,7 @@ check: all
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 examples-run
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 python-test
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 mlp-torch-test
+	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 io-python-test
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 install-test
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 unit-test
 
@@ -196,7 +203,7 @@ check: all
 # leaks of the library are seen; any error or definite leak fails. The slow
 # statistical suites (sampler, sdflow, metrics) are left to the
 # native and ASan runs to keep CI within its time budget.
-VALGRIND_SUITES ?= core process model kernel defects density
+VALGRIND_SUITES ?= core process model kernel defects density io
 valgrind: $(TEST_BIN)
 	@for s in $(VALGRIND_SUITES); do \
 	    echo "valgrind: suite $$s"; \

@@ -275,6 +275,16 @@ static sdflow_status gmm_create(loader *L, sdflow_model **out)
     size_t s2[2] = { k, d }, s3[3] = { k, d, d };
     if (st || (st = need_tensor(L, "means", 2, s2, NULL, &mu)) || (st = need_tensor(L, "covs", 3, s3, NULL, &cov)))
         return st;
+    /* F32 weights cannot sum to 1 within the constructor's 1e-12: rounded
+     * weights within float precision of 1 are renormalized in double */
+    if (sdflow__st_take(&L->f, "weights")->dtype == SDFLOW__ST_F32) {
+        double sum = 0;
+        for (size_t i = 0; i < k; i++)
+            sum += w[i];
+        if (fabs(sum - 1.0) <= 1e-6 * (double)k)
+            for (size_t i = 0; i < k; i++)
+                w[i] /= sum;
+    }
     return as_format(L->ctx, sdflow_model_create_gmm(L->ctx, k, d, w, mu, cov, out), tensor_at(L, "covs"),
                      "tensors weights, means, covs");
 }
