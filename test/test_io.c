@@ -541,6 +541,11 @@ START_TEST(test_io_bad_headers)
     unsigned char *b = mkfile(GOOD, le, 16, &size);
     ck_assert_int_eq(load_checked(b, size), SDFLOW_OK);
     free(b);
+    /* escapes decode before names are compared; whitespace is allowed */
+    b = mkfile("{ " META_G(",\"x\":\"\\u00e9\\ud83d\\ude00\\n\\\"\"") " ,\n\t\"m\\u0065an\" : {\"dtype\":\"F64\","
+               "\"shape\":[ 1 ],\"data_offsets\":[0,8]}\r," COV("[8,16]") "}   ", le, 16, &size);
+    ck_assert_int_eq(load_checked(b, size), SDFLOW_OK);
+    free(b);
     for (size_t i = 0; i < sizeof bad_cases / sizeof bad_cases[0]; i++) {
         b = mkfile(bad_cases[i].header, le, 16, &size);
         failalloc f = { -1, 0, 0 };
