@@ -212,6 +212,10 @@ START_TEST(test_io_path_round_trip)
     sdflow_model *m = make_mlp(ctx, 2, 1), *m2 = NULL;
     sdflow_process *p = make_process(ctx, 2), *p2 = NULL;
     ck_assert_int_eq(sdflow_model_save(m, p, path), SDFLOW_OK);
+    char tmp[300];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    ck_assert_msg(access(tmp, F_OK) != 0, "the temporary file was left behind");
+    ck_assert_int_eq(sdflow_model_save(m, p, path), SDFLOW_OK); /* replaces the file */
     ck_assert_int_eq(sdflow_model_load(ctx, path, &m2, &p2), SDFLOW_OK);
     assert_same_outputs(m, m2, p);
     assert_same_process(p, p2);

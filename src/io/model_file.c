@@ -527,22 +527,31 @@ sdflow_status sdflow_model_save(sdflow_model *m, const sdflow_process *p, const 
     sdflow_status st = sdflow__check_ptr(ctx, path, "path");
     if (st || (st = save_to(m, p, NULL, 0, &size)))
         return st;
+    /* written to PATH.tmp and renamed: an interrupted save never leaves a
+     * truncated file under the final name */
+    size_t plen = strlen(path);
     unsigned char *buf = sdflow__alloc_array(ctx, size, 1, "file buffer");
-    if (!buf)
+    char *tmp = buf ? sdflow__alloc_array(ctx, plen + 5, 1, "file name") : NULL;
+    if (!tmp) {
+        sdflow__free(ctx, buf);
         return SDFLOW_E_NOMEM;
+    }
+    memcpy(tmp, path, plen);
+    memcpy(tmp + plen, ".tmp", 5);
     if (!(st = save_to(m, p, buf, size, &size))) {
-        FILE *fp = fopen(path, "wb");
+        FILE *fp = fopen(tmp, "wb");
         if (!fp) {
-            st = sdflow__fail(ctx, SDFLOW_E_IO, "cannot open %s for writing: %s", path, strerror(errno));
+            st = sdflow__fail(ctx, SDFLOW_E_IO, "cannot open %s for writing: %s", tmp, strerror(errno));
         } else {
             int ok = fwrite(buf, 1, size, fp) == size;
             ok &= fclose(fp) == 0;
-            if (!ok) {
+            if (!ok || rename(tmp, path) != 0) {
                 st = sdflow__fail(ctx, SDFLOW_E_IO, "writing %s failed: %s", path, strerror(errno));
-                remove(path);
+                remove(tmp);
             }
         }
     }
+    sdflow__free(ctx, tmp);
     sdflow__free(ctx, buf);
     return st;
 }
