@@ -31,7 +31,7 @@ BUILD ?= build
 LIBOUT ?= lib
 PYTHON ?= /usr/bin/python3
 
-PUBLIC_TARGETS = all lib layers learn-test check demo bench bench-torch examples install uninstall install-test asan valgrind abi-check abi-baseline abi-update abi-symbols docs unit-test python-test mlp-torch-test mpi-test examples-run spdx-check deb deb-symbols fuzz
+PUBLIC_TARGETS = all lib layers learn-test check demo bench bench-torch examples install uninstall install-test asan valgrind abi-check abi-baseline abi-update abi-symbols docs unit-test python-test mlp-torch-test mpi-test examples-run spdx-check deb deb-symbols fuzz io-python-test
 
 ifeq ($(SDFLOW_DEPS_OK),)
 # First pass: make sure the build dependencies exist, then run the real target.
@@ -201,6 +201,11 @@ $(BUILD)/test/learn_%: test/learn_%.c $(SHLIB)
 	$(CC) $(APP_CFLAGS) -o $@ $< $(LDFLAGS) $(APP_LIBS)
 learn-test: $(LEARN_BIN)
 	@for b in $(LEARN_BIN); do s=$$(date +%s); $$b || exit 1; echo "learn-test: $$b ok, $$(( $$(date +%s) - s )) s wall"; done
+# Model files from Python: numpy alone (json + np.frombuffer) and the PyTorch
+# MLP twin's export/import (skips with a printed reason without torch)
+io-python-test: $(SHLIB)
+	SDFLOW_LIBRARY=$(abspath $(SHLIB)) PYTHONDONTWRITEBYTECODE=1 $(PYTHON) test/io_numpy_check.py
+	SDFLOW_LIBRARY=$(abspath $(SHLIB)) PYTHONDONTWRITEBYTECODE=1 $(PYTHON) test/io_torch_check.py
 
 install-test: all
 	@sh test/install_test.sh "$(MAKE)"
@@ -216,6 +221,7 @@ check: all
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 examples-run
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 python-test
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 mlp-torch-test
+	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 io-python-test
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 install-test
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 unit-test
 
@@ -225,7 +231,7 @@ check: all
 # allocation-failure runs (torture_heavy) are left to the native and ASan
 # runs to keep CI within its time budget; torture (every allocation of every
 # public entry point failed and retried, single-threaded) takes ~45 s here.
-VALGRIND_SUITES ?= core process model kernel defects density torture
+VALGRIND_SUITES ?= core process model kernel defects density torture io
 valgrind: $(TEST_BIN)
 	@for s in $(VALGRIND_SUITES); do \
 	    echo "valgrind: suite $$s"; \
