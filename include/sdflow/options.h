@@ -38,6 +38,9 @@ typedef enum sdflow_option {
                                        recomputed when cosine_s changes until T is set) */
     SDFLOW_PROC_T_EPS = 156,      /**< double: smallest valid time (default 1e-5) */
     SDFLOW_PROC_VE_EXACT_STD = 157, /**< int 0/1: VE std sqrt(sigma(t)^2 - sigma_min^2) instead of sigma(t) (default 0) */
+    /* interpolant processes (160..179) */
+    SDFLOW_PROC_INTERP_EPS = 160, /**< double >= 0: noise scale eps of gamma(t) = sqrt(eps t (1 - t)) of the
+                                       interpolant kinds (default 0: deterministic interpolant) */
 
     /* samplers (200..299) */
     SDFLOW_OPT_STEPS = 200,       /**< int: number of (outer) steps */
@@ -111,14 +114,29 @@ typedef enum sdflow_option {
     SDFLOW_OPT_BANDWIDTH = 500,   /**< double: MMD kernel bandwidth (0: median heuristic) */
     SDFLOW_OPT_DIRECTIONS = 501,  /**< int: sliced-Wasserstein directions (default 128) */
 
+    /* stochastic interpolants: sampler, density and trainer (850..899); t = 0 base, t = 1 data */
+    SDFLOW_OPT_INTERP_T0 = 850,       /**< double in [0, 1]: start time of an interpolant sampler run (default 0, the base) */
+    SDFLOW_OPT_INTERP_T1 = 851,       /**< double in [0, 1]: end time of an interpolant sampler run (default 1, the data) */
+    SDFLOW_OPT_INTERP_DIFFUSION = 852,/**< double >= 0: diffusion eps_s of the interpolant SDE dX = (v +- eps_s s) dt +
+                                           sqrt(2 eps_s) dW (default 0: the ODE); needs SDFLOW_ROLE_DENOISER */
+    SDFLOW_OPT_INTERP_KINETIC = 853,  /**< int 0/1: interpolant sampler accumulates the kinetic energy int |v|^2 dt of each
+                                           path (SDFLOW_STAT_KINETIC_ENERGY; default 0) */
+    SDFLOW_OPT_INTERP_TIME = 854,     /**< double in (0, 1]: time t of the density rho_t an interpolant density estimator
+                                           evaluates (default 1, the data) */
+    SDFLOW_OPT_COUPLING = 855,        /**< int: sdflow_coupling of x0 and x1 in interpolant training (default independent) */
+    SDFLOW_OPT_COUPLING_EPS = 856,    /**< double > 0: Sinkhorn coupling regularization x mean cost (default 0.05) */
+
     /* MLP model architecture (set before the parameters exist) */
     SDFLOW_OPT_MLP_DEPTH = 600,      /**< int 1..64: hidden layers (default 3) */
     SDFLOW_OPT_MLP_WIDTH = 601,      /**< int 1..65536: hidden width (default 128) */
     SDFLOW_OPT_MLP_ACTIVATION = 602, /**< int: sdflow_activation (default SiLU) */
     SDFLOW_OPT_MLP_FREQS = 603,      /**< int 0..4096: Fourier time frequencies (default 32) */
-    SDFLOW_OPT_MLP_RESIDUAL = 604,   /**< int 0/1: hidden layers 2.. as z + act(W z + b) (default 0) */
+    SDFLOW_OPT_MLP_RESIDUAL = 604,   /**< int: 0 none (default); 1 residual blocks z + W2 act(W1 z + b1) + b2 after an
+                                          input layer (depth odd: 1 + 2 blocks); 2 hidden layers 2.. as z + act(W z + b) */
     SDFLOW_OPT_MLP_OUTPUT = 605,     /**< int: an sdflow_output (default SDFLOW_OUT_EPS) or SDFLOW_MLP_ENERGY */
     SDFLOW_OPT_MLP_TIME_INPUT = 606, /**< int 0/1: Fourier features of t (0, default) or of log(sigma(t))/4 (1) */
+    SDFLOW_OPT_MLP_LEARN_FREQS = 607, /**< int 0/1: the Fourier frequencies are trainable parameters (default 0) */
+    SDFLOW_OPT_MLP_FREQ_SCALE = 608,  /**< double > 0: initial frequencies f_k = scale (k + 1) (default 0.5) */
 
     /* model files, ctx options (800..849; io.h) */
     SDFLOW_CTX_FILE_MAX_BYTES = 800, /**< u64 >= 16: largest file or buffer the model loaders accept, in bytes

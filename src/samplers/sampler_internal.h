@@ -6,8 +6,8 @@
 
 #include "model_internal.h"
 
-#define SDFLOW__NSTATS 12
-#define SDFLOW__NROLES 8
+#define SDFLOW__NSTATS 13
+#define SDFLOW__NROLES 11
 
 struct sdflow__dsb; /* DSB fitted state (dsb.c) */
 
@@ -33,6 +33,8 @@ struct sdflow_sampler {
     long dsb_train_steps, dsb_cache_refresh, dsb_lr_cosine;
     double dsb_gamma_min, dsb_gamma_max, dsb_prior_mean, dsb_prior_var, dsb_lr;
     struct sdflow__dsb *dsb;        /* fitted means, NULL until the first half-bridge (owned) */
+    double interp_t0, interp_t1, interp_diffusion;  /* interpolant: run times, SDE diffusion */
+    long interp_kinetic;
     double *custom;                 /* SDFLOW_GRID_CUSTOM times, decreasing (owned) */
     size_t ncustom;
     /* statistics of the last run */
@@ -58,6 +60,8 @@ sdflow_status sdflow__sdflow_run(sdflow_sampler *s, const sdflow__sampler_plan *
 sdflow_status sdflow__ddim_run(sdflow_sampler *s, const sdflow__sampler_plan *plan, size_t n, double *x);   /* DDIM */
 sdflow_status sdflow__dpmpp_run(sdflow_sampler *s, const sdflow__sampler_plan *plan, size_t n, double *x);  /* DPMPP_* */
 sdflow_status sdflow__edm_run(sdflow_sampler *s, const sdflow__sampler_plan *plan, size_t n, double *x);    /* EDM_HEUN */
+/* INTERPOLANT: ODE (or SDE with interp_diffusion > 0) from plan->t_from to plan->t_to (interpolant.c) */
+sdflow_status sdflow__interp_run(sdflow_sampler *s, const sdflow__sampler_plan *plan, size_t n, double *x);
 
 /* DSB: the whole run (validates its own arguments: the ends and the
  * means it needs differ from the diffusion samplers'), and the release of
