@@ -1,16 +1,18 @@
 /* SPDX-License-Identifier: MIT */
-/* Allocation-failure torture of every public entry point that allocates
- * (issue 9, item 9). Each scenario below is a fixed sequence of public calls;
- * tt_torture() (testutil.h) runs it clean, then fails each of its N
- * allocation events in turn, requires SDFLOW_E_NOMEM with a message, no leak
- * and no half-built object from the failing call, retries that call and
- * requires every later output to equal the clean run bit for bit.
+/* Allocation-failure torture of every public entry point (issue 9, item 9).
+ * Each scenario below is a fixed sequence of public calls; tt_torture()
+ * (testutil.h, which describes every check) runs it clean, then fails each
+ * of its N allocation events in turn (alone, then with every later one of
+ * that call), requires SDFLOW_E_NOMEM with a message, no leak, no
+ * half-built object and no changed option from the failing call, retries
+ * that call and requires every later output to equal the clean run bit for
+ * bit.
  *
- * A new entry point is one scenario function plus one row of `scenarios`.
- * Sizes are tiny (n <= 12 points, a handful of steps): a scenario costs
- * N x its own run time, and N is 10..250. Rows marked TT_HEAVY (the threaded
- * runs: 64 rows, OpenMP teams) are left out of the valgrind subset (suite
- * "torture"); suite "torture_heavy" runs them. */
+ * A new entry point is one scenario function plus one row of `scenarios`
+ * (at the end of the file). Sizes are tiny (n <= 12 points, a handful of
+ * steps): a scenario costs 2N x its own run time, and N is 1..220. Rows
+ * marked TT_HEAVY (the threaded runs: 64 rows, OpenMP teams) are left out of
+ * the valgrind subset (suite "torture"); suite "torture_heavy" runs them. */
 #include <math.h>
 #include <time.h>
 #include "testutil.h"
@@ -34,6 +36,59 @@ static double *dbuf(size_t n)
     ck_assert(p);
     return p;
 }
+
+/* State probes (testutil.h tt_probe): every option key the library knows,
+ * read back with the object's typed getters (status and value), so a
+ * failing call that changed any option is seen. Keys are found by
+ * sdflow_option_get_type over the key range the headers use. */
+typedef struct probe_out {
+    unsigned char *buf;
+    size_t len, cap;
+} probe_out;
+static void probe_put(probe_out *o, const void *p, size_t n)
+{
+    if (o->len + n <= o->cap)
+        memcpy(o->buf + o->len, p, n);
+    o->len += n;
+}
+#define PROBE_KEYS_MAX 1000
+#define PROBE_FN(name, T, gi, gd, gu)                                                                              \
+    static size_t name(const void *obj, unsigned char *buf, size_t cap)                                            \
+    {                                                                                                              \
+        const T *x = obj;                                                                                          \
+        probe_out o = { buf, 0, cap };                                                                             \
+        static int keys[PROBE_KEYS_MAX], nkeys = -1;                                                              \
+        if (nkeys < 0) { /* the keys, found once */                                                                \
+            nkeys = 0;                                                                                             \
+            for (int k = 0; k < PROBE_KEYS_MAX; k++)                                                               \
+                if (sdflow_option_get_type((sdflow_option)k) != SDFLOW_TYPE_NONE)                                  \
+                    keys[nkeys++] = k;                                                                             \
+        }                                                                                                          \
+        for (int i = 0; i < nkeys; i++) {                                                                          \
+            int k = keys[i];                                                                                       \
+            sdflow_option key = (sdflow_option)k;                                                                  \
+            sdflow_option_type ty = sdflow_option_get_type(key);                                                   \
+            long iv = 0;                                                                                           \
+            double dv = 0;                                                                                         \
+            uint64_t uv = 0;                                                                                       \
+            sdflow_status st = ty == SDFLOW_TYPE_INT      ? gi(x, key, &iv)                                        \
+                               : ty == SDFLOW_TYPE_DOUBLE ? gd(x, key, &dv)                                        \
+                               : ty == SDFLOW_TYPE_U64    ? gu(x, key, &uv)                                        \
+                                                          : SDFLOW_OK;                                             \
+            if (ty == SDFLOW_TYPE_NONE)                                                                            \
+                continue;                                                                                          \
+            probe_put(&o, &k, sizeof k);                                                                           \
+            probe_put(&o, &st, sizeof st);                                                                         \
+            probe_put(&o, &iv, sizeof iv);                                                                         \
+            probe_put(&o, &dv, sizeof dv);                                                                         \
+            probe_put(&o, &uv, sizeof uv);                                                                         \
+        }                                                                                                          \
+        ck_assert(o.len <= cap);                                                                                   \
+        return o.len;                                                                                              \
+    }
+PROBE_FN(probe_sampler, sdflow_sampler, sdflow_sampler_get_int, sdflow_sampler_get_double, sdflow_sampler_get_u64)
+PROBE_FN(probe_density, sdflow_density, sdflow_density_get_int, sdflow_density_get_double, sdflow_density_get_u64)
+PROBE_FN(probe_model, sdflow_model, sdflow_model_get_int, sdflow_model_get_double, sdflow_model_get_u64)
 
 static sdflow_process *tt_vp(tt_state *h, sdflow_ctx *ctx)
 {
@@ -184,6 +239,7 @@ static void kernel_scenario(tt_state *h, size_t d)
         t[i] = 0.3 + 0.1 * (double)(i % 6);
     sdflow_model *km = NULL, *half[2] = { NULL, NULL };
     TT_NEW(h, km, sdflow_model_create_kernel(ctx, M, d, y, &km));
+    tt_probe(h, probe_model, km);
     TT(h, sdflow_model_set_int(km, SDFLOW_OPT_BLOCK_Q, 4));
     TT(h, sdflow_model_set_int(km, SDFLOW_OPT_BLOCK_Y, 8));
     long bq;
@@ -202,6 +258,7 @@ static void kernel_scenario(tt_state *h, size_t d)
     tt_rec(h, out, N * (2 * d + 1) * sizeof *out);
     TT(h, sdflow_kernel_exp(N, t, out));
     tt_rec(h, out, N * sizeof *out);
+    tt_probe(h, NULL, NULL);
     for (int k = 0; k < 2; k++)
         sdflow_model_free(half[k]);
     sdflow_model_free(km);
@@ -225,12 +282,14 @@ static void sc_kernel_grow(tt_state *h)
         t[i] = 0.4;
     sdflow_model *km = NULL;
     TT_NEW(h, km, sdflow_model_create_kernel(ctx, M, D, y, &km));
+    tt_probe(h, probe_model, km);
     for (size_t n = 1; n <= 12; n += 5) { /* 1, 6, 11 rows: the workspace grows twice */
         TT(h, sdflow_model_score(km, NULL, n, x, t, out));
         tt_rec(h, out, n * D * sizeof *out);
         TT(h, sdflow_model_divergence(km, NULL, n, x, t, out));
         tt_rec(h, out, n * sizeof *out);
     }
+    tt_probe(h, NULL, NULL);
     sdflow_model_free(km);
     sdflow_ctx_free(ctx);
 }
@@ -282,6 +341,7 @@ static void mlp_scenario(tt_state *h, int energy)
     sdflow_process *p = tt_vp(h, ctx);
     sdflow_model *m = NULL;
     TT_NEW(h, m, sdflow_model_create_mlp(ctx, D, &m));
+    tt_probe(h, probe_model, m);
     TT(h, sdflow_model_set_int(m, SDFLOW_OPT_MLP_WIDTH, 6));
     TT(h, sdflow_model_set_int(m, SDFLOW_OPT_MLP_DEPTH, 2));
     TT(h, sdflow_model_set_int(m, SDFLOW_OPT_MLP_FREQS, 2));
@@ -317,6 +377,7 @@ static void mlp_scenario(tt_state *h, int energy)
     }
     TT(h, sdflow_model_eval(m, NULL, N, x, t, SDFLOW_OUT_EPS, o));
     tt_rec(h, o, N * D * sizeof *o);
+    tt_probe(h, NULL, NULL);
     sdflow_model_free(m);
     sdflow_process_free(p);
     sdflow_ctx_free(ctx);
@@ -349,6 +410,7 @@ static void diffusion_scenario(tt_state *h, sdflow_sampler_kind kind, const sopt
     uint64_t u;
     fill(x0, N * D, 1, 0.6, 0.9);
     TT_NEW(h, s, sdflow_sampler_create(ctx, kind, &s));
+    tt_probe(h, probe_sampler, s);
     TT(h, sdflow_sampler_set_process(s, p));
     TT(h, sdflow_sampler_set_model(s, SDFLOW_ROLE_SCORE, m));
     TT(h, sdflow_sampler_set_int(s, SDFLOW_OPT_STEPS, 4));
@@ -382,6 +444,7 @@ static void diffusion_scenario(tt_state *h, sdflow_sampler_kind kind, const sopt
         TT(h, sdflow_sampler_transport(s, N, 0.05, 0.9, y, x));
         tt_rec(h, x, bytes);
     }
+    tt_probe(h, NULL, NULL);
     sdflow_sampler_free(s);
     sdflow_model_free(m);
     sdflow_process_free(p);
@@ -459,6 +522,7 @@ static void sdflow_scenario(tt_state *h, size_t d, int start, int flags)
     sdflow_sampler *s = NULL;
     TT_NEW(h, km, sdflow_model_create_kernel(ctx, M, d, y, &km));
     TT_NEW(h, s, sdflow_sampler_create(ctx, SDFLOW_SAMPLER_SDFLOW, &s));
+    tt_probe(h, probe_sampler, s);
     TT(h, sdflow_sampler_set_model(s, SDFLOW_ROLE_TARGET, km));
     TT(h, sdflow_sampler_set_int(s, SDFLOW_OPT_STEPS, 3));
     TT(h, sdflow_sampler_set_int(s, SDFLOW_OPT_INNER_STEPS, 2));
@@ -491,6 +555,7 @@ static void sdflow_scenario(tt_state *h, size_t d, int start, int flags)
         TT(h, sdflow_sampler_get_stat(s, (sdflow_stat)k, &stat));
         tt_rec(h, &stat, sizeof stat);
     }
+    tt_probe(h, NULL, NULL);
     sdflow_sampler_free(s);
     sdflow_model_free(src);
     sdflow_model_free(st);
@@ -528,6 +593,7 @@ static void density_scenario(tt_state *h, sdflow_density_kind kind, int div, int
     for (size_t i = 0; i < N * D; i++)
         k8[i] = (double)((37 * i) % 256);
     TT_NEW(h, e, sdflow_density_create(ctx, kind, &e));
+    tt_probe(h, probe_density, e);
     TT(h, sdflow_density_set_process(e, p));
     TT(h, sdflow_density_set_model(e, m));
     uint64_t stream;
@@ -554,6 +620,7 @@ static void density_scenario(tt_state *h, sdflow_density_kind kind, int div, int
     TT(h, sdflow_density_bits_per_dim(e, N, k8, lp, se));
     tt_rec(h, lp, N * sizeof *lp);
     tt_rec(h, se, N * sizeof *se);
+    tt_probe(h, NULL, NULL);
     sdflow_density_free(e);
     sdflow_model_free(m);
     sdflow_process_free(p);
@@ -728,6 +795,101 @@ START_TEST(test_torture_partial_state)
 }
 END_TEST
 
+/* ---- threaded paths ---------------------------------------------------------------
+ * With SDFLOW_CTX_THREADS = 2 and 64 rows (threads start from 64 rows) the
+ * OpenMP teams run and the per-thread workspaces are sized by the thread
+ * count. One call per path: under load each team barrier costs a time slice
+ * (docs/design.md, "Threads and OpenMP waiting"), so these stay compact. */
+static void sc_thr_models(tt_state *h)
+{
+    enum { N = 64, D = 12, M = 20 };
+    sdflow_ctx *ctx = tt_ctx(h, 16);
+    sdflow_process *p = tt_vp(h, ctx);
+    sdflow_model *g = tt_gmm(h, ctx), *km = NULL, *mlp = NULL;
+    double *x = dbuf(N * D), *t = dbuf(N), *y = dbuf(M * D), *out = dbuf(N * D);
+    fill(x, N * D, 1, 0.3, 0.2);
+    fill(y, M * D, 1, 0.7, 0.1);
+    for (int i = 0; i < N; i++)
+        t[i] = 0.1 + 0.01 * i;
+    TT(h, sdflow_model_score(g, p, N, x, t, out));
+    tt_rec(h, out, N * 2 * sizeof *out);
+    TT_NEW(h, km, sdflow_model_create_kernel(ctx, M, D, y, &km));
+    TT(h, sdflow_model_score(km, p, N, x, t, out));
+    tt_rec(h, out, N * D * sizeof *out);
+    TT(h, sdflow_model_divergence(km, p, N, x, t, out));
+    tt_rec(h, out, N * sizeof *out);
+    TT_NEW(h, mlp, sdflow_model_create_mlp(ctx, 2, &mlp));
+    TT(h, sdflow_model_set_int(mlp, SDFLOW_OPT_MLP_WIDTH, 6));
+    TT(h, sdflow_model_divergence(mlp, p, N, x, t, out));
+    tt_rec(h, out, N * sizeof *out);
+    sdflow_model_free(mlp);
+    sdflow_model_free(km);
+    sdflow_model_free(g);
+    sdflow_process_free(p);
+    sdflow_ctx_free(ctx);
+    free(x), free(t), free(y), free(out);
+}
+
+static void sc_thr_samplers(tt_state *h)
+{
+    enum { N = 64, D = 12, M = 16 };
+    sdflow_ctx *ctx = tt_ctx(h, 17);
+    sdflow_process *p = tt_vp(h, ctx);
+    sdflow_model *g = tt_gmm(h, ctx), *km = NULL;
+    sdflow_sampler *s = NULL, *f = NULL;
+    double *x = dbuf(N * D), *y = dbuf(M * D);
+    fill(y, M * D, 1.5, 2.3, 0.1);
+    TT_NEW(h, s, sdflow_sampler_create(ctx, SDFLOW_SAMPLER_PF_ODE, &s));
+    TT(h, sdflow_sampler_set_process(s, p));
+    TT(h, sdflow_sampler_set_model(s, SDFLOW_ROLE_SCORE, g));
+    TT(h, sdflow_sampler_set_int(s, SDFLOW_OPT_SOLVER, SDFLOW_SOLVER_HEUN));
+    TT(h, sdflow_sampler_set_int(s, SDFLOW_OPT_STEPS, 2));
+    TT(h, sdflow_sampler_run(s, N, NULL, x));
+    tt_rec(h, x, N * 2 * sizeof *x);
+    TT_NEW(h, km, sdflow_model_create_kernel(ctx, M, D, y, &km));
+    TT_NEW(h, f, sdflow_sampler_create(ctx, SDFLOW_SAMPLER_SDFLOW, &f));
+    TT(h, sdflow_sampler_set_model(f, SDFLOW_ROLE_TARGET, km));
+    TT(h, sdflow_sampler_set_int(f, SDFLOW_OPT_STEPS, 2));
+    TT(h, sdflow_sampler_set_int(f, SDFLOW_OPT_INNER_STEPS, 1));
+    TT(h, sdflow_sampler_set_int(f, SDFLOW_OPT_SELF_EXCLUDE, 1));
+    TT(h, sdflow_sampler_run(f, N, NULL, x));
+    tt_rec(h, x, N * D * sizeof *x);
+    sdflow_sampler_free(f);
+    sdflow_sampler_free(s);
+    sdflow_model_free(km);
+    sdflow_model_free(g);
+    sdflow_process_free(p);
+    sdflow_ctx_free(ctx);
+    free(x), free(y);
+}
+
+static void sc_thr_density_metrics(tt_state *h)
+{
+    enum { N = 64, D = 16 };
+    sdflow_ctx *ctx = tt_ctx(h, 18);
+    sdflow_process *p = tt_vp(h, ctx);
+    sdflow_model *g = tt_gmm(h, ctx);
+    sdflow_density *e = NULL;
+    double *x = dbuf(N * D), *y = dbuf(N * D), lp[N], v[2];
+    fill(x, N * D, 1, 0.77, 0.0);
+    fill(y, N * D, 1.3, 0.51, 0.6);
+    TT_NEW(h, e, sdflow_density_create(ctx, SDFLOW_DENSITY_LIYAN, &e));
+    TT(h, sdflow_density_set_process(e, p));
+    TT(h, sdflow_density_set_model(e, g));
+    TT(h, sdflow_density_set_int(e, SDFLOW_OPT_LIYAN_TIMES, 4));
+    TT(h, sdflow_density_logpdf(e, N, x, lp, NULL));
+    tt_rec(h, lp, sizeof lp);
+    TT(h, sdflow_metric_energy(ctx, N, N, D, x, y, &v[0], &v[1]));
+    tt_rec(h, v, sizeof v);
+    TT(h, sdflow_metric_sliced_wasserstein(ctx, N, N, D, x, y, 1, 4, 2, &v[0], &v[1]));
+    tt_rec(h, v, sizeof v);
+    sdflow_density_free(e);
+    sdflow_model_free(g);
+    sdflow_process_free(p);
+    sdflow_ctx_free(ctx);
+    free(x), free(y);
+}
+
 /* ---- the table ---------------------------------------------------------------- */
 
 enum { TT_LIGHT = 0, TT_HEAVY = 1 };
@@ -777,13 +939,9 @@ static const tt_row scenarios[] = {
     { "metrics_gemm_d16", sc_metrics_gemm, TT_LIGHT, 1, 1 },
     { "getters_names_version", sc_misc, TT_LIGHT, 1, 1 },
     /* the threaded paths (OpenMP teams, per-thread workspaces sized by the thread count) */
-    { "gmm_threads2", sc_gmm, TT_HEAVY, 1, 2 },
-    { "kernel_gemm_d12_threads2", sc_kernel_gemm, TT_HEAVY, 1, 2 },
-    { "mlp_threads2", sc_mlp, TT_HEAVY, 1, 2 },
-    { "pf_ode_rk4_grid_threads2", sc_ode_rk4, TT_HEAVY, 1, 2 },
-    { "sdflow_gemm_d12_threads2", sc_sdflow_gemm, TT_HEAVY, 1, 2 },
-    { "density_liyan_threads2", sc_density_liyan, TT_HEAVY, 1, 2 },
-    { "metrics_gemm_d16_threads2", sc_metrics_gemm, TT_HEAVY, 1, 2 },
+    { "threads2_models", sc_thr_models, TT_HEAVY, 1, 2 },
+    { "threads2_samplers", sc_thr_samplers, TT_HEAVY, 1, 2 },
+    { "threads2_density_metrics", sc_thr_density_metrics, TT_HEAVY, 1, 2 },
 };
 #define NSCEN ((int)(sizeof scenarios / sizeof scenarios[0]))
 
@@ -796,12 +954,13 @@ static void torture_rows(int heavy)
             continue;
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        long kept = 0, n = tt_torture(scenarios[i].name, scenarios[i].fn, scenarios[i].with_realloc,
-                                      scenarios[i].threads, &kept);
+        tt_stats st;
+        long n = tt_torture(scenarios[i].name, scenarios[i].fn, scenarios[i].with_realloc, scenarios[i].threads, &st);
         clock_gettime(CLOCK_MONOTONIC, &t1);
         test_note("torture %-36s %4ld allocation events, each failed twice (alone; with all later ones in the call) "
-                  "and retried (%ld failed calls kept lazy state), %.2f s",
-                  scenarios[i].name, n, kept, (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec));
+                  "and retried; %ld failed calls kept lazy state, %ld had their object's options compared; %.2f s",
+                  scenarios[i].name, n, st.kept_lazy, st.probes,
+                  (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec));
         total += n;
         rows++;
     }
@@ -821,7 +980,13 @@ static sdflow_status broken_call(sdflow_ctx *ctx, double *out)
 {
     sdflow_process *a = NULL, *b = NULL;
     broken_calls++;
-    sdflow_status st = sdflow_process_create(ctx, SDFLOW_PROCESS_VP, &a);
+    sdflow_status st = SDFLOW_OK;
+    if (broken_mode == 5) { /* 5: allocates inside an OpenMP team */
+#pragma omp parallel num_threads(2)
+#pragma omp single
+        st = sdflow_process_create(ctx, SDFLOW_PROCESS_VP, &a);
+    } else
+        st = sdflow_process_create(ctx, SDFLOW_PROCESS_VP, &a);
     if (st)
         return broken_mode == 1 ? SDFLOW_E_INVALID : st; /* 1: wrong status */
     if ((st = sdflow_process_create(ctx, SDFLOW_PROCESS_VE, &b))) {
@@ -848,10 +1013,10 @@ static void sc_broken(tt_state *h)
 
 START_TEST(test_torture_self_check)
 {
-    static const char *want[5] = { "", "want SDFLOW_E_NOMEM", "live blocks", "differs from the clean run",
-                                   "does not report the failed allocation" };
+    static const char *want[6] = { "", "want SDFLOW_E_NOMEM", "live blocks", "differs from the clean run",
+                                   "does not report the failed allocation", "inside an OpenMP team" };
     char why[512];
-    for (broken_mode = 0; broken_mode < 5; broken_mode++) {
+    for (broken_mode = 0; broken_mode < 6; broken_mode++) {
         int failed = tt_torture_fails(sc_broken, why, sizeof why);
         ck_assert_msg(failed == (broken_mode != 0), "broken mode %d: torture %s", broken_mode,
                       failed ? why : "passed");
