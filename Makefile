@@ -6,6 +6,7 @@
 #   make bench        JSON lines, one per workload, with this machine's bound and ratio
 #   make bench-torch  the PyTorch peers' JSON lines (after make bench)
 #   make asan         the test suite under AddressSanitizer + UBSan
+#   make fuzz         libFuzzer on the model-file loader for FUZZ_SECONDS (default 60) seconds
 #   make docs         HTML (build/docs/html) and man3 pages (build/docs/man/man3) from the headers
 #   make deb          Debian packages in build/deb (clean copy, dpkg-buildpackage, lintian)
 #   make install / uninstall   honour PREFIX, DESTDIR, LIBDIR, INCLUDEDIR, MANDIR, DOCDIR
@@ -30,7 +31,7 @@ BUILD ?= build
 LIBOUT ?= lib
 PYTHON ?= /usr/bin/python3
 
-PUBLIC_TARGETS = all lib layers check demo bench bench-torch examples install uninstall install-test asan valgrind abi-check abi-baseline abi-update abi-symbols docs unit-test python-test mlp-torch-test examples-run spdx-check deb deb-symbols
+PUBLIC_TARGETS = all lib layers check demo bench bench-torch examples install uninstall install-test asan valgrind abi-check abi-baseline abi-update abi-symbols docs unit-test python-test mlp-torch-test examples-run spdx-check deb deb-symbols fuzz
 
 ifeq ($(SDFLOW_DEPS_OK),)
 # First pass: make sure the build dependencies exist, then run the real target.
@@ -209,6 +210,30 @@ asan:
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 BUILD=build/asan LIBOUT=build/asan/lib \
 	    SANITIZE="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
 	    OPTFLAGS="-O1 -g" unit-test
+
+# ---- fuzzing -----------------------------------------------------------------
+# libFuzzer on the buffer loader (test/fuzz/fuzz_model_load.c): clang with
+# ASan + UBSan over the library's sources (without OpenMP: test/fuzz/noomp
+# stands in for <omp.h>). Seeds: valid files of every kind, written by
+# make_corpus with the normal library at build time; new inputs go to
+# $(FUZZ_DIR)/corpus, crashes to $(FUZZ_DIR)/crash-*. FUZZ_SECONDS=N.
+FUZZ_SECONDS ?= 60
+FUZZ_CC ?= clang
+FUZZ_DIR = $(BUILD)/fuzz
+FUZZ_BIN = $(FUZZ_DIR)/fuzz_model_load
+FUZZ_CFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+    -Wno-unknown-pragmas -Itest/fuzz/noomp -Iinclude $(patsubst %,-I%,$(wildcard src/*/)) $(BLAS_CFLAGS)
+$(FUZZ_BIN): test/fuzz/fuzz_model_load.c $(SRC) $(wildcard src/*/*.h include/*.h include/sdflow/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ test/fuzz/fuzz_model_load.c $(SRC) $(BLAS_LIBS) -lm
+$(FUZZ_DIR)/make_corpus: test/fuzz/make_corpus.c $(SHLIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(APP_CFLAGS) -o $@ $< $(LDFLAGS) $(APP_LIBS)
+fuzz: $(FUZZ_BIN) $(FUZZ_DIR)/make_corpus
+	rm -rf $(FUZZ_DIR)/seeds && mkdir -p $(FUZZ_DIR)/seeds $(FUZZ_DIR)/corpus
+	$(FUZZ_DIR)/make_corpus $(FUZZ_DIR)/seeds
+	cd $(FUZZ_DIR) && ./fuzz_model_load -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
+	    -dict=$(abspath test/fuzz/safetensors.dict) -print_final_stats=1 corpus seeds
 
 # ---- demo, bench -------------------------------------------------------------
 demo: $(BUILD)/examples/two_moons_sdflow

@@ -21,5 +21,7 @@
 #include "sdflow/metrics.h"
 #include "sdflow/sampler.h"
 #include "sdflow/density.h"
+#include "sdflow/io.h"
+#include "sdflow/coupling.h"
 
 #endif

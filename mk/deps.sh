@@ -24,6 +24,10 @@ valgrind)
     have_pc check || need="$need check"
     command -v valgrind >/dev/null 2>&1 || need="$need valgrind"
     ;;
+fuzz)
+    command -v clang >/dev/null 2>&1 || need="$need clang"
+    ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-*.a >/dev/null 2>&1 || need="$need libclang-rt-14-dev"
+    ;;
 abi-check|abi-baseline)
     command -v abidiff >/dev/null 2>&1 || need="$need abigail-tools"
     ;;

@@ -343,7 +343,7 @@ static void mlp_scenario(tt_state *h, int energy)
     TT_NEW(h, m, sdflow_model_create_mlp(ctx, D, &m));
     tt_probe(h, probe_model, m);
     TT(h, sdflow_model_set_int(m, SDFLOW_OPT_MLP_WIDTH, 6));
-    TT(h, sdflow_model_set_int(m, SDFLOW_OPT_MLP_DEPTH, 2));
+    TT(h, sdflow_model_set_int(m, SDFLOW_OPT_MLP_DEPTH, 3));
     TT(h, sdflow_model_set_int(m, SDFLOW_OPT_MLP_FREQS, 2));
     TT(h, sdflow_model_set_int(m, SDFLOW_OPT_MLP_RESIDUAL, 1));
     if (energy)

@@ -26,6 +26,7 @@ sdflow_status sdflow_ctx_create(sdflow_ctx **out, const sdflow_allocator *alloc)
     memset(ctx, 0, sizeof *ctx);
     ctx->alloc = a;
     ctx->threads = 1;
+    ctx->file_max_bytes = (uint64_t)1 << 30;
     ctx->log_level = SDFLOW_LOG_INFO;
     *out = ctx;
     return SDFLOW_OK;

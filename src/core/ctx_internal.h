@@ -17,6 +17,8 @@ struct sdflow_ctx {
     int threads;
     int log_level;
     int blas_pool; /* sdflow_blas_pool */
+    uint64_t file_max_bytes; /* SDFLOW_CTX_FILE_MAX_BYTES */
+    int file_dtype;          /* SDFLOW_CTX_FILE_DTYPE */
     sdflow_log_fn log_fn;
     void *log_user;
     sdflow_progress_fn progress_fn;

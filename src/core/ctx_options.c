@@ -5,7 +5,7 @@
 #include "ctx_internal.h"
 
 static const sdflow_option ctx_keys[] = { SDFLOW_CTX_SEED, SDFLOW_CTX_THREADS, SDFLOW_CTX_LOG_LEVEL,
-                                          SDFLOW_CTX_BLAS_POOL };
+                                          SDFLOW_CTX_BLAS_POOL, SDFLOW_CTX_FILE_MAX_BYTES, SDFLOW_CTX_FILE_DTYPE };
 #define CTX_KEY(ctx, key, type, v) \
     sdflow__option_accept(ctx, "a context", ctx_keys, sizeof ctx_keys / sizeof ctx_keys[0], key, type, v)
 
@@ -21,6 +21,8 @@ sdflow_status sdflow_ctx_set_int(sdflow_ctx *ctx, sdflow_option key, long value)
         ctx->threads = (int)value;
     else if (key == SDFLOW_CTX_BLAS_POOL)
         ctx->blas_pool = (int)value;
+    else if (key == SDFLOW_CTX_FILE_DTYPE)
+        ctx->file_dtype = (int)value;
     else
         ctx->log_level = (int)value;
     return SDFLOW_OK;
@@ -43,7 +45,10 @@ sdflow_status sdflow_ctx_set_u64(sdflow_ctx *ctx, sdflow_option key, uint64_t va
     sdflow_status st = CTX_KEY(ctx, key, SDFLOW_TYPE_U64, &v);
     if (st)
         return st;
-    ctx->seed = value;
+    if (key == SDFLOW_CTX_FILE_MAX_BYTES)
+        ctx->file_max_bytes = value;
+    else
+        ctx->seed = value;
     return SDFLOW_OK;
 }
 
@@ -54,7 +59,10 @@ sdflow_status sdflow_ctx_get_int(const sdflow_ctx *ctx, sdflow_option key, long 
     sdflow_status st = CTX_KEY(NULL, key, SDFLOW_TYPE_INT, NULL);
     if (st)
         return st;
-    *value = key == SDFLOW_CTX_THREADS ? ctx->threads : key == SDFLOW_CTX_BLAS_POOL ? ctx->blas_pool : ctx->log_level;
+    *value = key == SDFLOW_CTX_THREADS      ? ctx->threads
+             : key == SDFLOW_CTX_BLAS_POOL  ? ctx->blas_pool
+             : key == SDFLOW_CTX_FILE_DTYPE ? ctx->file_dtype
+                                            : ctx->log_level;
     return SDFLOW_OK;
 }
 
@@ -73,6 +81,6 @@ sdflow_status sdflow_ctx_get_u64(const sdflow_ctx *ctx, sdflow_option key, uint6
     sdflow_status st = CTX_KEY(NULL, key, SDFLOW_TYPE_U64, NULL);
     if (st)
         return st;
-    *value = ctx->seed;
+    *value = key == SDFLOW_CTX_FILE_MAX_BYTES ? ctx->file_max_bytes : ctx->seed;
     return SDFLOW_OK;
 }

@@ -17,6 +17,8 @@ typedef struct gmm {
     double *vect;  /* the same transposed (rows), for contiguous products */
     double *chol;  /* k x d x d Cholesky factors, for sampling */
     double *cumw;  /* k cumulative weights, for sampling */
+    double *w;     /* k weights and k x d x d covariances as given: a saved */
+    double *cov;   /* file rebuilds the model bit for bit (io/model_file.c) */
 } gmm;
 
 /* What a call wants, as whole-batch arrays; NULL outputs are skipped.
@@ -302,6 +304,8 @@ static void gmm_destroy(sdflow_model *m)
     sdflow__free(m->ctx, g->vect);
     sdflow__free(m->ctx, g->chol);
     sdflow__free(m->ctx, g->cumw);
+    sdflow__free(m->ctx, g->w);
+    sdflow__free(m->ctx, g->cov);
     sdflow__free(m->ctx, g);
 }
 
@@ -370,6 +374,8 @@ static sdflow_status create_mixture(sdflow_ctx *ctx, sdflow_model_kind kind, siz
         !(g->vec = sdflow__alloc_array(ctx, k * d, d * sizeof(double), "eigenvectors")) ||
         !(g->vect = sdflow__alloc_array(ctx, k * d, d * sizeof(double), "eigenvectors")) ||
         !(g->chol = sdflow__alloc_array(ctx, k * d, d * sizeof(double), "Cholesky factors")) ||
+        !(g->w = sdflow__alloc_array(ctx, k, sizeof(double), "weights")) ||
+        !(g->cov = sdflow__alloc_array(ctx, k * d, d * sizeof(double), "covariances")) ||
         !(scratch = sdflow__alloc_array(ctx, d, d * sizeof(double), "scratch"))) {
         gmm_destroy(&tmp);
         return SDFLOW_E_NOMEM;
@@ -394,6 +400,8 @@ static sdflow_status create_mixture(sdflow_ctx *ctx, sdflow_model_kind kind, siz
     }
     sdflow__free(ctx, scratch);
     memcpy(g->mean, means, k * d * sizeof(double));
+    memcpy(g->w, weights, k * sizeof(double));
+    memcpy(g->cov, covs, k * d * d * sizeof(double));
     return sdflow__model_new(ctx, kind, d, SDFLOW_OUT_SCORE, &gmm_ops, g, out);
 }
 
@@ -412,4 +420,17 @@ sdflow_status sdflow_model_create_gaussian(sdflow_ctx *ctx, size_t d, const doub
     if (!ctx)
         return SDFLOW_E_INVALID;
     return create_mixture(ctx, SDFLOW_MODEL_GAUSSIAN, 1, d, &one, mean, cov, out);
+}
+
+int sdflow__gmm_source(const sdflow_model *m, size_t *k, const double **weights, const double **means,
+                       const double **covs)
+{
+    if (!m || (m->kind != SDFLOW_MODEL_GMM && m->kind != SDFLOW_MODEL_GAUSSIAN))
+        return 0;
+    const gmm *g = m->impl;
+    *k = g->k;
+    *weights = g->w;
+    *means = g->mean;
+    *covs = g->cov;
+    return 1;
 }

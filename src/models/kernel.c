@@ -120,6 +120,27 @@ void sdflow__kref_free(sdflow_ctx *ctx, sdflow__kref *r)
     memset(r, 0, sizeof *r);
 }
 
+/* Stores rows minus c (centred: rows already centred) and the norms. */
+static void kref_fill(sdflow__kref *r, const double *rows, int centred, int nt)
+{
+    size_t m = r->m, d = r->d;
+    const double *c = r->c;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (size_t j = 0; j < m; j++) {
+        double h = 0;
+        for (size_t k = 0; k < d; k++) {
+            double v = centred ? rows[j * d + k] : rows[j * d + k] - c[k];
+            if (r->yt)
+                r->yt[k * m + j] = v;
+            else
+                r->y[j * d + k] = v;
+            h += v * v;
+        }
+        if (r->hy)
+            r->hy[j] = 0.5 * h;
+    }
+}
+
 void sdflow__kref_set(sdflow__kref *r, const double *rows, int nt)
 {
     size_t m = r->m, d = r->d;
@@ -130,21 +151,13 @@ void sdflow__kref_set(sdflow__kref *r, const double *rows, int nt)
             r->c[k] += rows[j * d + k];
     for (size_t k = 0; k < d; k++)
         r->c[k] /= (double)m;
-    const double *c = r->c;
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (size_t j = 0; j < m; j++) {
-        double h = 0;
-        for (size_t k = 0; k < d; k++) {
-            double v = rows[j * d + k] - c[k];
-            if (r->yt)
-                r->yt[k * m + j] = v;
-            else
-                r->y[j * d + k] = v;
-            h += v * v;
-        }
-        if (r->hy)
-            r->hy[j] = 0.5 * h;
-    }
+    kref_fill(r, rows, 0, nt);
+}
+
+void sdflow__kref_set_centred(sdflow__kref *r, const double *centre, const double *rows, int nt)
+{
+    memcpy(r->c, centre, r->d * sizeof *r->c);
+    kref_fill(r, rows, 1, nt);
 }
 
 /* ---- the hot loops ------------------------------------------------------------ */
@@ -783,7 +796,10 @@ static const sdflow__model_ops kernel_ops = {
     .eval_div = k_eval_div,
 };
 
-sdflow_status sdflow_model_create_kernel(sdflow_ctx *ctx, size_t m, size_t d, const double *y, sdflow_model **out)
+/* Both constructors: rows y (data coordinates), or with centre non-NULL
+ * rows already centred at centre (a saved model's own frame). */
+static sdflow_status create_kernel(sdflow_ctx *ctx, size_t m, size_t d, const double *centre, const double *y,
+                                   sdflow_model **out)
 {
     if (!ctx)
         return SDFLOW_E_INVALID;
@@ -791,7 +807,8 @@ sdflow_status sdflow_model_create_kernel(sdflow_ctx *ctx, size_t m, size_t d, co
         return sdflow__fail(ctx, SDFLOW_E_INVALID, "out is NULL");
     *out = NULL;
     sdflow_status st = sdflow__check_dims(ctx, m, d);
-    if (st || (st = sdflow__check_finite(ctx, y, m, d, "y")))
+    if (st || (st = sdflow__check_finite(ctx, y, m, d, "y")) ||
+        (centre && (st = sdflow__check_finite(ctx, centre, 1, d, "centre"))))
         return st;
     if (d > INT_MAX || m > (size_t)LONG_MAX / 2)
         return sdflow__fail(ctx, SDFLOW_E_UNSUPPORTED, "kernel model with m=%zu, d=%zu exceeds the BLAS index range",
@@ -805,8 +822,22 @@ sdflow_status sdflow_model_create_kernel(sdflow_ctx *ctx, size_t m, size_t d, co
         sdflow__free(ctx, km);
         return st;
     }
-    sdflow__kref_set(&km->ref, y, sdflow__threads_for(ctx, m));
+    if (centre)
+        sdflow__kref_set_centred(&km->ref, centre, y, sdflow__threads_for(ctx, m));
+    else
+        sdflow__kref_set(&km->ref, y, sdflow__threads_for(ctx, m));
     return sdflow__model_new(ctx, SDFLOW_MODEL_KERNEL, d, SDFLOW_OUT_SCORE, &kernel_ops, km, out);
+}
+
+sdflow_status sdflow_model_create_kernel(sdflow_ctx *ctx, size_t m, size_t d, const double *y, sdflow_model **out)
+{
+    return create_kernel(ctx, m, d, NULL, y, out);
+}
+
+sdflow_status sdflow__model_create_kernel_centred(sdflow_ctx *ctx, size_t m, size_t d, const double *centre,
+                                                  const double *yc, sdflow_model **out)
+{
+    return create_kernel(ctx, m, d, centre, yc, out);
 }
 
 /* ---- shards ------------------------------------------------------------------------ */

@@ -26,6 +26,9 @@ typedef struct sdflow__kref {
 sdflow_status sdflow__kref_init(sdflow_ctx *ctx, sdflow__kref *r, size_t m, size_t d);
 /* Fills r from m x d rows; the centre is their mean. */
 void sdflow__kref_set(sdflow__kref *r, const double *rows, int nt);
+/* Fills r from m x d rows already centred at centre (d): no recentring, so
+ * a saved reference set is restored bit for bit. */
+void sdflow__kref_set_centred(sdflow__kref *r, const double *centre, const double *rows, int nt);
 void sdflow__kref_free(sdflow_ctx *ctx, sdflow__kref *r);
 /* Centred coordinate k of reference j. */
 static inline double sdflow__kref_at(const sdflow__kref *r, size_t j, size_t k)
@@ -54,6 +57,11 @@ void sdflow__kernel_sums(const sdflow_ctx *ctx, const sdflow__kref *r, size_t n,
 void sdflow__kernel_nn(const sdflow__kref *r, size_t n, const double *x, const size_t *self_idx, int nt, double *nn2,
                        double *far2);
 
+/* A kernel model from m x d rows yc centred at centre (d), as a file saved
+ * them (sdflow__kref_at gives them back): evaluates bit-identically to the
+ * model that was saved. Same checks as sdflow_model_create_kernel. */
+sdflow_status sdflow__model_create_kernel_centred(sdflow_ctx *ctx, size_t m, size_t d, const double *centre,
+                                                  const double *yc, sdflow_model **out);
 /* The kernel model's reference set, or NULL when m is not a kernel model. */
 const sdflow__kref *sdflow__kernel_ref(const sdflow_model *m);
 
