@@ -15,6 +15,7 @@
  * the valgrind subset (suite "torture"); suite "torture_heavy" runs them. */
 #include <math.h>
 #include <time.h>
+#include <unistd.h>
 #include "testutil.h"
 
 /* ---- shared fixtures ---------------------------------------------------------- */
@@ -658,6 +659,191 @@ static void metrics_scenario(tt_state *h, size_t d)
 static void sc_metrics(tt_state *h) { metrics_scenario(h, 3); }
 static void sc_metrics_gemm(tt_state *h) { metrics_scenario(h, 16); }
 
+/* ---- DSB, interpolants, couplings, model files ----------------------------------- */
+
+static void sc_dsb(tt_state *h)
+{
+    enum { N = 6, D = 2 };
+    sdflow_ctx *ctx = tt_ctx(h, 19);
+    double a[2] = { 0, 1 }, A[4] = { 1, 0.2, 0.2, 0.5 }, x[N * D], y[N * D], stat;
+    sdflow_model *data = NULL;
+    sdflow_sampler *s = NULL;
+    TT_NEW(h, data, sdflow_model_create_gaussian(ctx, D, a, A, &data));
+    TT_NEW(h, s, sdflow_sampler_create(ctx, SDFLOW_SAMPLER_DSB, &s));
+    tt_probe(h, probe_sampler, s);
+    TT(h, sdflow_sampler_set_model(s, SDFLOW_ROLE_DATA, data));
+    TT(h, sdflow_sampler_set_int(s, SDFLOW_OPT_DSB_NPAR, 40));
+    TT(h, sdflow_sampler_set_int(s, SDFLOW_OPT_DSB_BATCH, 16));
+    TT(h, sdflow_sampler_set_int(s, SDFLOW_OPT_STEPS, 4));
+    TT(h, sdflow_sampler_fit(s, 1));
+    TT(h, sdflow_sampler_get_stat(s, SDFLOW_STAT_FIT_MSE, &stat));
+    tt_rec(h, &stat, sizeof stat);
+    TT(h, sdflow_sampler_run(s, N, NULL, x));
+    tt_rec(h, x, sizeof x);
+    TT(h, sdflow_sampler_set_int(s, SDFLOW_OPT_DSB_DIRECTION, SDFLOW_DSB_DATA_TO_PRIOR));
+    TT(h, sdflow_sampler_run(s, N, x, y));
+    tt_rec(h, y, sizeof y);
+    tt_probe(h, NULL, NULL);
+    sdflow_sampler_free(s);
+    sdflow_model_free(data);
+    sdflow_ctx_free(ctx);
+}
+
+/* velocity v = b - 0.5 x (its JVP -0.5 v) and a denoiser eta = 0.3 x: smooth
+ * fields, enough to run every path; their accuracy is test_interpolant's */
+static int cb_velocity(size_t n, size_t d, const double *x, const double *t, double *out, void *u)
+{
+    (void)u;
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < d; k++)
+            out[i * d + k] = (k ? -0.5 : 1.0) * t[i] - 0.5 * x[i * d + k];
+    return 0;
+}
+static int cb_velocity_jvp(size_t n, size_t d, const double *x, const double *t, const double *v, double *jv,
+                           void *u)
+{
+    (void)x, (void)t, (void)u;
+    for (size_t i = 0; i < n * d; i++)
+        jv[i] = -0.5 * v[i];
+    return 0;
+}
+static int cb_denoiser(size_t n, size_t d, const double *x, const double *t, double *out, void *u)
+{
+    (void)t, (void)u;
+    for (size_t i = 0; i < n * d; i++)
+        out[i] = 0.3 * x[i];
+    return 0;
+}
+
+static void sc_interpolant(tt_state *h)
+{
+    enum { N = 5, D = 2 };
+    sdflow_ctx *ctx = tt_ctx(h, 20);
+    sdflow_process *p = NULL;
+    sdflow_model *v = NULL, *den = NULL, *base = NULL;
+    sdflow_sampler *s = NULL;
+    sdflow_density *e = NULL;
+    double m0[2] = { -1, 0.5 }, S0[4] = { 1, 0.3, 0.3, 0.6 }, t[3] = { 0, 0.4, 1 }, c[18], x[N * D], y[N * D],
+           lp[N], se[N], stat;
+    TT_NEW(h, p, sdflow_process_create(ctx, SDFLOW_PROCESS_INTERP_TRIG, &p));
+    TT(h, sdflow_process_set_double(p, SDFLOW_PROC_INTERP_EPS, 0.5));
+    TT_NOALLOC(h, sdflow_process_is_interpolant(p));
+    TT(h, sdflow_process_interpolant(p, 3, t, c, c + 3, c + 6, c + 9, c + 12, c + 15));
+    tt_rec(h, c, sizeof c);
+    TT_NEW(h, v, sdflow_model_create_callback(ctx, D, SDFLOW_OUT_VELOCITY, cb_velocity, NULL, &v));
+    TT(h, sdflow_model_set_callback_jvp(v, cb_velocity_jvp, NULL));
+    TT_NEW(h, den, sdflow_model_create_callback(ctx, D, SDFLOW_OUT_EPS, cb_denoiser, NULL, &den));
+    TT_NEW(h, base, sdflow_model_create_gaussian(ctx, D, m0, S0, &base));
+    TT_NEW(h, s, sdflow_sampler_create(ctx, SDFLOW_SAMPLER_INTERPOLANT, &s));
+    tt_probe(h, probe_sampler, s);
+    TT(h, sdflow_sampler_set_process(s, p));
+    TT(h, sdflow_sampler_set_model(s, SDFLOW_ROLE_VELOCITY, v));
+    TT(h, sdflow_sampler_set_model(s, SDFLOW_ROLE_BASE, base));
+    TT(h, sdflow_sampler_set_model(s, SDFLOW_ROLE_DENOISER, den));
+    TT(h, sdflow_sampler_set_int(s, SDFLOW_OPT_STEPS, 4));
+    TT(h, sdflow_sampler_set_int(s, SDFLOW_OPT_INTERP_KINETIC, 1));
+    TT(h, sdflow_sampler_run(s, N, NULL, x)); /* ODE from the base */
+    tt_rec(h, x, sizeof x);
+    TT(h, sdflow_sampler_get_stat(s, SDFLOW_STAT_KINETIC_ENERGY, &stat));
+    tt_rec(h, &stat, sizeof stat);
+    TT(h, sdflow_sampler_transport(s, N, 1.0, 0.0, x, y)); /* and back */
+    tt_rec(h, y, sizeof y);
+    TT(h, sdflow_sampler_set_double(s, SDFLOW_OPT_INTERP_DIFFUSION, 0.3));
+    TT(h, sdflow_sampler_run(s, N, NULL, y)); /* SDE */
+    tt_rec(h, y, sizeof y);
+    for (int kind = SDFLOW_DENSITY_PF_ODE_EXACT; kind <= SDFLOW_DENSITY_PF_ODE_HUTCHINSON; kind++) {
+        TT_NEW(h, e, sdflow_density_create(ctx, (sdflow_density_kind)kind, &e));
+        tt_probe(h, probe_density, e);
+        TT(h, sdflow_density_set_process(e, p));
+        TT(h, sdflow_density_set_model(e, v));
+        TT(h, sdflow_density_set_base(e, base));
+        TT(h, sdflow_density_set_int(e, SDFLOW_OPT_SOLVER, SDFLOW_SOLVER_RK4));
+        TT(h, sdflow_density_set_int(e, SDFLOW_OPT_STEPS, 4));
+        TT(h, sdflow_density_logpdf(e, N, x, lp, se));
+        tt_rec(h, lp, sizeof lp);
+        tt_probe(h, NULL, NULL);
+        sdflow_density_free(e);
+    }
+    sdflow_sampler_free(s);
+    sdflow_model_free(base);
+    sdflow_model_free(den);
+    sdflow_model_free(v);
+    sdflow_process_free(p);
+    sdflow_ctx_free(ctx);
+}
+
+static void sc_coupling(tt_state *h)
+{
+    enum { N = 5, D = 2 };
+    sdflow_ctx *ctx = tt_ctx(h, 21);
+    double x0[N * D], x1[N * D], cost[N * N], plan[N * N], tot, err;
+    size_t perm[N];
+    fill(x0, N * D, 1, 0.9, 0.1);
+    fill(x1, N * D, 2, 0.4, 0.7);
+    for (int i = 0; i < N * N; i++)
+        cost[i] = 1 + sin(1.7 * i) * sin(1.7 * i);
+    TT(h, sdflow_assignment(ctx, N, cost, perm, &tot));
+    tt_rec(h, perm, sizeof perm);
+    tt_rec(h, &tot, sizeof tot);
+    TT(h, sdflow_sinkhorn(ctx, N, N, cost, 0.5, 1000, 1e-9, plan, &err));
+    tt_rec(h, plan, sizeof plan);
+    for (int kind = SDFLOW_COUPLING_INDEPENDENT; kind <= SDFLOW_COUPLING_OT_SINKHORN; kind++) {
+        TT(h, sdflow_coupling_pair(ctx, (sdflow_coupling)kind, N, D, x0, x1, 0.05, 3, 0, perm, &tot));
+        tt_rec(h, perm, sizeof perm);
+        tt_rec(h, &tot, sizeof tot);
+    }
+    sdflow_ctx_free(ctx);
+}
+
+/* Model files: each saving kind to a buffer (size query, then save) and
+ * loaded back with its process; the mlp also through a file. The bytes and
+ * the loaded model's scores are recorded. */
+static void sc_files(tt_state *h)
+{
+    enum { N = 4, D = 2 };
+    sdflow_ctx *ctx = tt_ctx(h, 22);
+    sdflow_process *p = tt_vp(h, ctx), *lp = NULL;
+    sdflow_model *ms[4] = { NULL, NULL, NULL, NULL }, *lm = NULL;
+    double mean[2] = { 0.5, -1 }, cov[4] = { 1, 0.3, 0.3, 0.8 }, y[10 * D], x[N * D], t[N] = { 0.2, 0.4, 0.6, 0.8 },
+           sc[N * D];
+    fill(y, 10 * D, 1, 1.3, 0.2);
+    fill(x, N * D, 1, 0.5, 0.3);
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/sdflow_torture_%ld.safetensors", (long)getpid());
+    TT_NEW(h, ms[0], sdflow_model_create_gaussian(ctx, D, mean, cov, &ms[0]));
+    ms[1] = tt_gmm(h, ctx);
+    TT_NEW(h, ms[2], sdflow_model_create_kernel(ctx, 10, D, y, &ms[2]));
+    TT_NEW(h, ms[3], sdflow_model_create_mlp(ctx, D, &ms[3]));
+    TT(h, sdflow_model_set_int(ms[3], SDFLOW_OPT_MLP_WIDTH, 5));
+    TT(h, sdflow_ctx_set_int(ctx, SDFLOW_CTX_FILE_DTYPE, SDFLOW_DTYPE_F64));
+    for (int i = 0; i < 4; i++) {
+        size_t size = 0;
+        TT(h, sdflow_model_save_buffer(ms[i], p, NULL, 0, &size));
+        unsigned char *buf = malloc(size);
+        ck_assert(buf);
+        TT(h, sdflow_model_save_buffer(ms[i], p, buf, size, &size));
+        tt_rec(h, buf, size);
+        TT_NEW(h, lm, sdflow_model_load_buffer(ctx, buf, size, &lm, &lp));
+        TT(h, sdflow_model_score(lm, lp, N, x, t, sc));
+        tt_rec(h, sc, sizeof sc);
+        sdflow_model_free(lm);
+        sdflow_process_free(lp);
+        free(buf);
+        if (i != 3) /* the file path once (the mlp): it shares the buffer code, and files are slow under load */
+            continue;
+        TT(h, sdflow_model_save(ms[i], p, path));
+        TT_NEW(h, lm, sdflow_model_load(ctx, path, &lm, NULL));
+        TT(h, sdflow_model_score(lm, p, N, x, t, sc));
+        tt_rec(h, sc, sizeof sc);
+        sdflow_model_free(lm);
+    }
+    remove(path);
+    for (int i = 0; i < 4; i++)
+        sdflow_model_free(ms[i]);
+    sdflow_process_free(p);
+    sdflow_ctx_free(ctx);
+}
+
 /* ---- the entry points that do not allocate ---------------------------------------
  * Getters, names, option metadata, version: each once, so that a future
  * allocation in one of them is tortured too (TT_NOALLOC: those without a
@@ -937,6 +1123,10 @@ static const tt_row scenarios[] = {
     { "density_liyan", sc_density_liyan, TT_LIGHT, 1, 1 },
     { "metrics", sc_metrics, TT_LIGHT, 1, 1 },
     { "metrics_gemm_d16", sc_metrics_gemm, TT_LIGHT, 1, 1 },
+    { "dsb_fit_run_both_ways", sc_dsb, TT_LIGHT, 1, 1 },
+    { "interpolant_ode_sde_transport_density", sc_interpolant, TT_LIGHT, 1, 1 },
+    { "couplings", sc_coupling, TT_LIGHT, 1, 1 },
+    { "model_files", sc_files, TT_LIGHT, 1, 1 },
     { "getters_names_version", sc_misc, TT_LIGHT, 1, 1 },
     /* the threaded paths (OpenMP teams, per-thread workspaces sized by the thread count) */
     { "threads2_models", sc_thr_models, TT_HEAVY, 1, 2 },
