@@ -230,7 +230,7 @@ check: all
 # statistical suites (sampler, sdflow, metrics) and the threaded
 # allocation-failure runs (torture_heavy) are left to the native and ASan
 # runs to keep CI within its time budget; torture (every allocation of every
-# public entry point failed and retried, single-threaded) takes ~45 s here.
+# public entry point failed and retried, single-threaded) takes ~80 s CPU here.
 VALGRIND_SUITES ?= core process model kernel defects density torture io
 valgrind: $(TEST_BIN)
 	@for s in $(VALGRIND_SUITES); do \
