@@ -494,14 +494,18 @@ sdflow_status sdflow__mlp_forward_backward_affine(sdflow_ctx *ctx, const sdflow_
                                                  double *gtheta)
 {
     size_t per = ws_size(net, 1) + R * net->d_out, dout = net->d_out;
-    double *w;
-    if (alloc_ws(ctx, 1, per, &w))
+    double *w, *wt = transpose_weights(ctx, net);
+    if (!wt)
         return SDFLOW_E_NOMEM;
+    if (alloc_ws(ctx, 1, per, &w)) {
+        sdflow__free(ctx, wt);
+        return SDFLOW_E_NOMEM;
+    }
     blockws b = ws_at(net, 1, w);
     double *yb = w + per - R * dout;
     for (size_t i0 = 0; i0 < n; i0 += R) {
         size_t nb = n - i0 < R ? n - i0 : R;
-        block_forward(net, z0, i0, nb, &b, 0);
+        block_forward(net, wt, z0, i0, nb, &b, 0);
         memcpy(y + i0 * dout, b.y, nb * dout * sizeof(double));
         memset(yb, 0, R * dout * sizeof(double)); /* padded rows add nothing */
         for (size_t i = 0; i < nb; i++)
@@ -510,6 +514,7 @@ sdflow_status sdflow__mlp_forward_backward_affine(sdflow_ctx *ctx, const sdflow_
         block_reverse(net, &b, yb, gtheta);
     }
     sdflow__free(ctx, w);
+    sdflow__free(ctx, wt);
     return SDFLOW_OK;
 }
 
