@@ -87,7 +87,13 @@ typedef enum sdflow_option {
     SDFLOW_OPT_DSB_TIME_INPUT = 907,/**< int: sdflow_dsb_time time label given to the networks (default cumulative) */
     SDFLOW_OPT_DSB_DIRECTION = 908, /**< int: sdflow_dsb_direction of sdflow_sampler_run (default prior to data) */
     SDFLOW_OPT_DSB_NPAR = 909,      /**< int: chains simulated per half-bridge (default 10000) */
-    SDFLOW_OPT_DSB_BATCH = 910,     /**< int: chains simulated at once (default 512); memory O(batch d) */
+    SDFLOW_OPT_DSB_BATCH = 910,     /**< int: chains simulated at once, and the SGD minibatch of networks (default 512) */
+    SDFLOW_OPT_DSB_TRAIN_STEPS = 911,   /**< int: SGD steps per half-bridge when fitting networks (default 10000) */
+    SDFLOW_OPT_DSB_CACHE_REFRESH = 912, /**< int: SGD steps between refills of the trajectory cache (default 0: one
+                                             fill per half-bridge) */
+    SDFLOW_OPT_DSB_LR = 913,            /**< double: Adam learning rate of network fits (default 1e-4) */
+    SDFLOW_OPT_DSB_LR_COSINE = 914,     /**< int 0/1: cosine decay of the rate to 0 over each half-bridge (default 0:
+                                             constant, as the reference code) */
 
     /* adaptive solvers (300..349) */
     SDFLOW_OPT_RTOL = 300,        /**< double: relative tolerance (default 1e-5) */

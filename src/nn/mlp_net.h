@@ -25,7 +25,9 @@
 #include <stddef.h>
 #include "ctx_internal.h"
 
+#ifndef SDFLOW__MLP_ROWS
 #define SDFLOW__MLP_ROWS 16
+#endif
 #define SDFLOW__MLP_MAXLAYERS 65
 
 typedef enum sdflow__act { SDFLOW__ACT_SILU, SDFLOW__ACT_TANH, SDFLOW__ACT_SOFTPLUS, SDFLOW__ACT_GELU,
