@@ -31,7 +31,7 @@ BUILD ?= build
 LIBOUT ?= lib
 PYTHON ?= /usr/bin/python3
 
-PUBLIC_TARGETS = all lib layers check demo bench bench-torch examples install uninstall install-test asan valgrind abi-check abi-baseline abi-update abi-symbols docs unit-test python-test mlp-torch-test examples-run spdx-check deb deb-symbols fuzz
+PUBLIC_TARGETS = all lib layers learn-test check demo bench bench-torch examples install uninstall install-test asan valgrind abi-check abi-baseline abi-update abi-symbols docs unit-test python-test mlp-torch-test mpi-test examples-run spdx-check deb deb-symbols fuzz io-python-test
 
 ifeq ($(SDFLOW_DEPS_OK),)
 # First pass: make sure the build dependencies exist, then run the real target.
@@ -78,7 +78,8 @@ SOFLAGS = -shared -Wl,-soname,libsdflow.so.$(SOMAJOR) -Wl,--version-script=src/l
 
 TEST_SRC := $(sort $(wildcard test/test_*.c))
 TEST_BIN = $(BUILD)/test/check_sdflow
-EXAMPLE_SRC := $(sort $(wildcard examples/*.c))
+# examples/mpi_*.c need MPI (mpicc): built and run by `make mpi-test` only
+EXAMPLE_SRC := $(filter-out examples/mpi_%.c,$(sort $(wildcard examples/*.c)))
 EXAMPLE_BIN := $(patsubst examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRC))
 BENCH_SRC := $(sort $(wildcard bench/bench_*.c))
 BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
@@ -158,6 +159,23 @@ $(BUILD)/examples/%: examples/%.c $(SHLIB)
 examples-run: examples
 	@sh test/run_examples.sh $(BUILD)/examples
 
+# MPI examples (docs/mpi.md) under mpirun -np 2, checked against one process;
+# skipped with the reason when mpicc or mpirun is missing (Debian: libopenmpi-dev openmpi-bin).
+MPICC ?= mpicc
+MPIRUN ?= mpirun --allow-run-as-root --oversubscribe
+MPI_EXAMPLES := $(patsubst examples/%.c,$(BUILD)/mpi/%,$(sort $(wildcard examples/mpi_*.c)))
+$(BUILD)/mpi/%: examples/%.c $(SHLIB)
+	@mkdir -p $(dir $@)
+	$(MPICC) $(APP_CFLAGS) -o $@ $< $(LDFLAGS) $(APP_LIBS)
+mpi-test:
+	@if ! command -v $(MPICC) >/dev/null 2>&1 || ! command -v $(firstword $(MPIRUN)) >/dev/null 2>&1; then \
+	    echo "mpi-test: skipped, $(MPICC) or $(firstword $(MPIRUN)) not found (apt-get install libopenmpi-dev openmpi-bin)"; \
+	else $(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 mpi-run; fi
+.PHONY: mpi-run
+mpi-run: $(MPI_EXAMPLES)
+	OMP_NUM_THREADS=1 $(MPIRUN) -np 2 $(BUILD)/mpi/mpi_sdflow --check 1e-10
+	@echo "mpi-test: ok"
+
 python-test: $(SHLIB)
 	SDFLOW_LIBRARY=$(abspath $(SHLIB)) PYTHONDONTWRITEBYTECODE=1 $(PYTHON) bindings/python/test_sdflow.py
 
@@ -175,6 +193,20 @@ spdx-check:
 mlp-torch-test: $(SHLIB)
 	SDFLOW_LIBRARY=$(abspath $(SHLIB)) PYTHONDONTWRITEBYTECODE=1 $(PYTHON) test/mlp_torch_check.py
 
+# Learning tests too slow for make check (test/learn_*.c, one program each; docs/training.md).
+LEARN_SRC := $(sort $(wildcard test/learn_*.c))
+LEARN_BIN := $(patsubst test/%.c,$(BUILD)/test/%,$(LEARN_SRC))
+$(BUILD)/test/learn_%: test/learn_%.c $(SHLIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(APP_CFLAGS) -o $@ $< $(LDFLAGS) $(APP_LIBS)
+learn-test: $(LEARN_BIN)
+	@for b in $(LEARN_BIN); do s=$$(date +%s); $$b || exit 1; echo "learn-test: $$b ok, $$(( $$(date +%s) - s )) s wall"; done
+# Model files from Python: numpy alone (json + np.frombuffer) and the PyTorch
+# MLP twin's export/import (skips with a printed reason without torch)
+io-python-test: $(SHLIB)
+	SDFLOW_LIBRARY=$(abspath $(SHLIB)) PYTHONDONTWRITEBYTECODE=1 $(PYTHON) test/io_numpy_check.py
+	SDFLOW_LIBRARY=$(abspath $(SHLIB)) PYTHONDONTWRITEBYTECODE=1 $(PYTHON) test/io_torch_check.py
+
 install-test: all
 	@sh test/install_test.sh "$(MAKE)"
 
@@ -189,6 +221,7 @@ check: all
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 examples-run
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 python-test
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 mlp-torch-test
+	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 io-python-test
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 install-test
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 unit-test
 
@@ -197,8 +230,8 @@ check: all
 # statistical suites (sampler, sdflow, metrics) and the threaded
 # allocation-failure runs (torture_heavy) are left to the native and ASan
 # runs to keep CI within its time budget; torture (every allocation of every
-# public entry point failed and retried, single-threaded) takes ~45 s here.
-VALGRIND_SUITES ?= core process model kernel defects density torture
+# public entry point failed and retried, single-threaded) takes ~80 s CPU here.
+VALGRIND_SUITES ?= core process model kernel defects density torture io
 valgrind: $(TEST_BIN)
 	@for s in $(VALGRIND_SUITES); do \
 	    echo "valgrind: suite $$s"; \
@@ -262,8 +295,9 @@ bench: $(BENCH_BIN)
 
 # The PyTorch peers (bench/torch_*.py: natural PyTorch code, f64 and f32, 2 threads, OMP_WAIT_POLICY=PASSIVE),
 # with bounds from the calibration of the last `make bench` (run that first).
+# bench/torch_dsm_train.py is a training run, not a bench line: run it by hand (docs/benchmarks.md, "Training twins").
 bench-torch:
-	@for p in bench/torch_*.py; do SDFLOW_BENCH_MACHINE=$(BENCH_MACHINE) OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=2 \
+	@for p in $(filter-out bench/torch_dsm_train.py,$(sort $(wildcard bench/torch_*.py))); do SDFLOW_BENCH_MACHINE=$(BENCH_MACHINE) OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=2 \
 	    OPENBLAS_NUM_THREADS=2 PYTHONDONTWRITEBYTECODE=1 $(PYTHON) $$p || exit 1; done
 
 # API reference from the header comments: HTML with README.md and docs/*.md as

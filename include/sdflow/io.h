@@ -38,8 +38,9 @@ SDFLOW_BEGIN_DECLS
 #define SDFLOW_FILE_FORMAT_VERSION 1
 
 /** Saves model @p m, and process @p p unless NULL, to the file at @p path
- *  (created or truncated; removed again if writing fails), in the element
- *  type SDFLOW_CTX_FILE_DTYPE of the model's ctx.
+ *  in the element type SDFLOW_CTX_FILE_DTYPE of the model's ctx. The bytes
+ *  go to "<path>.tmp", which is then renamed to @p path (an existing file is
+ *  replaced only by a complete one; the temporary is removed on failure).
  *  @return SDFLOW_E_IO when the file cannot be written, SDFLOW_E_UNSUPPORTED
  *  for a callback model, SDFLOW_E_INVALID for NULL arguments, a process of
  *  another ctx, or (F32) a value beyond float range. */

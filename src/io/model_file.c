@@ -275,6 +275,16 @@ static sdflow_status gmm_create(loader *L, sdflow_model **out)
     size_t s2[2] = { k, d }, s3[3] = { k, d, d };
     if (st || (st = need_tensor(L, "means", 2, s2, NULL, &mu)) || (st = need_tensor(L, "covs", 3, s3, NULL, &cov)))
         return st;
+    /* F32 weights cannot sum to 1 within the constructor's 1e-12: rounded
+     * weights within float precision of 1 are renormalized in double */
+    if (sdflow__st_take(&L->f, "weights")->dtype == SDFLOW__ST_F32) {
+        double sum = 0;
+        for (size_t i = 0; i < k; i++)
+            sum += w[i];
+        if (fabs(sum - 1.0) <= 1e-6 * (double)k)
+            for (size_t i = 0; i < k; i++)
+                w[i] /= sum;
+    }
     return as_format(L->ctx, sdflow_model_create_gmm(L->ctx, k, d, w, mu, cov, out), tensor_at(L, "covs"),
                      "tensors weights, means, covs");
 }
@@ -419,7 +429,7 @@ static const char *output_of(sdflow_model *m)
 /* The process options a file keeps, in this order. */
 static const sdflow_option proc_keys[] = { SDFLOW_PROC_BETA_MIN, SDFLOW_PROC_BETA_MAX, SDFLOW_PROC_SIGMA_MIN,
                                            SDFLOW_PROC_SIGMA_MAX, SDFLOW_PROC_COSINE_S, SDFLOW_PROC_T_MAX,
-                                           SDFLOW_PROC_T_EPS, SDFLOW_PROC_VE_EXACT_STD };
+                                           SDFLOW_PROC_T_EPS, SDFLOW_PROC_VE_EXACT_STD, SDFLOW_PROC_INTERP_EPS };
 #define NPROC (sizeof proc_keys / sizeof proc_keys[0])
 
 /* ---- save -------------------------------------------------------------- */
@@ -517,22 +527,31 @@ sdflow_status sdflow_model_save(sdflow_model *m, const sdflow_process *p, const 
     sdflow_status st = sdflow__check_ptr(ctx, path, "path");
     if (st || (st = save_to(m, p, NULL, 0, &size)))
         return st;
+    /* written to PATH.tmp and renamed: an interrupted save never leaves a
+     * truncated file under the final name */
+    size_t plen = strlen(path);
     unsigned char *buf = sdflow__alloc_array(ctx, size, 1, "file buffer");
-    if (!buf)
+    char *tmp = buf ? sdflow__alloc_array(ctx, plen + 5, 1, "file name") : NULL;
+    if (!tmp) {
+        sdflow__free(ctx, buf);
         return SDFLOW_E_NOMEM;
+    }
+    memcpy(tmp, path, plen);
+    memcpy(tmp + plen, ".tmp", 5);
     if (!(st = save_to(m, p, buf, size, &size))) {
-        FILE *fp = fopen(path, "wb");
+        FILE *fp = fopen(tmp, "wb");
         if (!fp) {
-            st = sdflow__fail(ctx, SDFLOW_E_IO, "cannot open %s for writing: %s", path, strerror(errno));
+            st = sdflow__fail(ctx, SDFLOW_E_IO, "cannot open %s for writing: %s", tmp, strerror(errno));
         } else {
             int ok = fwrite(buf, 1, size, fp) == size;
             ok &= fclose(fp) == 0;
-            if (!ok) {
+            if (!ok || rename(tmp, path) != 0) {
                 st = sdflow__fail(ctx, SDFLOW_E_IO, "writing %s failed: %s", path, strerror(errno));
-                remove(path);
+                remove(tmp);
             }
         }
     }
+    sdflow__free(ctx, tmp);
     sdflow__free(ctx, buf);
     return st;
 }
@@ -555,14 +574,23 @@ static sdflow_status load_process(loader *L, sdflow_process **out)
     const char *val[NPROC];
     size_t vat[NPROC];
     int done[NPROC] = { 0 };
+    size_t left = NPROC;
     for (size_t i = 0; i < NPROC && !st; i++) {
         char key[64];
         snprintf(key, sizeof key, PREFIX "process.%s", sdflow_option_name(proc_keys[i]));
+        /* interp_eps came with the interpolant kinds: files written before lack it (default 0) */
+        if (proc_keys[i] == SDFLOW_PROC_INTERP_EPS) {
+            if (!(val[i] = meta(L, key, &vat[i]))) {
+                done[i] = 1;
+                left--;
+            }
+            continue;
+        }
         st = need_meta(L, key, &val[i], &vat[i]);
     }
     /* options are checked against each other (sigma_min < sigma_max, ...):
      * set in passes until a pass changes nothing */
-    for (size_t left = NPROC, pass = 0; left && !st && pass < NPROC; pass++) {
+    for (size_t pass = 0; left && !st && pass < NPROC; pass++) {
         size_t failed = NPROC;
         for (size_t i = 0; i < NPROC; i++) {
             if (done[i])

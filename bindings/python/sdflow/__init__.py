@@ -80,12 +80,12 @@ def load_library(path=None):
     _sig(lib, "sdflow_option_get_type", _c.c_int, _c.c_int)
     _sig(lib, "sdflow_rng_normal", _status, _void, _u64, _u64, _size, _size, _dp)
     _sig(lib, "sdflow_rng_uniform", _status, _void, _u64, _u64, _size, _size, _dp)
-    for obj in ("ctx", "process", "sampler", "density"):
+    for obj in ("ctx", "process", "model", "sampler", "density"):
         _sig(lib, "sdflow_%s_set_int" % obj, _status, _void, _c.c_int, _c.c_long)
         _sig(lib, "sdflow_%s_set_double" % obj, _status, _void, _c.c_int, _c.c_double)
         _sig(lib, "sdflow_%s_get_int" % obj, _status, _void, _c.c_int, P(_c.c_long))
         _sig(lib, "sdflow_%s_get_double" % obj, _status, _void, _c.c_int, P(_c.c_double))
-    for obj in ("ctx", "sampler", "density"):
+    for obj in ("ctx", "model", "sampler", "density"):
         _sig(lib, "sdflow_%s_set_u64" % obj, _status, _void, _c.c_int, _u64)
         _sig(lib, "sdflow_%s_get_u64" % obj, _status, _void, _c.c_int, P(_u64))
     _sig(lib, "sdflow_process_create", _status, _void, _c.c_int, P(_void))
@@ -104,6 +104,15 @@ def load_library(path=None):
     _sig(lib, "sdflow_model_eval", _status, _void, _void, _size, _dp, _dp, _c.c_int, _dp)
     _sig(lib, "sdflow_model_logpdf", _status, _void, _void, _size, _dp, _dp, _dp)
     _sig(lib, "sdflow_model_sample", _status, _void, _u64, _u64, _size, _dp)
+    _sig(lib, "sdflow_model_create_mlp", _status, _void, _size, P(_void))
+    _sig(lib, "sdflow_model_param_tensors", _status, _void, P(_size))
+    _sig(lib, "sdflow_model_param_info", _status, _void, _size, P(_c.c_char_p), P(_size), P(_size))
+    _sig(lib, "sdflow_model_get_param", _status, _void, _c.c_char_p, _size, _dp)
+    _sig(lib, "sdflow_model_set_param", _status, _void, _c.c_char_p, _size, _dp)
+    _sig(lib, "sdflow_model_save", _status, _void, _void, _c.c_char_p)
+    _sig(lib, "sdflow_model_save_buffer", _status, _void, _void, _void, _size, P(_size))
+    _sig(lib, "sdflow_model_load", _status, _void, _c.c_char_p, P(_void), P(_void))
+    _sig(lib, "sdflow_model_load_buffer", _status, _void, _c.c_char_p, _size, P(_void), P(_void))
     _sig(lib, "sdflow_metric_energy", _status, _void, _size, _size, _size, _dp, _dp, _dp, _dp)
     _sig(lib, "sdflow_metric_mmd2", _status, _void, _size, _size, _size, _dp, _dp, _c.c_double, _dp, _dp)
     _sig(lib, "sdflow_metric_sliced_wasserstein", _status, _void, _size, _size, _size, _dp, _dp, _c.c_double,
@@ -271,9 +280,12 @@ class Process:
     """Forward noising process or interpolant schedule: ``Process(ctx, "vp" | "vp_cosine" | "subvp" | "ve" |
     "interp_linear" | "interp_trig")`` (interpolants: t = 0 base, t = 1 data)."""
 
-    def __init__(self, ctx, kind="vp"):
+    def __init__(self, ctx, kind="vp", _handle=None):
         h = _void()
-        ctx.check(_L().sdflow_process_create(ctx._h, PROCESS_KINDS[kind], _c.byref(h)))
+        if _handle is not None:
+            h = _handle
+        else:
+            ctx.check(_L().sdflow_process_create(ctx._h, PROCESS_KINDS[kind], _c.byref(h)))
         self.ctx, self._h, self._free = ctx, h, _L().sdflow_process_free
 
     def set(self, name, value):
@@ -360,6 +372,62 @@ class Model:
         return cls(ctx, h)
 
     @classmethod
+    def mlp(cls, ctx, d, **options):
+        """MLP score model (docs/mlp.md); options by name without the ``mlp_``
+        prefix: depth, width, activation, freqs, residual, output, time_input."""
+        h = _void()
+        ctx.check(_L().sdflow_model_create_mlp(ctx._h, d, _c.byref(h)))
+        m = cls(ctx, h)
+        for k, v in options.items():
+            _set_option(ctx, "model", h, "mlp_" + k, int(v))
+        return m
+
+    def param_names(self):
+        """Names and shapes of the MLP's tensors (PyTorch state_dict order)."""
+        n = _size()
+        self.ctx.check(_L().sdflow_model_param_tensors(self._h, _c.byref(n)))
+        out = []
+        for i in range(n.value):
+            name, r, c = _c.c_char_p(), _size(), _size()
+            self.ctx.check(_L().sdflow_model_param_info(self._h, i, _c.byref(name), _c.byref(r), _c.byref(c)))
+            out.append((name.value.decode(), (r.value, c.value) if c.value else (r.value,)))
+        return out
+
+    def get_param(self, name):
+        shape = dict(self.param_names())[name]
+        out = np.empty(shape)
+        self.ctx.check(_L().sdflow_model_get_param(self._h, name.encode(), out.size, _ptr(out)))
+        return out
+
+    def set_param(self, name, values):
+        values = np.ascontiguousarray(values, dtype=np.float64)
+        self.ctx.check(_L().sdflow_model_set_param(self._h, name.encode(), values.size, _ptr(values)))
+
+    def save(self, path, process=None):
+        """Writes a model file (docs/model-files.md); the ctx option
+        "file_dtype" (0: F64, 1: F32) picks the element type."""
+        self.ctx.check(_L().sdflow_model_save(self._h, process._h if process else None, os.fsencode(path)))
+
+    def to_bytes(self, process=None):
+        n = _size()
+        ph = process._h if process else None
+        self.ctx.check(_L().sdflow_model_save_buffer(self._h, ph, None, 0, _c.byref(n)))
+        buf = _c.create_string_buffer(n.value)
+        self.ctx.check(_L().sdflow_model_save_buffer(self._h, ph, buf, n.value, _c.byref(n)))
+        return buf.raw[:n.value]
+
+    @classmethod
+    def load(cls, ctx, path_or_bytes):
+        """Loads a model file (a path or its bytes): (Model, Process or None)."""
+        m, p = _void(), _void()
+        if isinstance(path_or_bytes, (bytes, bytearray)):
+            data = bytes(path_or_bytes)
+            ctx.check(_L().sdflow_model_load_buffer(ctx._h, data, len(data), _c.byref(m), _c.byref(p)))
+        else:
+            ctx.check(_L().sdflow_model_load(ctx._h, os.fsencode(path_or_bytes), _c.byref(m), _c.byref(p)))
+        return cls(ctx, m), (Process(ctx, _handle=p) if p.value else None)
+
+    @classmethod
     def kernel(cls, ctx, data):
         data = _arr(data, "data", 2)
         h = _void()
@@ -375,7 +443,8 @@ class Model:
     def eval(self, process, x, t, output="score"):
         x, t = self._xt(x, t)
         out = np.empty_like(x)
-        self.ctx.check(_L().sdflow_model_eval(self._h, process._h, x.shape[0], _ptr(x), _ptr(t), OUTPUTS[output],
+        self.ctx.check(_L().sdflow_model_eval(self._h, process._h if process else None, x.shape[0], _ptr(x), _ptr(t),
+                                              OUTPUTS[output],
                                               _ptr(out)))
         return out
 
@@ -386,7 +455,8 @@ class Model:
     def logpdf(self, process, x, t):
         x, t = self._xt(x, t)
         out = np.empty(x.shape[0])
-        self.ctx.check(_L().sdflow_model_logpdf(self._h, process._h, x.shape[0], _ptr(x), _ptr(t), _ptr(out)))
+        self.ctx.check(_L().sdflow_model_logpdf(self._h, process._h if process else None, x.shape[0], _ptr(x), _ptr(t),
+                                                _ptr(out)))
         return out
 
     def sample(self, n, stream=0, first_index=0):
@@ -447,7 +517,8 @@ class Sampler:
 
     def _model(self):
         k = self._keep
-        return k.get("target") or k.get("score") or k.get("data") or k.get("prior") or k.get("backward")
+        return (k.get("target") or k.get("score") or k.get("data") or k.get("prior") or k.get("backward")
+                or k.get("velocity"))
 
     def stat(self, name):
         v = _c.c_double()
