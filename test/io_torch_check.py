@@ -39,10 +39,12 @@ def check(what, r, tol):
 
 
 CONFIGS = [
-    dict(d=2, width=16, depth=3, nfreq=4, act="silu", residual=False, output="eps", time_input=0),
-    dict(d=3, width=12, depth=2, nfreq=3, act="tanh", residual=True, output="energy", time_input=0),
-    dict(d=2, width=8, depth=2, nfreq=2, act="gelu", residual=False, output="v", time_input=1),
-    dict(d=2, width=8, depth=1, nfreq=0, act="softplus", residual=False, output="score", time_input=0),
+    dict(d=2, width=16, depth=3, nfreq=4, act="silu", residual=0, output="eps", time_input=0),
+    dict(d=3, width=12, depth=2, nfreq=3, act="tanh", residual=2, output="energy", time_input=0),
+    dict(d=3, width=12, depth=5, nfreq=3, act="silu", residual=1, output="energy", time_input=0),
+    dict(d=2, width=10, depth=3, nfreq=2, act="tanh", residual=1, output="eps", time_input=0),
+    dict(d=2, width=8, depth=2, nfreq=2, act="gelu", residual=0, output="v", time_input=1),
+    dict(d=2, width=8, depth=1, nfreq=0, act="softplus", residual=0, output="score", time_input=0),
 ]
 ctx = sdflow.Ctx(seed=1)
 for i, cfg in enumerate(CONFIGS):

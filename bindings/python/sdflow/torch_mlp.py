@@ -12,7 +12,8 @@ not by the safetensors package.
     net2 = import_("model.safetensors")                  # a file libsdflow saved
 
 The network: z0 = [x, sin(2 pi f s), cos(2 pi f s)], depth hidden layers
-act(W z + b) (with residual: z + act(W z + b) from the second on), a linear
+act(W z + b) (residual 2: z + act(W z + b) from the second on; residual 1:
+an input layer then blocks z + lin2(act(lin1(z))), docs/mlp.md), a linear
 output of d values (the output kind: eps, score, x0, velocity, v) or of one
 value (energy E, score = -grad_x E). s = t (time_input 0) or
 log(sigma(t))/4 (time_input 1; sigma of the process, or sigma = t without).
@@ -54,11 +55,20 @@ class TimeEmbed(nn.Module):
         return torch.cat([torch.sin(w), torch.cos(w)], dim=1)
 
 
+class _Block(nn.Module):
+    """One residual block's two linear layers (blocks.b.lin1, blocks.b.lin2)."""
+
+    def __init__(self, width, dtype):
+        super().__init__()
+        self.lin1 = nn.Linear(width, width, dtype=dtype)
+        self.lin2 = nn.Linear(width, width, dtype=dtype)
+
+
 class ScoreMLP(nn.Module):
     """The documented MLP (docs/mlp.md); state_dict names and shapes are the
     tensors of a libsdflow mlp model file."""
 
-    def __init__(self, d, width=128, depth=3, nfreq=32, act="silu", residual=False, output="eps", time_input=0,
+    def __init__(self, d, width=128, depth=3, nfreq=32, act="silu", residual=0, output="eps", time_input=0,
                  dtype=torch.float64):
         super().__init__()
         if act not in _ACT or output not in OUTPUTS:
@@ -66,25 +76,41 @@ class ScoreMLP(nn.Module):
         if act == "relu" and output == "energy":
             raise ValueError("relu cannot be used with the energy output (libsdflow refuses it)")
         self.d, self.width, self.depth, self.nfreq = d, width, depth, nfreq
-        self.act_name, self.residual, self.output, self.time_input = act, bool(residual), output, int(time_input)
+        # residual (SDFLOW_OPT_MLP_RESIDUAL): 0 none; 1 blocks z + lin2(act(lin1(z))) (odd depth 1 + 2B);
+        # 2 hidden layers 2.. as z + act(W z + b)
+        residual = int(residual)
+        if residual not in (0, 1, 2) or (residual == 1 and depth % 2 == 0):
+            raise ValueError("residual must be 0, 1 (odd depth 1 + 2B) or 2; got %d at depth %d" % (residual, depth))
+        self.act_name, self.residual, self.output_kind, self.time_input = act, residual, output, int(time_input)
         self.act = _ACT[act]
         self.time_embed = TimeEmbed(nfreq, dtype)
-        dims = [d + 2 * nfreq] + [width] * depth
-        self.layers = nn.ModuleList([nn.Linear(dims[i], dims[i + 1], dtype=dtype) for i in range(depth)] +
-                                    [nn.Linear(width, 1 if output == "energy" else d, dtype=dtype)])
+        dout = 1 if output == "energy" else d
+        if residual == 1:  # input, blocks.b.lin1/lin2, output (the library's tensor names)
+            self.input = nn.Linear(d + 2 * nfreq, width, dtype=dtype)
+            self.blocks = nn.ModuleList([_Block(width, dtype) for _ in range((depth - 1) // 2)])
+            self.add_module("output", nn.Linear(width, dout, dtype=dtype))
+        else:
+            dims = [d + 2 * nfreq] + [width] * depth
+            self.layers = nn.ModuleList([nn.Linear(dims[i], dims[i + 1], dtype=dtype) for i in range(depth)] +
+                                        [nn.Linear(width, dout, dtype=dtype)])
 
     def forward(self, x, s):
         """The network output at points x (n x d) and time features s (n)."""
         z = torch.cat([x, self.time_embed(s)], dim=1)
+        if self.residual == 1:
+            z = self.act(self.input(z))
+            for block in self.blocks:
+                z = z + block.lin2(self.act(block.lin1(z)))
+            return self._modules["output"](z)
         for i, lin in enumerate(self.layers[:-1]):
             h = self.act(lin(z))
-            z = z + h if self.residual and i >= 1 else h
+            z = z + h if self.residual == 2 and i >= 1 else h
         return self.layers[-1](z)
 
     def native(self, x, s):
         """What libsdflow's model evaluates natively: the output, or for an
         energy model the score -grad_x E."""
-        if self.output != "energy":
+        if self.output_kind != "energy":
             return self(x, s)
         with torch.enable_grad():
             x = x.detach().requires_grad_(True)
@@ -94,7 +120,7 @@ class ScoreMLP(nn.Module):
     def time_feature(self, t, sigma=None):
         """s for times t: t itself (time_input 0) or log(sigma(t))/4
         (sigma: the process's sigma at t; None means sigma = t)."""
-        t = torch.as_tensor(t, dtype=self.layers[0].weight.dtype)
+        t = torch.as_tensor(t, dtype=next(self.parameters()).dtype)
         if self.time_input == 0:
             return t
         return torch.log(t if sigma is None else torch.as_tensor(sigma, dtype=t.dtype)) / 4
@@ -110,13 +136,13 @@ def metadata(net, process=None):
         "sdflow.library_version": "python-torch-export",
         "sdflow.model": "mlp",
         "sdflow.dim": str(net.d),
-        "sdflow.output": net.output,
+        "sdflow.output": net.output_kind,
         "sdflow.model.mlp_depth": str(net.depth),
         "sdflow.model.mlp_width": str(net.width),
         "sdflow.model.mlp_activation": str(ACTIVATIONS.index(net.act_name)),
         "sdflow.model.mlp_freqs": str(net.nfreq),
         "sdflow.model.mlp_residual": str(int(net.residual)),
-        "sdflow.model.mlp_output": str(OUTPUTS.index(net.output)),
+        "sdflow.model.mlp_output": str(OUTPUTS.index(net.output_kind)),
         "sdflow.model.mlp_time_input": str(net.time_input),
     }
     if process:
