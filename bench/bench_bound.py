@@ -5,7 +5,7 @@ the last `make bench` ($SDFLOW_BENCH_MACHINE, default build/bench/machine.json).
 
 flops/exps of a workload are the same numbers the C programs print (the work
 of the workload, not of an implementation; docs/benchmarks.md has the table and
-how it was counted); keep work() in step with bench_sdflow.c, bench_density.c.
+how it was counted); keep work() in step with bench_sdflow.c, bench_density.c, bench_interpolant.c.
 """
 import json
 import os
@@ -22,6 +22,10 @@ def work(workload, n, d):
         return 400 * ev * 4 * d * d, 400 * ev
     if workload == "d_loglik_hutch":
         return 400 * ev * 6 * d * d, 400 * ev
+    if workload == "i_interp_rk4":
+        return 400 * ev * 4 * d * d, 400 * ev
+    if workload == "i_ot_exact":
+        return float(n) ** 3, 0.0
     if workload == "d_loglik_liyan":
         return 512 * ev * 4 * d * d, 512 * ev + 256.0 * n * (KMIX + 4.0 + 1.5 * d)
     raise KeyError(workload)

@@ -22,5 +22,6 @@
 #include "sdflow/sampler.h"
 #include "sdflow/density.h"
 #include "sdflow/io.h"
+#include "sdflow/coupling.h"
 
 #endif

@@ -1,7 +1,7 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
 # Layering check of src/ (architecture.md §1, docs/design.md): core ->
-# process -> solvers -> models/nn -> io -> samplers/train/density/metrics
+# process -> solvers/ot -> models/nn -> io -> samplers/train/density/metrics
 # (io reads and writes models; trainer checkpoints build on io).
 #  1. includes: no file includes a header of a higher layer, and no two
 #     folders of one layer include each other's headers;
@@ -14,7 +14,7 @@ set -eu
 obj=${1:-build/obj}
 rank() {
     case $1 in
-    core) echo 0 ;; process) echo 1 ;; solvers) echo 2 ;; models | nn) echo 3 ;; io) echo 4 ;;
+    core) echo 0 ;; process) echo 1 ;; solvers | ot) echo 2 ;; models | nn) echo 3 ;; io) echo 4 ;;
     samplers | train | density | metrics) echo 5 ;; *) echo 9 ;;
     esac
 }

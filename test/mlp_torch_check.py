@@ -42,7 +42,7 @@ lib.sdflow_model_param_grad_jac.argtypes = [P, P, C.c_size_t, D, D, D, D, D]
 lib.sdflow_model_free.argtypes = [P]
 lib.sdflow_ctx_free.argtypes = [P]
 
-OPT = dict(depth=600, width=601, act=602, freqs=603, residual=604, output=605)
+OPT = dict(depth=600, width=601, act=602, freqs=603, residual=604, output=605, learn_freqs=607)
 ACTS = ["silu", "tanh", "softplus", "gelu"]
 OUT_EPS, ENERGY = 1, 5
 TOL = 1e-12
@@ -73,16 +73,18 @@ def check(name, got, ref):
     print("  %-34s rel %.2e %s" % (name, r, flag))
 
 
-def run(act, energy, residual, d=3, n=7, depth=3, width=16, nfreq=4):
+def run(act, energy, residual, learn=False, d=3, n=7, width=16, nfreq=4):
+    depth = 5 if residual == 1 else 3  # two residual blocks
     ctx = P()
     ok(lib.sdflow_ctx_create(C.byref(ctx), None), ctx)
     lib.sdflow_ctx_set_u64(ctx, 100, 7)
     m = P()
     ok(lib.sdflow_model_create_mlp(ctx, d, C.byref(m)), ctx)
-    for k, v in dict(depth=depth, width=width, act=ACTS.index(act), freqs=nfreq, residual=int(residual),
-                     output=ENERGY if energy else OUT_EPS).items():
+    for k, v in dict(depth=depth, width=width, act=ACTS.index(act), freqs=nfreq, residual=residual,
+                     output=ENERGY if energy else OUT_EPS, learn_freqs=int(learn)).items():
         ok(lib.sdflow_model_set_int(m, OPT[k], v), ctx)
-    net = ScoreMLP(d, width=width, depth=depth, nfreq=nfreq, act=act, residual=residual, energy=energy)
+    net = ScoreMLP(d, width=width, depth=depth, nfreq=nfreq, act=act, residual=residual, energy=energy,
+                   learn_freqs=learn)
     sd = net.state_dict()
     nt = C.c_size_t()
     ok(lib.sdflow_model_param_tensors(m, C.byref(nt)), ctx)
@@ -112,7 +114,8 @@ def run(act, energy, residual, d=3, n=7, depth=3, width=16, nfreq=4):
         e = net(xx, tt).sum()
         return -torch.autograd.grad(e, xx, create_graph=True)[0]
 
-    tag = "%s%s%s" % (act, " energy" if energy else " eps", " residual" if residual else "")
+    tag = "%s%s%s%s" % (act, " energy" if energy else " eps", ["", " residual blocks", " residual simple"][residual],
+                        " learned freqs" if learn else "")
     print(tag)
     # forward (output kind = native: eps, or score for energy)
     out = torch.empty(n, d)
@@ -129,7 +132,10 @@ def run(act, energy, residual, d=3, n=7, depth=3, width=16, nfreq=4):
     if energy:
         check("Jacobian symmetric", jac, jac.transpose(1, 2))
     # VJP and parameter gradient of sum w . native
-    grad = torch.empty(sum(p.numel() for p in params.values()))
+    npar = C.c_size_t()
+    ok(lib.sdflow_model_param_count(m, C.byref(npar)), ctx)
+    assert npar.value == sum(p.numel() for p in params.values()), (npar.value, names)
+    grad = torch.empty(npar.value)
     gx = torch.empty(n, d)
     ok(lib.sdflow_model_param_grad(m, None, n, ptr(x), ptr(t), ptr(w), ptr(grad), ptr(gx)), ctx)
     xx = x.clone().requires_grad_(True)
@@ -154,8 +160,12 @@ def run(act, energy, residual, d=3, n=7, depth=3, width=16, nfreq=4):
 
 for act in ACTS:
     for energy in (False, True):
-        for residual in (False, True):
+        for residual in (0, 1, 2):
             run(act, energy, residual)
+for energy in (False, True):  # learned frequencies: their gradients, first and second order
+    for residual in (0, 1):
+        run("silu" if residual else "tanh", energy, residual, learn=True)
+run("silu", False, 1, d=1)  # one output that is not an energy
 if failures:
     print("mlp_torch_check: %d comparisons above %.0e" % (failures, TOL))
     sys.exit(1)

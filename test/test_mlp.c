@@ -8,10 +8,14 @@
 #include <pthread.h>
 #include "testutil.h"
 
+/* Set by the learned-frequency checks: models made by mlp() learn their frequencies. */
+static long learn_freqs;
+
 static sdflow_model *mlp(sdflow_ctx *ctx, size_t d, long act, long output, long residual, long depth, long width)
 {
     sdflow_model *m;
     ck_assert_int_eq(sdflow_model_create_mlp(ctx, d, &m), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_model_set_int(m, SDFLOW_OPT_MLP_LEARN_FREQS, learn_freqs), SDFLOW_OK);
     ck_assert_int_eq(sdflow_model_set_int(m, SDFLOW_OPT_MLP_ACTIVATION, act), SDFLOW_OK);
     ck_assert_int_eq(sdflow_model_set_int(m, SDFLOW_OPT_MLP_OUTPUT, output), SDFLOW_OK);
     ck_assert_int_eq(sdflow_model_set_int(m, SDFLOW_OPT_MLP_RESIDUAL, residual), SDFLOW_OK);
@@ -71,11 +75,18 @@ static double bilinear(sdflow_model *m, size_t n, const double *x, const double 
 #define FD_H 1e-5
 #define FD_TOL 1e-6
 
+/* Depth of the difference checks: two blocks for residual blocks (the skips chain), else 3. */
+static long fd_depth(long residual) { return residual == 1 ? 5 : 3; }
+
+/* Parameters the difference checks perturb: every 7th (all layers, weights
+ * and biases) and the last 3 (the output bias, or the learned frequencies). */
+static int fd_param(size_t j, size_t np) { return j % 7 == 0 || j + 3 >= np; }
+
 static void fd_check(long act, long output, long residual)
 {
     sdflow_ctx *ctx = test_ctx(5);
     size_t d = 3, n = 4;
-    sdflow_model *m = mlp(ctx, d, act, output, residual, 3, 10);
+    sdflow_model *m = mlp(ctx, d, act, output, residual, fd_depth(residual), 10);
     sdflow_output native = output == SDFLOW_MLP_ENERGY ? SDFLOW_OUT_SCORE : (sdflow_output)output;
     double x[12], t[4] = { 0.2, 0.5, 0.7, 1.3 }, w[12];
     ck_assert_int_eq(sdflow_rng_normal(ctx, 1, 0, n, d, x), SDFLOW_OK);
@@ -114,7 +125,9 @@ static void fd_check(long act, long output, long residual)
     ck_assert_int_eq(sdflow_model_get_params(m, np, th), SDFLOW_OK);
     ck_assert_int_eq(sdflow_model_param_grad(m, NULL, n, x, t, w, g, gx), SDFLOW_OK);
     double e1 = 0;
-    for (size_t j = 0; j < np; j += 7) { /* every 7th parameter: all layers, weights and biases */
+    for (size_t j = 0; j < np; j++) {
+        if (!fd_param(j, np))
+            continue;
         double th0 = th[j];
         th[j] = th0 + FD_H;
         ck_assert_int_eq(sdflow_model_set_params(m, np, th), SDFLOW_OK);
@@ -150,7 +163,7 @@ static void fd_bilinear(long act, long residual)
 {
     sdflow_ctx *ctx = test_ctx(6);
     size_t d = 3, n = 4;
-    sdflow_model *m = mlp(ctx, d, act, SDFLOW_OUT_SCORE, residual, 3, 10);
+    sdflow_model *m = mlp(ctx, d, act, SDFLOW_OUT_SCORE, residual, fd_depth(residual), 10);
     double x[12], t[4] = { 0.2, 0.5, 0.7, 1.3 }, a[12], b[12];
     ck_assert_int_eq(sdflow_rng_normal(ctx, 1, 0, n, d, x), SDFLOW_OK);
     ck_assert_int_eq(sdflow_rng_normal(ctx, 3, 0, n, d, a), SDFLOW_OK);
@@ -161,7 +174,9 @@ static void fd_bilinear(long act, long residual)
     ck_assert_int_eq(sdflow_model_get_params(m, np, th), SDFLOW_OK);
     ck_assert_int_eq(sdflow_model_param_grad_jac(m, NULL, n, x, t, a, b, g), SDFLOW_OK);
     double e = 0;
-    for (size_t j = 0; j < np; j += 5) {
+    for (size_t j = 0; j < np; j++) {
+        if (!fd_param(j, np))
+            continue;
         double th0 = th[j];
         th[j] = th0 + FD_H;
         ck_assert_int_eq(sdflow_model_set_params(m, np, th), SDFLOW_OK);
@@ -184,14 +199,23 @@ START_TEST(test_mlp_finite_differences)
 {
     static const long acts[] = { SDFLOW_ACT_SILU, SDFLOW_ACT_TANH, SDFLOW_ACT_SOFTPLUS, SDFLOW_ACT_GELU };
     static const long outs[] = { SDFLOW_OUT_EPS, SDFLOW_OUT_SCORE, SDFLOW_OUT_X0, SDFLOW_OUT_V, SDFLOW_MLP_ENERGY };
+    /* residual 0: none, 1: blocks z + W2 act(W1 z), 2: z + act(W z) */
     for (size_t a = 0; a < 4; a++)
         for (size_t o = 0; o < 5; o++)
-            for (long r = 0; r < 2; r++)
+            for (long r = 0; r < 3; r++)
                 fd_check(acts[a], outs[o], r);
     for (size_t a = 0; a < 4; a++)
-        for (long r = 0; r < 2; r++)
+        for (long r = 0; r < 3; r++)
             fd_bilinear(acts[a], r);
     fd_check(SDFLOW_ACT_RELU, SDFLOW_OUT_EPS, 0); /* first order only */
+    /* learned frequencies: their gradient in the first-order, double-backward (energy) and a^T J b passes */
+    learn_freqs = 1;
+    for (long r = 0; r < 2; r++) {
+        fd_check(SDFLOW_ACT_SILU, SDFLOW_OUT_EPS, r);
+        fd_check(SDFLOW_ACT_TANH, SDFLOW_MLP_ENERGY, r);
+        fd_bilinear(SDFLOW_ACT_GELU, r);
+    }
+    learn_freqs = 0;
 }
 END_TEST
 
@@ -336,6 +360,128 @@ START_TEST(test_mlp_bad_input)
     free(th);
     sdflow_model_free(g);
     sdflow_model_free(r);
+    sdflow_model_free(m);
+    sdflow_ctx_free(ctx);
+}
+END_TEST
+
+/* Each sdflow_activation by name through the public API: a 1-unit net
+ * (d = 1, no frequencies, W = 1, b = 0) outputs act(x), compared with the
+ * closed forms. */
+START_TEST(test_mlp_activations_by_name)
+{
+    static const struct {
+        sdflow_activation act;
+        const char *name;
+    } acts[] = { { SDFLOW_ACT_SILU, "silu" },
+                 { SDFLOW_ACT_TANH, "tanh" },
+                 { SDFLOW_ACT_SOFTPLUS, "softplus" },
+                 { SDFLOW_ACT_GELU, "gelu" },
+                 { SDFLOW_ACT_RELU, "relu" } };
+    sdflow_ctx *ctx = test_ctx(2);
+    double x[5] = { -3, -0.5, 0, 0.7, 4 }, t[5] = { 0.5, 0.5, 0.5, 0.5, 0.5 }, y[5];
+    for (size_t k = 0; k < sizeof acts / sizeof acts[0]; k++) {
+        sdflow_model *m;
+        ck_assert_int_eq(sdflow_model_create_mlp(ctx, 1, &m), SDFLOW_OK);
+        ck_assert_int_eq(sdflow_model_set_int(m, SDFLOW_OPT_MLP_ACTIVATION, acts[k].act), SDFLOW_OK);
+        ck_assert_int_eq(sdflow_model_set_int(m, SDFLOW_OPT_MLP_DEPTH, 1), SDFLOW_OK);
+        ck_assert_int_eq(sdflow_model_set_int(m, SDFLOW_OPT_MLP_WIDTH, 1), SDFLOW_OK);
+        ck_assert_int_eq(sdflow_model_set_int(m, SDFLOW_OPT_MLP_FREQS, 0), SDFLOW_OK);
+        long got;
+        ck_assert_int_eq(sdflow_model_get_int(m, SDFLOW_OPT_MLP_ACTIVATION, &got), SDFLOW_OK);
+        ck_assert_int_eq(got, acts[k].act);
+        double theta[4] = { 1, 0, 1, 0 }; /* layers.0.weight, .bias, layers.1.weight, .bias */
+        ck_assert_int_eq(sdflow_model_set_params(m, 4, theta), SDFLOW_OK);
+        ck_assert_int_eq(sdflow_model_eval(m, NULL, 5, x, t, SDFLOW_OUT_EPS, y), SDFLOW_OK);
+        for (int i = 0; i < 5; i++) {
+            double a = x[i], ref;
+            switch (acts[k].act) {
+            case SDFLOW_ACT_SILU: ref = a / (1 + exp(-a)); break;
+            case SDFLOW_ACT_TANH: ref = tanh(a); break;
+            case SDFLOW_ACT_SOFTPLUS: ref = log1p(exp(a)); break;
+            case SDFLOW_ACT_GELU: ref = 0.5 * a * (1 + tanh(0.7978845608028654 /* sqrt(2/pi) */ * (a + 0.044715 * a * a * a))); break;
+            default: ref = a > 0 ? a : 0; break;
+            }
+            /* libmvec's vector exp (SiLU rows) is within 4 ulp */
+            ck_assert_msg(fabs(y[i] - ref) <= 1e-14 * (1 + fabs(ref)), "%s(%g) = %.17g, expected %.17g",
+                          acts[k].name, a, y[i], ref);
+        }
+        sdflow_model_free(m);
+    }
+    sdflow_ctx_free(ctx);
+}
+END_TEST
+
+/* Residual blocks' tensor names (the PyTorch twin's state_dict), learned
+ * frequencies in the flat vector, the frequency scale, and the refusals. */
+START_TEST(test_mlp_architecture_options)
+{
+    sdflow_ctx *ctx = test_ctx(9);
+    sdflow_model *m, *b;
+    ck_assert_int_eq(sdflow_model_create_mlp(ctx, 2, &m), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_model_set_int(m, SDFLOW_OPT_MLP_RESIDUAL, 1), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_model_set_int(m, SDFLOW_OPT_MLP_DEPTH, 4), SDFLOW_E_INVALID); /* blocks: odd depth */
+    ck_assert_ptr_nonnull(strstr(sdflow_ctx_last_error(ctx), "odd"));
+    ck_assert_int_eq(sdflow_model_set_int(m, SDFLOW_OPT_MLP_DEPTH, 5), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_model_set_int(m, SDFLOW_OPT_MLP_WIDTH, 8), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_model_set_int(m, SDFLOW_OPT_MLP_FREQS, 4), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_model_set_int(m, SDFLOW_OPT_MLP_LEARN_FREQS, 1), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_model_set_int(m, SDFLOW_OPT_MLP_FREQ_SCALE, 1), SDFLOW_E_INVALID); /* a double */
+    ck_assert_int_eq(sdflow_model_set_double(m, SDFLOW_OPT_MLP_FREQ_SCALE, 0), SDFLOW_E_INVALID);
+    ck_assert_int_eq(sdflow_model_set_double(m, SDFLOW_OPT_MLP_FREQ_SCALE, 0.25), SDFLOW_OK);
+    double scale;
+    ck_assert_int_eq(sdflow_model_get_double(m, SDFLOW_OPT_MLP_FREQ_SCALE, &scale), SDFLOW_OK);
+    ck_assert_double_eq(scale, 0.25);
+    static const char *names[] = { "input.weight",         "input.bias",           "blocks.0.lin1.weight",
+                                   "blocks.0.lin1.bias",   "blocks.0.lin2.weight", "blocks.0.lin2.bias",
+                                   "blocks.1.lin1.weight", "blocks.1.lin1.bias",   "blocks.1.lin2.weight",
+                                   "blocks.1.lin2.bias",   "output.weight",        "output.bias",
+                                   "time_embed.freqs" };
+    static const size_t rows[] = { 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 2, 2, 4 }, cols[] = { 10, 0, 8, 0, 8, 0, 8,
+                                                                                      0,  8, 0, 8, 0, 0 };
+    size_t nt, np;
+    ck_assert_int_eq(sdflow_model_param_tensors(m, &nt), SDFLOW_OK);
+    ck_assert_uint_eq(nt, 13);
+    for (size_t i = 0; i < nt; i++) {
+        const char *name;
+        size_t r, c;
+        ck_assert_int_eq(sdflow_model_param_info(m, i, &name, &r, &c), SDFLOW_OK);
+        ck_assert_str_eq(name, names[i]);
+        ck_assert_uint_eq(r, rows[i]);
+        ck_assert_uint_eq(c, cols[i]);
+    }
+    /* (10 + 1) 8 + 4 (8 + 1) 8 + (8 + 1) 2 weights and biases, then the 4 frequencies */
+    ck_assert_int_eq(sdflow_model_param_count(m, &np), SDFLOW_OK);
+    ck_assert_uint_eq(np, 88 + 288 + 18 + 4);
+    double th[398], f[4], x[2] = { 0.3, -0.2 }, t = 0.6, y0[2], y1[2];
+    ck_assert_int_eq(sdflow_model_get_params(m, np, th), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_model_get_param(m, "time_embed.freqs", 4, f), SDFLOW_OK);
+    for (int k = 0; k < 4; k++) {
+        ck_assert_double_eq(f[k], 0.25 * (k + 1));
+        ck_assert_double_eq(th[np - 4 + k], f[k]); /* the flat vector ends with them */
+    }
+    ck_assert_int_eq(sdflow_model_eval(m, NULL, 1, x, &t, SDFLOW_OUT_EPS, y0), SDFLOW_OK);
+    th[np - 1] = 3.0;
+    ck_assert_int_eq(sdflow_model_set_params(m, np, th), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_model_get_param(m, "time_embed.freqs", 4, f), SDFLOW_OK);
+    ck_assert_double_eq(f[3], 3.0);
+    ck_assert_int_eq(sdflow_model_eval(m, NULL, 1, x, &t, SDFLOW_OUT_EPS, y1), SDFLOW_OK);
+    ck_assert(y0[0] != y1[0] || y0[1] != y1[1]);
+    ck_assert_int_eq(sdflow_model_set_double(m, SDFLOW_OPT_MLP_FREQ_SCALE, 0.3), SDFLOW_E_STATE);
+    /* the frequencies as a buffer: not in the flat vector; the simple residual form takes any depth */
+    ck_assert_int_eq(sdflow_model_create_mlp(ctx, 2, &b), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_model_set_int(b, SDFLOW_OPT_MLP_DEPTH, 4), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_model_set_int(b, SDFLOW_OPT_MLP_RESIDUAL, 1), SDFLOW_E_INVALID);
+    ck_assert_int_eq(sdflow_model_set_int(b, SDFLOW_OPT_MLP_RESIDUAL, 2), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_model_set_int(b, SDFLOW_OPT_MLP_RESIDUAL, 3), SDFLOW_E_INVALID);
+    ck_assert_int_eq(sdflow_model_set_int(b, SDFLOW_OPT_MLP_WIDTH, 8), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_model_set_int(b, SDFLOW_OPT_MLP_FREQS, 4), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_model_param_count(b, &np), SDFLOW_OK);
+    ck_assert_uint_eq(np, 88 + 3 * 72 + 18);
+    const char *name;
+    ck_assert_int_eq(sdflow_model_param_info(b, 6, &name, NULL, NULL), SDFLOW_OK);
+    ck_assert_str_eq(name, "layers.3.weight");
+    sdflow_model_free(b);
     sdflow_model_free(m);
     sdflow_ctx_free(ctx);
 }
@@ -587,6 +733,8 @@ Suite *mlp_suite(void)
     tcase_add_test(tc, test_mlp_fd_detects_wrong_gradient);
     tcase_add_test(tc, test_mlp_parameters);
     tcase_add_test(tc, test_mlp_bad_input);
+    tcase_add_test(tc, test_mlp_activations_by_name);
+    tcase_add_test(tc, test_mlp_architecture_options);
     tcase_add_test(tc, test_mlp_batch_and_thread_invariance);
     tcase_add_test(tc, test_mlp_concurrent);
     tcase_add_test(tc, test_mlp_samplers_and_estimators);

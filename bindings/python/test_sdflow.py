@@ -195,6 +195,20 @@ class BindingTest(unittest.TestCase):
         with self.assertRaises(KeyError):
             self.ctx.set("no_such_option", 1)
 
+    def test_dsb_gaussian_bridge(self):
+        # Brownian reference, N(0, 1) <-> N(3, 4): after 4 IPF iterations the
+        # generator's X_0 has mean 0 within O(gamma) + 4 SE (SE 0.02 for n = 2000;
+        # the measured O(gamma) bias at N = 20, gamma = 0.05 is below 0.1)
+        data = sdflow.Model.gaussian(self.ctx, [0.0], [[1.0]])
+        prior = sdflow.Model.gaussian(self.ctx, [3.0], [[4.0]])
+        s = sdflow.Sampler(self.ctx, "dsb").set_model(data, "data").set_model(prior, "prior")
+        s.set("dsb_reference", 1).set("dsb_gamma_max", 0.05).set("dsb_npar", 5000).set("denoise", 0)
+        s.fit(4)
+        self.assertEqual(s.stat("half_bridges"), 8)
+        x_n = 3 + 2 * self.ctx.rng_normal(2000, 1, stream=5)
+        x0 = s.run(x_n)
+        self.assertLess(abs(x0.mean()), 0.1 + 4 * 0.02)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -21,8 +21,18 @@ SDFLOW_BEGIN_DECLS
 typedef struct sdflow_ctx sdflow_ctx;
 
 /** User allocator. @c alloc and @c free are required; @c realloc may be NULL
- *  (the library then allocates, copies and frees). @c alloc may return NULL,
- *  which every function turns into SDFLOW_E_NOMEM with no state changed.
+ *  (the library then allocates, copies and frees). @c realloc is called only
+ *  to resize a block the allocator made (@p ptr never NULL, @p size > 0;
+ *  today: a kernel model's workspace growing for a larger batch) and must,
+ *  like C realloc, return NULL and leave @p ptr valid on failure.
+ *  @c alloc and @c realloc may return NULL, which every function turns into
+ *  SDFLOW_E_NOMEM (message "out of memory ...") with nothing leaked and no
+ *  state changed: a constructor leaves *out NULL, an object keeps its
+ *  options and bindings (what an output holds: see each function). The one
+ *  thing a failed call may keep is a cache it built before the failure (a
+ *  kernel model's workspace), freed with its object; it never changes a
+ *  result, so repeating the call once memory is available gives
+ *  bit-identical outputs.
  *  The library always frees a block through the allocator that made it. */
 typedef struct sdflow_allocator {
     void *(*alloc)(void *user_data, size_t size);

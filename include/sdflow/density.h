@@ -28,9 +28,22 @@ SDFLOW_API const char *sdflow_density_kind_name(sdflow_density_kind kind);
 SDFLOW_API sdflow_status sdflow_density_kind_from_name(const char *name, sdflow_density_kind *out);
 
 /** Bind the process and the model (not copied; they must outlive the
- *  estimator's calls). Objects of another context: SDFLOW_E_INVALID. */
+ *  estimator's calls). Objects of another context: SDFLOW_E_INVALID.
+ *  With an interpolant process (t = 0 base, t = 1 data) the PF-ODE kinds
+ *  integrate the model's velocity (SDFLOW_OUT_VELOCITY) from
+ *  t = SDFLOW_OPT_INTERP_TIME (default 1) down to 0 with the exact or
+ *  Hutchinson divergence: log rho_t(x) = log rho_0(x(0)) - int_0^t div v;
+ *  rho_0 is the base of sdflow_density_set_base(). A velocity-native model
+ *  runs to t = 0 exactly; a score-like model (e.g. a gmm data model, whose
+ *  velocity through the process is undefined at t = 0) needs
+ *  SDFLOW_OPT_T_MIN > 0, where rho_{t_min} is taken as the base (an
+ *  O(t_min) error). */
 SDFLOW_API sdflow_status sdflow_density_set_process(sdflow_density *e, const sdflow_process *p);
 SDFLOW_API sdflow_status sdflow_density_set_model(sdflow_density *e, sdflow_model *m);
+/** Interpolant likelihood only: the base rho_0 at t = 0, a model with a
+ *  closed-form data log-density (gaussian, gmm; not copied). NULL (default):
+ *  N(0, I). */
+SDFLOW_API sdflow_status sdflow_density_set_base(sdflow_density *e, sdflow_model *base);
 SDFLOW_API sdflow_status sdflow_density_set_int(sdflow_density *e, sdflow_option key, long value);
 SDFLOW_API sdflow_status sdflow_density_set_double(sdflow_density *e, sdflow_option key, double value);
 SDFLOW_API sdflow_status sdflow_density_set_u64(sdflow_density *e, sdflow_option key, uint64_t value);

@@ -38,6 +38,9 @@ typedef enum sdflow_option {
                                        recomputed when cosine_s changes until T is set) */
     SDFLOW_PROC_T_EPS = 156,      /**< double: smallest valid time (default 1e-5) */
     SDFLOW_PROC_VE_EXACT_STD = 157, /**< int 0/1: VE std sqrt(sigma(t)^2 - sigma_min^2) instead of sigma(t) (default 0) */
+    /* interpolant processes (160..179) */
+    SDFLOW_PROC_INTERP_EPS = 160, /**< double >= 0: noise scale eps of gamma(t) = sqrt(eps t (1 - t)) of the
+                                       interpolant kinds (default 0: deterministic interpolant) */
 
     /* samplers (200..299) */
     SDFLOW_OPT_STEPS = 200,       /**< int: number of (outer) steps */
@@ -73,6 +76,19 @@ typedef enum sdflow_option {
     SDFLOW_OPT_S_NOISE = 227,     /**< double: noise scale of DDIM, DPM-Solver++ SDE and EDM churn (default 1) */
     SDFLOW_OPT_RHO = 228,         /**< double: exponent rho of SDFLOW_GRID_KARRAS (default 7) */
 
+    /* diffusion Schrodinger bridge sampler (900..949), docs/dsb.md */
+    SDFLOW_OPT_DSB_SCHEDULE = 900,  /**< int: sdflow_dsb_schedule of the steps gamma_1..gamma_N (default constant) */
+    SDFLOW_OPT_DSB_GAMMA_MIN = 901, /**< double: smallest step of the symmetric ramps (default 0.01) */
+    SDFLOW_OPT_DSB_GAMMA_MAX = 902, /**< double: the constant step, largest step of the ramps (default 0.01) */
+    SDFLOW_OPT_DSB_REFERENCE = 903, /**< int: sdflow_dsb_reference drift of the reference chain (default OU) */
+    SDFLOW_OPT_DSB_PRIOR_MEAN = 904,/**< double: mean of every coordinate of the Gaussian prior (default 0) */
+    SDFLOW_OPT_DSB_PRIOR_VAR = 905, /**< double: variance v of the prior N(mean, v I), OU drift -(x - mean)/v (default 1) */
+    SDFLOW_OPT_DSB_MEAN_MATCH = 906,/**< int 0/1: networks output the mean (1) or the residual mean - x (0, default) */
+    SDFLOW_OPT_DSB_TIME_INPUT = 907,/**< int: sdflow_dsb_time time label given to the networks (default cumulative) */
+    SDFLOW_OPT_DSB_DIRECTION = 908, /**< int: sdflow_dsb_direction of sdflow_sampler_run (default prior to data) */
+    SDFLOW_OPT_DSB_NPAR = 909,      /**< int: chains simulated per half-bridge (default 10000) */
+    SDFLOW_OPT_DSB_BATCH = 910,     /**< int: chains simulated at once (default 512); memory O(batch d) */
+
     /* adaptive solvers (300..349) */
     SDFLOW_OPT_RTOL = 300,        /**< double: relative tolerance (default 1e-5) */
     SDFLOW_OPT_ATOL = 301,        /**< double: absolute tolerance (default 1e-5) */
@@ -92,14 +108,29 @@ typedef enum sdflow_option {
     SDFLOW_OPT_BANDWIDTH = 500,   /**< double: MMD kernel bandwidth (0: median heuristic) */
     SDFLOW_OPT_DIRECTIONS = 501,  /**< int: sliced-Wasserstein directions (default 128) */
 
+    /* stochastic interpolants: sampler, density and trainer (850..899); t = 0 base, t = 1 data */
+    SDFLOW_OPT_INTERP_T0 = 850,       /**< double in [0, 1]: start time of an interpolant sampler run (default 0, the base) */
+    SDFLOW_OPT_INTERP_T1 = 851,       /**< double in [0, 1]: end time of an interpolant sampler run (default 1, the data) */
+    SDFLOW_OPT_INTERP_DIFFUSION = 852,/**< double >= 0: diffusion eps_s of the interpolant SDE dX = (v +- eps_s s) dt +
+                                           sqrt(2 eps_s) dW (default 0: the ODE); needs SDFLOW_ROLE_DENOISER */
+    SDFLOW_OPT_INTERP_KINETIC = 853,  /**< int 0/1: interpolant sampler accumulates the kinetic energy int |v|^2 dt of each
+                                           path (SDFLOW_STAT_KINETIC_ENERGY; default 0) */
+    SDFLOW_OPT_INTERP_TIME = 854,     /**< double in (0, 1]: time t of the density rho_t an interpolant density estimator
+                                           evaluates (default 1, the data) */
+    SDFLOW_OPT_COUPLING = 855,        /**< int: sdflow_coupling of x0 and x1 in interpolant training (default independent) */
+    SDFLOW_OPT_COUPLING_EPS = 856,    /**< double > 0: Sinkhorn coupling regularization x mean cost (default 0.05) */
+
     /* MLP model architecture (set before the parameters exist) */
     SDFLOW_OPT_MLP_DEPTH = 600,      /**< int 1..64: hidden layers (default 3) */
     SDFLOW_OPT_MLP_WIDTH = 601,      /**< int 1..65536: hidden width (default 128) */
     SDFLOW_OPT_MLP_ACTIVATION = 602, /**< int: sdflow_activation (default SiLU) */
     SDFLOW_OPT_MLP_FREQS = 603,      /**< int 0..4096: Fourier time frequencies (default 32) */
-    SDFLOW_OPT_MLP_RESIDUAL = 604,   /**< int 0/1: hidden layers 2.. as z + act(W z + b) (default 0) */
+    SDFLOW_OPT_MLP_RESIDUAL = 604,   /**< int: 0 none (default); 1 residual blocks z + W2 act(W1 z + b1) + b2 after an
+                                          input layer (depth odd: 1 + 2 blocks); 2 hidden layers 2.. as z + act(W z + b) */
     SDFLOW_OPT_MLP_OUTPUT = 605,     /**< int: an sdflow_output (default SDFLOW_OUT_EPS) or SDFLOW_MLP_ENERGY */
     SDFLOW_OPT_MLP_TIME_INPUT = 606, /**< int 0/1: Fourier features of t (0, default) or of log(sigma(t))/4 (1) */
+    SDFLOW_OPT_MLP_LEARN_FREQS = 607, /**< int 0/1: the Fourier frequencies are trainable parameters (default 0) */
+    SDFLOW_OPT_MLP_FREQ_SCALE = 608,  /**< double > 0: initial frequencies f_k = scale (k + 1) (default 0.5) */
 
     /* model files, ctx options (800..849; io.h) */
     SDFLOW_CTX_FILE_MAX_BYTES = 800, /**< u64 >= 16: largest file or buffer the model loaders accept, in bytes
@@ -151,6 +182,33 @@ typedef enum sdflow_start {
     SDFLOW_START_NORMAL = 1,    /**< N(0, I) */
     SDFLOW_START_MODEL = 2      /**< exact samples of the model bound as SDFLOW_ROLE_START (sdflow_model_sample) */
 } sdflow_start;
+
+/** DSB step-size schedules (SDFLOW_OPT_DSB_SCHEDULE), as the reference code's
+ *  get_gammas: a ramp of N/2 steps from gamma_min to gamma_max and its mirror. */
+typedef enum sdflow_dsb_schedule {
+    SDFLOW_DSB_CONSTANT = 0,    /**< gamma_k = gamma_max */
+    SDFLOW_DSB_SYMMETRIC_LINEAR = 1,    /**< linspace(gamma_min, gamma_max, N/2), then reversed (N even) */
+    SDFLOW_DSB_SYMMETRIC_GEOMETRIC = 2  /**< geomspace(gamma_min, gamma_max, N/2), then reversed (N even) */
+} sdflow_dsb_schedule;
+
+/** DSB reference drifts (SDFLOW_OPT_DSB_REFERENCE). */
+typedef enum sdflow_dsb_reference {
+    SDFLOW_DSB_OU = 0,          /**< f(x) = -(x - prior_mean)/prior_var: Langevin toward the Gaussian prior */
+    SDFLOW_DSB_BROWNIAN = 1     /**< f = 0 */
+} sdflow_dsb_reference;
+
+/** Time label of the transition between steps k and k + 1 given to DSB
+ *  networks (SDFLOW_OPT_DSB_TIME_INPUT); both are > 0. */
+typedef enum sdflow_dsb_time {
+    SDFLOW_DSB_TIME_CUMULATIVE = 0, /**< t_{k+1} = gamma_1 + ... + gamma_{k+1} */
+    SDFLOW_DSB_TIME_INDEX = 1       /**< k + 1 */
+} sdflow_dsb_time;
+
+/** Direction of a DSB run (SDFLOW_OPT_DSB_DIRECTION). */
+typedef enum sdflow_dsb_direction {
+    SDFLOW_DSB_PRIOR_TO_DATA = 0, /**< backward chain from the k = N end (generation) */
+    SDFLOW_DSB_DATA_TO_PRIOR = 1  /**< forward chain from the k = 0 end */
+} sdflow_dsb_direction;
 
 /** ODE solvers (SDFLOW_OPT_SOLVER). */
 typedef enum sdflow_solver {

@@ -2,7 +2,9 @@
 /**
  * @file sampler.h
  * @brief Transport algorithms: reverse-time SDE, predictor-corrector,
- *        probability-flow ODE and Score Difference flow.
+ *        probability-flow ODE, few-step solvers, Score Difference flow,
+ *        stochastic-interpolant flows and the diffusion Schrodinger bridge
+ *        (DSB, fitted by IPF with sdflow_sampler_fit()).
  *
  * A sampler is bound to a process and to one or more models (by role), its
  * options are set with enum keys, then sdflow_sampler_run() transports n
@@ -33,7 +35,12 @@ typedef enum sdflow_sampler_kind {
     SDFLOW_SAMPLER_DPMPP_3M = 7,    /**< DPM-Solver++ 3M, order 3 */
     SDFLOW_SAMPLER_DPMPP_2M_SDE = 8,/**< DPM-Solver++ 2M SDE (SDFLOW_OPT_ETA, default 1) */
     SDFLOW_SAMPLER_DPMPP_3M_SDE = 9,/**< DPM-Solver++ 3M SDE (SDFLOW_OPT_ETA, default 1) */
-    SDFLOW_SAMPLER_EDM_HEUN = 10    /**< EDM Heun (Karras et al. 2022, Alg. 2) with optional churn */
+    SDFLOW_SAMPLER_EDM_HEUN = 10,   /**< EDM Heun (Karras et al. 2022, Alg. 2) with optional churn */
+    SDFLOW_SAMPLER_DSB = 11,        /**< diffusion Schrodinger bridge (De Bortoli et al. 2021), docs/dsb.md */
+    SDFLOW_SAMPLER_INTERPOLANT = 12 /**< stochastic-interpolant flow (Albergo & Vanden-Eijnden 2023): integrates the
+                                         velocity of SDFLOW_ROLE_VELOCITY from t = 0 (base) to t = 1 (data), or back
+                                         with sdflow_sampler_transport(); the SDE variant with
+                                         SDFLOW_OPT_INTERP_DIFFUSION > 0. Needs an interpolant process. */
 } sdflow_sampler_kind;
 
 /** Roles of models bound to a sampler. */
@@ -41,7 +48,17 @@ typedef enum sdflow_role {
     SDFLOW_ROLE_SCORE = 0,   /**< the score model of diffusion samplers */
     SDFLOW_ROLE_TARGET = 1,  /**< SD flow: target distribution */
     SDFLOW_ROLE_SOURCE = 2,  /**< SD flow: source/current distribution (NULL: the particles themselves) */
-    SDFLOW_ROLE_START = 3    /**< SD flow: a gaussian or gmm model whose samples start the flow (SDFLOW_START_MODEL) */
+    SDFLOW_ROLE_START = 3,   /**< SD flow: a gaussian or gmm model whose samples start the flow (SDFLOW_START_MODEL) */
+    SDFLOW_ROLE_FORWARD = 4, /**< DSB: network of the forward transition means F_k (NULL: exact affine maps) */
+    SDFLOW_ROLE_BACKWARD = 5,/**< DSB: network of the backward transition means B_k (NULL: exact affine maps) */
+    SDFLOW_ROLE_DATA = 6,    /**< DSB: the k = 0 end (gaussian or gmm: exact samples; kernel: its rows) */
+    SDFLOW_ROLE_PRIOR = 7,   /**< DSB: the k = N end (NULL: the Gaussian prior N(prior_mean, prior_var I)) */
+    SDFLOW_ROLE_VELOCITY = 8,/**< interpolant: the velocity field v(t, x), evaluated as SDFLOW_OUT_VELOCITY (a velocity
+                                  model as is; a score-like model through the process, N(0, I) base only) */
+    SDFLOW_ROLE_DENOISER = 9,/**< interpolant SDE: a model whose native output is eta(t, x) = E[z | x_t = x], the latent
+                                  noise of gamma(t) z; score s = -eta / gamma */
+    SDFLOW_ROLE_BASE = 10    /**< interpolant: the base at t = 0, a model with sdflow_model_sample (gaussian, gmm) whose
+                                  draws start a run when x_init is NULL (unbound: N(0, I), the process prior) */
 } sdflow_role;
 
 /** Statistics of the last run. */
@@ -56,8 +73,13 @@ typedef enum sdflow_stat {
     SDFLOW_STAT_H_NN = 6,               /**< SD flow: median nearest-neighbour distance h_NN within the targets */
     SDFLOW_STAT_FRESH_NN = 7,           /**< SD flow: mean leave-one-out NN distance of the targets (fresh-data scale) */
     SDFLOW_STAT_LEVELS = 8,             /**< SD flow: sigma levels run, including a noise-free finishing level */
-    SDFLOW_STAT_SIGMA_RATIO = 9         /**< SD flow: sigma_{l+1} / sigma_l of the geometric schedule (level l runs at
+    SDFLOW_STAT_SIGMA_RATIO = 9,        /**< SD flow: sigma_{l+1} / sigma_l of the geometric schedule (level l runs at
                                              SIGMA_MAX x SIGMA_RATIO^l until SIGMA_MIN) */
+    SDFLOW_STAT_HALF_BRIDGES = 10,      /**< DSB: half-bridges fitted so far (2 per IPF iteration; backward first) */
+    SDFLOW_STAT_FIT_MSE = 11,           /**< DSB: mean squared regression residual per coordinate of the last
+                                             half-bridge fitted */
+    SDFLOW_STAT_KINETIC_ENERGY = 12     /**< interpolant (SDFLOW_OPT_INTERP_KINETIC): mean over samples of the path's
+                                             int |v(t, x(t))|^2 dt between the run's times */
 } sdflow_stat;
 
 SDFLOW_API sdflow_status sdflow_sampler_create(sdflow_ctx *ctx, sdflow_sampler_kind kind, sdflow_sampler **out);
@@ -80,15 +102,17 @@ SDFLOW_API sdflow_status sdflow_sampler_get_double(const sdflow_sampler *s, sdfl
 SDFLOW_API sdflow_status sdflow_sampler_get_u64(const sdflow_sampler *s, sdflow_option key, uint64_t *value);
 
 /** Transports n samples (n x d). @p x_init == NULL draws the start from the
- *  prior (diffusion samplers) or from SDFLOW_OPT_START (SD flow). @p x_out may
+ *  prior (diffusion samplers), from SDFLOW_OPT_START (SD flow) or from the
+ *  base (interpolant: SDFLOW_ROLE_BASE, else N(0, I)); an interpolant run
+ *  given x_init (e.g. rows of a second data set) starts from those. @p x_out may
  *  alias @p x_init. On failure or cancellation x_out holds the state reached
  *  at the last completed step (for SDFLOW_E_INVALID it is untouched). */
 SDFLOW_API sdflow_status sdflow_sampler_run(sdflow_sampler *s, size_t n, const double *x_init, double *x_out);
-/** PF-ODE only: transports n samples from time @p t_from to @p t_to (either
- *  direction; encoding is t_from < t_to). @p x_out may alias @p x_in. */
+/** PF-ODE and interpolant only: transports n samples from time @p t_from to
+ *  @p t_to (either direction; PF-ODE encoding is t_from < t_to, interpolant
+ *  encoding -- data to base -- is t_from > t_to). @p x_out may alias @p x_in. */
 SDFLOW_API sdflow_status sdflow_sampler_transport(sdflow_sampler *s, size_t n, double t_from, double t_to,
                                                   const double *x_in, double *x_out);
-/** A statistic of the last run. */
 /** Sets a custom time grid: @p n >= 2 times, strictly decreasing (or
  * strictly increasing: used reversed), finite, within the process range
  * [t_eps, T] at run time. Selects SDFLOW_GRID_CUSTOM and sets
@@ -96,7 +120,21 @@ SDFLOW_API sdflow_status sdflow_sampler_transport(sdflow_sampler *s, size_t n, d
  * The times are copied. Duplicate or unordered times are SDFLOW_E_INVALID. */
 SDFLOW_API sdflow_status sdflow_sampler_set_time_grid(sdflow_sampler *s, size_t n, const double *times);
 
+/** A statistic of the last run (DSB: SDFLOW_STAT_HALF_BRIDGES and
+ *  SDFLOW_STAT_FIT_MSE describe the fit, not the run). */
 SDFLOW_API sdflow_status sdflow_sampler_get_stat(const sdflow_sampler *s, sdflow_stat stat, double *value);
+
+/** DSB only: runs @p iterations more IPF iterations (each a backward then a
+ *  forward half-bridge, docs/dsb.md), continuing from the half-bridges
+ *  already fitted. Unbound SDFLOW_ROLE_FORWARD / SDFLOW_ROLE_BACKWARD
+ *  models are exact per-step affine maps fitted by least squares over
+ *  SDFLOW_OPT_DSB_NPAR chains (memory O(N d^2 + batch d), no trajectory
+ *  cache). Progress goes through the ctx callback (done/total in chain
+ *  batches over all half-bridges of the call); on cancellation or failure
+ *  the means of the last finished half-bridge are kept and
+ *  SDFLOW_E_CANCELLED (or the error) is returned. Deterministic in the ctx
+ *  seed and SDFLOW_OPT_STREAM for any thread count. */
+SDFLOW_API sdflow_status sdflow_sampler_fit(sdflow_sampler *s, long iterations);
 
 SDFLOW_END_DECLS
 #endif

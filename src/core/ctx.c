@@ -111,21 +111,27 @@ void *sdflow__calloc_array(sdflow_ctx *ctx, size_t n, size_t size, const char *w
     return p;
 }
 
-void *sdflow__realloc(sdflow_ctx *ctx, void *ptr, size_t old_size, size_t new_size)
+void *sdflow__realloc_array(sdflow_ctx *ctx, void *ptr, size_t old_n, size_t n, size_t size, const char *what)
 {
+    if (!ptr)
+        return sdflow__alloc_array(ctx, n, size, what);
+    if (size && n > SIZE_MAX / size) {
+        sdflow__fail(ctx, SDFLOW_E_NOMEM, "%s: %zu x %zu bytes overflows size_t", what, n, size);
+        return NULL;
+    }
+    size_t bytes = n * size != 0 ? n * size : 1;
     if (ctx->alloc.realloc) {
-        void *p = ctx->alloc.realloc(ctx->alloc.user_data, ptr, new_size ? new_size : 1);
+        /* like C realloc: NULL on failure leaves ptr valid */
+        void *p = ctx->alloc.realloc(ctx->alloc.user_data, ptr, bytes);
         if (!p)
-            sdflow__fail(ctx, SDFLOW_E_NOMEM, "out of memory growing a buffer to %zu bytes", new_size);
+            sdflow__fail(ctx, SDFLOW_E_NOMEM, "out of memory growing %s to %zu bytes", what, n * size);
         return p;
     }
-    void *p = sdflow__alloc(ctx, new_size);
+    void *p = sdflow__alloc_array(ctx, n, size, what);
     if (!p)
         return NULL;
-    if (ptr) {
-        memcpy(p, ptr, old_size < new_size ? old_size : new_size);
-        ctx->alloc.free(ctx->alloc.user_data, ptr);
-    }
+    memcpy(p, ptr, (old_n < n ? old_n : n) * size);
+    ctx->alloc.free(ctx->alloc.user_data, ptr);
     return p;
 }
 

@@ -47,7 +47,12 @@ void *sdflow__new_handle(sdflow_ctx *ctx, int out_given, const char *kind_name, 
                          size_t size, sdflow_status *st);
 void *sdflow__alloc_array(sdflow_ctx *ctx, size_t n, size_t size, const char *what);
 void *sdflow__calloc_array(sdflow_ctx *ctx, size_t n, size_t size, const char *what);
-void *sdflow__realloc(sdflow_ctx *ctx, void *ptr, size_t old_size, size_t new_size);
+/* Grows (or shrinks) block ptr of old_n x size bytes to n x size bytes,
+ * keeping the first min(old_n, n) elements: through the user's realloc hook
+ * when there is one, else allocate, copy, free. On failure (NULL, with
+ * SDFLOW_E_NOMEM reported) ptr is untouched and still owned by the caller,
+ * so a failed growth changes no state. ptr NULL is a plain allocation. */
+void *sdflow__realloc_array(sdflow_ctx *ctx, void *ptr, size_t old_n, size_t n, size_t size, const char *what);
 void sdflow__free(sdflow_ctx *ctx, void *ptr);
 
 /* The one BLAS-threading policy (blas.c, SDFLOW_CTX_BLAS_POOL): call

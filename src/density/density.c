@@ -41,6 +41,7 @@ static const sdflow__opt_slot slots[] = {
     SLOT(SDFLOW_OPT_T_MIN, K_ODE, t_min),
     SLOT(SDFLOW_OPT_FIRST_INDEX, K_ALL, first_index),
     SLOT(SDFLOW_OPT_STREAM, K_ALL, stream),
+    SLOT(SDFLOW_OPT_INTERP_TIME, K_ODE, interp_time),
 };
 
 sdflow_status sdflow_density_create(sdflow_ctx *ctx, sdflow_density_kind kind, sdflow_density **out)
@@ -68,6 +69,7 @@ sdflow_status sdflow_density_create(sdflow_ctx *ctx, sdflow_density_kind kind, s
     e->rtol = 1e-5;
     e->atol = 1e-5;
     e->t_min = NAN;
+    e->interp_time = 1.0;
     e->stream = 0x64656e73ull /* "dens" */ + (uint64_t)kind;
     *out = e;
     return SDFLOW_OK;
@@ -99,11 +101,23 @@ sdflow_status sdflow_density_set_model(sdflow_density *e, sdflow_model *m)
     return st;
 }
 
+sdflow_status sdflow_density_set_base(sdflow_density *e, sdflow_model *base)
+{
+    if (!e)
+        return SDFLOW_E_INVALID;
+    sdflow_status st = sdflow__check_same_ctx(e->ctx, base ? base->ctx : NULL, "base model");
+    if (!st)
+        e->base = base;
+    return st;
+}
+
 /* Resolved start time of the PF-ODE estimators. */
 static double resolved_t_min(const sdflow_density *e)
 {
     if (!isnan(e->t_min))
         return e->t_min;
+    if (sdflow__process_is_interp(e->proc))
+        return 0.0; /* interpolants: down to the base end */
     return e->proc->t_eps > 1e-5 ? e->proc->t_eps : 1e-5; /* score_sde likelihood eps */
 }
 
@@ -129,13 +143,20 @@ static sdflow_status check_bound(sdflow_density *e, size_t n, const double *x, c
     sdflow_status st = sdflow__check_dims(ctx, n, e->model->d);
     if (st || (st = sdflow__check_ptr(ctx, x, "x")) || (st = sdflow__check_ptr(ctx, logp, "output")))
         return st;
+    int itp = sdflow__process_is_interp(e->proc);
+    if (itp && e->kind == SDFLOW_DENSITY_LIYAN)
+        return sdflow__fail(ctx, SDFLOW_E_UNSUPPORTED,
+                            "the Li-Yan estimator needs a diffusion process (interpolants: the pf_ode kinds)");
+    if (e->base && e->base->d != e->model->d)
+        return sdflow__fail(ctx, SDFLOW_E_INVALID, "base model d=%zu differs from model d=%zu", e->base->d,
+                            e->model->d);
     if (e->kind == SDFLOW_DENSITY_LIYAN) {
         if (!(e->lambda_min < e->lambda_max))
             return sdflow__fail(ctx, SDFLOW_E_INVALID, "lambda_min=%g must be < lambda_max=%g", e->lambda_min,
                                 e->lambda_max);
     } else {
         double lo = e->proc->t_eps, hi = e->proc->t_max, t0 = resolved_t_min(e);
-        if (!(t0 >= lo && t0 < hi))
+        if (!itp && !(t0 >= lo && t0 < hi))
             return sdflow__fail(ctx, SDFLOW_E_INVALID, "t_min=%g must lie in [t_eps=%g, T=%g)", t0, lo, hi);
         if (e->solver != SDFLOW_SOLVER_DOPRI5 && e->solver != SDFLOW_SOLVER_RK4)
             return sdflow__fail(ctx, SDFLOW_E_UNSUPPORTED,
@@ -148,6 +169,8 @@ static sdflow_status check_bound(sdflow_density *e, size_t n, const double *x, c
 static sdflow_status dispatch(sdflow_density *e, size_t n, const double *x, double *logp, double *se)
 {
     sdflow__density_plan plan = { .t_min = resolved_t_min(e) };
+    if (sdflow__process_is_interp(e->proc))
+        return sdflow__interp_logpdf(e, n, x, logp, se);
     if (e->kind == SDFLOW_DENSITY_LIYAN)
         return sdflow__liyan_logpdf(e, &plan, n, x, logp, se);
     return sdflow__pf_ode_logpdf(e, &plan, n, x, logp, se);

@@ -11,11 +11,13 @@ struct sdflow_density {
     sdflow_density_kind kind;
     const sdflow_process *proc;
     sdflow_model *model;
+    sdflow_model *base; /* interpolant base rho_0 (NULL: N(0, I)) */
     /* options */
     long probes, probe_kind, liyan_times, liyan_draws, dequantize, divergence;
     long solver, steps, max_steps;
     double lambda_min, lambda_max, data_scale, rtol, atol, h_init;
     double t_min; /* NaN: max(1e-5, process t_eps) */
+    double interp_time; /* interpolant: t of rho_t (default 1) */
     uint64_t first_index, stream;
 };
 
@@ -31,6 +33,9 @@ typedef struct sdflow__density_plan {
  * options and (seed, stream, first_index + i). */
 sdflow_status sdflow__pf_ode_logpdf(sdflow_density *e, const sdflow__density_plan *plan, size_t n, const double *x,
                                     double *logp, double *se);
+/* Interpolant processes (interp_density.c): the velocity ODE from
+ * interp_time down to t = 0 and the base log-density there. */
+sdflow_status sdflow__interp_logpdf(sdflow_density *e, size_t n, const double *x, double *logp, double *se);
 sdflow_status sdflow__liyan_logpdf(sdflow_density *e, const sdflow__density_plan *plan, size_t n, const double *x,
                                    double *logp, double *se);
 

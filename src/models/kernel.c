@@ -628,10 +628,12 @@ static sdflow_status kernel_pass(sdflow_model *mdl, const sdflow_process *p, siz
     size_t engine = sdflow__kernel_work_size(d, bq, by < r->m ? by : r->m, nt);
     size_t need = chunk * (2 * d + 3) + engine;
     if (km->work_len < need) {
-        sdflow__free(mdl->ctx, km->work);
-        km->work_len = 0;
-        if (!(km->work = sdflow__alloc_array(mdl->ctx, need, sizeof(double), "kernel workspace")))
+        /* realloc keeps the old workspace if growing fails (no state changed on NOMEM); its
+         * contents are scratch, so the copy an allocator without realloc makes is wasted but rare */
+        double *w = sdflow__realloc_array(mdl->ctx, km->work, km->work_len, need, sizeof(double), "kernel workspace");
+        if (!w)
             return SDFLOW_E_NOMEM;
+        km->work = w;
         km->work_len = need;
     }
     double *q = km->work, *beta = q + chunk * d, *mx = beta + chunk, *s = mx + chunk, *v = s + chunk,

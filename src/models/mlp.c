@@ -10,11 +10,12 @@
 #include "mlp_internal.h"
 
 #define MLP_ENERGY 5
-#define NAME_LEN 48 /* "layers.<size_t>.weight" fits in 35 bytes */
+#define NAME_LEN 48 /* "blocks.<size_t>.lin1.weight" fits in 40 bytes */
 
 typedef struct mlp_model {
     sdflow__mlp net;
-    long depth, width, act, nfreq, residual, output, time_input;
+    long depth, width, act, nfreq, residual, output, time_input, learn_freqs;
+    double freq_scale;       /* f_k = freq_scale (k + 1) */
     int ready;               /* parameters exist: architecture frozen */
     pthread_mutex_t lock;    /* first use from several threads */
     char (*names)[NAME_LEN]; /* 2 (depth + 1) + 1 tensor names */
@@ -22,7 +23,8 @@ typedef struct mlp_model {
 
 static const sdflow_option mlp_keys[] = { SDFLOW_OPT_MLP_DEPTH, SDFLOW_OPT_MLP_WIDTH, SDFLOW_OPT_MLP_ACTIVATION,
                                           SDFLOW_OPT_MLP_FREQS, SDFLOW_OPT_MLP_RESIDUAL, SDFLOW_OPT_MLP_OUTPUT,
-                                          SDFLOW_OPT_MLP_TIME_INPUT };
+                                          SDFLOW_OPT_MLP_TIME_INPUT, SDFLOW_OPT_MLP_LEARN_FREQS,
+                                          SDFLOW_OPT_MLP_FREQ_SCALE };
 #define NKEYS (sizeof mlp_keys / sizeof mlp_keys[0])
 
 static long *field(mlp_model *mm, sdflow_option key)
@@ -35,39 +37,56 @@ static long *field(mlp_model *mm, sdflow_option key)
     case SDFLOW_OPT_MLP_RESIDUAL: return &mm->residual;
     case SDFLOW_OPT_MLP_OUTPUT: return &mm->output;
     case SDFLOW_OPT_MLP_TIME_INPUT: return &mm->time_input;
+    case SDFLOW_OPT_MLP_LEARN_FREQS: return &mm->learn_freqs;
     default: return NULL;
     }
 }
 
 /* ReLU has sigma'' = 0 almost everywhere and a Dirac mass at 0: the energy
  * form's Jacobian (-Hess E) and second-order losses would be silently wrong. */
-static sdflow_status check_combo(sdflow_ctx *ctx, long act, long output)
+/* Also: residual blocks (an input layer, then pairs of linears) need an odd depth. */
+static sdflow_status check_combo(sdflow_ctx *ctx, long act, long output, long residual, long depth)
 {
     if (act == SDFLOW_ACT_RELU && output == MLP_ENERGY)
         return sdflow__fail(ctx, SDFLOW_E_INVALID,
                             "ReLU cannot be used with the energy output: the score Jacobian needs the activation's "
                             "second derivative (use SiLU, tanh, softplus or GELU)");
+    if (residual == SDFLOW__MLP_RES_BLOCKS && depth % 2 == 0)
+        return sdflow__fail(ctx, SDFLOW_E_INVALID,
+                            "residual blocks need an odd MLP depth 1 + 2B (an input layer and B blocks of two "
+                            "linear layers), not %ld",
+                            depth);
     return SDFLOW_OK;
 }
 
-static sdflow_status mlp_set_int(sdflow_model *m, sdflow_option key, long value)
+/* Typed options: every key is an int except the frequency scale (double). */
+static sdflow_status mlp_set_opt(sdflow_model *m, sdflow_option key, sdflow_option_type type, const void *val)
 {
-    double v = (double)value;
-    sdflow_status st = sdflow__option_accept(m->ctx, "an MLP model", mlp_keys, NKEYS, key, SDFLOW_TYPE_INT, &v);
+    double v = type == SDFLOW_TYPE_INT      ? (double)*(const long *)val
+               : type == SDFLOW_TYPE_DOUBLE ? *(const double *)val
+                                            : (double)*(const uint64_t *)val;
+    sdflow_status st = sdflow__option_accept(m->ctx, "an MLP model", mlp_keys, NKEYS, key, type, &v);
     if (st)
         return st;
     mlp_model *mm = m->impl;
     long *f = field(mm, key);
-    if (*f == value)
+    if (f ? *f == (long)v : mm->freq_scale == v)
         return SDFLOW_OK;
     if (mm->ready)
         return sdflow__fail(m->ctx, SDFLOW_E_STATE,
                             "MLP option %s cannot change once the parameters exist (first evaluation or "
                             "parameter access); create a new model",
                             sdflow_option_name(key));
+    if (!f) {
+        mm->freq_scale = v;
+        return SDFLOW_OK;
+    }
+    long value = (long)v;
     long act = key == SDFLOW_OPT_MLP_ACTIVATION ? value : mm->act;
     long out = key == SDFLOW_OPT_MLP_OUTPUT ? value : mm->output;
-    if ((st = check_combo(m->ctx, act, out)))
+    long res = key == SDFLOW_OPT_MLP_RESIDUAL ? value : mm->residual;
+    long depth = key == SDFLOW_OPT_MLP_DEPTH ? value : mm->depth;
+    if ((st = check_combo(m->ctx, act, out, res, depth)))
         return st;
     *f = value;
     if (key == SDFLOW_OPT_MLP_OUTPUT)
@@ -75,18 +94,43 @@ static sdflow_status mlp_set_int(sdflow_model *m, sdflow_option key, long value)
     return SDFLOW_OK;
 }
 
-static sdflow_status mlp_get_int(const sdflow_model *m, sdflow_option key, long *value)
+static sdflow_status mlp_get_opt(const sdflow_model *m, sdflow_option key, sdflow_option_type type, void *value)
 {
-    long *f = field(m->impl, key);
-    if (!f)
-        return SDFLOW_E_UNSUPPORTED;
-    *value = *f;
+    mlp_model *mm = m->impl;
+    long *f = field(mm, key);
+    if (f && type == SDFLOW_TYPE_INT)
+        *(long *)value = *f;
+    else if (key == SDFLOW_OPT_MLP_FREQ_SCALE && type == SDFLOW_TYPE_DOUBLE)
+        *(double *)value = mm->freq_scale;
+    else
+        return sdflow__fail(m->ctx, f || key == SDFLOW_OPT_MLP_FREQ_SCALE ? SDFLOW_E_INVALID : SDFLOW_E_UNSUPPORTED,
+                            "an MLP model has no %s option %d", type == SDFLOW_TYPE_INT ? "int" : "typed",
+                            (int)key);
     return SDFLOW_OK;
+}
+
+/* Tensor names of layer l (PyTorch state_dict keys of bench/mlp_twin.py):
+ * layers.l.* for plain and SIMPLE residual nets; input.*, blocks.b.lin1.*,
+ * blocks.b.lin2.* and output.* for residual blocks. */
+static void layer_names(const sdflow__mlp *net, size_t l, char *w, char *b)
+{
+    char base[NAME_LEN];
+    if (net->residual != SDFLOW__MLP_RES_BLOCKS)
+        snprintf(base, sizeof base, "layers.%zu", l);
+    else if (l == 0)
+        snprintf(base, sizeof base, "input");
+    else if (l == net->depth)
+        snprintf(base, sizeof base, "output");
+    else
+        snprintf(base, sizeof base, "blocks.%zu.lin%d", (l - 1) / 2, l % 2 ? 1 : 2);
+    snprintf(w, NAME_LEN, "%.30s.weight", base);
+    snprintf(b, NAME_LEN, "%.30s.bias", base);
 }
 
 /* nn.Linear's default init: W and b ~ U(-1/sqrt(in), 1/sqrt(in)) (kaiming
  * uniform with a = sqrt 5), drawn from Philox keyed by (ctx seed, "mlp",
- * tensor index). Frequencies f_k = (k + 1) / 2. */
+ * tensor index). Frequencies f_k = scale (k + 1), default scale 1/2; learned
+ * ones are the last nfreq values of theta. */
 static sdflow_status materialize(sdflow_model *m)
 {
     mlp_model *mm = m->impl;
@@ -97,16 +141,23 @@ static sdflow_status materialize(sdflow_model *m)
     net->nfreq = (size_t)mm->nfreq;
     net->act = (int)mm->act;
     net->residual = (int)mm->residual;
-    net->d_out = mm->output == MLP_ENERGY ? 1 : m->d;
+    net->learn_freqs = mm->learn_freqs && mm->nfreq > 0;
+    net->energy = mm->output == MLP_ENERGY;
+    net->d_out = net->energy ? 1 : m->d;
     if (!sdflow__size_ok(net->width, net->width) || !sdflow__size_ok(net->d + 2 * net->nfreq, net->width))
         return sdflow__fail(m->ctx, SDFLOW_E_INVALID, "MLP width %zu too large", net->width);
     sdflow__mlp_layout(net);
     net->theta = sdflow__alloc_array(m->ctx, net->nparam, sizeof(double), "MLP parameters");
-    net->freqs = net->theta ? sdflow__calloc_array(m->ctx, net->nfreq + 1, sizeof(double), "MLP frequencies") : NULL;
+    if (net->learn_freqs)
+        net->freqs = net->theta ? net->theta + net->foff : NULL;
+    else
+        net->freqs = net->theta ? sdflow__calloc_array(m->ctx, net->nfreq + 1, sizeof(double), "MLP frequencies")
+                                : NULL;
     mm->names = net->freqs ? sdflow__calloc_array(m->ctx, 2 * net->nlayers + 1, NAME_LEN, "MLP names") : NULL;
     if (!mm->names) {
+        if (!net->learn_freqs)
+            sdflow__free(m->ctx, net->freqs);
         sdflow__free(m->ctx, net->theta);
-        sdflow__free(m->ctx, net->freqs);
         net->theta = net->freqs = NULL;
         return SDFLOW_E_NOMEM;
     }
@@ -119,12 +170,11 @@ static sdflow_status materialize(sdflow_model *m)
         sdflow__rng_uniform_row(m->ctx->seed, stream, 2 * l + 1, 0, net->out[l], w + nw);
         for (size_t j = 0; j < nw + net->out[l]; j++)
             w[j] = (2.0 * w[j] - 1.0) * bound;
-        snprintf(mm->names[2 * l], NAME_LEN, "layers.%u.weight", (unsigned)l);
-        snprintf(mm->names[2 * l + 1], NAME_LEN, "layers.%u.bias", (unsigned)l);
+        layer_names(net, l, mm->names[2 * l], mm->names[2 * l + 1]);
     }
     snprintf(mm->names[2 * net->nlayers], NAME_LEN, "time_embed.freqs");
     for (size_t k = 0; k < net->nfreq; k++)
-        net->freqs[k] = 0.5 * (double)(k + 1);
+        net->freqs[k] = mm->freq_scale * (double)(k + 1);
     mm->ready = 1;
     return SDFLOW_OK;
 }
@@ -185,7 +235,8 @@ static sdflow_status inputs(sdflow_model *m, const sdflow_process *p, size_t n, 
     return SDFLOW_OK;
 }
 
-static int is_energy(const sdflow_model *m) { return ((const mlp_model *)m->impl)->net.d_out == 1; }
+/* Not d_out == 1: a d = 1 vector net has one output too. */
+static int is_energy(const sdflow_model *m) { return ((const mlp_model *)m->impl)->net.energy; }
 
 static void negate(size_t n, double *a)
 {
@@ -309,8 +360,9 @@ static void mlp_destroy(sdflow_model *m)
     if (!mm)
         return;
     pthread_mutex_destroy(&mm->lock);
+    if (!mm->net.learn_freqs)
+        sdflow__free(m->ctx, mm->net.freqs);
     sdflow__free(m->ctx, mm->net.theta);
-    sdflow__free(m->ctx, mm->net.freqs);
     sdflow__free(m->ctx, mm->names);
     sdflow__free(m->ctx, mm);
 }
@@ -319,8 +371,8 @@ static const sdflow__model_ops mlp_ops = {
     .eval = mlp_eval,
     .jacobian = mlp_jacobian,
     .divergence = mlp_divergence,
-    .set_int = mlp_set_int,
-    .get_int = mlp_get_int,
+    .set_opt = mlp_set_opt,
+    .get_opt = mlp_get_opt,
     .destroy = mlp_destroy,
     .jvp = mlp_jvp,
     .eval_div = mlp_eval_div,
@@ -346,6 +398,7 @@ sdflow_status sdflow_model_create_mlp(sdflow_ctx *ctx, size_t d, sdflow_model **
     mm->width = 128;
     mm->act = SDFLOW_ACT_SILU;
     mm->nfreq = 32;
+    mm->freq_scale = 0.5;
     mm->output = SDFLOW_OUT_EPS;
     pthread_mutex_init(&mm->lock, NULL);
     return sdflow__model_new(ctx, SDFLOW_MODEL_MLP, d, SDFLOW_OUT_EPS, &mlp_ops, mm, out);

@@ -14,6 +14,25 @@
 #  define SDFLOW__ALWAYS_INLINE inline __attribute__((always_inline))
 #else
 #  define SDFLOW__ALWAYS_INLINE inline
+/* ---- velocity fields (velocity.c) ---------------------------------------
+ * The SDFLOW_OUT_VELOCITY output of a model and the derivatives of that
+ * field, for interpolant flows (and any velocity-native model): a model whose
+ * native output is VELOCITY is used as is -- valid at every t of the process,
+ * including the ends t = 0, 1 of an interpolant -- with its own JVP op,
+ * Jacobian or eval_div/eval_quadform ops (SDFLOW_DIV_AUTO / ANALYTIC), or
+ * central differences of the velocity (FINITE_DIFF, or AUTO without exact
+ * derivatives). Other models go through the score: v = f x - g^2/2 s and
+ * div v = d f - g^2/2 div s (SDFLOW_E_NUMERIC where f or g^2 is infinite,
+ * e.g. t = 0 of an interpolant). */
+sdflow_status sdflow__model_velocity_and_divergence(sdflow_model *m, const sdflow_process *p, size_t n,
+                                                    const double *x, const double *t, int method, double *v,
+                                                    double *div);
+/* Velocity and the quadratic forms q[i K + k] = u_ik^T J_v u_ik of K probe
+ * directions per row (u: n x K x d). */
+sdflow_status sdflow__model_velocity_and_quadform(sdflow_model *m, const sdflow_process *p, size_t n,
+                                                  const double *x, const double *t, size_t K, const double *u,
+                                                  int method, double *v, double *q);
+
 #endif
 
 typedef struct sdflow__model_ops {
@@ -121,5 +140,24 @@ sdflow_status sdflow__model_score_divergence(sdflow_model *m, const sdflow_proce
 sdflow_status sdflow__model_score_and_divergence(sdflow_model *m, const sdflow_process *p, size_t n,
                                                  const double *x, const double *t, int method, double *score,
                                                  double *div);
+
+/* ---- velocity fields (velocity.c) ---------------------------------------
+ * The SDFLOW_OUT_VELOCITY output of a model and the derivatives of that
+ * field, for interpolant flows (and any velocity-native model): a model whose
+ * native output is VELOCITY is used as is -- valid at every t of the process,
+ * including the ends t = 0, 1 of an interpolant -- with its own JVP op,
+ * Jacobian or eval_div/eval_quadform ops (SDFLOW_DIV_AUTO / ANALYTIC), or
+ * central differences of the velocity (FINITE_DIFF, or AUTO without exact
+ * derivatives). Other models go through the score: v = f x - g^2/2 s and
+ * div v = d f - g^2/2 div s (SDFLOW_E_NUMERIC where f or g^2 is infinite,
+ * e.g. t = 0 of an interpolant). */
+sdflow_status sdflow__model_velocity_and_divergence(sdflow_model *m, const sdflow_process *p, size_t n,
+                                                    const double *x, const double *t, int method, double *v,
+                                                    double *div);
+/* Velocity and the quadratic forms q[i K + k] = u_ik^T J_v u_ik of K probe
+ * directions per row (u: n x K x d). */
+sdflow_status sdflow__model_velocity_and_quadform(sdflow_model *m, const sdflow_process *p, size_t n,
+                                                  const double *x, const double *t, size_t K, const double *u,
+                                                  int method, double *v, double *q);
 
 #endif

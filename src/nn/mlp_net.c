@@ -3,7 +3,9 @@
  * (also forward-over-reverse for energy nets), reverse mode for parameter
  * gradients and reverse-over-forward for bilinear forms a^T J b. The math of
  * every pass is in docs/mlp.md; names follow it (z layer inputs, a
- * pre-activations, dot tangents, bar adjoints). */
+ * pre-activations, dot tangents, bar adjoints). Skip connections
+ * z_{l+1} += z_{skip[l]} make every adjoint an accumulation: the reverse
+ * passes zero the adjoints first and the GEMMs add into them (beta = 1). */
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
@@ -15,18 +17,24 @@
 
 void sdflow__mlp_layout(sdflow__mlp *net)
 {
-    net->d_in = net->d + 2 * net->nfreq;
+    net->d_in = net->d + 2 * net->nfreq + (net->learn_freqs ? 1 : 0);
     net->nlayers = net->depth + 1;
     size_t off = 0;
     for (size_t l = 0; l < net->nlayers; l++) {
-        net->in[l] = l == 0 ? net->d_in : net->width;
+        net->in[l] = l == 0 ? net->d + 2 * net->nfreq : net->width;
         net->out[l] = l == net->depth ? net->d_out : net->width;
         net->woff[l] = off;
         off += net->in[l] * net->out[l];
         net->boff[l] = off;
         off += net->out[l];
+        /* BLOCKS: layer 0 is the input layer, then pairs (lin1 at odd l, lin2 at even l):
+         * z_{l+1} = a_l + z_{l-1} after lin2; SIMPLE: z_{l+1} = act(a_l) + z_l for l >= 1 */
+        int blocks = net->residual == SDFLOW__MLP_RES_BLOCKS && l < net->depth && l >= 2 && l % 2 == 0;
+        net->linear[l] = (unsigned char)blocks;
+        net->skip[l] = blocks ? (int)l - 1 : net->residual == SDFLOW__MLP_RES_SIMPLE && l >= 1 ? (int)l : -1;
     }
-    net->nparam = off;
+    net->foff = off;
+    net->nparam = off + (net->learn_freqs ? net->nfreq : 0);
 }
 
 static double sigmoid(double a) { return a >= 0 ? 1.0 / (1.0 + exp(-a)) : exp(a) / (1.0 + exp(a)); }
@@ -80,6 +88,8 @@ void sdflow__mlp_embed(const sdflow__mlp *net, size_t n, const double *x, const 
             z[d + k] = sin(w);
             z[d + F + k] = cos(w);
         }
+        if (net->learn_freqs)
+            z[d + 2 * F] = s[i];
     }
 }
 
@@ -95,13 +105,14 @@ static void gemm_nt(size_t rows, size_t out, size_t in, const double *Z, size_t 
                     (int)ldw, 0.0, C + r * ldc, (int)ldc);
 }
 
-/* C (rows x in) = A (rows x out) W (out x in, ldw), columns 0..in-1 of W. */
-static void gemm_nn(size_t rows, size_t out, size_t in, const double *A, const double *W, size_t ldw, double *C,
-                    size_t ldc)
+/* C (rows x in) += A (rows x out) W (out x in, ldw), columns 0..in-1 of W:
+ * the adjoints accumulate (skip connections add into them too). */
+static void gemm_nn_acc(size_t rows, size_t out, size_t in, const double *A, const double *W, size_t ldw, double *C,
+                        size_t ldc)
 {
     for (size_t r = 0; r < rows; r += R)
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, R, (int)in, (int)out, 1.0, A + r * out, (int)out, W,
-                    (int)ldw, 0.0, C + r * ldc, (int)ldc);
+                    (int)ldw, 1.0, C + r * ldc, (int)ldc);
 }
 
 /* gW (out x in) += A^T (R x out) Z (R x in, ldz); gb += column sums of A. */
@@ -113,6 +124,20 @@ static void grad_acc(size_t out, size_t in, const double *A, const double *Z, si
         for (size_t r = 0; r < R; r++)
             for (size_t j = 0; j < out; j++)
                 gb[j] += A[r * out + j];
+}
+
+/* Frequency gradient of learned Fourier features from the input adjoint
+ * zb0 (R x in[0]) and the block's z0 rows (d_in, s last):
+ * d sin(2 pi f s)/df = 2 pi s cos(.), d cos(2 pi f s)/df = -2 pi s sin(.). */
+static void freq_grad_acc(const sdflow__mlp *net, const double *z0, const double *zb0, double *gf)
+{
+    size_t d = net->d, F = net->nfreq, din = net->d_in, in0 = net->in[0];
+    for (size_t r = 0; r < R; r++) {
+        const double *z = z0 + r * din, *zb = zb0 + r * in0;
+        double c = 2.0 * SDFLOW__PI * z[d + 2 * F];
+        for (size_t k = 0; k < F; k++)
+            gf[k] += c * (zb[d + k] * z[d + F + k] - zb[d + F + k] * z[d + k]);
+    }
 }
 
 /* dst (R x w) = rows 0..nb-1 of src, then zero rows: the fixed block shape. */
@@ -129,15 +154,23 @@ static void store_cols(double *dst, const double *src, size_t nb, size_t ld, siz
         memcpy(dst + r * d, src + r * ld, d * sizeof(double));
 }
 
+/* dst[q] += src[q] for q < n (a skip connection's adjoint). */
+static void add_to(size_t n, double *restrict dst, const double *restrict src)
+{
+    for (size_t q = 0; q < n; q++)
+        dst[q] += src[q];
+}
+
 /* Per-block workspace: primal cache, then tangent and adjoint buffers. */
 typedef struct blockws {
-    double *z[SDFLOW__MLP_MAXLAYERS + 1]; /* z_l: R x in_l; z_L: R x width */
+    double *z[SDFLOW__MLP_MAXLAYERS + 1]; /* z_l: R x in_l (z_0: R x d_in); z_L: R x width */
     double *a[SDFLOW__MLP_MAXLAYERS];     /* a_l: R x width */
-    double *d1[SDFLOW__MLP_MAXLAYERS];    /* act'(a_l), kept for the tangent and reverse passes */
+    double *d1[SDFLOW__MLP_MAXLAYERS];    /* phi'(a_l), kept for the tangent and reverse passes */
+    double *d2[SDFLOW__MLP_MAXLAYERS];    /* phi''(a_l), filled by second-order passes */
     double *y;                            /* R x d_out */
     double *zb[SDFLOW__MLP_MAXLAYERS + 1];/* primal adjoints z-bar_l: R x maxw */
     double *ta[SDFLOW__MLP_MAXLAYERS];    /* tangents a-dot_l: R K x width */
-    double *t0, *t1, *t2, *t3;            /* R K x maxw each */
+    double *t[4];                         /* R K x maxw each */
 } blockws;
 
 static size_t maxw(const sdflow__mlp *net) { return net->width > net->d_in ? net->width : net->d_in; }
@@ -145,7 +178,7 @@ static size_t maxw(const sdflow__mlp *net) { return net->width > net->d_in ? net
 static size_t ws_size(const sdflow__mlp *net, size_t K)
 {
     size_t L = net->depth, W = net->width, M = maxw(net);
-    return R * net->d_in + 3 * L * R * W + R * net->d_out + (L + 1) * R * M + L * R * K * W + 4 * R * K * M;
+    return R * net->d_in + 4 * L * R * W + R * net->d_out + (L + 1) * R * M + L * R * K * W + 4 * R * K * M;
 }
 
 static blockws ws_at(const sdflow__mlp *net, size_t K, double *w)
@@ -156,40 +189,50 @@ static blockws ws_at(const sdflow__mlp *net, size_t K, double *w)
     w += R * net->d_in;
     for (size_t l = 1; l <= L; l++, w += R * W)
         b.z[l] = w;
-    for (size_t l = 0; l < L; l++, w += R * W)
+    for (size_t l = 0; l < L; l++, w += 3 * R * W) {
         b.a[l] = w;
-    for (size_t l = 0; l < L; l++, w += R * W)
-        b.d1[l] = w;
+        b.d1[l] = w + R * W;
+        b.d2[l] = w + 2 * R * W;
+    }
     b.y = w;
     w += R * net->d_out;
     for (size_t l = 0; l <= L; l++, w += R * M)
         b.zb[l] = w;
     for (size_t l = 0; l < L; l++, w += R * K * W)
         b.ta[l] = w;
-    b.t0 = w, b.t1 = w + R * K * M, b.t2 = w + 2 * R * K * M, b.t3 = w + 3 * R * K * M;
+    for (int k = 0; k < 4; k++)
+        b.t[k] = w + (size_t)k * R * K * M;
     return b;
 }
 
-/* Loads rows i0.. of z0 into the block (zero-padded) and runs the forward pass. */
-static void block_forward(const sdflow__mlp *net, const double *z0, size_t i0, size_t nb, blockws *b)
+/* Loads rows i0.. of z0 into the block (zero-padded) and runs the forward
+ * pass; with second, also phi'' of every hidden layer (b->d2). */
+static void block_forward(const sdflow__mlp *net, const double *z0, size_t i0, size_t nb, blockws *b, int second)
 {
-    size_t din = net->d_in, W = net->width, L = net->depth;
+    size_t din = net->d_in, W = net->width, L = net->depth, RW = R * W;
     load_rows(b->z[0], z0 + i0 * din, nb, din);
     for (size_t l = 0; l < L; l++) {
         const double *Wl = net->theta + net->woff[l], *bl = net->theta + net->boff[l];
-        gemm_nt(R, W, net->in[l], b->z[l], net->in[l], Wl, net->in[l], b->a[l], W);
-        int res = net->residual && l >= 1;
-        double *a = b->a[l], *z = b->z[l + 1], *d1 = b->d1[l];
+        size_t ldz = l == 0 ? din : W;
+        gemm_nt(R, W, net->in[l], b->z[l], ldz, Wl, net->in[l], b->a[l], W);
+        const double *res = net->skip[l] >= 0 ? b->z[net->skip[l]] : NULL;
+        double *a = b->a[l], *z = b->z[l + 1], *d1 = b->d1[l], *d2 = b->d2[l];
         for (size_t r = 0; r < R; r++)
             for (size_t j = 0; j < W; j++)
                 a[r * W + j] += bl[j];
-        if (net->act == SDFLOW__ACT_SILU) {
-            sdflow__mlp_silu_rows(R * W, a, res ? b->z[l] : NULL, z, d1);
+        if (net->linear[l]) {
+            for (size_t q = 0; q < RW; q++) {
+                z[q] = a[q] + (res ? res[q] : 0.0);
+                d1[q] = 1.0;
+                d2[q] = 0.0;
+            }
+        } else if (net->act == SDFLOW__ACT_SILU && !second) {
+            sdflow__mlp_silu_rows(RW, a, res, z, d1);
         } else {
-            for (size_t q = 0; q < R * W; q++) {
+            for (size_t q = 0; q < RW; q++) {
                 double s;
-                sdflow__mlp_act(net->act, a[q], &s, d1 + q, NULL, NULL);
-                z[q] = s + (res ? b->z[l][q] : 0.0);
+                sdflow__mlp_act(net->act, a[q], &s, d1 + q, second ? d2 + q : NULL, NULL);
+                z[q] = s + (res ? res[q] : 0.0);
             }
         }
     }
@@ -200,26 +243,32 @@ static void block_forward(const sdflow__mlp *net, const double *z0, size_t i0, s
             b->y[r * net->d_out + j] += bL[j];
 }
 
-/* Primal reverse from ybar (R x d_out): z-bar_l for l = 0..L (z-bar_0 of all
- * d_in inputs); with gtheta, parameter gradients too. */
+/* Primal reverse from ybar (R x d_out): z-bar_l for l = 1..L and the first
+ * d columns of z-bar_0 (all in[0] when the frequencies' gradient is taken);
+ * with gtheta, parameter gradients too. */
 static void block_reverse(const sdflow__mlp *net, blockws *b, const double *ybar, double *gtheta)
 {
-    size_t W = net->width, L = net->depth, dout = net->d_out;
+    size_t W = net->width, L = net->depth, dout = net->d_out, M = maxw(net), din = net->d_in;
     const double *WL = net->theta + net->woff[L];
-    gemm_nn(R, dout, W, ybar, WL, W, b->zb[L], W);
+    for (size_t l = 0; l <= L; l++)
+        memset(b->zb[l], 0, R * M * sizeof(double));
+    gemm_nn_acc(R, dout, W, ybar, WL, W, b->zb[L], W);
     if (gtheta)
         grad_acc(dout, W, ybar, b->z[L], W, gtheta + net->woff[L], gtheta + net->boff[L]);
+    int fgrad = gtheta && net->learn_freqs;
     for (size_t l = L; l-- > 0;) {
-        double *ab = b->t0; /* a-bar_l, R x W */
+        size_t in = net->in[l], ldz = l == 0 ? din : W, ncol = l == 0 && !fgrad ? net->d : in;
+        double *ab = b->t[0]; /* a-bar_l, R x W */
         for (size_t r = 0; r < R * W; r++)
             ab[r] = b->zb[l + 1][r] * b->d1[l][r];
         if (gtheta)
-            grad_acc(W, net->in[l], ab, b->z[l], net->in[l], gtheta + net->woff[l], gtheta + net->boff[l]);
-        gemm_nn(R, W, net->in[l], ab, net->theta + net->woff[l], net->in[l], b->zb[l], net->in[l]);
-        if (net->residual && l >= 1)
-            for (size_t r = 0; r < R * W; r++)
-                b->zb[l][r] += b->zb[l + 1][r];
+            grad_acc(W, in, ab, b->z[l], ldz, gtheta + net->woff[l], gtheta + net->boff[l]);
+        gemm_nn_acc(R, W, ncol, ab, net->theta + net->woff[l], in, b->zb[l], in);
+        if (net->skip[l] >= 0)
+            add_to(R * W, b->zb[net->skip[l]], b->zb[l + 1]);
     }
+    if (fgrad)
+        freq_grad_acc(net, b->z[0], b->zb[0], gtheta + net->foff);
 }
 
 /* Threads for n rows (the ctx's rule counts rows), at most one per block. */
@@ -235,9 +284,21 @@ static sdflow_status alloc_ws(sdflow_ctx *ctx, size_t nthreads, size_t per, doub
     return *w ? SDFLOW_OK : SDFLOW_E_NOMEM;
 }
 
-sdflow_status sdflow__mlp_forward(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n, const double *z0, double *y)
+/* What a parallel block pass does with one block: the block's rows i0..i0+nb-1,
+ * its workspace and the R extra values at its end (ones for the energy passes). */
+typedef struct pass_args {
+    const sdflow__mlp *net;
+    const double *z0, *v;
+    size_t K;
+    double *out, *out2, *out3;
+} pass_args;
+typedef void (*block_fn)(const pass_args *p, blockws *b, double *ones, size_t i0, size_t nb);
+
+/* Runs fn over the blocks of n rows on the ctx's threads, each with its own
+ * workspace (K tangents per row): the one parallel driver of every pass. */
+static sdflow_status run_blocks(sdflow_ctx *ctx, const pass_args *p, size_t n, block_fn fn)
 {
-    size_t nblk = (n + R - 1) / R, per = ws_size(net, 1), dout = net->d_out;
+    size_t nblk = (n + R - 1) / R, per = ws_size(p->net, p->K) + R;
     int nt = threads(ctx, n, nblk);
     double *w;
     if (alloc_ws(ctx, (size_t)nt, per, &w))
@@ -245,145 +306,139 @@ sdflow_status sdflow__mlp_forward(sdflow_ctx *ctx, const sdflow__mlp *net, size_
     int blas = sdflow__blas_team_begin(ctx, nt); /* the blocks call GEMMs from our threads */
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (size_t ib = 0; ib < nblk; ib++) {
-        blockws b = ws_at(net, 1, w + (size_t)omp_get_thread_num() * per);
+        double *wt = w + (size_t)omp_get_thread_num() * per, *ones = wt + per - R;
+        blockws b = ws_at(p->net, p->K, wt);
         size_t i0 = ib * R, nb = n - i0 < R ? n - i0 : R;
-        block_forward(net, z0, i0, nb, &b);
-        memcpy(y + i0 * dout, b.y, nb * dout * sizeof(double));
+        for (size_t r = 0; r < R; r++)
+            ones[r] = 1.0;
+        fn(p, &b, ones, i0, nb);
     }
     sdflow__blas_team_end(blas);
     sdflow__free(ctx, w);
     return SDFLOW_OK;
+}
+
+static void forward_block(const pass_args *p, blockws *b, double *ones, size_t i0, size_t nb)
+{
+    (void)ones;
+    block_forward(p->net, p->z0, i0, nb, b, 0);
+    memcpy(p->out + i0 * p->net->d_out, b->y, nb * p->net->d_out * sizeof(double));
+}
+
+sdflow_status sdflow__mlp_forward(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n, const double *z0, double *y)
+{
+    pass_args p = { net, z0, NULL, 1, y, NULL, NULL };
+    return run_blocks(ctx, &p, n, forward_block);
+}
+
+static void grad_x_block(const pass_args *p, blockws *b, double *ones, size_t i0, size_t nb)
+{
+    const sdflow__mlp *net = p->net;
+    block_forward(net, p->z0, i0, nb, b, 0);
+    block_reverse(net, b, ones, NULL);
+    store_cols(p->out + i0 * net->d, b->zb[0], nb, net->in[0], net->d);
+    for (size_t r = 0; r < nb && p->out2; r++)
+        p->out2[i0 + r] = b->y[r];
 }
 
 sdflow_status sdflow__mlp_grad_x(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n, const double *z0, double *e,
                                  double *g)
 {
-    size_t nblk = (n + R - 1) / R, per = ws_size(net, 1) + R, d = net->d, din = net->d_in;
-    int nt = threads(ctx, n, nblk);
-    double *w;
-    if (alloc_ws(ctx, (size_t)nt, per, &w))
-        return SDFLOW_E_NOMEM;
-    int blas = sdflow__blas_team_begin(ctx, nt); /* the blocks call GEMMs from our threads */
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (size_t ib = 0; ib < nblk; ib++) {
-        double *wt = w + (size_t)omp_get_thread_num() * per, *ones = wt + per - R;
-        blockws b = ws_at(net, 1, wt);
-        size_t i0 = ib * R, nb = n - i0 < R ? n - i0 : R;
-        for (size_t r = 0; r < R; r++)
-            ones[r] = 1.0;
-        block_forward(net, z0, i0, nb, &b);
-        block_reverse(net, &b, ones, NULL);
-        store_cols(g + i0 * d, b.zb[0], nb, din, d);
-        for (size_t r = 0; r < nb && e; r++)
-            e[i0 + r] = b.y[r];
-    }
-    sdflow__blas_team_end(blas);
-    sdflow__free(ctx, w);
-    return SDFLOW_OK;
+    pass_args p = { net, z0, NULL, 1, g, e, NULL };
+    return run_blocks(ctx, &p, n, grad_x_block);
 }
 
 /* Forward tangents of the block for K directions per row: a-dot_l into
- * b->ta[l], the last z-dot (R K x width) returned. */
-static const double *block_tangent_fwd(const sdflow__mlp *net, blockws *b, size_t K, const double *v, size_t i0,
-                                       size_t nb)
+ * b->ta[l] for every l; z-dot_l in the ring b->t[l % 3] (a skip reaches one
+ * layer back at most); the last z-dot (R K x width) returned. */
+static double *block_tangent_fwd(const sdflow__mlp *net, blockws *b, size_t K, const double *v, size_t i0, size_t nb)
 {
-    size_t d = net->d, din = net->d_in, W = net->width, L = net->depth, RK = R * K;
+    size_t d = net->d, in0 = net->in[0], W = net->width, L = net->depth, RK = R * K;
     const double *W0 = net->theta + net->woff[0];
     if (v) {
-        double *vb = b->t1; /* R K x d, zero-padded */
+        double *vb = b->t[3]; /* R K x d, zero-padded */
         load_rows(vb, v + i0 * K * d, nb, K * d);
-        gemm_nt(RK, W, d, vb, d, W0, din, b->ta[0], W);
+        gemm_nt(RK, W, d, vb, d, W0, in0, b->ta[0], W);
     } else {
         for (size_t r = 0; r < R; r++)
             for (size_t k = 0; k < K; k++)
                 for (size_t j = 0; j < W; j++)
-                    b->ta[0][(r * K + k) * W + j] = W0[j * din + k];
+                    b->ta[0][(r * K + k) * W + j] = W0[j * in0 + k];
     }
-    double *zd = b->t2, *zn = b->t3;
     for (size_t l = 0;; l++) {
-        int res = net->residual && l >= 1;
+        double *zn = b->t[(l + 1) % 3];
+        const double *res = net->skip[l] >= 0 ? b->t[net->skip[l] % 3] : NULL;
         for (size_t r = 0; r < R; r++)
             for (size_t k = 0; k < K; k++) {
                 const double *s1 = b->d1[l] + r * W;
                 size_t q0 = (r * K + k) * W;
                 for (size_t j = 0; j < W; j++)
-                    zn[q0 + j] = s1[j] * b->ta[l][q0 + j] + (res ? zd[q0 + j] : 0.0);
+                    zn[q0 + j] = s1[j] * b->ta[l][q0 + j] + (res ? res[q0 + j] : 0.0);
             }
-        double *tmp = zd;
-        zd = zn, zn = tmp;
         if (l + 1 == L)
-            return zd;
-        gemm_nt(RK, W, W, zd, W, net->theta + net->woff[l + 1], W, b->ta[l + 1], W);
+            return zn;
+        gemm_nt(RK, W, W, zn, W, net->theta + net->woff[l + 1], W, b->ta[l + 1], W);
     }
+}
+
+static void tangent_block(const pass_args *p, blockws *b, double *ones, size_t i0, size_t nb)
+{
+    const sdflow__mlp *net = p->net;
+    size_t d = net->d, K = p->K, W = net->width, L = net->depth, RK = R * K, M = maxw(net);
+    int energy = net->energy;
+    block_forward(net, p->z0, i0, nb, b, energy);
+    const double *zd = block_tangent_fwd(net, b, K, p->v, i0, nb);
+    if (!energy) {
+        double *yd = b->t[3]; /* R K x d */
+        gemm_nt(RK, d, W, zd, W, net->theta + net->woff[L], W, yd, d);
+        memcpy(p->out2 + i0 * K * d, yd, nb * K * d * sizeof(double));
+        if (p->out)
+            memcpy(p->out + i0 * d, b->y, nb * d * sizeof(double));
+        return;
+    }
+    /* energy: primal reverse, then its tangent (forward over reverse):
+     * a-bar-dot_l = zb-dot_{l+1} phi'_l + zb_{l+1} phi''_l a-dot_l, zb-dot_l += a-bar-dot_l W_l,
+     * zb-dot_skip += zb-dot_{l+1}; zb-dot_L = 0. zb-dot_j lives in the ring b->t[j % 3]. */
+    block_reverse(net, b, ones, NULL);
+    double *abd = b->t[3];
+#define ZBD(j) b->t[(j) % 3]
+    memset(ZBD(L), 0, RK * M * sizeof(double));
+    memset(ZBD(L - 1), 0, RK * M * sizeof(double));
+    for (size_t l = L; l-- > 0;) {
+        const double *zbd = ZBD(l + 1);
+        if (l >= 1)
+            memset(ZBD(l - 1), 0, RK * M * sizeof(double));
+        for (size_t r = 0; r < R; r++)
+            for (size_t j = 0; j < W; j++) {
+                size_t q1 = r * W + j;
+                double s1 = b->d1[l][q1], c = b->zb[l + 1][q1] * b->d2[l][q1];
+                for (size_t k = 0; k < K; k++) {
+                    size_t q = (r * K + k) * W + j;
+                    abd[q] = zbd[q] * s1 + c * b->ta[l][q];
+                }
+            }
+        size_t in = net->in[l];
+        gemm_nn_acc(RK, W, l == 0 ? d : in, abd, net->theta + net->woff[l], in, ZBD(l), l == 0 ? d : in);
+        if (net->skip[l] >= 0)
+            add_to(RK * W, ZBD(net->skip[l]), zbd);
+    }
+    memcpy(p->out2 + i0 * K * d, ZBD(0), nb * K * d * sizeof(double));
+#undef ZBD
+    if (p->out)
+        store_cols(p->out + i0 * d, b->zb[0], nb, net->in[0], d);
 }
 
 sdflow_status sdflow__mlp_tangent(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n, const double *z0, size_t K,
                                   const double *v, double *primal, double *jv)
 {
-    size_t nblk = (n + R - 1) / R, per = ws_size(net, K) + R, d = net->d, din = net->d_in, W = net->width;
-    size_t L = net->depth, RK = R * K;
-    int nt = threads(ctx, n, nblk), energy = net->d_out == 1;
-    double *w;
-    if (alloc_ws(ctx, (size_t)nt, per, &w))
-        return SDFLOW_E_NOMEM;
-    int blas = sdflow__blas_team_begin(ctx, nt); /* the blocks call GEMMs from our threads */
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (size_t ib = 0; ib < nblk; ib++) {
-        double *wt = w + (size_t)omp_get_thread_num() * per, *ones = wt + per - R;
-        blockws b = ws_at(net, K, wt);
-        size_t i0 = ib * R, nb = n - i0 < R ? n - i0 : R;
-        block_forward(net, z0, i0, nb, &b);
-        const double *zd = block_tangent_fwd(net, &b, K, v, i0, nb);
-        if (!energy) {
-            double *yd = b.t0; /* R K x d */
-            gemm_nt(RK, d, W, zd, W, net->theta + net->woff[L], W, yd, d);
-            memcpy(jv + i0 * K * d, yd, nb * K * d * sizeof(double));
-            if (primal)
-                memcpy(primal + i0 * d, b.y, nb * d * sizeof(double));
-            continue;
-        }
-        /* energy: primal reverse, then its tangent (forward over reverse):
-         * a-bar-dot_l = zb-dot_{l+1} s1 + zb_{l+1} s2 a-dot_l */
-        for (size_t r = 0; r < R; r++)
-            ones[r] = 1.0;
-        block_reverse(net, &b, ones, NULL);
-        double *zbd = b.t2, *abd = b.t3; /* zb-dot_{l+1} (R K x W), a-bar-dot */
-        memset(zbd, 0, RK * W * sizeof(double));
-        for (size_t l = L; l-- > 0;) {
-            for (size_t r = 0; r < R; r++)
-                for (size_t j = 0; j < W; j++) {
-                    double s1, s2, zb = b.zb[l + 1][r * W + j];
-                    sdflow__mlp_act(net->act, b.a[l][r * W + j], NULL, &s1, &s2, NULL);
-                    for (size_t k = 0; k < K; k++) {
-                        size_t q = (r * K + k) * W + j;
-                        abd[q] = zbd[q] * s1 + zb * s2 * b.ta[l][q];
-                    }
-                }
-            if (l == 0) {
-                double *hv = b.t1; /* R K x d */
-                gemm_nn(RK, W, d, abd, net->theta + net->woff[0], din, hv, d);
-                memcpy(jv + i0 * K * d, hv, nb * K * d * sizeof(double));
-                break;
-            }
-            double *nz = b.t0;
-            gemm_nn(RK, W, W, abd, net->theta + net->woff[l], W, nz, W);
-            if (net->residual)
-                for (size_t q = 0; q < RK * W; q++)
-                    nz[q] += zbd[q];
-            memcpy(zbd, nz, RK * W * sizeof(double));
-        }
-        if (primal)
-            store_cols(primal + i0 * d, b.zb[0], nb, din, d);
-    }
-    sdflow__blas_team_end(blas);
-    sdflow__free(ctx, w);
-    return SDFLOW_OK;
+    pass_args p = { net, z0, v, K, primal, jv, NULL };
+    return run_blocks(ctx, &p, n, tangent_block);
 }
 
 sdflow_status sdflow__mlp_backward(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n, const double *z0,
                                    const double *ybar, double *gtheta, double *gx)
 {
-    size_t per = ws_size(net, 1) + R * net->d_out, d = net->d, din = net->d_in, dout = net->d_out;
+    size_t per = ws_size(net, 1) + R * net->d_out, d = net->d, dout = net->d_out;
     double *w;
     if (alloc_ws(ctx, 1, per, &w))
         return SDFLOW_E_NOMEM;
@@ -391,86 +446,93 @@ sdflow_status sdflow__mlp_backward(sdflow_ctx *ctx, const sdflow__mlp *net, size
     double *yb = w + per - R * dout;
     for (size_t i0 = 0; i0 < n; i0 += R) {
         size_t nb = n - i0 < R ? n - i0 : R;
-        block_forward(net, z0, i0, nb, &b);
+        block_forward(net, z0, i0, nb, &b, 0);
         load_rows(yb, ybar + i0 * dout, nb, dout);
         block_reverse(net, &b, yb, gtheta);
         if (gx)
-            store_cols(gx + i0 * d, b.zb[0], nb, din, d);
+            store_cols(gx + i0 * d, b.zb[0], nb, net->in[0], d);
     }
     sdflow__free(ctx, w);
     return SDFLOW_OK;
 }
 
+/* Reverse over forward for L = sum_i a_i^T J b_i = sum a . y-dot with the
+ * tangent along b: per layer, with primal (z, a) and tangent (z-dot, a-dot)
+ *   a-dot-bar_l = zd-bar_{l+1} phi'_l,
+ *   a-bar_l     = z-bar_{l+1} phi'_l + zd-bar_{l+1} phi''_l a-dot_l,
+ *   gW_l += a-dot-bar_l^T z-dot_l + a-bar_l^T z_l, gb_l += a-bar_l,
+ *   zd-bar_l += a-dot-bar_l W_l, z-bar_l += a-bar_l W_l, and the skips. */
 sdflow_status sdflow__mlp_bilinear_grad(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n, const double *z0,
                                         const double *a, const double *bv, double *gtheta)
 {
-    size_t M = maxw(net), per = ws_size(net, 1) + 5 * R * M, d = net->d, W = net->width, L = net->depth;
-    size_t dout = net->d_out;
+    size_t M = maxw(net), per = ws_size(net, 1) + 2 * R * M, d = net->d, W = net->width, L = net->depth;
+    size_t dout = net->d_out, din = net->d_in;
     double *w;
     if (alloc_ws(ctx, 1, per, &w))
         return SDFLOW_E_NOMEM;
     blockws b = ws_at(net, 1, w);
-    double *ab = w + per - 5 * R * M;          /* a-bar_l (primal adjoint of a_l) */
-    double *adb = ab + R * M;                  /* adjoint of a-dot_l */
-    double *zdb = adb + R * M, *zb = zdb + R * M; /* adjoints of z-dot_{l+1}, z_{l+1} */
-    double *abuf = zb + R * M;                 /* padded a rows */
-    double *zdots[SDFLOW__MLP_MAXLAYERS + 1];  /* z-dot_l kept for the weight gradients */
-    double *zdstore = NULL;
-    zdstore = sdflow__alloc_array(ctx, (L + 1) * R, M * sizeof(double), "MLP tangent store");
-    if (!zdstore) {
+    double *ab = w + per - 2 * R * M, *adb = ab + R * M; /* a-bar_l, a-dot-bar_l */
+    double *abuf = b.t[0];                                /* padded a rows */
+    /* z-dot_l (kept for the weight gradients) and their adjoints zd-bar_l; z-bar_l is b.zb[l] */
+    double *zdots[SDFLOW__MLP_MAXLAYERS + 1], *zdbar[SDFLOW__MLP_MAXLAYERS + 1];
+    double *store = sdflow__alloc_array(ctx, 2 * (L + 1) * R, M * sizeof(double), "MLP tangent store");
+    if (!store) {
         sdflow__free(ctx, w);
         return SDFLOW_E_NOMEM;
     }
-    for (size_t l = 0; l <= L; l++)
-        zdots[l] = zdstore + l * R * M;
+    for (size_t l = 0; l <= L; l++) {
+        zdots[l] = store + l * R * M;
+        zdbar[l] = store + (L + 1 + l) * R * M;
+    }
+    int fgrad = net->learn_freqs;
     for (size_t i0 = 0; i0 < n; i0 += R) {
         size_t nb = n - i0 < R ? n - i0 : R;
-        block_forward(net, z0, i0, nb, &b);
-        /* forward tangent along b, keeping every z-dot_l */
-        double *z0d = zdots[0];
-        memset(z0d, 0, R * net->d_in * sizeof(double));
+        block_forward(net, z0, i0, nb, &b, 1);
+        /* forward tangent along b, keeping every z-dot_l (z-dot_0 = [b, 0]) */
+        memset(zdots[0], 0, R * din * sizeof(double));
         for (size_t r = 0; r < nb; r++)
-            memcpy(z0d + r * net->d_in, bv + (i0 + r) * d, d * sizeof(double));
+            memcpy(zdots[0] + r * din, bv + (i0 + r) * d, d * sizeof(double));
         for (size_t l = 0; l < L; l++) {
-            gemm_nt(R, W, net->in[l], zdots[l], net->in[l], net->theta + net->woff[l], net->in[l], b.ta[l], W);
-            int res = net->residual && l >= 1;
-            for (size_t q = 0; q < R * W; q++) {
-                double s1;
-                sdflow__mlp_act(net->act, b.a[l][q], NULL, &s1, NULL, NULL);
-                zdots[l + 1][q] = s1 * b.ta[l][q] + (res ? zdots[l][q] : 0.0);
-            }
+            gemm_nt(R, W, l == 0 ? d : W, zdots[l], l == 0 ? din : W, net->theta + net->woff[l], net->in[l],
+                    b.ta[l], W);
+            const double *res = net->skip[l] >= 0 ? zdots[net->skip[l]] : NULL;
+            for (size_t q = 0; q < R * W; q++)
+                zdots[l + 1][q] = b.d1[l][q] * b.ta[l][q] + (res ? res[q] : 0.0);
+        }
+        for (size_t l = 0; l <= L; l++) {
+            memset(b.zb[l], 0, R * M * sizeof(double));
+            memset(zdbar[l], 0, R * M * sizeof(double));
         }
         load_rows(abuf, a + i0 * dout, nb, dout);
-        /* reverse: y-dot-bar = a; y itself is not in the loss */
-        const double *WL = net->theta + net->woff[L];
-        gemm_nn(R, dout, W, abuf, WL, W, zdb, W);
+        /* reverse: y-dot-bar = a; y itself is not in the loss (z-bar_L = 0) */
+        gemm_nn_acc(R, dout, W, abuf, net->theta + net->woff[L], W, zdbar[L], W);
         grad_acc(dout, W, abuf, zdots[L], W, gtheta + net->woff[L], NULL);
-        memset(zb, 0, R * W * sizeof(double));
         for (size_t l = L; l-- > 0;) {
-            size_t in = net->in[l];
+            size_t in = net->in[l], ldz = l == 0 ? din : W;
+            const double *zb1 = b.zb[l + 1], *zdb1 = zdbar[l + 1];
             for (size_t q = 0; q < R * W; q++) {
-                double s1, s2;
-                sdflow__mlp_act(net->act, b.a[l][q], NULL, &s1, &s2, NULL);
-                adb[q] = zdb[q] * s1;
-                ab[q] = zb[q] * s1 + zdb[q] * s2 * b.ta[l][q];
+                double s1 = b.d1[l][q];
+                adb[q] = zdb1[q] * s1;
+                ab[q] = zb1[q] * s1 + zdb1[q] * b.d2[l][q] * b.ta[l][q];
             }
-            grad_acc(W, in, adb, zdots[l], in, gtheta + net->woff[l], NULL);
-            grad_acc(W, in, ab, b.z[l], in, gtheta + net->woff[l], gtheta + net->boff[l]);
-            if (l == 0)
-                break;
-            double *nzd = b.t0, *nz = b.t1;
-            gemm_nn(R, W, in, adb, net->theta + net->woff[l], in, nzd, in);
-            gemm_nn(R, W, in, ab, net->theta + net->woff[l], in, nz, in);
-            if (net->residual)
-                for (size_t q = 0; q < R * W; q++) {
-                    nzd[q] += zdb[q];
-                    nz[q] += zb[q];
+            grad_acc(W, in, adb, zdots[l], ldz, gtheta + net->woff[l], NULL);
+            grad_acc(W, in, ab, b.z[l], ldz, gtheta + net->woff[l], gtheta + net->boff[l]);
+            if (net->skip[l] >= 0) {
+                add_to(R * W, zdbar[net->skip[l]], zdb1);
+                add_to(R * W, b.zb[net->skip[l]], zb1);
+            }
+            if (l == 0) { /* z-dot_0 does not depend on theta; z_0 does through learned frequencies */
+                if (fgrad) {
+                    gemm_nn_acc(R, W, in, ab, net->theta + net->woff[0], in, b.zb[0], in);
+                    freq_grad_acc(net, b.z[0], b.zb[0], gtheta + net->foff);
                 }
-            memcpy(zdb, nzd, R * W * sizeof(double));
-            memcpy(zb, nz, R * W * sizeof(double));
+                break;
+            }
+            gemm_nn_acc(R, W, in, adb, net->theta + net->woff[l], in, zdbar[l], in);
+            gemm_nn_acc(R, W, in, ab, net->theta + net->woff[l], in, b.zb[l], in);
         }
     }
-    sdflow__free(ctx, zdstore);
+    sdflow__free(ctx, store);
     sdflow__free(ctx, w);
     return SDFLOW_OK;
 }

@@ -3,11 +3,17 @@
  * one contiguous parameter vector. Used by the MLP model kind (models/mlp.c)
  * and by the trainer. Layout and math: docs/mlp.md.
  *
- * Network: z0 = [x (d), sin(2 pi f s) (F), cos(2 pi f s) (F)];
- * hidden l = 0..depth-1: a_l = z_l W_l^T + b_l, z_{l+1} = act(a_l)
- * (+ z_l for l >= 1 with residual blocks); output y = z_L W_L^T + b_L with
- * d_out = d (vector outputs) or 1 (energy). Parameters, in order:
- * layers.0.weight (width x d_in), layers.0.bias, ..., layers.L.bias.
+ * Network: z0 = [x (d), sin(2 pi f s) (F), cos(2 pi f s) (F)] (and s itself
+ * in one more column when the frequencies are learned: d_in is the row
+ * length of z0, in[0] = d + 2F the first layer's fan-in);
+ * hidden l = 0..depth-1: a_l = z_l W_l^T + b_l,
+ * z_{l+1} = phi_l(a_l) + (skip[l] >= 0 ? z_{skip[l]} : 0), phi_l = act or,
+ * for the second linear of a residual block (linear[l]), the identity;
+ * output y = z_L W_L^T + b_L with d_out = d (vector outputs) or 1 (energy).
+ * Parameters, in order: the weight and bias of layers 0..L, then the
+ * frequencies when learned (foff). Residual forms (SDFLOW__MLP_RES_*):
+ * BLOCKS, z + W2 act(W1 z + b1) + b2 after an input layer (depth odd);
+ * SIMPLE, z + act(W z + b) for layers 1.. (the form of the first release).
  *
  * Every pass works on blocks of SDFLOW__MLP_ROWS rows, padded with zero rows,
  * so every GEMM has one fixed shape: results of a row do not depend on the
@@ -25,24 +31,33 @@
 typedef enum sdflow__act { SDFLOW__ACT_SILU, SDFLOW__ACT_TANH, SDFLOW__ACT_SOFTPLUS, SDFLOW__ACT_GELU,
                            SDFLOW__ACT_RELU } sdflow__act;
 
+enum { SDFLOW__MLP_RES_NONE = 0, SDFLOW__MLP_RES_BLOCKS = 1, SDFLOW__MLP_RES_SIMPLE = 2 };
+
 typedef struct sdflow__mlp {
     size_t d, nfreq, width, depth, d_in, d_out;
-    int act, residual;
+    int act, residual; /* residual: SDFLOW__MLP_RES_*; set with learn_freqs before sdflow__mlp_layout */
     size_t nlayers;                                 /* depth + 1 */
     size_t in[SDFLOW__MLP_MAXLAYERS], out[SDFLOW__MLP_MAXLAYERS];
     size_t woff[SDFLOW__MLP_MAXLAYERS], boff[SDFLOW__MLP_MAXLAYERS];
     size_t nparam;
     double *theta;  /* nparam */
-    double *freqs;  /* nfreq (buffer, not a parameter) */
+    double *freqs;  /* nfreq: a buffer, or theta + foff when learned */
+    int energy;                               /* scalar energy output (d_out = 1; d = 1 nets too) */
+    int learn_freqs;                          /* the frequencies are parameters */
+    size_t foff;                              /* their offset in theta (learn_freqs) */
+    unsigned char linear[SDFLOW__MLP_MAXLAYERS]; /* hidden layer l has no activation */
+    int skip[SDFLOW__MLP_MAXLAYERS];          /* z_{l+1} += z_{skip[l]}; -1: none (never 0) */
 } sdflow__mlp;
 
-/* Fills in the layer shapes and nparam from d, nfreq, width, depth, d_out. */
+/* Fills in the layer shapes, skips and nparam from d, nfreq, width, depth,
+ * d_out, residual and learn_freqs (a residual BLOCKS net needs an odd depth). */
 void sdflow__mlp_layout(sdflow__mlp *net);
 
 /* Activation value and derivatives 1..3 at a (any of the outputs may be NULL). */
 void sdflow__mlp_act(int act, double a, double *s0, double *s1, double *s2, double *s3);
 
-/* Network input z0 rows: x and the Fourier features of s (one per row). */
+/* Network input z0 rows (d_in each): x and the Fourier features of s (one
+ * per row), then s when the frequencies are learned. */
 void sdflow__mlp_embed(const sdflow__mlp *net, size_t n, const double *x, const double *s, double *z0);
 
 /* y (n x d_out) = net(z0). */
@@ -62,7 +77,8 @@ sdflow_status sdflow__mlp_tangent(sdflow_ctx *ctx, const sdflow__mlp *net, size_
 
 /* Reverse mode: with ybar (n x d_out) the gradient of a scalar loss with
  * respect to the outputs, adds dL/dtheta to gtheta (nparam; NULL: skipped)
- * and writes dL/dx to gx (n x d; NULL: skipped). Rows are summed in a fixed
+ * (the frequencies' too when learned) and writes dL/dx to gx (n x d; NULL:
+ * skipped). Rows are summed in a fixed
  * order (blocks in sequence), so gtheta is deterministic. */
 sdflow_status sdflow__mlp_backward(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n, const double *z0,
                                    const double *ybar, double *gtheta, double *gx);

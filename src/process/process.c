@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* Forward noising processes (VP, VP-cosine, sub-VP, VE) and the one place
- * where model parameterizations are converted into each other. */
+/* Forward noising processes (VP, VP-cosine, sub-VP, VE), the interpolant
+ * schedules (linear, trig; t = 0 base, t = 1 data) and the one place where
+ * model parameterizations are converted into each other. */
 #include <math.h>
 #include <string.h>
 #include "process_internal.h"
@@ -9,7 +10,8 @@
 
 static const sdflow__name kind_names[] = {
     { SDFLOW_PROCESS_VP, "vp" }, { SDFLOW_PROCESS_VP_COSINE, "vp_cosine" },
-    { SDFLOW_PROCESS_SUBVP, "subvp" }, { SDFLOW_PROCESS_VE, "ve" }, { 0, NULL }
+    { SDFLOW_PROCESS_SUBVP, "subvp" }, { SDFLOW_PROCESS_VE, "ve" },
+    { SDFLOW_PROCESS_INTERP_LINEAR, "interp_linear" }, { SDFLOW_PROCESS_INTERP_TRIG, "interp_trig" }, { 0, NULL }
 };
 
 /* sdflow_process_kind_name() and sdflow_process_kind_from_name() */
@@ -41,6 +43,8 @@ sdflow_status sdflow_process_create(sdflow_ctx *ctx, sdflow_process_kind kind, s
     p->cosine_s = 0.008;
     p->t_max = kind == SDFLOW_PROCESS_VP_COSINE ? cosine_default_tmax(p->cosine_s) : 1.0;
     p->t_eps = 1e-5;
+    if (sdflow__process_is_interp(p))
+        p->t_eps = 0.0; /* the velocity is finite on the closed interval (algorithms.md §8) */
     *out = p;
     return SDFLOW_OK;
 }
@@ -52,6 +56,50 @@ void sdflow_process_free(sdflow_process *p)
 }
 
 sdflow_process_kind sdflow_process_get_kind(const sdflow_process *p) { return p ? p->kind : (sdflow_process_kind)0; }
+
+int sdflow__process_is_interp(const sdflow_process *p)
+{
+    return p && (p->kind == SDFLOW_PROCESS_INTERP_LINEAR || p->kind == SDFLOW_PROCESS_INTERP_TRIG);
+}
+
+int sdflow_process_is_interpolant(const sdflow_process *p) { return sdflow__process_is_interp(p); }
+
+void sdflow__process_interp(const sdflow_process *p, double t, sdflow__interp *c)
+{
+    if (p->kind == SDFLOW_PROCESS_INTERP_LINEAR) {
+        c->a = 1.0 - t;
+        c->b = t;
+        c->da = -1.0;
+        c->db = 1.0;
+    } else {
+        /* cos and sin of pi t/2 from the nearer end: b(1) = 1 and a(1) = 0 exactly */
+        double th = HALF_PI * t;
+        c->a = t <= 0.5 ? cos(th) : sin(HALF_PI * (1.0 - t));
+        c->b = t <= 0.5 ? sin(th) : cos(HALF_PI * (1.0 - t));
+        c->da = -HALF_PI * c->b;
+        c->db = HALF_PI * c->a;
+    }
+    double g2 = p->interp_eps * t * (1.0 - t);
+    c->gamma = g2 > 0 ? sqrt(g2) : 0.0;
+    /* gamma' = eps (1 - 2t) / (2 gamma): infinite where gamma = 0 (documented 0 there) */
+    c->dgamma = c->gamma > 0 ? p->interp_eps * (1.0 - 2.0 * t) / (2.0 * c->gamma) : 0.0;
+}
+
+/* The diffusion view of an interpolant with a N(0, I) base: x_t = b x1 +
+ * sigma eps in law, sigma^2 = a^2 + gamma^2; f = b'/b, g^2 = d sigma^2/dt -
+ * 2 f sigma^2 (negative: the noising runs toward t = 0), so that the
+ * VELOCITY conversion f x - g^2/2 s is the interpolant velocity. */
+static void interp_coef(const sdflow_process *p, double t, sdflow__coef *c)
+{
+    sdflow__interp q;
+    sdflow__process_interp(p, t, &q);
+    double s2 = q.a * q.a + p->interp_eps * t * (1.0 - t);
+    double ds2 = 2.0 * q.a * q.da + p->interp_eps * (1.0 - 2.0 * t);
+    c->alpha = q.b;
+    c->sigma = sqrt(s2);
+    c->f = q.b > 0 ? q.db / q.b : INFINITY;
+    c->g2 = q.b > 0 ? ds2 - 2.0 * c->f * s2 : -INFINITY;
+}
 
 void sdflow__process_coef(const sdflow_process *p, double t, sdflow__coef *c)
 {
@@ -101,6 +149,8 @@ void sdflow__process_coef(const sdflow_process *p, double t, sdflow__coef *c)
         c->sigma = p->ve_exact_std ? p->sigma_min * sqrt(expm1(2.0 * lr * t)) : sg;
         break;
     }
+    case SDFLOW_PROCESS_INTERP_LINEAR:
+    case SDFLOW_PROCESS_INTERP_TRIG: interp_coef(p, t, c); break;
     }
 }
 
@@ -146,7 +196,7 @@ sdflow_status sdflow__check_times(sdflow_ctx *ctx, const sdflow_process *p, size
 
 static const sdflow_option proc_keys[] = { SDFLOW_PROC_BETA_MIN, SDFLOW_PROC_BETA_MAX, SDFLOW_PROC_SIGMA_MIN,
                                            SDFLOW_PROC_SIGMA_MAX, SDFLOW_PROC_COSINE_S, SDFLOW_PROC_T_MAX,
-                                           SDFLOW_PROC_T_EPS, SDFLOW_PROC_VE_EXACT_STD };
+                                           SDFLOW_PROC_T_EPS, SDFLOW_PROC_VE_EXACT_STD, SDFLOW_PROC_INTERP_EPS };
 #define PROC_KEY(ctx, key, type, v) \
     sdflow__option_accept(ctx, "a process", proc_keys, sizeof proc_keys / sizeof proc_keys[0], key, type, v)
 
@@ -160,6 +210,7 @@ static double *double_slot(sdflow_process *p, sdflow_option key)
     case SDFLOW_PROC_COSINE_S: return &p->cosine_s;
     case SDFLOW_PROC_T_MAX: return &p->t_max;
     case SDFLOW_PROC_T_EPS: return &p->t_eps;
+    case SDFLOW_PROC_INTERP_EPS: return &p->interp_eps;
     default: return NULL;
     }
 }
@@ -174,6 +225,17 @@ static sdflow_status check_consistent(sdflow_ctx *ctx, const sdflow_process *q)
                             q->sigma_max);
     if (q->t_eps >= q->t_max)
         return sdflow__fail(ctx, SDFLOW_E_INVALID, "t_eps=%g must be < t_max=%g", q->t_eps, q->t_max);
+    if (sdflow__process_is_interp(q)) {
+        /* t = 0 base, t = 1 data: the interval is fixed, and sigma(1) = 0 is
+         * the data end, not a degenerate schedule */
+        if (q->t_max != 1.0)
+            return sdflow__fail(ctx, SDFLOW_E_INVALID, "t_max=%g: an interpolant runs on [0, 1] (t = 1 is the data)",
+                                q->t_max);
+        return SDFLOW_OK;
+    }
+    if (q->interp_eps != 0)
+        return sdflow__fail(ctx, SDFLOW_E_INVALID, "interp_eps applies to the interpolant kinds, not %s",
+                            sdflow_process_kind_name(q->kind));
     if (q->kind == SDFLOW_PROCESS_VP_COSINE && q->t_max >= 1.0)
         return sdflow__fail(ctx, SDFLOW_E_INVALID, "t_max=%g: the cosine schedule needs T < 1 (alpha(1) = 0)",
                             q->t_max);
@@ -263,9 +325,13 @@ sdflow_status sdflow_process_coefficients(const sdflow_process *p, size_t n, con
     sdflow_status st = sdflow__check_dims(p->ctx, n, 1);
     if (st || (st = sdflow__check_finite(p->ctx, t, n, 1, "t")))
         return st;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         if (t[i] < 0 || t[i] > p->t_max)
             return sdflow__fail(p->ctx, SDFLOW_E_INVALID, "t[%zu] = %g is outside [0, T=%g]", i, t[i], p->t_max);
+        if (sdflow__process_is_interp(p) && t[i] == 0 && (f || g))
+            return sdflow__fail(p->ctx, SDFLOW_E_INVALID,
+                                "t[%zu] = 0: f and g of an interpolant are infinite at the base end (b(0) = 0)", i);
+    }
     for (size_t i = 0; i < n; i++) {
         sdflow__coef c;
         sdflow__process_coef(p, t[i], &c);
@@ -275,8 +341,34 @@ sdflow_status sdflow_process_coefficients(const sdflow_process *p, size_t n, con
             sigma[i] = c.sigma;
         if (f)
             f[i] = c.f;
-        if (g)
-            g[i] = sqrt(c.g2);
+        if (g) /* interpolants: g^2 < 0 in interpolant time, the noise of the SDE toward t = 0 */
+            g[i] = sqrt(sdflow__process_is_interp(p) ? fmax(0.0, -c.g2) : c.g2);
+    }
+    return SDFLOW_OK;
+}
+
+sdflow_status sdflow_process_interpolant(const sdflow_process *p, size_t n, const double *t, double *a, double *b,
+                                         double *da, double *db, double *gamma, double *dgamma)
+{
+    if (!p)
+        return SDFLOW_E_INVALID;
+    if (!sdflow__process_is_interp(p))
+        return sdflow__fail(p->ctx, SDFLOW_E_INVALID, "a %s process is not an interpolant",
+                            sdflow_process_kind_name(p->kind));
+    sdflow_status st = sdflow__check_dims(p->ctx, n, 1);
+    if (st || (st = sdflow__check_finite(p->ctx, t, n, 1, "t")))
+        return st;
+    for (size_t i = 0; i < n; i++)
+        if (t[i] < 0 || t[i] > 1)
+            return sdflow__fail(p->ctx, SDFLOW_E_INVALID, "t[%zu] = %g is outside [0, 1]", i, t[i]);
+    for (size_t i = 0; i < n; i++) {
+        sdflow__interp c;
+        sdflow__process_interp(p, t[i], &c);
+        double v[6] = { c.a, c.b, c.da, c.db, c.gamma, c.dgamma };
+        double *o[6] = { a, b, da, db, gamma, dgamma };
+        for (int k = 0; k < 6; k++)
+            if (o[k])
+                o[k][i] = v[k];
     }
     return SDFLOW_OK;
 }
@@ -353,6 +445,9 @@ sdflow_status sdflow_process_simulate(const sdflow_process *p, uint64_t stream, 
     sdflow_status st = sdflow__check_dims(ctx, n, d);
     if (st || (st = sdflow__check_finite(ctx, x_in, n, d, "x_in")) || (st = sdflow__check_ptr(ctx, x_out, "x_out")))
         return st;
+    if (sdflow__process_is_interp(p))
+        return sdflow__fail(ctx, SDFLOW_E_UNSUPPORTED,
+                            "an interpolant has no forward noising SDE in t (use sdflow_process_perturb)");
     if (!(t0 >= 0 && t0 < t1 && t1 <= p->t_max))
         return sdflow__fail(ctx, SDFLOW_E_INVALID, "need 0 <= t0 < t1 <= T=%g, got t0=%g t1=%g", p->t_max, t0, t1);
     if (steps < 1)
@@ -386,6 +481,8 @@ sdflow_status sdflow_process_simulate(const sdflow_process *p, uint64_t stream, 
 int sdflow__to_score(sdflow_output kind, const sdflow__coef *c, sdflow__affine *m)
 {
     double a = c->alpha, s = c->sigma, s2 = s * s;
+    if (kind == SDFLOW_OUT_VELOCITY && !(isfinite(c->f) && isfinite(c->g2)))
+        return 0; /* interpolant at t = 0 */
     switch (kind) {
     case SDFLOW_OUT_SCORE: m->a = 1; m->b = 0; return 1;
     case SDFLOW_OUT_EPS: if (s < TINY) return 0; m->a = -1.0 / s; m->b = 0; return 1;
@@ -403,6 +500,8 @@ int sdflow__to_score(sdflow_output kind, const sdflow__coef *c, sdflow__affine *
 int sdflow__from_score(sdflow_output kind, const sdflow__coef *c, sdflow__affine *m)
 {
     double a = c->alpha, s = c->sigma, s2 = s * s;
+    if (kind == SDFLOW_OUT_VELOCITY && !(isfinite(c->f) && isfinite(c->g2)))
+        return 0; /* interpolant at t = 0 */
     switch (kind) {
     case SDFLOW_OUT_SCORE: m->a = 1; m->b = 0; return 1;
     case SDFLOW_OUT_EPS: m->a = -s; m->b = 0; return 1;

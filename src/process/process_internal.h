@@ -14,6 +14,7 @@ struct sdflow_process {
     double cosine_s;
     double t_max, t_eps;
     int ve_exact_std;
+    double interp_eps; /* interpolant kinds: gamma(t)^2 = interp_eps t (1 - t) */
     int t_max_set; /* user chose T: the cosine default no longer follows cosine_s */
 };
 
@@ -21,6 +22,15 @@ struct sdflow_process {
 typedef struct sdflow__coef {
     double alpha, sigma, f, g2;
 } sdflow__coef;
+
+/* Interpolant coefficients at one time (interpolant kinds only):
+ * x_t = a x0 + b x1 + gamma z, derivatives da, db, dgamma (0 where gamma' is
+ * infinite: t = 0, 1). */
+typedef struct sdflow__interp {
+    double a, b, gamma, da, db, dgamma;
+} sdflow__interp;
+int sdflow__process_is_interp(const sdflow_process *p);
+void sdflow__process_interp(const sdflow_process *p, double t, sdflow__interp *c);
 
 /* p == NULL is pure Gaussian smoothing: alpha = 1, sigma = t, f = 0, g2 = 2t. */
 void sdflow__process_coef(const sdflow_process *p, double t, sdflow__coef *c);

@@ -48,6 +48,9 @@ double sdflow__process_time_of_log_snr(const sdflow_process *p, double lam)
             t = (-0.5 * lam - log(p->sigma_min)) / lr;
         break;
     }
+    case SDFLOW_PROCESS_INTERP_LINEAR:
+    case SDFLOW_PROCESS_INTERP_TRIG:
+        break; /* diffusion samplers refuse interpolant processes (their log-SNR increases in t) */
     }
     return t < p->t_eps ? p->t_eps : t > p->t_max ? p->t_max : t;
 }

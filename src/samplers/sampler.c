@@ -16,6 +16,8 @@ static const sdflow__name kind_names[] = { { SDFLOW_SAMPLER_REVERSE_SDE, "revers
                                            { SDFLOW_SAMPLER_DPMPP_2M_SDE, "dpmpp_2m_sde" },
                                            { SDFLOW_SAMPLER_DPMPP_3M_SDE, "dpmpp_3m_sde" },
                                            { SDFLOW_SAMPLER_EDM_HEUN, "edm_heun" },
+                                           { SDFLOW_SAMPLER_DSB, "dsb" },
+                                           { SDFLOW_SAMPLER_INTERPOLANT, "interpolant" },
                                            { 0, NULL } };
 
 /* sdflow_sampler_kind_name() and sdflow_sampler_kind_from_name() */
@@ -31,7 +33,9 @@ SDFLOW__DEFINE_KIND_NAMES(sdflow_sampler, sdflow_sampler_kind, kind_names)
 #define K_EDM (1u << SDFLOW_SAMPLER_EDM_HEUN)
 #define K_FEW (K_DDIM | (1u << SDFLOW_SAMPLER_DPMPP_2M) | (1u << SDFLOW_SAMPLER_DPMPP_3M) | K_DSDE | K_EDM)
 #define K_DIFF (K_SDE | K_PC | K_ODE | K_FEW)
-#define K_ALL (K_DIFF | K_SDF)
+#define K_DSB (1u << SDFLOW_SAMPLER_DSB)
+#define K_INT (1u << SDFLOW_SAMPLER_INTERPOLANT)
+#define K_ALL (K_DIFF | K_SDF | K_DSB | K_INT)
 
 #define SLOT(key, kinds, field) { key, kinds, offsetof(struct sdflow_sampler, field) }
 static const sdflow__opt_slot slots[] = {
@@ -39,14 +43,14 @@ static const sdflow__opt_slot slots[] = {
     SLOT(SDFLOW_OPT_T_MIN, K_DIFF, t_min),
     SLOT(SDFLOW_OPT_T_START, K_DIFF, t_start),
     SLOT(SDFLOW_OPT_TIME_GRID, K_DIFF, time_grid),
-    SLOT(SDFLOW_OPT_DENOISE, K_DIFF, denoise),
-    SLOT(SDFLOW_OPT_SOLVER, K_ODE, solver),
+    SLOT(SDFLOW_OPT_DENOISE, K_DIFF | K_DSB, denoise),
+    SLOT(SDFLOW_OPT_SOLVER, K_ODE | K_INT, solver),
     SLOT(SDFLOW_OPT_SNR, K_PC, snr),
     SLOT(SDFLOW_OPT_CORRECTOR_STEPS, K_PC, corrector_steps),
-    SLOT(SDFLOW_OPT_MAX_STEPS, K_ODE, max_steps),
-    SLOT(SDFLOW_OPT_H_INIT, K_ODE, h_init),
-    SLOT(SDFLOW_OPT_RTOL, K_ODE, rtol),
-    SLOT(SDFLOW_OPT_ATOL, K_ODE, atol),
+    SLOT(SDFLOW_OPT_MAX_STEPS, K_ODE | K_INT, max_steps),
+    SLOT(SDFLOW_OPT_H_INIT, K_ODE | K_INT, h_init),
+    SLOT(SDFLOW_OPT_RTOL, K_ODE | K_INT, rtol),
+    SLOT(SDFLOW_OPT_ATOL, K_ODE | K_INT, atol),
     SLOT(SDFLOW_OPT_FIRST_INDEX, K_ALL, first_index),
     SLOT(SDFLOW_OPT_STREAM, K_ALL, stream),
     SLOT(SDFLOW_OPT_SIGMA_MAX, K_SDF, sigma_max),
@@ -66,6 +70,21 @@ static const sdflow__opt_slot slots[] = {
     SLOT(SDFLOW_OPT_RHO, K_DIFF, rho),
     SLOT(SDFLOW_OPT_SIGMA_MIN_NN, K_SDF, sigma_min_nn),
     SLOT(SDFLOW_OPT_START, K_SDF, start),
+    SLOT(SDFLOW_OPT_DSB_SCHEDULE, K_DSB, dsb_schedule),
+    SLOT(SDFLOW_OPT_DSB_GAMMA_MIN, K_DSB, dsb_gamma_min),
+    SLOT(SDFLOW_OPT_DSB_GAMMA_MAX, K_DSB, dsb_gamma_max),
+    SLOT(SDFLOW_OPT_DSB_REFERENCE, K_DSB, dsb_reference),
+    SLOT(SDFLOW_OPT_DSB_PRIOR_MEAN, K_DSB, dsb_prior_mean),
+    SLOT(SDFLOW_OPT_DSB_PRIOR_VAR, K_DSB, dsb_prior_var),
+    SLOT(SDFLOW_OPT_DSB_MEAN_MATCH, K_DSB, dsb_mean_match),
+    SLOT(SDFLOW_OPT_DSB_TIME_INPUT, K_DSB, dsb_time_input),
+    SLOT(SDFLOW_OPT_DSB_DIRECTION, K_DSB, dsb_direction),
+    SLOT(SDFLOW_OPT_DSB_NPAR, K_DSB, dsb_npar),
+    SLOT(SDFLOW_OPT_DSB_BATCH, K_DSB, dsb_batch),
+    SLOT(SDFLOW_OPT_INTERP_T0, K_INT, interp_t0),
+    SLOT(SDFLOW_OPT_INTERP_T1, K_INT, interp_t1),
+    SLOT(SDFLOW_OPT_INTERP_DIFFUSION, K_INT, interp_diffusion),
+    SLOT(SDFLOW_OPT_INTERP_KINETIC, K_INT, interp_kinetic),
 };
 
 sdflow_status sdflow_sampler_create(sdflow_ctx *ctx, sdflow_sampler_kind kind, sdflow_sampler **out)
@@ -80,7 +99,9 @@ sdflow_status sdflow_sampler_create(sdflow_ctx *ctx, sdflow_sampler_kind kind, s
     s->ctx = ctx;
     s->kind = kind;
     int few = kind >= SDFLOW_SAMPLER_DDIM && kind <= SDFLOW_SAMPLER_EDM_HEUN;
-    s->steps = few ? 20 : kind == SDFLOW_SAMPLER_PF_ODE ? 100 : kind == SDFLOW_SAMPLER_SDFLOW ? 100 : 1000;
+    s->steps = few || kind == SDFLOW_SAMPLER_DSB ? 20
+               : kind == SDFLOW_SAMPLER_PF_ODE || kind == SDFLOW_SAMPLER_SDFLOW ? 100
+                                                                                 : 1000;
     s->t_min = NAN;
     s->t_start = NAN;
     s->time_grid = SDFLOW_GRID_UNIFORM;
@@ -100,6 +121,15 @@ sdflow_status sdflow_sampler_create(sdflow_ctx *ctx, sdflow_sampler_kind kind, s
     s->s_tmax = INFINITY;
     s->s_noise = 1;
     s->rho = 7;
+    /* DSB: the reference code's 2-D defaults (algorithms.md §14.1); the
+     * generator's last step is noise-free there (sample=True) */
+    s->dsb_gamma_min = s->dsb_gamma_max = 0.01;
+    s->dsb_prior_var = 1;
+    s->dsb_npar = 10000;
+    s->dsb_batch = 512;
+    if (kind == SDFLOW_SAMPLER_DSB)
+        s->denoise = 1;
+    s->interp_t1 = 1.0; /* base (t = 0) to data (t = 1) */
     *out = s;
     return SDFLOW_OK;
 }
@@ -107,6 +137,7 @@ sdflow_status sdflow_sampler_create(sdflow_ctx *ctx, sdflow_sampler_kind kind, s
 void sdflow_sampler_free(sdflow_sampler *s)
 {
     if (s) {
+        sdflow__dsb_free(s);
         sdflow__free(s->ctx, s->custom);
         sdflow__free(s->ctx, s);
     }
@@ -159,13 +190,21 @@ sdflow_status sdflow_sampler_set_model(sdflow_sampler *s, sdflow_role role, sdfl
 {
     if (!s)
         return SDFLOW_E_INVALID;
-    if (role < SDFLOW_ROLE_SCORE || role > SDFLOW_ROLE_START)
+    if (role < SDFLOW_ROLE_SCORE || role >= SDFLOW__NROLES)
         return sdflow__fail(s->ctx, SDFLOW_E_INVALID, "unknown model role %d", (int)role);
-    int sdf = s->kind == SDFLOW_SAMPLER_SDFLOW;
-    if (sdf != (role != SDFLOW_ROLE_SCORE))
+    int sdf = s->kind == SDFLOW_SAMPLER_SDFLOW, itp = s->kind == SDFLOW_SAMPLER_INTERPOLANT;
+    int dsb = s->kind == SDFLOW_SAMPLER_DSB;
+    int fits = sdf   ? role >= SDFLOW_ROLE_TARGET && role <= SDFLOW_ROLE_START
+               : itp ? role >= SDFLOW_ROLE_VELOCITY && role <= SDFLOW_ROLE_BASE
+               : dsb ? role >= SDFLOW_ROLE_FORWARD && role <= SDFLOW_ROLE_PRIOR
+                     : role == SDFLOW_ROLE_SCORE;
+    if (!fits)
         return sdflow__fail(s->ctx, SDFLOW_E_INVALID, "role %d does not apply to a %s sampler (%s)", (int)role,
                             sdflow_sampler_kind_name(s->kind),
-                            sdf ? "use SDFLOW_ROLE_TARGET / SDFLOW_ROLE_SOURCE" : "use SDFLOW_ROLE_SCORE");
+                            sdf   ? "use SDFLOW_ROLE_TARGET / SDFLOW_ROLE_SOURCE / SDFLOW_ROLE_START"
+                            : itp ? "use SDFLOW_ROLE_VELOCITY / SDFLOW_ROLE_DENOISER / SDFLOW_ROLE_BASE"
+                            : dsb ? "use SDFLOW_ROLE_FORWARD / SDFLOW_ROLE_BACKWARD / SDFLOW_ROLE_DATA / SDFLOW_ROLE_PRIOR"
+                                  : "use SDFLOW_ROLE_SCORE");
     sdflow_status st = sdflow__check_same_ctx(s->ctx, m ? m->ctx : NULL, "model");
     if (!st)
         s->model[role] = m;
@@ -218,13 +257,28 @@ static sdflow_status check_run(sdflow_sampler *s, size_t n, const double *x_in, 
                                int run)
 {
     sdflow_ctx *ctx = s->ctx;
-    int sdf = s->kind == SDFLOW_SAMPLER_SDFLOW;
-    sdflow_model *m = s->model[sdf ? SDFLOW_ROLE_TARGET : SDFLOW_ROLE_SCORE];
+    int sdf = s->kind == SDFLOW_SAMPLER_SDFLOW, itp = s->kind == SDFLOW_SAMPLER_INTERPOLANT;
+    sdflow_model *m = s->model[sdf ? SDFLOW_ROLE_TARGET : itp ? SDFLOW_ROLE_VELOCITY : SDFLOW_ROLE_SCORE];
     if (!m)
         return sdflow__fail(ctx, SDFLOW_E_STATE, "no %s model bound (sdflow_sampler_set_model)",
-                            sdf ? "target" : "score");
+                            sdf ? "target" : itp ? "velocity" : "score");
     if (!sdf && !s->proc)
         return sdflow__fail(ctx, SDFLOW_E_STATE, "no process bound (sdflow_sampler_set_process)");
+    /* t = 0 base, t = 1 data for interpolants: the diffusion samplers' time maths does not apply */
+    if (!sdf && itp != sdflow__process_is_interp(s->proc))
+        return sdflow__fail(ctx, SDFLOW_E_INVALID, "a %s sampler needs %s process, not %s",
+                            sdflow_sampler_kind_name(s->kind), itp ? "an interpolant" : "a diffusion",
+                            sdflow_process_kind_name(s->proc->kind));
+    for (int r = SDFLOW_ROLE_DENOISER; itp && r <= SDFLOW_ROLE_BASE; r++)
+        if (s->model[r] && s->model[r]->d != m->d)
+            return sdflow__fail(ctx, SDFLOW_E_INVALID, "%s model d=%zu differs from velocity d=%zu",
+                                r == SDFLOW_ROLE_BASE ? "base" : "denoiser", s->model[r]->d, m->d);
+    if (itp && s->interp_diffusion > 0 && !s->model[SDFLOW_ROLE_DENOISER])
+        return sdflow__fail(ctx, SDFLOW_E_STATE,
+                            "interp_diffusion=%g needs a denoiser model (SDFLOW_ROLE_DENOISER) for the score",
+                            s->interp_diffusion);
+    if (itp && s->time_grid == SDFLOW_GRID_CUSTOM)
+        return sdflow__fail(ctx, SDFLOW_E_UNSUPPORTED, "the interpolant sampler steps on a uniform grid (no custom grid)");
     if (sdf && s->model[SDFLOW_ROLE_SOURCE] && s->model[SDFLOW_ROLE_SOURCE]->d != m->d)
         return sdflow__fail(ctx, SDFLOW_E_INVALID, "source model d=%zu differs from target d=%zu",
                             s->model[SDFLOW_ROLE_SOURCE]->d, m->d);
@@ -234,7 +288,9 @@ static sdflow_status check_run(sdflow_sampler *s, size_t n, const double *x_in, 
         return st;
     if (x_in && (st = sdflow__check_finite(ctx, x_in, n, *d, "x_init")))
         return st;
-    if (!sdf && run) { /* t_min and t_start are run's interval; transport gets its own */
+    if (itp && run && s->interp_t0 == s->interp_t1)
+        return sdflow__fail(ctx, SDFLOW_E_INVALID, "interp_t0 = interp_t1 = %g: nothing to transport", s->interp_t0);
+    if (!sdf && !itp && run) { /* t_min and t_start are run's interval; transport gets its own */
         double lo = s->proc->t_eps, hi = s->proc->t_max, t0 = resolved_t_min(s), t1 = resolved_t_start(s);
         if (t0 < lo || t1 > hi || !(t0 < t1))
             return sdflow__fail(ctx, SDFLOW_E_INVALID, "need t_eps=%g <= t_min=%g < t_start=%g <= T=%g", lo, t0, t1,
@@ -261,8 +317,8 @@ static sdflow_status make_plan(sdflow_sampler *s, double t_from, double t_to, sd
     plan->t_from = t_from;
     plan->t_to = t_to;
     plan->grid = *grid = NULL;
-    int stepped = s->kind != SDFLOW_SAMPLER_SDFLOW &&
-                  !(s->kind == SDFLOW_SAMPLER_PF_ODE && s->solver == SDFLOW_SOLVER_DOPRI5);
+    int ode = s->kind == SDFLOW_SAMPLER_PF_ODE || (s->kind == SDFLOW_SAMPLER_INTERPOLANT && !(s->interp_diffusion > 0));
+    int stepped = s->kind != SDFLOW_SAMPLER_SDFLOW && !(ode && s->solver == SDFLOW_SOLVER_DOPRI5);
     if (!stepped)
         return SDFLOW_OK;
     long N = s->steps;
@@ -314,15 +370,24 @@ sdflow_status sdflow_sampler_run(sdflow_sampler *s, size_t n, const double *x_in
 {
     if (!s)
         return SDFLOW_E_INVALID;
+    if (s->kind == SDFLOW_SAMPLER_DSB)
+        return sdflow__dsb_run(s, n, x_init, x_out);
     size_t d;
     sdflow_status st = check_run(s, n, x_init, x_out, &d, 1);
     if (st)
         return st;
+    if (!x_init && s->kind == SDFLOW_SAMPLER_INTERPOLANT && s->interp_t0 != 0)
+        return sdflow__fail(s->ctx, SDFLOW_E_INVALID,
+                            "interp_t0=%g: a run that does not start at the base (t = 0) needs x_init", s->interp_t0);
     if (x_init) {
         if (x_out != x_init)
             memmove(x_out, x_init, n * d * sizeof *x_out);
     } else if (s->kind == SDFLOW_SAMPLER_SDFLOW) {
         return sdflow__sdflow_run(s, NULL, n, 1, x_out); /* draws its own start */
+    } else if (s->kind == SDFLOW_SAMPLER_INTERPOLANT && s->model[SDFLOW_ROLE_BASE]) {
+        if ((st = sdflow_model_sample(s->model[SDFLOW_ROLE_BASE], sdflow__stream(s->stream, 0x696e6974ull, 0),
+                                      s->first_index, n, x_out)))
+            return st;
     } else if ((st = sdflow_process_prior_sample(s->proc, sdflow__stream(s->stream, 0x696e6974ull, 0),
                                                  s->first_index, n, d, x_out))) {
         return st;
@@ -331,9 +396,12 @@ sdflow_status sdflow_sampler_run(sdflow_sampler *s, size_t n, const double *x_in
         return sdflow__sdflow_run(s, NULL, n, 0, x_out);
     sdflow__sampler_plan plan;
     double *grid;
-    if ((st = make_plan(s, resolved_t_start(s), resolved_t_min(s), &plan, &grid)))
+    int itp = s->kind == SDFLOW_SAMPLER_INTERPOLANT;
+    if ((st = make_plan(s, itp ? s->interp_t0 : resolved_t_start(s), itp ? s->interp_t1 : resolved_t_min(s), &plan,
+                        &grid)))
         return st;
     switch (s->kind) {
+    case SDFLOW_SAMPLER_INTERPOLANT: st = sdflow__interp_run(s, &plan, n, x_out); break;
     case SDFLOW_SAMPLER_PF_ODE: st = sdflow__ode_run(s, &plan, n, x_out); break;
     case SDFLOW_SAMPLER_DDIM: st = sdflow__ddim_run(s, &plan, n, x_out); break;
     case SDFLOW_SAMPLER_DPMPP_2M:
@@ -354,8 +422,8 @@ sdflow_status sdflow_sampler_transport(sdflow_sampler *s, size_t n, double t_fro
 {
     if (!s)
         return SDFLOW_E_INVALID;
-    if (s->kind != SDFLOW_SAMPLER_PF_ODE)
-        return sdflow__fail(s->ctx, SDFLOW_E_UNSUPPORTED, "transport needs a pf_ode sampler, not %s",
+    if (s->kind != SDFLOW_SAMPLER_PF_ODE && s->kind != SDFLOW_SAMPLER_INTERPOLANT)
+        return sdflow__fail(s->ctx, SDFLOW_E_UNSUPPORTED, "transport needs a pf_ode or interpolant sampler, not %s",
                             sdflow_sampler_kind_name(s->kind));
     size_t d;
     sdflow_status st = check_run(s, n, x_in, x_out, &d, 0);
@@ -375,7 +443,8 @@ sdflow_status sdflow_sampler_transport(sdflow_sampler *s, size_t n, double t_fro
         return st;
     if (x_out != x_in)
         memmove(x_out, x_in, n * d * sizeof *x_out);
-    st = sdflow__ode_run(s, &plan, n, x_out);
+    st = s->kind == SDFLOW_SAMPLER_INTERPOLANT ? sdflow__interp_run(s, &plan, n, x_out)
+                                                : sdflow__ode_run(s, &plan, n, x_out);
     sdflow__free(s->ctx, grid);
     return st;
 }

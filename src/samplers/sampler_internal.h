@@ -6,13 +6,16 @@
 
 #include "model_internal.h"
 
-#define SDFLOW__NSTATS 10
+#define SDFLOW__NSTATS 13
+#define SDFLOW__NROLES 11
+
+struct sdflow__dsb; /* DSB fitted state (dsb.c) */
 
 struct sdflow_sampler {
     sdflow_ctx *ctx;
     sdflow_sampler_kind kind;
     const sdflow_process *proc;
-    sdflow_model *model[4];         /* indexed by sdflow_role */
+    sdflow_model *model[SDFLOW__NROLES]; /* indexed by sdflow_role */
     /* options (NaN / 0 where the default depends on the process or data) */
     long steps;
     double t_min, t_start;          /* NaN: process default */
@@ -25,6 +28,12 @@ struct sdflow_sampler {
     long inner_steps, self_exclude, eval_noisy, block_q, block_y, start;
     double sigma_min_nn;
     double eta, s_churn, s_tmin, s_tmax, s_noise, rho; /* few-step samplers, Karras grid */
+    /* DSB (dsb.c) */
+    long dsb_schedule, dsb_reference, dsb_mean_match, dsb_time_input, dsb_direction, dsb_npar, dsb_batch;
+    double dsb_gamma_min, dsb_gamma_max, dsb_prior_mean, dsb_prior_var;
+    struct sdflow__dsb *dsb;        /* fitted means, NULL until the first half-bridge (owned) */
+    double interp_t0, interp_t1, interp_diffusion;  /* interpolant: run times, SDE diffusion */
+    long interp_kinetic;
     double *custom;                 /* SDFLOW_GRID_CUSTOM times, decreasing (owned) */
     size_t ncustom;
     /* statistics of the last run */
@@ -50,5 +59,13 @@ sdflow_status sdflow__sdflow_run(sdflow_sampler *s, const sdflow__sampler_plan *
 sdflow_status sdflow__ddim_run(sdflow_sampler *s, const sdflow__sampler_plan *plan, size_t n, double *x);   /* DDIM */
 sdflow_status sdflow__dpmpp_run(sdflow_sampler *s, const sdflow__sampler_plan *plan, size_t n, double *x);  /* DPMPP_* */
 sdflow_status sdflow__edm_run(sdflow_sampler *s, const sdflow__sampler_plan *plan, size_t n, double *x);    /* EDM_HEUN */
+/* INTERPOLANT: ODE (or SDE with interp_diffusion > 0) from plan->t_from to plan->t_to (interpolant.c) */
+sdflow_status sdflow__interp_run(sdflow_sampler *s, const sdflow__sampler_plan *plan, size_t n, double *x);
+
+/* DSB: the whole run (validates its own arguments: the ends and the
+ * means it needs differ from the diffusion samplers'), and the release of
+ * its fitted state. */
+sdflow_status sdflow__dsb_run(sdflow_sampler *s, size_t n, const double *x_init, double *x_out);
+void sdflow__dsb_free(sdflow_sampler *s);
 
 #endif

@@ -31,14 +31,16 @@ _u64 = _c.c_uint64
 _void = _c.c_void_p
 _status = _c.c_int
 
-PROCESS_KINDS = {"vp": 1, "vp_cosine": 2, "subvp": 3, "ve": 4}
+PROCESS_KINDS = {"vp": 1, "vp_cosine": 2, "subvp": 3, "ve": 4, "interp_linear": 5, "interp_trig": 6}
 OUTPUTS = {"score": 0, "eps": 1, "x0": 2, "velocity": 3, "v": 4}
 SAMPLER_KINDS = {"reverse_sde": 1, "pc": 2, "pf_ode": 3, "sdflow": 4, "ddim": 5, "dpmpp_2m": 6, "dpmpp_3m": 7,
-                 "dpmpp_2m_sde": 8, "dpmpp_3m_sde": 9, "edm_heun": 10}
-ROLES = {"score": 0, "target": 1, "source": 2, "start": 3}
+                 "dpmpp_2m_sde": 8, "dpmpp_3m_sde": 9, "edm_heun": 10, "dsb": 11, "interpolant": 12}
+ROLES = {"score": 0, "target": 1, "source": 2, "start": 3, "forward": 4, "backward": 5, "data": 6, "prior": 7,
+         "velocity": 8, "denoiser": 9, "base": 10}
 DENSITY_KINDS = {"pf_ode_exact": 1, "pf_ode_hutchinson": 2, "liyan": 3}
 STATS = {"nfe": 0, "steps_accepted": 1, "steps_rejected": 2, "memorization_ratio": 3, "sigma_min": 4, "sigma_max": 5,
-         "h_nn": 6, "fresh_nn": 7, "levels": 8, "sigma_ratio": 9}
+         "h_nn": 6, "fresh_nn": 7, "levels": 8, "sigma_ratio": 9, "half_bridges": 10, "fit_mse": 11,
+         "kinetic_energy": 12}
 _TYPE_INT, _TYPE_DOUBLE, _TYPE_U64 = 1, 2, 3
 
 
@@ -122,6 +124,7 @@ def load_library(path=None):
     _sig(lib, "sdflow_sampler_run", _status, _void, _size, _dp, _dp)
     _sig(lib, "sdflow_sampler_transport", _status, _void, _size, _c.c_double, _c.c_double, _dp, _dp)
     _sig(lib, "sdflow_sampler_get_stat", _status, _void, _c.c_int, _dp)
+    _sig(lib, "sdflow_sampler_fit", _status, _void, _c.c_long)
     _sig(lib, "sdflow_density_create", _status, _void, _c.c_int, P(_void))
     _sig(lib, "sdflow_density_free", None, _void)
     _sig(lib, "sdflow_density_set_process", _status, _void, _void)
@@ -274,7 +277,8 @@ def _get_option(ctx, obj, h, name):
 
 
 class Process:
-    """Forward noising process: ``Process(ctx, "vp" | "vp_cosine" | "subvp" | "ve")``."""
+    """Forward noising process or interpolant schedule: ``Process(ctx, "vp" | "vp_cosine" | "subvp" | "ve" |
+    "interp_linear" | "interp_trig")`` (interpolants: t = 0 base, t = 1 data)."""
 
     def __init__(self, ctx, kind="vp", _handle=None):
         h = _void()
@@ -375,7 +379,7 @@ class Model:
         ctx.check(_L().sdflow_model_create_mlp(ctx._h, d, _c.byref(h)))
         m = cls(ctx, h)
         for k, v in options.items():
-            _set_option(ctx, "model", h, "mlp_" + k, int(v))
+            _set_option(ctx, "model", h, "mlp_" + k, v)
         return m
 
     def param_names(self):
@@ -506,8 +510,14 @@ class Sampler:
         self.ctx.check(_L().sdflow_sampler_transport(self._h, x.shape[0], t_from, t_to, _ptr(x), _ptr(out)))
         return out
 
+    def fit(self, iterations=1):
+        """DSB: runs more IPF iterations (exact affine means; docs/dsb.md)."""
+        self.ctx.check(_L().sdflow_sampler_fit(self._h, int(iterations)))
+        return self
+
     def _model(self):
-        return self._keep.get("target") or self._keep.get("score")
+        k = self._keep
+        return k.get("target") or k.get("score") or k.get("data") or k.get("prior") or k.get("backward")
 
     def stat(self, name):
         v = _c.c_double()

@@ -1,0 +1,648 @@
+/* SPDX-License-Identifier: MIT */
+/* Diffusion Schrodinger bridge sampler (docs/dsb.md): the reference chain
+ * against its exact moment recursion, IPF with exact affine means against
+ * the Gaussian entropic-OT coupling (algorithms.md §12.b.3), the first
+ * backward half-bridge against the reverse-SDE sampler, determinism,
+ * cancellation, NaN and allocation failures. */
+#include <check.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "sdflow.h"
+#include "testutil.h"
+
+/* ---- small dense helpers for the closed form ---------------------------- */
+
+/* Cyclic Jacobi: a (d x d symmetric, destroyed) -> eigenvalues w, eigenvectors as columns of v. */
+static void jacobi(int d, double *a, double *w, double *v)
+{
+    for (int i = 0; i < d * d; i++)
+        v[i] = i % (d + 1) == 0;
+    for (int sweep = 0; sweep < 100; sweep++) {
+        double off = 0;
+        for (int p = 0; p < d; p++)
+            for (int q = p + 1; q < d; q++)
+                off += a[p * d + q] * a[p * d + q];
+        if (off < 1e-30)
+            break;
+        for (int p = 0; p < d; p++)
+            for (int q = p + 1; q < d; q++) {
+                if (fabs(a[p * d + q]) < 1e-300)
+                    continue;
+                double th = (a[q * d + q] - a[p * d + p]) / (2 * a[p * d + q]);
+                double t = (th >= 0 ? 1 : -1) / (fabs(th) + sqrt(th * th + 1)), c = 1 / sqrt(t * t + 1), s = t * c;
+                for (int k = 0; k < d; k++) {
+                    double x = a[k * d + p], y = a[k * d + q];
+                    a[k * d + p] = c * x - s * y;
+                    a[k * d + q] = s * x + c * y;
+                }
+                for (int k = 0; k < d; k++) {
+                    double x = a[p * d + k], y = a[q * d + k];
+                    a[p * d + k] = c * x - s * y;
+                    a[q * d + k] = s * x + c * y;
+                }
+                for (int k = 0; k < d; k++) {
+                    double x = v[k * d + p], y = v[k * d + q];
+                    v[k * d + p] = c * x - s * y;
+                    v[k * d + q] = s * x + c * y;
+                }
+            }
+    }
+    for (int i = 0; i < d; i++)
+        w[i] = a[i * d + i];
+}
+
+#define DMAX 8
+
+static void sym_pow(int d, const double *S, double pw, double *out)
+{
+    double a[DMAX * DMAX], v[DMAX * DMAX], w[DMAX];
+    memcpy(a, S, sizeof(double) * d * d);
+    jacobi(d, a, w, v);
+    for (int i = 0; i < d; i++)
+        for (int j = 0; j < d; j++) {
+            double acc = 0;
+            for (int k = 0; k < d; k++)
+                acc += v[i * d + k] * pow(w[k], pw) * v[j * d + k];
+            out[i * d + j] = acc;
+        }
+}
+
+static void matmul(int d, const double *x, const double *y, double *out)
+{
+    for (int i = 0; i < d; i++)
+        for (int j = 0; j < d; j++) {
+            double acc = 0;
+            for (int k = 0; k < d; k++)
+                acc += x[i * d + k] * y[k * d + j];
+            out[i * d + j] = acc;
+        }
+}
+
+/* Entropic-OT cross-covariance (algorithms.md §12.b.3):
+ * C = 1/2 A^1/2 D A^-1/2 - s2/2 I, D = (4 A^1/2 B A^1/2 + s2^2 I)^1/2. */
+static void eot_cross(int d, const double *A, const double *B, double s2, double *C)
+{
+    double ah[DMAX * DMAX], aih[DMAX * DMAX], t[DMAX * DMAX], M[DMAX * DMAX], D[DMAX * DMAX];
+    sym_pow(d, A, 0.5, ah);
+    sym_pow(d, A, -0.5, aih);
+    matmul(d, ah, B, t);
+    matmul(d, t, ah, M);
+    for (int i = 0; i < d; i++)
+        for (int j = 0; j < d; j++)
+            M[i * d + j] = 2 * (M[i * d + j] + M[j * d + i]) + (i == j ? s2 * s2 : 0);
+    sym_pow(d, M, 0.5, D);
+    matmul(d, ah, D, t);
+    matmul(d, t, aih, C);
+    for (int i = 0; i < d * d; i++)
+        C[i] = 0.5 * C[i] - (i % (d + 1) == 0 ? s2 / 2 : 0);
+}
+
+/* max over entries of |cov(x, y) - C| */
+static double cross_err(size_t n, int d, const double *x, const double *y, const double *C)
+{
+    double mx[DMAX] = { 0 }, my[DMAX] = { 0 }, err = 0;
+    for (size_t i = 0; i < n; i++)
+        for (int j = 0; j < d; j++) {
+            mx[j] += x[i * d + j] / (double)n;
+            my[j] += y[i * d + j] / (double)n;
+        }
+    for (int a = 0; a < d; a++)
+        for (int b = 0; b < d; b++) {
+            double acc = 0;
+            for (size_t i = 0; i < n; i++)
+                acc += (x[i * d + a] - mx[a]) * (y[i * d + b] - my[b]);
+            err = fmax(err, fabs(acc / (double)(n - 1) - C[a * d + b]));
+        }
+    return err;
+}
+
+static double mean_err(size_t n, int d, const double *x, const double *m)
+{
+    double err = 0;
+    for (int j = 0; j < d; j++)
+        err = fmax(err, fabs(vec_mean(x + j, n, (size_t)d) - m[j]));
+    return err;
+}
+
+static sdflow_sampler *dsb_new(sdflow_ctx *ctx, sdflow_model *data, sdflow_model *prior, long N, double gamma,
+                               long npar)
+{
+    sdflow_sampler *s = NULL;
+    ck_assert_int_eq(sdflow_sampler_create(ctx, SDFLOW_SAMPLER_DSB, &s), SDFLOW_OK);
+    if (data)
+        ck_assert_int_eq(sdflow_sampler_set_model(s, SDFLOW_ROLE_DATA, data), SDFLOW_OK);
+    if (prior)
+        ck_assert_int_eq(sdflow_sampler_set_model(s, SDFLOW_ROLE_PRIOR, prior), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_sampler_set_int(s, SDFLOW_OPT_STEPS, N), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_sampler_set_double(s, SDFLOW_OPT_DSB_GAMMA_MAX, gamma), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_sampler_set_int(s, SDFLOW_OPT_DSB_NPAR, npar), SDFLOW_OK);
+    return s;
+}
+
+/* ---- the reference chain -------------------------------------------------- */
+
+/* Before any forward half-bridge the forward run is the reference chain:
+ * with the OU drift x_{k+1} = x_k - g_k (x_k - mu)/v + sqrt(2 g_k) z, whose
+ * mean and variance follow the exact recursion m' = mu + (1 - g/v)(m - mu),
+ * s' = (1 - g/v)^2 s + 2 g. Checked on the symmetric linear and geometric
+ * ramps (gamma_k recomputed here as the reference code's get_gammas) and
+ * the constant step, Brownian and OU, within 4 SE (n = 40000: SE of the
+ * mean sqrt(s/n), of the variance s sqrt(2/n)). */
+START_TEST(test_dsb_reference_chain)
+{
+    sdflow_ctx *ctx = test_ctx(3);
+    const long N = 20;
+    const size_t n = 40000;
+    double m0 = 1.5, cov = 1;
+    sdflow_model *data;
+    ck_assert_int_eq(sdflow_model_create_gaussian(ctx, 1, &m0, &cov, &data), SDFLOW_OK);
+    double *x = malloc(sizeof(double) * n);
+    for (int sched = 0; sched < 3; sched++)
+        for (int ref = 0; ref < 2; ref++) {
+            sdflow_sampler *s = dsb_new(ctx, data, NULL, N, 0.05, 1000);
+            double lo = 0.01, hi = 0.08, mu = -0.5, v = 2, g[20];
+            ck_assert_int_eq(sdflow_sampler_set_int(s, SDFLOW_OPT_DSB_SCHEDULE, sched), SDFLOW_OK);
+            ck_assert_int_eq(sdflow_sampler_set_double(s, SDFLOW_OPT_DSB_GAMMA_MIN, lo), SDFLOW_OK);
+            ck_assert_int_eq(sdflow_sampler_set_double(s, SDFLOW_OPT_DSB_GAMMA_MAX, hi), SDFLOW_OK);
+            ck_assert_int_eq(sdflow_sampler_set_int(s, SDFLOW_OPT_DSB_REFERENCE, ref), SDFLOW_OK);
+            ck_assert_int_eq(sdflow_sampler_set_double(s, SDFLOW_OPT_DSB_PRIOR_MEAN, mu), SDFLOW_OK);
+            ck_assert_int_eq(sdflow_sampler_set_double(s, SDFLOW_OPT_DSB_PRIOR_VAR, v), SDFLOW_OK);
+            ck_assert_int_eq(sdflow_sampler_set_int(s, SDFLOW_OPT_DSB_DIRECTION, SDFLOW_DSB_DATA_TO_PRIOR), SDFLOW_OK);
+            for (long j = 0; j < N / 2; j++) {
+                double u = (double)j / (double)(N / 2 - 1);
+                g[j] = g[N - 1 - j] = sched == 0 ? hi : sched == 1 ? lo + (hi - lo) * u : lo * pow(hi / lo, u);
+            }
+            double m = m0, var = cov;
+            for (long k = 0; k < N; k++) {
+                double a = ref == SDFLOW_DSB_OU ? 1 - g[k] / v : 1;
+                m = ref == SDFLOW_DSB_OU ? mu + a * (m - mu) : m;
+                var = a * a * var + 2 * g[k];
+            }
+            ck_assert_int_eq(sdflow_sampler_run(s, n, NULL, x), SDFLOW_OK);
+            double em = vec_mean(x, n, 1), ev = vec_var(x, n, 1);
+            test_note("reference chain sched %d ref %d: mean %.4f (exact %.4f), var %.4f (exact %.4f)", sched, ref, em,
+                      m, ev, var);
+            ck_assert_double_le(fabs(em - m), 4 * sqrt(var / (double)n));
+            ck_assert_double_le(fabs(ev - var), 4 * var * sqrt(2.0 / (double)n));
+            sdflow_sampler_free(s);
+        }
+    /* odd N with a symmetric ramp is refused (the ramp has N/2 steps) */
+    sdflow_sampler *s = dsb_new(ctx, data, NULL, 21, 0.05, 1000);
+    ck_assert_int_eq(sdflow_sampler_set_int(s, SDFLOW_OPT_DSB_SCHEDULE, SDFLOW_DSB_SYMMETRIC_LINEAR), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_sampler_set_int(s, SDFLOW_OPT_DSB_DIRECTION, SDFLOW_DSB_DATA_TO_PRIOR), SDFLOW_OK);
+    ck_assert_status_msg(ctx, sdflow_sampler_run(s, 4, NULL, x), SDFLOW_E_INVALID, "even number of steps");
+    sdflow_sampler_free(s);
+    free(x);
+    sdflow_model_free(data);
+    sdflow_ctx_free(ctx);
+}
+END_TEST
+
+/* ---- IPF against the entropic-OT coupling ------------------------------- */
+
+typedef struct gg_errs {
+    double c_bwd, c_fwd, m0, mN, v0, vN; /* max-entry errors */
+} gg_errs;
+
+/* Fits `iters` IPF iterations between N(a, A) and N(b, B) with a Brownian
+ * reference and measures the couplings of n backward (generator, exact
+ * prior-end starts) and n forward (exact data starts) chains. */
+static void gg_run(int d, const double *a, const double *A, const double *b, const double *B, long N, double gamma,
+                   int iters, size_t n, gg_errs *e)
+{
+    sdflow_ctx *ctx = test_ctx(11);
+    sdflow_model *data, *prior;
+    ck_assert_int_eq(sdflow_model_create_gaussian(ctx, (size_t)d, a, A, &data), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_model_create_gaussian(ctx, (size_t)d, b, B, &prior), SDFLOW_OK);
+    sdflow_sampler *s = dsb_new(ctx, data, prior, N, gamma, 50000);
+    ck_assert_int_eq(sdflow_sampler_set_int(s, SDFLOW_OPT_DSB_REFERENCE, SDFLOW_DSB_BROWNIAN), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_sampler_set_int(s, SDFLOW_OPT_DENOISE, 0), SDFLOW_OK);
+    double C[DMAX * DMAX];
+    eot_cross(d, A, B, 2 * (double)N * gamma, C);
+    double *x0 = malloc(sizeof(double) * n * d), *xN = malloc(sizeof(double) * n * d),
+           *y = malloc(sizeof(double) * n * d);
+    ck_assert_int_eq(sdflow_model_sample(data, 21, 0, n, x0), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_model_sample(prior, 22, 0, n, xN), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_sampler_fit(s, iters), SDFLOW_OK);
+    double hb;
+    ck_assert_int_eq(sdflow_sampler_get_stat(s, SDFLOW_STAT_HALF_BRIDGES, &hb), SDFLOW_OK);
+    ck_assert_double_eq(hb, 2.0 * iters);
+    ck_assert_int_eq(sdflow_sampler_run(s, n, xN, y), SDFLOW_OK);
+    e->c_bwd = cross_err(n, d, y, xN, C);
+    e->m0 = mean_err(n, d, y, a);
+    e->v0 = cross_err(n, d, y, y, A);
+    ck_assert_int_eq(sdflow_sampler_set_int(s, SDFLOW_OPT_DSB_DIRECTION, SDFLOW_DSB_DATA_TO_PRIOR), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_sampler_run(s, n, x0, y), SDFLOW_OK);
+    e->c_fwd = cross_err(n, d, x0, y, C);
+    e->mN = mean_err(n, d, y, b);
+    e->vN = cross_err(n, d, y, y, B);
+    test_note("gauss d=%d N=%ld gamma=%g iters=%d: |C-C*| bwd %.4f fwd %.4f; mean X0 %.4f XN %.4f; cov X0 %.4f XN %.4f",
+              d, N, gamma, iters, e->c_bwd, e->c_fwd, e->m0, e->mN, e->v0, e->vN);
+    free(x0);
+    free(xN);
+    free(y);
+    sdflow_sampler_free(s);
+    sdflow_model_free(data);
+    sdflow_model_free(prior);
+    sdflow_ctx_free(ctx);
+}
+
+/* §12.b.3: d = 1, A = 1, B = 4, a = 0, b = 3, T = 1 (s2 = 2): C = 1.2361.
+ * Errors are O(gamma) (fixed transition variance 2 gamma) + IPF
+ * non-convergence + Monte Carlo. n = 20000 evaluation chains: SE of the
+ * cross-covariance sqrt((AB + C^2)/n) = 0.017, of the X_N mean sqrt(B/n) =
+ * 0.014, of the X_N variance B sqrt(2/n) = 0.04 (the 50000 fitting chains
+ * add less: the regression's residual variance is 2 gamma per step).
+ * Measured X_N-mean bias (6 iterations): 0.273 (N = 20), 0.144 (N = 40),
+ * 0.077 (N = 80): first order, about 5.5 gamma. The test checks
+ *  - one iteration is visibly unconverged (X_N mean off by > 0.8, X_0 by > 0.5),
+ *  - after 6 iterations every error <= 6 gamma + 4 SE,
+ *  - halving gamma (N = 40, same T) about halves the X_N-mean bias
+ *    (ratio in [1.4, 2.8]: 2 +- 4 SE of the ratio, SE about 0.15). */
+START_TEST(test_dsb_gaussian_oracle_1d)
+{
+    double a = 0, A = 1, b = 3, B = 4, C;
+    eot_cross(1, &A, &B, 2, &C);
+    ck_assert_double_eq_tol(C, (sqrt(20.0) - 2) / 2, 1e-12);
+    ck_assert_double_eq_tol(C, 1.2361, 1e-4);
+    const size_t n = 20000;
+    gg_errs e1, e6, h6;
+    gg_run(1, &a, &A, &b, &B, 20, 0.05, 1, n, &e1);
+    ck_assert_double_gt(e1.mN, 0.8);
+    ck_assert_double_gt(e1.m0, 0.5);
+    gg_run(1, &a, &A, &b, &B, 20, 0.05, 6, n, &e6);
+    double bias = 6 * 0.05;
+    ck_assert_double_le(e6.c_bwd, bias + 4 * 0.017);
+    ck_assert_double_le(e6.c_fwd, bias + 4 * 0.017);
+    ck_assert_double_le(e6.m0, bias + 4 * sqrt(A / n));
+    ck_assert_double_le(e6.mN, bias + 4 * sqrt(B / n));
+    ck_assert_double_le(e6.v0, bias + 4 * A * sqrt(2.0 / n));
+    ck_assert_double_le(e6.vN, bias + 4 * B * sqrt(2.0 / n));
+    gg_run(1, &a, &A, &b, &B, 40, 0.025, 6, n, &h6);
+    double ratio = e6.mN / h6.mN;
+    test_note("X_N mean bias ratio gamma / (gamma/2) = %.3f", ratio);
+    ck_assert_double_ge(ratio, 1.4);
+    ck_assert_double_le(ratio, 2.8);
+}
+END_TEST
+
+/* d = 5, non-diagonal A and B (tridiagonal, SPD), a = 0, b = 1: same
+ * bounds scaled by the largest variances (entries of A, B <= 2.2; SE of a
+ * cross-covariance entry <= sqrt(2.2 * 2.6 + 1.6^2)/sqrt(n) = 0.03 with
+ * n = 20000); one iteration is visibly off in the cross-covariance. */
+START_TEST(test_dsb_gaussian_oracle_5d)
+{
+    enum { D = 5 };
+    double a[D] = { 0 }, b[D], A[D * D] = { 0 }, B[D * D] = { 0 };
+    for (int i = 0; i < D; i++) {
+        b[i] = 1;
+        A[i * D + i] = 1 + 0.3 * i;
+        B[i * D + i] = 2.2 - 0.2 * i;
+        if (i + 1 < D) {
+            A[i * D + i + 1] = A[(i + 1) * D + i] = 0.4;
+            B[i * D + i + 1] = B[(i + 1) * D + i] = -0.5;
+        }
+    }
+    const size_t n = 20000;
+    gg_errs e1, e5;
+    gg_run(D, a, A, b, B, 20, 0.05, 1, n, &e1);
+    gg_run(D, a, A, b, B, 20, 0.05, 5, n, &e5);
+    double tol = 6 * 0.05 + 4 * 0.03;
+    ck_assert_double_gt(e1.c_bwd + e1.c_fwd + e1.m0 + e1.mN, 2 * (e5.c_bwd + e5.c_fwd + e5.m0 + e5.mN));
+    ck_assert_double_le(e5.c_bwd, tol);
+    ck_assert_double_le(e5.c_fwd, tol);
+    ck_assert_double_le(e5.m0, tol);
+    ck_assert_double_le(e5.mN, tol);
+    ck_assert_double_le(e5.v0, tol + 4 * 2.6 * sqrt(2.0 / n));
+    ck_assert_double_le(e5.vN, tol + 4 * 2.6 * sqrt(2.0 / n));
+}
+END_TEST
+
+/* ---- the first half-bridge is a score-based diffusion ------------------ */
+
+typedef struct rsde_user {
+    sdflow_model *g;
+    const sdflow_process *p;
+    double gamma;
+} rsde_user;
+
+/* Backward residual of the exact first half-bridge in the small-gamma
+ * limit: B_{k+1}(x) - x = -gamma f(x) + 2 gamma score_{t_{k+1}}(x) with
+ * f(x) = -x (OU toward N(0, 1)). */
+static int rsde_backward(size_t n, size_t d, const double *x, const double *t, double *out, void *u)
+{
+    rsde_user *r = u;
+    double tt[64] = { 0 }; /* time label k + 1 (SDFLOW_DSB_TIME_INDEX) -> t_{k+1} = (k + 1) gamma, as on the SDE grid */
+    if (n > 64)
+        return 1;
+    for (size_t i = 0; i < n; i++)
+        tt[i] = t[i] * r->gamma;
+    if (sdflow_model_score(r->g, r->p, n, x, tt, out))
+        return 1;
+    for (size_t i = 0; i < n * d; i++)
+        out[i] = r->gamma * x[i] + 2 * r->gamma * out[i];
+    return 0;
+}
+
+/* The DSB generator with B_{k+1}(x) = x + gamma x + 2 gamma s(x, t_{k+1})
+ * is the Euler-Maruyama reverse-SDE sampler of dx = -x dt + sqrt 2 dW (VP
+ * with beta = 2) on the grid t_k = k gamma, noise-free last step, and with
+ * the same stream it draws the same noise: the outputs agree to rounding. */
+START_TEST(test_dsb_first_iteration_is_reverse_sde)
+{
+    sdflow_ctx *ctx = test_ctx(5);
+    const long N = 20;
+    const double gamma = 0.05;
+    const size_t n = 64;
+    sdflow_process *p;
+    ck_assert_int_eq(sdflow_process_create(ctx, SDFLOW_PROCESS_VP, &p), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_process_set_double(p, SDFLOW_PROC_BETA_MIN, 2), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_process_set_double(p, SDFLOW_PROC_BETA_MAX, 2), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_process_set_double(p, SDFLOW_PROC_T_EPS, 1e-12), SDFLOW_OK);
+    double mean[2] = { 1, -2 }, cov[4] = { 0.5, 0.1, 0.1, 0.3 };
+    sdflow_model *g, *cb;
+    ck_assert_int_eq(sdflow_model_create_gaussian(ctx, 2, mean, cov, &g), SDFLOW_OK);
+    rsde_user u = { g, p, gamma };
+    ck_assert_int_eq(sdflow_model_create_callback(ctx, 2, SDFLOW_OUT_SCORE, rsde_backward, &u, &cb), SDFLOW_OK);
+    /* reverse SDE on t = T, T - gamma, ..., gamma, ~0 */
+    double grid[21];
+    for (long k = 0; k < N; k++)
+        grid[k] = (double)(N - k) * gamma;
+    grid[N] = 1e-12;
+    sdflow_sampler *rs, *ds;
+    ck_assert_int_eq(sdflow_sampler_create(ctx, SDFLOW_SAMPLER_REVERSE_SDE, &rs), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_sampler_set_process(rs, p), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_sampler_set_model(rs, SDFLOW_ROLE_SCORE, g), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_sampler_set_time_grid(rs, N + 1, grid), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_sampler_set_u64(rs, SDFLOW_OPT_STREAM, 77), SDFLOW_OK);
+    ds = dsb_new(ctx, NULL, NULL, N, gamma, 1000);
+    ck_assert_int_eq(sdflow_sampler_set_model(ds, SDFLOW_ROLE_BACKWARD, cb), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_sampler_set_u64(ds, SDFLOW_OPT_STREAM, 77), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_sampler_set_int(ds, SDFLOW_OPT_DSB_TIME_INPUT, SDFLOW_DSB_TIME_INDEX), SDFLOW_OK);
+    double xr[2 * 64], xd[2 * 64];
+    ck_assert_int_eq(sdflow_sampler_run(rs, n, NULL, xr), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_sampler_run(ds, n, NULL, xd), SDFLOW_OK);
+    double err = 0;
+    for (size_t i = 0; i < 2 * n; i++)
+        err = fmax(err, fabs(xr[i] - xd[i]));
+    test_note("dsb vs reverse SDE: max |diff| = %.3g", err);
+    ck_assert_double_le(err, 1e-9);
+    /* another stream: different noise (the agreement is not by accident) */
+    ck_assert_int_eq(sdflow_sampler_set_u64(ds, SDFLOW_OPT_STREAM, 78), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_sampler_run(ds, n, NULL, xd), SDFLOW_OK);
+    ck_assert_double_gt(fabs(xr[0] - xd[0]) + fabs(xr[1] - xd[1]), 1e-3);
+    sdflow_sampler_free(rs);
+    sdflow_sampler_free(ds);
+    sdflow_model_free(cb);
+    sdflow_model_free(g);
+    sdflow_process_free(p);
+    sdflow_ctx_free(ctx);
+}
+END_TEST
+
+/* ---- determinism, data <-> data, cancellation, errors ------------------- */
+
+static sdflow_status fit_and_sample(sdflow_ctx *ctx, int threads, size_t n, double *out)
+{
+    double a[2] = { 0, 1 }, A[4] = { 1, 0.2, 0.2, 0.5 };
+    sdflow_model *data = NULL;
+    sdflow_sampler *s = NULL;
+    sdflow_status st = sdflow_ctx_set_int(ctx, SDFLOW_CTX_THREADS, threads);
+    if (!st)
+        st = sdflow_model_create_gaussian(ctx, 2, a, A, &data);
+    if (!st)
+        st = sdflow_sampler_create(ctx, SDFLOW_SAMPLER_DSB, &s);
+    if (!st)
+        st = sdflow_sampler_set_model(s, SDFLOW_ROLE_DATA, data);
+    if (!st)
+        st = sdflow_sampler_set_int(s, SDFLOW_OPT_DSB_NPAR, 700);
+    if (!st)
+        st = sdflow_sampler_set_int(s, SDFLOW_OPT_DSB_BATCH, 300);
+    if (!st)
+        st = sdflow_sampler_set_int(s, SDFLOW_OPT_STEPS, 10);
+    if (!st)
+        st = sdflow_sampler_fit(s, 2);
+    if (!st)
+        st = sdflow_sampler_run(s, n, NULL, out);
+    if (!st && n > 1) { /* the same rows from two shards */
+        double *half = out + n * 2;
+        st = sdflow_sampler_set_u64(s, SDFLOW_OPT_FIRST_INDEX, 1);
+        if (!st)
+            st = sdflow_sampler_run(s, n - 1, NULL, half);
+        if (!st)
+            ck_assert_int_eq(memcmp(half, out + 2, (n - 1) * 2 * sizeof(double)), 0);
+    }
+    sdflow_sampler_free(s);
+    sdflow_model_free(data);
+    return st;
+}
+
+START_TEST(test_dsb_deterministic)
+{
+    double x1[2 * 50 * 2], x2[2 * 50 * 2];
+    sdflow_ctx *ctx = test_ctx(9);
+    ck_assert_int_eq(fit_and_sample(ctx, 1, 50, x1), SDFLOW_OK);
+    ck_assert_int_eq(fit_and_sample(ctx, 2, 50, x2), SDFLOW_OK);
+    ck_assert_int_eq(memcmp(x1, x2, 100 * sizeof(double)), 0);
+    ck_assert_int_eq(sdflow_ctx_set_u64(ctx, SDFLOW_CTX_SEED, 10), SDFLOW_OK);
+    ck_assert_int_eq(fit_and_sample(ctx, 1, 50, x2), SDFLOW_OK);
+    ck_assert_int_ne(memcmp(x1, x2, 100 * sizeof(double)), 0);
+    sdflow_ctx_free(ctx);
+}
+END_TEST
+
+/* data array <-> data array ("continuous Sinkhorn"): kernel models as both
+ * ends; the generator's X_0 reproduces the data end's mean and variance
+ * within O(gamma) + 4 SE (the same bias bound as the Gaussian oracle). */
+START_TEST(test_dsb_data_to_data)
+{
+    sdflow_ctx *ctx = test_ctx(13);
+    const size_t m = 4000, n = 10000;
+    double *ya = malloc(sizeof(double) * m), *yb = malloc(sizeof(double) * m), *x = malloc(sizeof(double) * n);
+    ck_assert_int_eq(sdflow_rng_normal(ctx, 1, 0, m, 1, ya), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_rng_uniform(ctx, 2, 0, m, 1, yb), SDFLOW_OK);
+    for (size_t i = 0; i < m; i++)
+        yb[i] = 2 + 4 * yb[i]; /* U(2, 6): mean 4, var 4/3 */
+    sdflow_model *ka, *kb;
+    ck_assert_int_eq(sdflow_model_create_kernel(ctx, m, 1, ya, &ka), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_model_create_kernel(ctx, m, 1, yb, &kb), SDFLOW_OK);
+    sdflow_sampler *s = dsb_new(ctx, ka, kb, 20, 0.05, 20000);
+    ck_assert_int_eq(sdflow_sampler_set_int(s, SDFLOW_OPT_DSB_REFERENCE, SDFLOW_DSB_BROWNIAN), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_sampler_set_int(s, SDFLOW_OPT_DENOISE, 0), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_sampler_fit(s, 5), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_sampler_run(s, n, NULL, x), SDFLOW_OK);
+    double ma = vec_mean(ya, m, 1), va = vec_var(ya, m, 1), em = vec_mean(x, n, 1), ev = vec_var(x, n, 1);
+    test_note("data<->data: X_0 mean %.4f (data %.4f), var %.4f (data %.4f)", em, ma, ev, va);
+    ck_assert_double_le(fabs(em - ma), 0.3 + 4 * sqrt(va / n));
+    ck_assert_double_le(fabs(ev - va), 0.3 + 4 * va * sqrt(2.0 / n));
+    sdflow_sampler_free(s);
+    sdflow_model_free(ka);
+    sdflow_model_free(kb);
+    free(ya);
+    free(yb);
+    free(x);
+    sdflow_ctx_free(ctx);
+}
+END_TEST
+
+static int cancel_at(void *u, long done, long total)
+{
+    (void)total;
+    return done >= *(long *)u;
+}
+
+/* Cancelling inside the forward half-bridge of iteration 1 keeps the
+ * backward means of the finished half-bridge: the generator still runs and
+ * equals that of a sampler fitted for exactly one half-bridge... which the
+ * public API cannot stop at, so it is compared with a run cancelled at the
+ * same point under another cancellation count of the same half. */
+START_TEST(test_dsb_cancel)
+{
+    sdflow_ctx *ctx = test_ctx(17);
+    double a = 0.5, A = 2;
+    sdflow_model *data;
+    ck_assert_int_eq(sdflow_model_create_gaussian(ctx, 1, &a, &A, &data), SDFLOW_OK);
+    double x1[32], x2[32], hb;
+    for (int rep = 0; rep < 2; rep++) {
+        sdflow_sampler *s = dsb_new(ctx, data, NULL, 10, 0.05, 1000);
+        ck_assert_int_eq(sdflow_sampler_set_int(s, SDFLOW_OPT_DSB_BATCH, 250), SDFLOW_OK);
+        long at = rep == 0 ? 5 : 7; /* 4 batches per half: calls 5..8 are the forward half */
+        ck_assert_int_eq(sdflow_ctx_set_progress(ctx, cancel_at, &at), SDFLOW_OK);
+        ck_assert_status_msg(ctx, sdflow_sampler_fit(s, 2), SDFLOW_E_CANCELLED, "cancel");
+        ck_assert_int_eq(sdflow_ctx_set_progress(ctx, NULL, NULL), SDFLOW_OK);
+        ck_assert_int_eq(sdflow_sampler_get_stat(s, SDFLOW_STAT_HALF_BRIDGES, &hb), SDFLOW_OK);
+        ck_assert_double_eq(hb, 1);
+        ck_assert_int_eq(sdflow_sampler_run(s, 32, NULL, rep ? x2 : x1), SDFLOW_OK);
+        /* fitting continues from the kept half-bridge */
+        ck_assert_int_eq(sdflow_sampler_fit(s, 1), SDFLOW_OK);
+        ck_assert_int_eq(sdflow_sampler_get_stat(s, SDFLOW_STAT_HALF_BRIDGES, &hb), SDFLOW_OK);
+        ck_assert_double_eq(hb, 3);
+        sdflow_sampler_free(s);
+    }
+    ck_assert_int_eq(memcmp(x1, x2, sizeof x1), 0);
+    /* a run cancelled at step 3 of 10 leaves the state after step 3 */
+    sdflow_sampler *s = dsb_new(ctx, data, NULL, 10, 0.05, 1000);
+    ck_assert_int_eq(sdflow_sampler_set_int(s, SDFLOW_OPT_DSB_DIRECTION, SDFLOW_DSB_DATA_TO_PRIOR), SDFLOW_OK);
+    long at = 3;
+    ck_assert_int_eq(sdflow_ctx_set_progress(ctx, cancel_at, &at), SDFLOW_OK);
+    ck_assert_status_msg(ctx, sdflow_sampler_run(s, 32, NULL, x1), SDFLOW_E_CANCELLED, "cancel");
+    ck_assert_int_eq(sdflow_ctx_set_progress(ctx, NULL, NULL), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_sampler_set_int(s, SDFLOW_OPT_STEPS, 3), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_sampler_run(s, 32, NULL, x2), SDFLOW_OK);
+    ck_assert_int_eq(memcmp(x1, x2, sizeof x1), 0);
+    sdflow_sampler_free(s);
+    sdflow_model_free(data);
+    sdflow_ctx_free(ctx);
+}
+END_TEST
+
+static int nan_model(size_t n, size_t d, const double *x, const double *t, double *out, void *u)
+{
+    (void)x;
+    (void)t;
+    (void)u;
+    for (size_t i = 0; i < n * d; i++)
+        out[i] = i == 3 ? NAN : 0;
+    return 0;
+}
+
+START_TEST(test_dsb_errors)
+{
+    sdflow_ctx *ctx = test_ctx(1);
+    double a = 0, A = 1, x[8] = { 0 };
+    sdflow_model *data, *cb;
+    ck_assert_int_eq(sdflow_model_create_gaussian(ctx, 1, &a, &A, &data), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_model_create_callback(ctx, 1, SDFLOW_OUT_SCORE, nan_model, NULL, &cb), SDFLOW_OK);
+    sdflow_sampler *s;
+    ck_assert_int_eq(sdflow_sampler_create(ctx, SDFLOW_SAMPLER_DSB, &s), SDFLOW_OK);
+    ck_assert_str_eq(sdflow_sampler_kind_name(SDFLOW_SAMPLER_DSB), "dsb");
+    /* nothing bound: the dimension is unknown */
+    ck_assert_status_msg(ctx, sdflow_sampler_run(s, 4, NULL, x), SDFLOW_E_STATE, "dimension unknown");
+    ck_assert_status_msg(ctx, sdflow_sampler_fit(s, 1), SDFLOW_E_STATE, "dimension unknown");
+    ck_assert_int_eq(sdflow_sampler_set_model(s, SDFLOW_ROLE_DATA, data), SDFLOW_OK);
+    /* roles of other kinds, options of other kinds */
+    ck_assert_status_msg(ctx, sdflow_sampler_set_model(s, SDFLOW_ROLE_SCORE, data), SDFLOW_E_INVALID, "role");
+    ck_assert_int_eq(sdflow_sampler_set_double(s, SDFLOW_OPT_SNR, 1), SDFLOW_E_UNSUPPORTED);
+    ck_assert_int_eq(sdflow_sampler_set_double(s, SDFLOW_OPT_DSB_GAMMA_MAX, -1), SDFLOW_E_INVALID);
+    ck_assert_int_eq(sdflow_sampler_set_double(s, SDFLOW_OPT_DSB_PRIOR_VAR, NAN), SDFLOW_E_INVALID);
+    ck_assert_int_eq(sdflow_sampler_set_int(s, SDFLOW_OPT_DSB_SCHEDULE, 3), SDFLOW_E_INVALID);
+    ck_assert_status_msg(ctx, sdflow_sampler_fit(s, 0), SDFLOW_E_INVALID, "iterations");
+    ck_assert_int_eq(sdflow_sampler_fit(NULL, 1), SDFLOW_E_INVALID);
+    /* no backward means yet */
+    ck_assert_status_msg(ctx, sdflow_sampler_run(s, 4, NULL, x), SDFLOW_E_STATE, "no backward means");
+    /* too few chains for the affine fit */
+    ck_assert_int_eq(sdflow_sampler_set_int(s, SDFLOW_OPT_DSB_NPAR, 2), SDFLOW_OK);
+    ck_assert_status_msg(ctx, sdflow_sampler_fit(s, 1), SDFLOW_E_INVALID, "npar");
+    ck_assert_int_eq(sdflow_sampler_set_int(s, SDFLOW_OPT_DSB_NPAR, 100), SDFLOW_OK);
+    /* NaN input */
+    x[1] = NAN;
+    ck_assert_int_eq(sdflow_sampler_set_int(s, SDFLOW_OPT_DSB_DIRECTION, SDFLOW_DSB_DATA_TO_PRIOR), SDFLOW_OK);
+    ck_assert_status_msg(ctx, sdflow_sampler_run(s, 4, x, x), SDFLOW_E_INVALID, "NaN");
+    x[1] = 0;
+    /* a network returning NaN: E_NUMERIC naming the transition */
+    ck_assert_int_eq(sdflow_sampler_set_int(s, SDFLOW_OPT_DSB_DIRECTION, SDFLOW_DSB_PRIOR_TO_DATA), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_sampler_set_model(s, SDFLOW_ROLE_BACKWARD, cb), SDFLOW_OK);
+    ck_assert_status_msg(ctx, sdflow_sampler_run(s, 8, NULL, x), SDFLOW_E_NUMERIC, "transition 19");
+    /* bound networks are not fitted by sdflow_sampler_fit */
+    ck_assert_status_msg(ctx, sdflow_sampler_fit(s, 1), SDFLOW_E_UNSUPPORTED, "trainer");
+    ck_assert_int_eq(sdflow_sampler_set_model(s, SDFLOW_ROLE_BACKWARD, NULL), SDFLOW_OK);
+    /* a prior variance that overflows the chain: E_NUMERIC, nothing committed */
+    ck_assert_int_eq(sdflow_sampler_set_double(s, SDFLOW_OPT_DSB_PRIOR_VAR, 1e-150), SDFLOW_OK);
+    ck_assert_int_ne(sdflow_sampler_fit(s, 1), SDFLOW_OK);
+    double hb;
+    ck_assert_int_eq(sdflow_sampler_get_stat(s, SDFLOW_STAT_HALF_BRIDGES, &hb), SDFLOW_OK);
+    ck_assert_double_eq(hb, 0);
+    ck_assert_int_eq(sdflow_sampler_set_double(s, SDFLOW_OPT_DSB_PRIOR_VAR, 1), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_sampler_fit(s, 1), SDFLOW_OK);
+    /* the fitted means belong to N = 20 */
+    ck_assert_int_eq(sdflow_sampler_set_int(s, SDFLOW_OPT_STEPS, 10), SDFLOW_OK);
+    ck_assert_status_msg(ctx, sdflow_sampler_run(s, 4, NULL, x), SDFLOW_E_STATE, "fitted means");
+    /* other samplers have no fit */
+    sdflow_sampler *o;
+    ck_assert_int_eq(sdflow_sampler_create(ctx, SDFLOW_SAMPLER_REVERSE_SDE, &o), SDFLOW_OK);
+    ck_assert_status_msg(ctx, sdflow_sampler_fit(o, 1), SDFLOW_E_UNSUPPORTED, "dsb");
+    ck_assert_status_msg(ctx, sdflow_sampler_set_model(o, SDFLOW_ROLE_FORWARD, data), SDFLOW_E_INVALID, "role");
+    sdflow_sampler_free(o);
+    sdflow_sampler_free(s);
+    sdflow_model_free(cb);
+    sdflow_model_free(data);
+    sdflow_ctx_free(ctx);
+}
+END_TEST
+
+static sdflow_status dsb_alloc_workload(const sdflow_allocator *al)
+{
+    sdflow_ctx *ctx = NULL;
+    sdflow_status st = sdflow_ctx_create(&ctx, al);
+    if (st)
+        return st;
+    double out[2 * 3 * 2];
+    st = fit_and_sample(ctx, 1, 3, out);
+    sdflow_ctx_free(ctx);
+    return st;
+}
+
+START_TEST(test_dsb_alloc_failures)
+{
+    check_all_alloc_failures(dsb_alloc_workload);
+}
+END_TEST
+
+Suite *dsb_suite(void)
+{
+    Suite *s = suite_create("dsb");
+    TCase *tc = tcase_create("dsb");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_dsb_reference_chain);
+    tcase_add_test(tc, test_dsb_gaussian_oracle_1d);
+    tcase_add_test(tc, test_dsb_gaussian_oracle_5d);
+    tcase_add_test(tc, test_dsb_first_iteration_is_reverse_sde);
+    tcase_add_test(tc, test_dsb_deterministic);
+    tcase_add_test(tc, test_dsb_data_to_data);
+    tcase_add_test(tc, test_dsb_cancel);
+    tcase_add_test(tc, test_dsb_errors);
+    tcase_add_test(tc, test_dsb_alloc_failures);
+    suite_add_tcase(s, tc);
+    return s;
+}
