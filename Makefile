@@ -236,7 +236,8 @@ check: all
 # statistical suites (sampler, sdflow, metrics) and the threaded
 # allocation-failure runs (torture_heavy) are left to the native and ASan
 # runs to keep CI within its time budget; torture (every allocation of every
-# public entry point failed and retried, single-threaded) takes ~80 s CPU here.
+# public entry point failed and retried, single-threaded) takes ~80 s CPU here,
+# io (truncation, bit flips, malformed headers) ~20 s of CPU.
 VALGRIND_SUITES ?= core process model kernel defects density torture io
 valgrind: $(TEST_BIN)
 	@for s in $(VALGRIND_SUITES); do \
