@@ -65,7 +65,7 @@ for i, cfg in enumerate(CONFIGS):
         check("torch -> libsdflow, %s file" % ("F64" if dtype == torch.float64 else "F32"), rel(got, ref), tol)
     # libsdflow -> torch: a library-made model, saved by the library
     opts = dict(depth=cfg["depth"], width=cfg["width"], freqs=cfg["nfreq"],
-                activation=torch_mlp.ACTIVATIONS.index(cfg["act"]), residual=int(cfg["residual"]),
+                activation=torch_mlp.ACTIVATIONS.index(cfg["act"]), residual=2 if cfg["residual"] else 0,
                 output=torch_mlp.OUTPUTS.index(cfg["output"]), time_input=cfg["time_input"])
     m = sdflow.Model.mlp(ctx, cfg["d"], **opts)
     path = os.path.join(tmp, "c%d.safetensors" % i)

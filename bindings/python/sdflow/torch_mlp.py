@@ -12,7 +12,9 @@ not by the safetensors package.
     net2 = import_("model.safetensors")                  # a file libsdflow saved
 
 The network: z0 = [x, sin(2 pi f s), cos(2 pi f s)], depth hidden layers
-act(W z + b) (with residual: z + act(W z + b) from the second on), a linear
+act(W z + b) (with residual: z + act(W z + b) from the second on, libsdflow's
+SDFLOW_OPT_MLP_RESIDUAL = 2; its residual blocks, value 1, are the
+ScoreMLP(residual=1) of bench/mlp_twin.py), a linear
 output of d values (the output kind: eps, score, x0, velocity, v) or of one
 value (energy E, score = -grad_x E). s = t (time_input 0) or
 log(sigma(t))/4 (time_input 1; sigma of the process, or sigma = t without).
@@ -115,7 +117,7 @@ def metadata(net, process=None):
         "sdflow.model.mlp_width": str(net.width),
         "sdflow.model.mlp_activation": str(ACTIVATIONS.index(net.act_name)),
         "sdflow.model.mlp_freqs": str(net.nfreq),
-        "sdflow.model.mlp_residual": str(int(net.residual)),
+        "sdflow.model.mlp_residual": "2" if net.residual else "0",  # the one-linear residual form
         "sdflow.model.mlp_output": str(OUTPUTS.index(net.output)),
         "sdflow.model.mlp_time_input": str(net.time_input),
     }
@@ -147,8 +149,11 @@ def import_(path, dtype=torch.float64):
     def opt(name):
         return int(meta["sdflow.model.mlp_" + name])
 
+    if opt("residual") == 1:
+        raise ValueError("residual blocks (mlp_residual 1) are not this module's form; "
+                         "bench/mlp_twin.py ScoreMLP(residual=1) has them")
     net = ScoreMLP(int(meta["sdflow.dim"]), width=opt("width"), depth=opt("depth"), nfreq=opt("freqs"),
-                   act=ACTIVATIONS[opt("activation")], residual=opt("residual"), output=OUTPUTS[opt("output")],
+                   act=ACTIVATIONS[opt("activation")], residual=opt("residual") == 2, output=OUTPUTS[opt("output")],
                    time_input=opt("time_input"), dtype=dtype)
     state = {k: torch.from_numpy(v).to(dtype) for k, v in tensors.items()}
     if net.nfreq == 0:
