@@ -39,10 +39,12 @@ def check(what, r, tol):
 
 
 CONFIGS = [
-    dict(d=2, width=16, depth=3, nfreq=4, act="silu", residual=False, output="eps", time_input=0),
-    dict(d=3, width=12, depth=2, nfreq=3, act="tanh", residual=True, output="energy", time_input=0),
-    dict(d=2, width=8, depth=2, nfreq=2, act="gelu", residual=False, output="v", time_input=1),
-    dict(d=2, width=8, depth=1, nfreq=0, act="softplus", residual=False, output="score", time_input=0),
+    dict(d=2, width=16, depth=3, nfreq=4, act="silu", residual=0, output="eps", time_input=0),
+    dict(d=3, width=12, depth=3, nfreq=3, act="tanh", residual=1, output="energy", time_input=0),
+    dict(d=2, width=8, depth=2, nfreq=2, act="gelu", residual=2, output="v", time_input=1, learn_freqs=True,
+         freq_scale=0.7),
+    dict(d=2, width=8, depth=1, nfreq=0, act="softplus", residual=0, output="score", time_input=0),
+    dict(d=2, width=10, depth=5, nfreq=5, act="silu", residual=1, output="x0", time_input=0, learn_freqs=True),
 ]
 ctx = sdflow.Ctx(seed=1)
 for i, cfg in enumerate(CONFIGS):
@@ -65,8 +67,11 @@ for i, cfg in enumerate(CONFIGS):
         check("torch -> libsdflow, %s file" % ("F64" if dtype == torch.float64 else "F32"), rel(got, ref), tol)
     # libsdflow -> torch: a library-made model, saved by the library
     opts = dict(depth=cfg["depth"], width=cfg["width"], freqs=cfg["nfreq"],
-                activation=torch_mlp.ACTIVATIONS.index(cfg["act"]), residual=2 if cfg["residual"] else 0,
-                output=torch_mlp.OUTPUTS.index(cfg["output"]), time_input=cfg["time_input"])
+                activation=torch_mlp.ACTIVATIONS.index(cfg["act"]), residual=int(cfg["residual"]),
+                output=torch_mlp.OUTPUTS.index(cfg["output"]), time_input=cfg["time_input"],
+                learn_freqs=int(cfg.get("learn_freqs", False)))
+    if "freq_scale" in cfg:
+        opts["freq_scale"] = cfg["freq_scale"]
     m = sdflow.Model.mlp(ctx, cfg["d"], **opts)
     path = os.path.join(tmp, "c%d.safetensors" % i)
     m.save(path)

@@ -69,6 +69,10 @@ static sdflow_model *make_mlp(sdflow_ctx *ctx, size_t d, int variant)
         ck_assert_int_eq(sdflow_model_set_int(m, SDFLOW_OPT_MLP_OUTPUT, SDFLOW_MLP_ENERGY), SDFLOW_OK);
         ck_assert_int_eq(sdflow_model_set_int(m, SDFLOW_OPT_MLP_RESIDUAL, 1), SDFLOW_OK);
         ck_assert_int_eq(sdflow_model_set_int(m, SDFLOW_OPT_MLP_TIME_INPUT, 1), SDFLOW_OK);
+    } else if (variant == 3) { /* the first release's residual form, learned frequencies at another scale */
+        ck_assert_int_eq(sdflow_model_set_int(m, SDFLOW_OPT_MLP_RESIDUAL, 2), SDFLOW_OK);
+        ck_assert_int_eq(sdflow_model_set_int(m, SDFLOW_OPT_MLP_LEARN_FREQS, 1), SDFLOW_OK);
+        ck_assert_int_eq(sdflow_model_set_double(m, SDFLOW_OPT_MLP_FREQ_SCALE, 0.7123456789012345), SDFLOW_OK);
     } else if (variant == 2) {
         ck_assert_int_eq(sdflow_model_set_int(m, SDFLOW_OPT_MLP_FREQS, 0), SDFLOW_OK);
         ck_assert_int_eq(sdflow_model_set_int(m, SDFLOW_OPT_MLP_OUTPUT, SDFLOW_OUT_V), SDFLOW_OK);
@@ -189,7 +193,7 @@ START_TEST(test_io_round_trip_every_kind)
 {
     sdflow_ctx *ctx = test_ctx(7);
     sdflow_model *ms[] = { make_gaussian(ctx), make_gmm(ctx), make_kernel(ctx, 50, 3), make_kernel(ctx, 40, 13),
-                           make_mlp(ctx, 2, 0), make_mlp(ctx, 3, 1), make_mlp(ctx, 2, 2) };
+                           make_mlp(ctx, 2, 0), make_mlp(ctx, 3, 1), make_mlp(ctx, 2, 2), make_mlp(ctx, 2, 3) };
     for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) {
         round_trip(ms[i], NULL);
         for (int v = 0; v < 3; v++) {

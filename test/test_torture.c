@@ -387,6 +387,47 @@ static void mlp_scenario(tt_state *h, int energy)
 static void sc_mlp(tt_state *h) { mlp_scenario(h, 0); }
 static void sc_mlp_energy(tt_state *h) { mlp_scenario(h, 1); }
 
+/* ---- model files --------------------------------------------------------------- */
+
+/* Save (buffer and path) with the process, load back, evaluate: gmm, kernel, mlp. */
+static void sc_files(tt_state *h)
+{
+    sdflow_ctx *ctx = tt_ctx(h, 21);
+    sdflow_process *p = tt_vp(h, ctx), *p2 = NULL;
+    double y[12];
+    fill(y, 12, 1.1, 0.7, 0.2);
+    sdflow_model *ms[3] = { tt_gmm(h, ctx), NULL, NULL }, *m2 = NULL;
+    TT_NEW(h, ms[1], sdflow_model_create_kernel(ctx, 6, 2, y, &ms[1]));
+    TT_NEW(h, ms[2], sdflow_model_create_mlp(ctx, 2, &ms[2]));
+    TT(h, sdflow_model_set_int(ms[2], SDFLOW_OPT_MLP_WIDTH, 4));
+    TT(h, sdflow_model_set_int(ms[2], SDFLOW_OPT_MLP_FREQS, 2));
+    for (int i = 0; i < 3; i++) {
+        size_t size = 0;
+        TT(h, sdflow_model_save_buffer(ms[i], p, NULL, 0, &size));
+        unsigned char *buf = malloc(size);
+        ck_assert(buf);
+        TT(h, sdflow_model_save_buffer(ms[i], p, buf, size, &size));
+        tt_rec(h, buf, size);
+        TT(h, sdflow_model_load_buffer(ctx, buf, size, &m2, &p2));
+        eval_all(h, m2, p2, rows(h, 4), 2, i < 2);
+        sdflow_model_free(m2);
+        sdflow_process_free(p2);
+        free(buf);
+    }
+    char path[256];
+    snprintf(path, sizeof path, "%s/sdflow-torture-%ld.safetensors", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+             (long)getpid());
+    TT(h, sdflow_model_save(ms[0], p, path));
+    TT(h, sdflow_model_load(ctx, path, &m2, NULL));
+    eval_all(h, m2, p, rows(h, 4), 2, 1);
+    remove(path);
+    sdflow_model_free(m2);
+    for (int i = 0; i < 3; i++)
+        sdflow_model_free(ms[i]);
+    sdflow_process_free(p);
+    sdflow_ctx_free(ctx);
+}
+
 /* ---- samplers ----------------------------------------------------------------- */
 
 /* One diffusion sampler of `kind` on the 2-D GMM under VP: an option set
@@ -1099,6 +1140,7 @@ static const tt_row scenarios[] = {
     { "callback", sc_callback, TT_LIGHT, 1, 1 },
     { "mlp", sc_mlp, TT_LIGHT, 1, 1 },
     { "mlp_energy", sc_mlp_energy, TT_LIGHT, 1, 1 },
+    { "model_files", sc_files, TT_LIGHT, 1, 1 },
     { "reverse_sde", sc_sde, TT_LIGHT, 1, 1 },
     { "pc", sc_pc, TT_LIGHT, 1, 1 },
     { "pf_ode_euler", sc_ode_euler, TT_LIGHT, 1, 1 },

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "kernel_internal.h"
+#include "mlp_net.h"
 #include "safetensors.h"
 
 #define PREFIX "sdflow."
@@ -195,7 +196,7 @@ static size_t tensor_at(loader *L, const char *name)
 
 typedef struct kind_io {
     sdflow_model_kind kind;
-    const sdflow_option *keys; /* int options kept as metadata */
+    const sdflow_option *keys; /* options kept as metadata (int or double) */
     size_t nkeys;
     /* Number of tensors of m (the save array's size). */
     sdflow_status (*count)(sdflow_model *m, size_t *n);
@@ -361,15 +362,22 @@ static sdflow_status mlp_create(loader *L, sdflow_model **out)
 static sdflow_status mlp_finish(loader *L, sdflow_model *m)
 {
     /* the values the options imply, before the network is allocated: a
-     * hostile file cannot make the loader allocate more than its tensors hold */
-    long depth, width, freqs, output;
+     * hostile file cannot make the loader allocate more than its tensors
+     * hold (the layout is the network's own, src/nn/mlp_net.c) */
+    long depth, width, freqs, output, act, residual, learn;
     sdflow_model_get_int(m, SDFLOW_OPT_MLP_DEPTH, &depth);
     sdflow_model_get_int(m, SDFLOW_OPT_MLP_WIDTH, &width);
     sdflow_model_get_int(m, SDFLOW_OPT_MLP_FREQS, &freqs);
     sdflow_model_get_int(m, SDFLOW_OPT_MLP_OUTPUT, &output);
-    double w = (double)width, d_in = (double)L->d + 2.0 * (double)freqs;
-    double d_out = output == SDFLOW_MLP_ENERGY ? 1.0 : (double)L->d;
-    double need = w * (d_in + 1) + (double)(depth - 1) * w * (w + 1) + d_out * (w + 1) + (double)freqs, have = 0;
+    sdflow_model_get_int(m, SDFLOW_OPT_MLP_ACTIVATION, &act);
+    sdflow_model_get_int(m, SDFLOW_OPT_MLP_RESIDUAL, &residual);
+    sdflow_model_get_int(m, SDFLOW_OPT_MLP_LEARN_FREQS, &learn);
+    sdflow__mlp net = { .d = L->d, .depth = (size_t)depth, .width = (size_t)width, .nfreq = (size_t)freqs,
+                        .act = (int)act, .residual = (int)residual, .learn_freqs = learn && freqs > 0,
+                        .energy = output == SDFLOW_MLP_ENERGY };
+    net.d_out = net.energy ? 1 : L->d;
+    sdflow__mlp_layout(&net);
+    double need = (double)net.nparam + (net.learn_freqs ? 0.0 : (double)net.nfreq), have = 0;
     for (size_t i = 0; i < L->f.nt; i++)
         have += (double)L->f.t[i].count;
     if (need > have) {
@@ -398,13 +406,14 @@ static sdflow_status mlp_finish(loader *L, sdflow_model *m)
 static const sdflow_option kernel_keys[] = { SDFLOW_OPT_BLOCK_Q, SDFLOW_OPT_BLOCK_Y };
 static const sdflow_option mlp_keys[] = { SDFLOW_OPT_MLP_DEPTH, SDFLOW_OPT_MLP_WIDTH, SDFLOW_OPT_MLP_ACTIVATION,
                                           SDFLOW_OPT_MLP_FREQS, SDFLOW_OPT_MLP_RESIDUAL, SDFLOW_OPT_MLP_OUTPUT,
-                                          SDFLOW_OPT_MLP_TIME_INPUT };
+                                          SDFLOW_OPT_MLP_TIME_INPUT, SDFLOW_OPT_MLP_LEARN_FREQS,
+                                          SDFLOW_OPT_MLP_FREQ_SCALE };
 
 static const kind_io kinds[] = {
     { SDFLOW_MODEL_GAUSSIAN, NULL, 0, two_tensors, gaussian_save, gaussian_create, NULL },
     { SDFLOW_MODEL_GMM, NULL, 0, three_tensors, gmm_save, gmm_create, NULL },
     { SDFLOW_MODEL_KERNEL, kernel_keys, 2, two_tensors, kernel_save, kernel_create, NULL },
-    { SDFLOW_MODEL_MLP, mlp_keys, 7, mlp_count, mlp_save, mlp_create, mlp_finish },
+    { SDFLOW_MODEL_MLP, mlp_keys, sizeof mlp_keys / sizeof mlp_keys[0], mlp_count, mlp_save, mlp_create, mlp_finish },
 };
 
 static const kind_io *kind_row(sdflow_model_kind kind)
@@ -479,9 +488,15 @@ static sdflow_status save_to(sdflow_model *m, const sdflow_process *p, void *buf
         kv_add(b, PREFIX, "dim", num);
         kv_add(b, PREFIX, "output", output_of(m));
         for (size_t i = 0; i < row->nkeys && !st; i++) {
-            long v;
-            st = sdflow_model_get_int(m, row->keys[i], &v);
-            snprintf(num, sizeof num, "%ld", v);
+            if (sdflow_option_get_type(row->keys[i]) == SDFLOW_TYPE_DOUBLE) {
+                double v;
+                st = sdflow_model_get_double(m, row->keys[i], &v);
+                fmt_double(num, sizeof num, v);
+            } else {
+                long v;
+                st = sdflow_model_get_int(m, row->keys[i], &v);
+                snprintf(num, sizeof num, "%ld", v);
+            }
             kv_add(b, PREFIX "model.", sdflow_option_name(row->keys[i]), num);
         }
         if (p && !st) {
@@ -664,9 +679,17 @@ static sdflow_status load_all(loader *L, const void *buf, size_t size, sdflow_mo
         snprintf(key, sizeof key, PREFIX "model.%s", sdflow_option_name(row->keys[i]));
         if ((st = need_meta(L, key, &v, &at)))
             return st;
-        if (!parse_long(v, -(1L << 40), 1L << 40, &val))
-            return fmt_err(ctx, at, "%s: \"%s\" is not an integer", key, v);
-        if ((st = as_format(ctx, sdflow_model_set_int(*model, row->keys[i], val), at, key)))
+        if (sdflow_option_get_type(row->keys[i]) == SDFLOW_TYPE_DOUBLE) {
+            double dv;
+            if (!parse_double(v, &dv))
+                return fmt_err(ctx, at, "%s: \"%s\" is not a finite decimal number", key, v);
+            st = sdflow_model_set_double(*model, row->keys[i], dv);
+        } else {
+            if (!parse_long(v, -(1L << 40), 1L << 40, &val))
+                return fmt_err(ctx, at, "%s: \"%s\" is not an integer", key, v);
+            st = sdflow_model_set_int(*model, row->keys[i], val);
+        }
+        if ((st = as_format(ctx, st, at, key)))
             return st;
     }
     if (row->finish && (st = row->finish(L, *model)))

@@ -379,7 +379,7 @@ class Model:
         ctx.check(_L().sdflow_model_create_mlp(ctx._h, d, _c.byref(h)))
         m = cls(ctx, h)
         for k, v in options.items():
-            _set_option(ctx, "model", h, "mlp_" + k, int(v))
+            _set_option(ctx, "model", h, "mlp_" + k, v)
         return m
 
     def param_names(self):
