@@ -43,7 +43,7 @@ sdflow_status sdflow__tm_eval(sdflow_trainer *t, size_t n, const double *x, cons
     sdflow_status st = prepare(t, n, x, tt, &net, &z0);
     if (st)
         return st;
-    if (net->d_out == 1) {
+    if (net->energy) {
         st = sdflow__mlp_grad_x(t->ctx, net, n, z0, NULL, out);
         negate(n * net->d, out);
     } else {
@@ -61,7 +61,7 @@ sdflow_status sdflow__tm_grad(sdflow_trainer *t, size_t n, const double *x, cons
     sdflow_status st = prepare(t, n, x, tt, &net, &z0);
     if (st)
         return st;
-    if (net->d_out != 1) {
+    if (!net->energy) {
         st = sdflow__mlp_backward(t->ctx, net, n, z0, w, grad, NULL);
     } else {
         /* w . score = -w . grad_x E = -(1^T D(E) w): the bilinear form with a = 1, b = w, negated.
@@ -93,7 +93,7 @@ sdflow_status sdflow__tm_eval_grad_affine(sdflow_trainer *t, size_t n, const dou
     sdflow_status st = prepare(t, n, x, tt, &net, &z0);
     if (st)
         return st;
-    if (net->d_out != 1) {
+    if (!net->energy) {
         st = sdflow__mlp_forward_backward_affine(t->ctx, net, n, z0, s, r, out, grad);
         sdflow__free(t->ctx, z0);
         return st;
@@ -137,11 +137,11 @@ sdflow_status sdflow__tm_jvp_vjp(sdflow_trainer *t, size_t n, const double *x, c
     sdflow_status st = prepare(t, n, x, tt, &net, &z0);
     if (st)
         return st;
-    double sign = net->d_out == 1 ? -1.0 : 1.0; /* energy: J = -Hess E, symmetric */
+    double sign = net->energy ? -1.0 : 1.0; /* energy: J = -Hess E, symmetric */
     if (jv)
         st = sdflow__mlp_tangent(t->ctx, net, n, z0, 1, v, NULL, jv);
     if (!st && vj) {
-        if (net->d_out == 1)
+        if (net->energy)
             st = sdflow__mlp_tangent(t->ctx, net, n, z0, 1, v, NULL, vj);
         else
             st = sdflow__mlp_backward(t->ctx, net, n, z0, v, NULL, vj);
