@@ -31,7 +31,7 @@ BUILD ?= build
 LIBOUT ?= lib
 PYTHON ?= /usr/bin/python3
 
-PUBLIC_TARGETS = all lib layers check demo bench bench-torch examples install uninstall install-test asan valgrind abi-check abi-baseline abi-update abi-symbols docs unit-test python-test mlp-torch-test examples-run spdx-check deb deb-symbols fuzz io-python-test
+PUBLIC_TARGETS = all lib layers learn-test check demo bench bench-torch examples install uninstall install-test asan valgrind abi-check abi-baseline abi-update abi-symbols docs unit-test python-test mlp-torch-test mpi-test examples-run spdx-check deb deb-symbols fuzz fuzz-seeds io-python-test
 
 ifeq ($(SDFLOW_DEPS_OK),)
 # First pass: make sure the build dependencies exist, then run the real target.
@@ -78,7 +78,8 @@ SOFLAGS = -shared -Wl,-soname,libsdflow.so.$(SOMAJOR) -Wl,--version-script=src/l
 
 TEST_SRC := $(sort $(wildcard test/test_*.c))
 TEST_BIN = $(BUILD)/test/check_sdflow
-EXAMPLE_SRC := $(sort $(wildcard examples/*.c))
+# examples/mpi_*.c need MPI (mpicc): built and run by `make mpi-test` only
+EXAMPLE_SRC := $(filter-out examples/mpi_%.c,$(sort $(wildcard examples/*.c)))
 EXAMPLE_BIN := $(patsubst examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRC))
 BENCH_SRC := $(sort $(wildcard bench/bench_*.c))
 BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
@@ -158,6 +159,23 @@ $(BUILD)/examples/%: examples/%.c $(SHLIB)
 examples-run: examples
 	@sh test/run_examples.sh $(BUILD)/examples
 
+# MPI examples (docs/mpi.md) under mpirun -np 2, checked against one process;
+# skipped with the reason when mpicc or mpirun is missing (Debian: libopenmpi-dev openmpi-bin).
+MPICC ?= mpicc
+MPIRUN ?= mpirun --allow-run-as-root --oversubscribe
+MPI_EXAMPLES := $(patsubst examples/%.c,$(BUILD)/mpi/%,$(sort $(wildcard examples/mpi_*.c)))
+$(BUILD)/mpi/%: examples/%.c $(SHLIB)
+	@mkdir -p $(dir $@)
+	$(MPICC) $(APP_CFLAGS) -o $@ $< $(LDFLAGS) $(APP_LIBS)
+mpi-test:
+	@if ! command -v $(MPICC) >/dev/null 2>&1 || ! command -v $(firstword $(MPIRUN)) >/dev/null 2>&1; then \
+	    echo "mpi-test: skipped, $(MPICC) or $(firstword $(MPIRUN)) not found (apt-get install libopenmpi-dev openmpi-bin)"; \
+	else $(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 mpi-run; fi
+.PHONY: mpi-run
+mpi-run: $(MPI_EXAMPLES)
+	OMP_NUM_THREADS=1 $(MPIRUN) -np 2 $(BUILD)/mpi/mpi_sdflow --check 1e-10
+	@echo "mpi-test: ok"
+
 python-test: $(SHLIB)
 	SDFLOW_LIBRARY=$(abspath $(SHLIB)) PYTHONDONTWRITEBYTECODE=1 $(PYTHON) bindings/python/test_sdflow.py
 
@@ -175,6 +193,14 @@ spdx-check:
 mlp-torch-test: $(SHLIB)
 	SDFLOW_LIBRARY=$(abspath $(SHLIB)) PYTHONDONTWRITEBYTECODE=1 $(PYTHON) test/mlp_torch_check.py
 
+# Learning tests too slow for make check (test/learn_*.c, one program each; docs/training.md).
+LEARN_SRC := $(sort $(wildcard test/learn_*.c))
+LEARN_BIN := $(patsubst test/%.c,$(BUILD)/test/%,$(LEARN_SRC))
+$(BUILD)/test/learn_%: test/learn_%.c $(SHLIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(APP_CFLAGS) -o $@ $< $(LDFLAGS) $(APP_LIBS)
+learn-test: $(LEARN_BIN)
+	@for b in $(LEARN_BIN); do s=$$(date +%s); $$b || exit 1; echo "learn-test: $$b ok, $$(( $$(date +%s) - s )) s wall"; done
 # Model files from Python: numpy alone (json + np.frombuffer) and the PyTorch
 # MLP twin's export/import (skips with a printed reason without torch)
 io-python-test: $(SHLIB)
@@ -196,6 +222,7 @@ check: all
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 python-test
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 mlp-torch-test
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 io-python-test
+	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 fuzz-seeds
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 install-test
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 unit-test
 
@@ -204,8 +231,8 @@ check: all
 # statistical suites (sampler, sdflow, metrics) and the threaded
 # allocation-failure runs (torture_heavy) are left to the native and ASan
 # runs to keep CI within its time budget; torture (every allocation of every
-# public entry point failed and retried, single-threaded) takes ~45 s here,
-# io (truncation, bit flips, malformed headers) ~20 s of CPU.
+# public entry point failed and retried, single-threaded) takes ~80 s CPU here,
+# io (truncation, bit flips, malformed headers) ~20 s.
 VALGRIND_SUITES ?= core process model kernel defects density torture io
 valgrind: $(TEST_BIN)
 	@for s in $(VALGRIND_SUITES); do \
@@ -237,9 +264,16 @@ $(FUZZ_BIN): test/fuzz/fuzz_model_load.c $(SRC) $(wildcard src/*/*.h include/*.h
 $(FUZZ_DIR)/make_corpus: test/fuzz/make_corpus.c $(SHLIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(APP_CFLAGS) -o $@ $< $(LDFLAGS) $(APP_LIBS)
-fuzz: $(FUZZ_BIN) $(FUZZ_DIR)/make_corpus
-	rm -rf $(FUZZ_DIR)/seeds && mkdir -p $(FUZZ_DIR)/seeds $(FUZZ_DIR)/corpus
+# The seed corpus alone (part of make check, which has no clang): every seed
+# must be written and load back (sample_model samples each).
+fuzz-seeds: $(FUZZ_DIR)/make_corpus $(BUILD)/examples/sample_model
+	rm -rf $(FUZZ_DIR)/seeds && mkdir -p $(FUZZ_DIR)/seeds
 	$(FUZZ_DIR)/make_corpus $(FUZZ_DIR)/seeds
+	@for f in $(FUZZ_DIR)/seeds/*.safetensors; do \
+	    $(BUILD)/examples/sample_model $$f 4 $(FUZZ_DIR)/seed.csv >/dev/null || exit 1; done; \
+	echo "fuzz-seeds: $$(ls $(FUZZ_DIR)/seeds | wc -l) seed files written and loaded"
+fuzz: $(FUZZ_BIN) fuzz-seeds
+	mkdir -p $(FUZZ_DIR)/corpus
 	cd $(FUZZ_DIR) && ./fuzz_model_load -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
 	    -dict=$(abspath test/fuzz/safetensors.dict) -print_final_stats=1 corpus seeds
 
@@ -270,8 +304,9 @@ bench: $(BENCH_BIN)
 
 # The PyTorch peers (bench/torch_*.py: natural PyTorch code, f64 and f32, 2 threads, OMP_WAIT_POLICY=PASSIVE),
 # with bounds from the calibration of the last `make bench` (run that first).
+# bench/torch_dsm_train.py is a training run, not a bench line: run it by hand (docs/benchmarks.md, "Training twins").
 bench-torch:
-	@for p in bench/torch_*.py; do SDFLOW_BENCH_MACHINE=$(BENCH_MACHINE) OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=2 \
+	@for p in $(filter-out bench/torch_dsm_train.py,$(sort $(wildcard bench/torch_*.py))); do SDFLOW_BENCH_MACHINE=$(BENCH_MACHINE) OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=2 \
 	    OPENBLAS_NUM_THREADS=2 PYTHONDONTWRITEBYTECODE=1 $(PYTHON) $$p || exit 1; done
 
 # API reference from the header comments: HTML with README.md and docs/*.md as

@@ -5,7 +5,8 @@ the last `make bench` ($SDFLOW_BENCH_MACHINE, default build/bench/machine.json).
 
 flops/exps of a workload are the same numbers the C programs print (the work
 of the workload, not of an implementation; docs/benchmarks.md has the table and
-how it was counted); keep work() in step with bench_sdflow.c, bench_density.c, bench_interpolant.c.
+how it was counted); keep work() in step with bench_sdflow.c, bench_density.c, bench_interpolant.c,
+bench_dsb.c.
 """
 import json
 import os
@@ -28,6 +29,9 @@ def work(workload, n, d):
         return float(n) ** 3, 0.0
     if workload == "d_loglik_liyan":
         return 512 * ev * 4 * d * d, 512 * ev + 256.0 * n * (KMIX + 4.0 + 1.5 * d)
+    if workload == "dsb_ipf_iteration":  # bench_dsb.c: N = 20 steps, 2 half-bridges
+        per = float(n) * 20 * 2
+        return per * (4.0 * d * d + 2.0 * (d + 1) ** 2 + 2.0 * (d + 1) * d), per * 1.5 * d
     raise KeyError(workload)
 
 

@@ -5,6 +5,7 @@
  *   b_mlp_forward   B = 512 at d = 2 and d = 64
  *   c_pf_ode_rk4    10^4 samples, RK4 x 100, d = 2
  *   c_sde_em        10^4 samples, Euler-Maruyama x 1000, d = 2
+ *   c_dpmpp_2m      10^4 samples, DPM-Solver++(2M) x 20, d = 2 (few-step)
  *   d_loglik_exact  1000 points, d = 64, RK4 x 100, exact divergence
  *   d_loglik_hutch  the same with one Rademacher probe
  * SDFLOW_BENCH_MLP_SCALE = s (default 1) divides the sample/point counts of
@@ -113,9 +114,11 @@ int main(void)
     sdflow_model *m2 = make_mlp(2);
     size_t ns = 10000 / scale;
     double *xs = malloc(ns * 2 * 8);
-    static const struct { sdflow_sampler_kind kind; const char *name; long steps; double evals; } sr[2] = {
-        { SDFLOW_SAMPLER_PF_ODE, "c_pf_ode_rk4", 100, 400 }, { SDFLOW_SAMPLER_REVERSE_SDE, "c_sde_em", 1000, 1000 } };
-    for (int k = 0; k < 2; k++) {
+    static const struct { sdflow_sampler_kind kind; const char *name, *tag; long steps; double evals; } sr[3] = {
+        { SDFLOW_SAMPLER_PF_ODE, "c_pf_ode_rk4", "rk4x100", 100, 400 },
+        { SDFLOW_SAMPLER_REVERSE_SDE, "c_sde_em", "emx1000", 1000, 1000 },
+        { SDFLOW_SAMPLER_DPMPP_2M, "c_dpmpp_2m", "dpmpp2mx20", 20, 20 } };
+    for (int k = 0; k < 3; k++) {
         sdflow_sampler *s;
         if (sdflow_sampler_create(ctx, sr[k].kind, &s) || sdflow_sampler_set_process(s, vp) ||
             sdflow_sampler_set_model(s, SDFLOW_ROLE_SCORE, m2) || sdflow_sampler_set_int(s, SDFLOW_OPT_STEPS, sr[k].steps))
@@ -123,7 +126,7 @@ int main(void)
         if (sr[k].kind == SDFLOW_SAMPLER_PF_ODE && sdflow_sampler_set_int(s, SDFLOW_OPT_SOLVER, SDFLOW_SOLVER_RK4))
             die("solver");
         samp_job j = { s, ns, xs };
-        snprintf(size, sizeof size, "n=%zu d=2 mlp3x128 %s", ns, k ? "emx1000" : "rk4x100");
+        snprintf(size, sizeof size, "n=%zu d=2 mlp3x128 %s", ns, sr[k].tag);
         once(sr[k].name, size, samp, &j, sr[k].evals * ns * eval_flops(2), sr[k].evals * ns * EVAL_EXPS);
         sdflow_sampler_free(s);
     }

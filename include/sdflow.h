@@ -21,6 +21,7 @@
 #include "sdflow/metrics.h"
 #include "sdflow/sampler.h"
 #include "sdflow/density.h"
+#include "sdflow/trainer.h"
 #include "sdflow/io.h"
 #include "sdflow/coupling.h"
 

@@ -767,6 +767,36 @@ START_TEST(test_interp_alloc_failures)
 }
 END_TEST
 
+
+/* An interpolant process round-trips through a model file (kind, interp_eps, t_eps = 0). */
+START_TEST(test_interp_model_file)
+{
+    sdflow_ctx *ctx = test_ctx(15);
+    const double m[2] = { 1, 2 }, S[4] = { 1, 0.2, 0.2, 0.5 };
+    sdflow_model *g = NULL, *g2 = NULL;
+    sdflow_process *p = NULL, *q = NULL;
+    ck_assert_int_eq(sdflow_model_create_gaussian(ctx, 2, m, S, &g), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_process_create(ctx, SDFLOW_PROCESS_INTERP_LINEAR, &p), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_process_set_double(p, SDFLOW_PROC_INTERP_EPS, 0.25), SDFLOW_OK);
+    size_t size = 0;
+    ck_assert_int_eq(sdflow_model_save_buffer(g, p, NULL, 0, &size), SDFLOW_OK);
+    unsigned char *buf = malloc(size);
+    ck_assert_int_eq(sdflow_model_save_buffer(g, p, buf, size, &size), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_model_load_buffer(ctx, buf, size, &g2, &q), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_process_get_kind(q), SDFLOW_PROCESS_INTERP_LINEAR);
+    double e, lo, hi;
+    ck_assert_int_eq(sdflow_process_get_double(q, SDFLOW_PROC_INTERP_EPS, &e), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_process_time_range(q, &lo, &hi), SDFLOW_OK);
+    ck_assert(e == 0.25 && lo == 0 && hi == 1);
+    free(buf);
+    sdflow_model_free(g);
+    sdflow_model_free(g2);
+    sdflow_process_free(p);
+    sdflow_process_free(q);
+    sdflow_ctx_free(ctx);
+}
+END_TEST
+
 /*@MORE_TESTS@*/
 
 Suite *interpolant_suite(void)
@@ -785,6 +815,7 @@ Suite *interpolant_suite(void)
     tcase_add_test(tc, test_interp_density_gaussian);
     tcase_add_test(tc, test_interp_bad_use);
     tcase_add_test(tc, test_interp_alloc_failures);
+    tcase_add_test(tc, test_interp_model_file);
     /*@MORE_TCASES@*/
     suite_add_tcase(s, tc);
     return s;

@@ -82,6 +82,40 @@ static long fd_depth(long residual) { return residual == 1 ? 5 : 3; }
  * and biases) and the last 3 (the output bias, or the learned frequencies). */
 static int fd_param(size_t j, size_t np) { return j % 7 == 0 || j + 3 >= np; }
 
+/* A scalar of the model whose gradients the checks difference: sum w . f
+ * (u = w; v NULL) or sum a^T J b (u = a, v = b). */
+typedef struct fd_fn {
+    sdflow_model *m;
+    sdflow_output native;
+    size_t n;
+    const double *x, *t, *u, *v;
+} fd_fn;
+
+static double fd_eval(const fd_fn *f, const double *x)
+{
+    return f->v ? bilinear(f->m, f->n, x, f->t, f->u, f->v) : wdot(f->m, f->native, f->n, x, f->t, f->u);
+}
+
+/* max_j |central difference of f along theta_j - g_j| over the perturbed parameters (fd_param). */
+static double fd_param_err(const fd_fn *f, size_t np, double *th, const double *g)
+{
+    double e = 0;
+    for (size_t j = 0; j < np; j++) {
+        if (!fd_param(j, np))
+            continue;
+        double th0 = th[j], fpm[2];
+        for (int s = 0; s < 2; s++) {
+            th[j] = th0 + (s ? -FD_H : FD_H);
+            ck_assert_int_eq(sdflow_model_set_params(f->m, np, th), SDFLOW_OK);
+            fpm[s] = fd_eval(f, f->x);
+        }
+        th[j] = th0;
+        e = fmax(e, fabs((fpm[0] - fpm[1]) / (2 * FD_H) - g[j]));
+    }
+    ck_assert_int_eq(sdflow_model_set_params(f->m, np, th), SDFLOW_OK);
+    return e;
+}
+
 static void fd_check(long act, long output, long residual)
 {
     sdflow_ctx *ctx = test_ctx(5);
@@ -124,21 +158,8 @@ static void fd_check(long act, long output, long residual)
     double *th = malloc(np * sizeof *th), *g = malloc(np * sizeof *g), gx[12];
     ck_assert_int_eq(sdflow_model_get_params(m, np, th), SDFLOW_OK);
     ck_assert_int_eq(sdflow_model_param_grad(m, NULL, n, x, t, w, g, gx), SDFLOW_OK);
-    double e1 = 0;
-    for (size_t j = 0; j < np; j++) {
-        if (!fd_param(j, np))
-            continue;
-        double th0 = th[j];
-        th[j] = th0 + FD_H;
-        ck_assert_int_eq(sdflow_model_set_params(m, np, th), SDFLOW_OK);
-        double fp = wdot(m, native, n, x, t, w);
-        th[j] = th0 - FD_H;
-        ck_assert_int_eq(sdflow_model_set_params(m, np, th), SDFLOW_OK);
-        double fm = wdot(m, native, n, x, t, w);
-        th[j] = th0;
-        e1 = fmax(e1, fabs((fp - fm) / (2 * FD_H) - g[j]));
-    }
-    ck_assert_int_eq(sdflow_model_set_params(m, np, th), SDFLOW_OK);
+    fd_fn f = { m, native, n, x, t, w, NULL };
+    double e1 = fd_param_err(&f, np, th, g);
     ck_assert_msg(e1 / max_abs(g, np) < FD_TOL, "act %ld out %ld res %ld: param grad rel err %g", act, output,
                   residual, e1 / max_abs(g, np));
     /* input VJP: d/dx sum w . f vs differences */
@@ -146,9 +167,9 @@ static void fd_check(long act, long output, long residual)
     for (size_t k = 0; k < n * d; k++) {
         memcpy(xp, x, sizeof x);
         xp[k] += FD_H;
-        double fp = wdot(m, native, n, xp, t, w);
+        double fp = fd_eval(&f, xp);
         xp[k] -= 2 * FD_H;
-        double fm = wdot(m, native, n, xp, t, w);
+        double fm = fd_eval(&f, xp);
         ex = fmax(ex, fabs((fp - fm) / (2 * FD_H) - gx[k]));
     }
     ck_assert_msg(ex / max_abs(gx, n * d) < FD_TOL, "VJP rel err %g", ex / max_abs(gx, n * d));
@@ -173,20 +194,8 @@ static void fd_bilinear(long act, long residual)
     double *th = malloc(np * sizeof *th), *g = malloc(np * sizeof *g);
     ck_assert_int_eq(sdflow_model_get_params(m, np, th), SDFLOW_OK);
     ck_assert_int_eq(sdflow_model_param_grad_jac(m, NULL, n, x, t, a, b, g), SDFLOW_OK);
-    double e = 0;
-    for (size_t j = 0; j < np; j++) {
-        if (!fd_param(j, np))
-            continue;
-        double th0 = th[j];
-        th[j] = th0 + FD_H;
-        ck_assert_int_eq(sdflow_model_set_params(m, np, th), SDFLOW_OK);
-        double bp = bilinear(m, n, x, t, a, b);
-        th[j] = th0 - FD_H;
-        ck_assert_int_eq(sdflow_model_set_params(m, np, th), SDFLOW_OK);
-        double bm = bilinear(m, n, x, t, a, b);
-        th[j] = th0;
-        e = fmax(e, fabs((bp - bm) / (2 * FD_H) - g[j]));
-    }
+    fd_fn f = { m, SDFLOW_OUT_SCORE, n, x, t, a, b };
+    double e = fd_param_err(&f, np, th, g);
     ck_assert_msg(e / max_abs(g, np) < FD_TOL, "act %ld res %ld: a^T J b param grad rel err %g", act, residual,
                   e / max_abs(g, np));
     free(th);

@@ -1,16 +1,18 @@
 /* SPDX-License-Identifier: MIT */
-/* Allocation-failure torture of every public entry point that allocates
- * (issue 9, item 9). Each scenario below is a fixed sequence of public calls;
- * tt_torture() (testutil.h) runs it clean, then fails each of its N
- * allocation events in turn, requires SDFLOW_E_NOMEM with a message, no leak
- * and no half-built object from the failing call, retries that call and
- * requires every later output to equal the clean run bit for bit.
+/* Allocation-failure torture of every public entry point (issue 9, item 9).
+ * Each scenario below is a fixed sequence of public calls; tt_torture()
+ * (testutil.h, which describes every check) runs it clean, then fails each
+ * of its N allocation events in turn (alone, then with every later one of
+ * that call), requires SDFLOW_E_NOMEM with a message, no leak, no
+ * half-built object and no changed option from the failing call, retries
+ * that call and requires every later output to equal the clean run bit for
+ * bit.
  *
- * A new entry point is one scenario function plus one row of `scenarios`.
- * Sizes are tiny (n <= 12 points, a handful of steps): a scenario costs
- * N x its own run time, and N is 10..250. Rows marked TT_HEAVY (the threaded
- * runs: 64 rows, OpenMP teams) are left out of the valgrind subset (suite
- * "torture"); suite "torture_heavy" runs them. */
+ * A new entry point is one scenario function plus one row of `scenarios`
+ * (at the end of the file). Sizes are tiny (n <= 12 points, a handful of
+ * steps): a scenario costs 2N x its own run time, and N is 1..220. Rows
+ * marked TT_HEAVY (the threaded runs: 64 rows, OpenMP teams) are left out of
+ * the valgrind subset (suite "torture"); suite "torture_heavy" runs them. */
 #include <math.h>
 #include <time.h>
 #include <unistd.h>
@@ -35,6 +37,59 @@ static double *dbuf(size_t n)
     ck_assert(p);
     return p;
 }
+
+/* State probes (testutil.h tt_probe): every option key the library knows,
+ * read back with the object's typed getters (status and value), so a
+ * failing call that changed any option is seen. Keys are found by
+ * sdflow_option_get_type over the key range the headers use. */
+typedef struct probe_out {
+    unsigned char *buf;
+    size_t len, cap;
+} probe_out;
+static void probe_put(probe_out *o, const void *p, size_t n)
+{
+    if (o->len + n <= o->cap)
+        memcpy(o->buf + o->len, p, n);
+    o->len += n;
+}
+#define PROBE_KEYS_MAX 1000
+#define PROBE_FN(name, T, gi, gd, gu)                                                                              \
+    static size_t name(const void *obj, unsigned char *buf, size_t cap)                                            \
+    {                                                                                                              \
+        const T *x = obj;                                                                                          \
+        probe_out o = { buf, 0, cap };                                                                             \
+        static int keys[PROBE_KEYS_MAX], nkeys = -1;                                                              \
+        if (nkeys < 0) { /* the keys, found once */                                                                \
+            nkeys = 0;                                                                                             \
+            for (int k = 0; k < PROBE_KEYS_MAX; k++)                                                               \
+                if (sdflow_option_get_type((sdflow_option)k) != SDFLOW_TYPE_NONE)                                  \
+                    keys[nkeys++] = k;                                                                             \
+        }                                                                                                          \
+        for (int i = 0; i < nkeys; i++) {                                                                          \
+            int k = keys[i];                                                                                       \
+            sdflow_option key = (sdflow_option)k;                                                                  \
+            sdflow_option_type ty = sdflow_option_get_type(key);                                                   \
+            long iv = 0;                                                                                           \
+            double dv = 0;                                                                                         \
+            uint64_t uv = 0;                                                                                       \
+            sdflow_status st = ty == SDFLOW_TYPE_INT      ? gi(x, key, &iv)                                        \
+                               : ty == SDFLOW_TYPE_DOUBLE ? gd(x, key, &dv)                                        \
+                               : ty == SDFLOW_TYPE_U64    ? gu(x, key, &uv)                                        \
+                                                          : SDFLOW_OK;                                             \
+            if (ty == SDFLOW_TYPE_NONE)                                                                            \
+                continue;                                                                                          \
+            probe_put(&o, &k, sizeof k);                                                                           \
+            probe_put(&o, &st, sizeof st);                                                                         \
+            probe_put(&o, &iv, sizeof iv);                                                                         \
+            probe_put(&o, &dv, sizeof dv);                                                                         \
+            probe_put(&o, &uv, sizeof uv);                                                                         \
+        }                                                                                                          \
+        ck_assert(o.len <= cap);                                                                                   \
+        return o.len;                                                                                              \
+    }
+PROBE_FN(probe_sampler, sdflow_sampler, sdflow_sampler_get_int, sdflow_sampler_get_double, sdflow_sampler_get_u64)
+PROBE_FN(probe_density, sdflow_density, sdflow_density_get_int, sdflow_density_get_double, sdflow_density_get_u64)
+PROBE_FN(probe_model, sdflow_model, sdflow_model_get_int, sdflow_model_get_double, sdflow_model_get_u64)
 
 static sdflow_process *tt_vp(tt_state *h, sdflow_ctx *ctx)
 {
@@ -185,6 +240,7 @@ static void kernel_scenario(tt_state *h, size_t d)
         t[i] = 0.3 + 0.1 * (double)(i % 6);
     sdflow_model *km = NULL, *half[2] = { NULL, NULL };
     TT_NEW(h, km, sdflow_model_create_kernel(ctx, M, d, y, &km));
+    tt_probe(h, probe_model, km);
     TT(h, sdflow_model_set_int(km, SDFLOW_OPT_BLOCK_Q, 4));
     TT(h, sdflow_model_set_int(km, SDFLOW_OPT_BLOCK_Y, 8));
     long bq;
@@ -203,6 +259,7 @@ static void kernel_scenario(tt_state *h, size_t d)
     tt_rec(h, out, N * (2 * d + 1) * sizeof *out);
     TT(h, sdflow_kernel_exp(N, t, out));
     tt_rec(h, out, N * sizeof *out);
+    tt_probe(h, NULL, NULL);
     for (int k = 0; k < 2; k++)
         sdflow_model_free(half[k]);
     sdflow_model_free(km);
@@ -226,12 +283,14 @@ static void sc_kernel_grow(tt_state *h)
         t[i] = 0.4;
     sdflow_model *km = NULL;
     TT_NEW(h, km, sdflow_model_create_kernel(ctx, M, D, y, &km));
+    tt_probe(h, probe_model, km);
     for (size_t n = 1; n <= 12; n += 5) { /* 1, 6, 11 rows: the workspace grows twice */
         TT(h, sdflow_model_score(km, NULL, n, x, t, out));
         tt_rec(h, out, n * D * sizeof *out);
         TT(h, sdflow_model_divergence(km, NULL, n, x, t, out));
         tt_rec(h, out, n * sizeof *out);
     }
+    tt_probe(h, NULL, NULL);
     sdflow_model_free(km);
     sdflow_ctx_free(ctx);
 }
@@ -283,10 +342,11 @@ static void mlp_scenario(tt_state *h, int energy)
     sdflow_process *p = tt_vp(h, ctx);
     sdflow_model *m = NULL;
     TT_NEW(h, m, sdflow_model_create_mlp(ctx, D, &m));
+    tt_probe(h, probe_model, m);
     TT(h, sdflow_model_set_int(m, SDFLOW_OPT_MLP_WIDTH, 6));
     TT(h, sdflow_model_set_int(m, SDFLOW_OPT_MLP_DEPTH, 3));
     TT(h, sdflow_model_set_int(m, SDFLOW_OPT_MLP_FREQS, 2));
-    TT(h, sdflow_model_set_int(m, SDFLOW_OPT_MLP_RESIDUAL, 1));
+    TT(h, sdflow_model_set_int(m, SDFLOW_OPT_MLP_RESIDUAL, 1)); /* an input layer and one block (depth 1 + 2B) */
     if (energy)
         TT(h, sdflow_model_set_int(m, SDFLOW_OPT_MLP_OUTPUT, SDFLOW_MLP_ENERGY));
     size_t np = 0, nt = 0, rows, cols;
@@ -318,6 +378,7 @@ static void mlp_scenario(tt_state *h, int energy)
     }
     TT(h, sdflow_model_eval(m, NULL, N, x, t, SDFLOW_OUT_EPS, o));
     tt_rec(h, o, N * D * sizeof *o);
+    tt_probe(h, NULL, NULL);
     sdflow_model_free(m);
     sdflow_process_free(p);
     sdflow_ctx_free(ctx);
@@ -325,47 +386,6 @@ static void mlp_scenario(tt_state *h, int energy)
 }
 static void sc_mlp(tt_state *h) { mlp_scenario(h, 0); }
 static void sc_mlp_energy(tt_state *h) { mlp_scenario(h, 1); }
-
-/* ---- model files --------------------------------------------------------------- */
-
-/* Save (buffer and path) with the process, load back, evaluate: gmm, kernel, mlp. */
-static void sc_files(tt_state *h)
-{
-    sdflow_ctx *ctx = tt_ctx(h, 21);
-    sdflow_process *p = tt_vp(h, ctx), *p2 = NULL;
-    double y[12];
-    fill(y, 12, 1.1, 0.7, 0.2);
-    sdflow_model *ms[3] = { tt_gmm(h, ctx), NULL, NULL }, *m2 = NULL;
-    TT_NEW(h, ms[1], sdflow_model_create_kernel(ctx, 6, 2, y, &ms[1]));
-    TT_NEW(h, ms[2], sdflow_model_create_mlp(ctx, 2, &ms[2]));
-    TT(h, sdflow_model_set_int(ms[2], SDFLOW_OPT_MLP_WIDTH, 4));
-    TT(h, sdflow_model_set_int(ms[2], SDFLOW_OPT_MLP_FREQS, 2));
-    for (int i = 0; i < 3; i++) {
-        size_t size = 0;
-        TT(h, sdflow_model_save_buffer(ms[i], p, NULL, 0, &size));
-        unsigned char *buf = malloc(size);
-        ck_assert(buf);
-        TT(h, sdflow_model_save_buffer(ms[i], p, buf, size, &size));
-        tt_rec(h, buf, size);
-        TT(h, sdflow_model_load_buffer(ctx, buf, size, &m2, &p2));
-        eval_all(h, m2, p2, rows(h, 4), 2, i < 2);
-        sdflow_model_free(m2);
-        sdflow_process_free(p2);
-        free(buf);
-    }
-    char path[256];
-    snprintf(path, sizeof path, "%s/sdflow-torture-%ld.safetensors", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
-             (long)getpid());
-    TT(h, sdflow_model_save(ms[0], p, path));
-    TT(h, sdflow_model_load(ctx, path, &m2, NULL));
-    eval_all(h, m2, p, rows(h, 4), 2, 1);
-    remove(path);
-    sdflow_model_free(m2);
-    for (int i = 0; i < 3; i++)
-        sdflow_model_free(ms[i]);
-    sdflow_process_free(p);
-    sdflow_ctx_free(ctx);
-}
 
 /* ---- samplers ----------------------------------------------------------------- */
 
@@ -391,6 +411,7 @@ static void diffusion_scenario(tt_state *h, sdflow_sampler_kind kind, const sopt
     uint64_t u;
     fill(x0, N * D, 1, 0.6, 0.9);
     TT_NEW(h, s, sdflow_sampler_create(ctx, kind, &s));
+    tt_probe(h, probe_sampler, s);
     TT(h, sdflow_sampler_set_process(s, p));
     TT(h, sdflow_sampler_set_model(s, SDFLOW_ROLE_SCORE, m));
     TT(h, sdflow_sampler_set_int(s, SDFLOW_OPT_STEPS, 4));
@@ -424,6 +445,7 @@ static void diffusion_scenario(tt_state *h, sdflow_sampler_kind kind, const sopt
         TT(h, sdflow_sampler_transport(s, N, 0.05, 0.9, y, x));
         tt_rec(h, x, bytes);
     }
+    tt_probe(h, NULL, NULL);
     sdflow_sampler_free(s);
     sdflow_model_free(m);
     sdflow_process_free(p);
@@ -501,6 +523,7 @@ static void sdflow_scenario(tt_state *h, size_t d, int start, int flags)
     sdflow_sampler *s = NULL;
     TT_NEW(h, km, sdflow_model_create_kernel(ctx, M, d, y, &km));
     TT_NEW(h, s, sdflow_sampler_create(ctx, SDFLOW_SAMPLER_SDFLOW, &s));
+    tt_probe(h, probe_sampler, s);
     TT(h, sdflow_sampler_set_model(s, SDFLOW_ROLE_TARGET, km));
     TT(h, sdflow_sampler_set_int(s, SDFLOW_OPT_STEPS, 3));
     TT(h, sdflow_sampler_set_int(s, SDFLOW_OPT_INNER_STEPS, 2));
@@ -533,6 +556,7 @@ static void sdflow_scenario(tt_state *h, size_t d, int start, int flags)
         TT(h, sdflow_sampler_get_stat(s, (sdflow_stat)k, &stat));
         tt_rec(h, &stat, sizeof stat);
     }
+    tt_probe(h, NULL, NULL);
     sdflow_sampler_free(s);
     sdflow_model_free(src);
     sdflow_model_free(st);
@@ -570,6 +594,7 @@ static void density_scenario(tt_state *h, sdflow_density_kind kind, int div, int
     for (size_t i = 0; i < N * D; i++)
         k8[i] = (double)((37 * i) % 256);
     TT_NEW(h, e, sdflow_density_create(ctx, kind, &e));
+    tt_probe(h, probe_density, e);
     TT(h, sdflow_density_set_process(e, p));
     TT(h, sdflow_density_set_model(e, m));
     uint64_t stream;
@@ -596,6 +621,7 @@ static void density_scenario(tt_state *h, sdflow_density_kind kind, int div, int
     TT(h, sdflow_density_bits_per_dim(e, N, k8, lp, se));
     tt_rec(h, lp, N * sizeof *lp);
     tt_rec(h, se, N * sizeof *se);
+    tt_probe(h, NULL, NULL);
     sdflow_density_free(e);
     sdflow_model_free(m);
     sdflow_process_free(p);
@@ -632,6 +658,191 @@ static void metrics_scenario(tt_state *h, size_t d)
 }
 static void sc_metrics(tt_state *h) { metrics_scenario(h, 3); }
 static void sc_metrics_gemm(tt_state *h) { metrics_scenario(h, 16); }
+
+/* ---- DSB, interpolants, couplings, model files ----------------------------------- */
+
+static void sc_dsb(tt_state *h)
+{
+    enum { N = 6, D = 2 };
+    sdflow_ctx *ctx = tt_ctx(h, 19);
+    double a[2] = { 0, 1 }, A[4] = { 1, 0.2, 0.2, 0.5 }, x[N * D], y[N * D], stat;
+    sdflow_model *data = NULL;
+    sdflow_sampler *s = NULL;
+    TT_NEW(h, data, sdflow_model_create_gaussian(ctx, D, a, A, &data));
+    TT_NEW(h, s, sdflow_sampler_create(ctx, SDFLOW_SAMPLER_DSB, &s));
+    tt_probe(h, probe_sampler, s);
+    TT(h, sdflow_sampler_set_model(s, SDFLOW_ROLE_DATA, data));
+    TT(h, sdflow_sampler_set_int(s, SDFLOW_OPT_DSB_NPAR, 40));
+    TT(h, sdflow_sampler_set_int(s, SDFLOW_OPT_DSB_BATCH, 16));
+    TT(h, sdflow_sampler_set_int(s, SDFLOW_OPT_STEPS, 4));
+    TT(h, sdflow_sampler_fit(s, 1));
+    TT(h, sdflow_sampler_get_stat(s, SDFLOW_STAT_FIT_MSE, &stat));
+    tt_rec(h, &stat, sizeof stat);
+    TT(h, sdflow_sampler_run(s, N, NULL, x));
+    tt_rec(h, x, sizeof x);
+    TT(h, sdflow_sampler_set_int(s, SDFLOW_OPT_DSB_DIRECTION, SDFLOW_DSB_DATA_TO_PRIOR));
+    TT(h, sdflow_sampler_run(s, N, x, y));
+    tt_rec(h, y, sizeof y);
+    tt_probe(h, NULL, NULL);
+    sdflow_sampler_free(s);
+    sdflow_model_free(data);
+    sdflow_ctx_free(ctx);
+}
+
+/* velocity v = b - 0.5 x (its JVP -0.5 v) and a denoiser eta = 0.3 x: smooth
+ * fields, enough to run every path; their accuracy is test_interpolant's */
+static int cb_velocity(size_t n, size_t d, const double *x, const double *t, double *out, void *u)
+{
+    (void)u;
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < d; k++)
+            out[i * d + k] = (k ? -0.5 : 1.0) * t[i] - 0.5 * x[i * d + k];
+    return 0;
+}
+static int cb_velocity_jvp(size_t n, size_t d, const double *x, const double *t, const double *v, double *jv,
+                           void *u)
+{
+    (void)x, (void)t, (void)u;
+    for (size_t i = 0; i < n * d; i++)
+        jv[i] = -0.5 * v[i];
+    return 0;
+}
+static int cb_denoiser(size_t n, size_t d, const double *x, const double *t, double *out, void *u)
+{
+    (void)t, (void)u;
+    for (size_t i = 0; i < n * d; i++)
+        out[i] = 0.3 * x[i];
+    return 0;
+}
+
+static void sc_interpolant(tt_state *h)
+{
+    enum { N = 5, D = 2 };
+    sdflow_ctx *ctx = tt_ctx(h, 20);
+    sdflow_process *p = NULL;
+    sdflow_model *v = NULL, *den = NULL, *base = NULL;
+    sdflow_sampler *s = NULL;
+    sdflow_density *e = NULL;
+    double m0[2] = { -1, 0.5 }, S0[4] = { 1, 0.3, 0.3, 0.6 }, t[3] = { 0, 0.4, 1 }, c[18], x[N * D], y[N * D],
+           lp[N], se[N], stat;
+    TT_NEW(h, p, sdflow_process_create(ctx, SDFLOW_PROCESS_INTERP_TRIG, &p));
+    TT(h, sdflow_process_set_double(p, SDFLOW_PROC_INTERP_EPS, 0.5));
+    TT_NOALLOC(h, sdflow_process_is_interpolant(p));
+    TT(h, sdflow_process_interpolant(p, 3, t, c, c + 3, c + 6, c + 9, c + 12, c + 15));
+    tt_rec(h, c, sizeof c);
+    TT_NEW(h, v, sdflow_model_create_callback(ctx, D, SDFLOW_OUT_VELOCITY, cb_velocity, NULL, &v));
+    TT(h, sdflow_model_set_callback_jvp(v, cb_velocity_jvp, NULL));
+    TT_NEW(h, den, sdflow_model_create_callback(ctx, D, SDFLOW_OUT_EPS, cb_denoiser, NULL, &den));
+    TT_NEW(h, base, sdflow_model_create_gaussian(ctx, D, m0, S0, &base));
+    TT_NEW(h, s, sdflow_sampler_create(ctx, SDFLOW_SAMPLER_INTERPOLANT, &s));
+    tt_probe(h, probe_sampler, s);
+    TT(h, sdflow_sampler_set_process(s, p));
+    TT(h, sdflow_sampler_set_model(s, SDFLOW_ROLE_VELOCITY, v));
+    TT(h, sdflow_sampler_set_model(s, SDFLOW_ROLE_BASE, base));
+    TT(h, sdflow_sampler_set_model(s, SDFLOW_ROLE_DENOISER, den));
+    TT(h, sdflow_sampler_set_int(s, SDFLOW_OPT_STEPS, 4));
+    TT(h, sdflow_sampler_set_int(s, SDFLOW_OPT_INTERP_KINETIC, 1));
+    TT(h, sdflow_sampler_run(s, N, NULL, x)); /* ODE from the base */
+    tt_rec(h, x, sizeof x);
+    TT(h, sdflow_sampler_get_stat(s, SDFLOW_STAT_KINETIC_ENERGY, &stat));
+    tt_rec(h, &stat, sizeof stat);
+    TT(h, sdflow_sampler_transport(s, N, 1.0, 0.0, x, y)); /* and back */
+    tt_rec(h, y, sizeof y);
+    TT(h, sdflow_sampler_set_double(s, SDFLOW_OPT_INTERP_DIFFUSION, 0.3));
+    TT(h, sdflow_sampler_run(s, N, NULL, y)); /* SDE */
+    tt_rec(h, y, sizeof y);
+    for (int kind = SDFLOW_DENSITY_PF_ODE_EXACT; kind <= SDFLOW_DENSITY_PF_ODE_HUTCHINSON; kind++) {
+        TT_NEW(h, e, sdflow_density_create(ctx, (sdflow_density_kind)kind, &e));
+        tt_probe(h, probe_density, e);
+        TT(h, sdflow_density_set_process(e, p));
+        TT(h, sdflow_density_set_model(e, v));
+        TT(h, sdflow_density_set_base(e, base));
+        TT(h, sdflow_density_set_int(e, SDFLOW_OPT_SOLVER, SDFLOW_SOLVER_RK4));
+        TT(h, sdflow_density_set_int(e, SDFLOW_OPT_STEPS, 4));
+        TT(h, sdflow_density_logpdf(e, N, x, lp, se));
+        tt_rec(h, lp, sizeof lp);
+        tt_probe(h, NULL, NULL);
+        sdflow_density_free(e);
+    }
+    sdflow_sampler_free(s);
+    sdflow_model_free(base);
+    sdflow_model_free(den);
+    sdflow_model_free(v);
+    sdflow_process_free(p);
+    sdflow_ctx_free(ctx);
+}
+
+static void sc_coupling(tt_state *h)
+{
+    enum { N = 5, D = 2 };
+    sdflow_ctx *ctx = tt_ctx(h, 21);
+    double x0[N * D], x1[N * D], cost[N * N], plan[N * N], tot, err;
+    size_t perm[N];
+    fill(x0, N * D, 1, 0.9, 0.1);
+    fill(x1, N * D, 2, 0.4, 0.7);
+    for (int i = 0; i < N * N; i++)
+        cost[i] = 1 + sin(1.7 * i) * sin(1.7 * i);
+    TT(h, sdflow_assignment(ctx, N, cost, perm, &tot));
+    tt_rec(h, perm, sizeof perm);
+    tt_rec(h, &tot, sizeof tot);
+    TT(h, sdflow_sinkhorn(ctx, N, N, cost, 0.5, 1000, 1e-9, plan, &err));
+    tt_rec(h, plan, sizeof plan);
+    for (int kind = SDFLOW_COUPLING_INDEPENDENT; kind <= SDFLOW_COUPLING_OT_SINKHORN; kind++) {
+        TT(h, sdflow_coupling_pair(ctx, (sdflow_coupling)kind, N, D, x0, x1, 0.05, 3, 0, perm, &tot));
+        tt_rec(h, perm, sizeof perm);
+        tt_rec(h, &tot, sizeof tot);
+    }
+    sdflow_ctx_free(ctx);
+}
+
+/* Model files: each saving kind to a buffer (size query, then save) and
+ * loaded back with its process; the mlp also through a file. The bytes and
+ * the loaded model's scores are recorded. */
+static void sc_files(tt_state *h)
+{
+    enum { N = 4, D = 2 };
+    sdflow_ctx *ctx = tt_ctx(h, 22);
+    sdflow_process *p = tt_vp(h, ctx), *lp = NULL;
+    sdflow_model *ms[4] = { NULL, NULL, NULL, NULL }, *lm = NULL;
+    double mean[2] = { 0.5, -1 }, cov[4] = { 1, 0.3, 0.3, 0.8 }, y[10 * D], x[N * D], t[N] = { 0.2, 0.4, 0.6, 0.8 },
+           sc[N * D];
+    fill(y, 10 * D, 1, 1.3, 0.2);
+    fill(x, N * D, 1, 0.5, 0.3);
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/sdflow_torture_%ld.safetensors", (long)getpid());
+    TT_NEW(h, ms[0], sdflow_model_create_gaussian(ctx, D, mean, cov, &ms[0]));
+    ms[1] = tt_gmm(h, ctx);
+    TT_NEW(h, ms[2], sdflow_model_create_kernel(ctx, 10, D, y, &ms[2]));
+    TT_NEW(h, ms[3], sdflow_model_create_mlp(ctx, D, &ms[3]));
+    TT(h, sdflow_model_set_int(ms[3], SDFLOW_OPT_MLP_WIDTH, 5));
+    TT(h, sdflow_ctx_set_int(ctx, SDFLOW_CTX_FILE_DTYPE, SDFLOW_DTYPE_F64));
+    for (int i = 0; i < 4; i++) {
+        size_t size = 0;
+        TT(h, sdflow_model_save_buffer(ms[i], p, NULL, 0, &size));
+        unsigned char *buf = malloc(size);
+        ck_assert(buf);
+        TT(h, sdflow_model_save_buffer(ms[i], p, buf, size, &size));
+        tt_rec(h, buf, size);
+        TT_NEW(h, lm, sdflow_model_load_buffer(ctx, buf, size, &lm, &lp));
+        TT(h, sdflow_model_score(lm, lp, N, x, t, sc));
+        tt_rec(h, sc, sizeof sc);
+        sdflow_model_free(lm);
+        sdflow_process_free(lp);
+        free(buf);
+        if (i != 3) /* the file path once (the mlp): it shares the buffer code, and files are slow under load */
+            continue;
+        TT(h, sdflow_model_save(ms[i], p, path));
+        TT_NEW(h, lm, sdflow_model_load(ctx, path, &lm, NULL));
+        TT(h, sdflow_model_score(lm, p, N, x, t, sc));
+        tt_rec(h, sc, sizeof sc);
+        sdflow_model_free(lm);
+    }
+    remove(path);
+    for (int i = 0; i < 4; i++)
+        sdflow_model_free(ms[i]);
+    sdflow_process_free(p);
+    sdflow_ctx_free(ctx);
+}
 
 /* ---- the entry points that do not allocate ---------------------------------------
  * Getters, names, option metadata, version: each once, so that a future
@@ -770,6 +981,101 @@ START_TEST(test_torture_partial_state)
 }
 END_TEST
 
+/* ---- threaded paths ---------------------------------------------------------------
+ * With SDFLOW_CTX_THREADS = 2 and 64 rows (threads start from 64 rows) the
+ * OpenMP teams run and the per-thread workspaces are sized by the thread
+ * count. One call per path: under load each team barrier costs a time slice
+ * (docs/design.md, "Threads and OpenMP waiting"), so these stay compact. */
+static void sc_thr_models(tt_state *h)
+{
+    enum { N = 64, D = 12, M = 20 };
+    sdflow_ctx *ctx = tt_ctx(h, 16);
+    sdflow_process *p = tt_vp(h, ctx);
+    sdflow_model *g = tt_gmm(h, ctx), *km = NULL, *mlp = NULL;
+    double *x = dbuf(N * D), *t = dbuf(N), *y = dbuf(M * D), *out = dbuf(N * D);
+    fill(x, N * D, 1, 0.3, 0.2);
+    fill(y, M * D, 1, 0.7, 0.1);
+    for (int i = 0; i < N; i++)
+        t[i] = 0.1 + 0.01 * i;
+    TT(h, sdflow_model_score(g, p, N, x, t, out));
+    tt_rec(h, out, N * 2 * sizeof *out);
+    TT_NEW(h, km, sdflow_model_create_kernel(ctx, M, D, y, &km));
+    TT(h, sdflow_model_score(km, p, N, x, t, out));
+    tt_rec(h, out, N * D * sizeof *out);
+    TT(h, sdflow_model_divergence(km, p, N, x, t, out));
+    tt_rec(h, out, N * sizeof *out);
+    TT_NEW(h, mlp, sdflow_model_create_mlp(ctx, 2, &mlp));
+    TT(h, sdflow_model_set_int(mlp, SDFLOW_OPT_MLP_WIDTH, 6));
+    TT(h, sdflow_model_divergence(mlp, p, N, x, t, out));
+    tt_rec(h, out, N * sizeof *out);
+    sdflow_model_free(mlp);
+    sdflow_model_free(km);
+    sdflow_model_free(g);
+    sdflow_process_free(p);
+    sdflow_ctx_free(ctx);
+    free(x), free(t), free(y), free(out);
+}
+
+static void sc_thr_samplers(tt_state *h)
+{
+    enum { N = 64, D = 12, M = 16 };
+    sdflow_ctx *ctx = tt_ctx(h, 17);
+    sdflow_process *p = tt_vp(h, ctx);
+    sdflow_model *g = tt_gmm(h, ctx), *km = NULL;
+    sdflow_sampler *s = NULL, *f = NULL;
+    double *x = dbuf(N * D), *y = dbuf(M * D);
+    fill(y, M * D, 1.5, 2.3, 0.1);
+    TT_NEW(h, s, sdflow_sampler_create(ctx, SDFLOW_SAMPLER_PF_ODE, &s));
+    TT(h, sdflow_sampler_set_process(s, p));
+    TT(h, sdflow_sampler_set_model(s, SDFLOW_ROLE_SCORE, g));
+    TT(h, sdflow_sampler_set_int(s, SDFLOW_OPT_SOLVER, SDFLOW_SOLVER_HEUN));
+    TT(h, sdflow_sampler_set_int(s, SDFLOW_OPT_STEPS, 2));
+    TT(h, sdflow_sampler_run(s, N, NULL, x));
+    tt_rec(h, x, N * 2 * sizeof *x);
+    TT_NEW(h, km, sdflow_model_create_kernel(ctx, M, D, y, &km));
+    TT_NEW(h, f, sdflow_sampler_create(ctx, SDFLOW_SAMPLER_SDFLOW, &f));
+    TT(h, sdflow_sampler_set_model(f, SDFLOW_ROLE_TARGET, km));
+    TT(h, sdflow_sampler_set_int(f, SDFLOW_OPT_STEPS, 2));
+    TT(h, sdflow_sampler_set_int(f, SDFLOW_OPT_INNER_STEPS, 1));
+    TT(h, sdflow_sampler_set_int(f, SDFLOW_OPT_SELF_EXCLUDE, 1));
+    TT(h, sdflow_sampler_run(f, N, NULL, x));
+    tt_rec(h, x, N * D * sizeof *x);
+    sdflow_sampler_free(f);
+    sdflow_sampler_free(s);
+    sdflow_model_free(km);
+    sdflow_model_free(g);
+    sdflow_process_free(p);
+    sdflow_ctx_free(ctx);
+    free(x), free(y);
+}
+
+static void sc_thr_density_metrics(tt_state *h)
+{
+    enum { N = 64, D = 16 };
+    sdflow_ctx *ctx = tt_ctx(h, 18);
+    sdflow_process *p = tt_vp(h, ctx);
+    sdflow_model *g = tt_gmm(h, ctx);
+    sdflow_density *e = NULL;
+    double *x = dbuf(N * D), *y = dbuf(N * D), lp[N], v[2];
+    fill(x, N * D, 1, 0.77, 0.0);
+    fill(y, N * D, 1.3, 0.51, 0.6);
+    TT_NEW(h, e, sdflow_density_create(ctx, SDFLOW_DENSITY_LIYAN, &e));
+    TT(h, sdflow_density_set_process(e, p));
+    TT(h, sdflow_density_set_model(e, g));
+    TT(h, sdflow_density_set_int(e, SDFLOW_OPT_LIYAN_TIMES, 4));
+    TT(h, sdflow_density_logpdf(e, N, x, lp, NULL));
+    tt_rec(h, lp, sizeof lp);
+    TT(h, sdflow_metric_energy(ctx, N, N, D, x, y, &v[0], &v[1]));
+    tt_rec(h, v, sizeof v);
+    TT(h, sdflow_metric_sliced_wasserstein(ctx, N, N, D, x, y, 1, 4, 2, &v[0], &v[1]));
+    tt_rec(h, v, sizeof v);
+    sdflow_density_free(e);
+    sdflow_model_free(g);
+    sdflow_process_free(p);
+    sdflow_ctx_free(ctx);
+    free(x), free(y);
+}
+
 /* ---- the table ---------------------------------------------------------------- */
 
 enum { TT_LIGHT = 0, TT_HEAVY = 1 };
@@ -793,7 +1099,6 @@ static const tt_row scenarios[] = {
     { "callback", sc_callback, TT_LIGHT, 1, 1 },
     { "mlp", sc_mlp, TT_LIGHT, 1, 1 },
     { "mlp_energy", sc_mlp_energy, TT_LIGHT, 1, 1 },
-    { "model_files", sc_files, TT_LIGHT, 1, 1 },
     { "reverse_sde", sc_sde, TT_LIGHT, 1, 1 },
     { "pc", sc_pc, TT_LIGHT, 1, 1 },
     { "pf_ode_euler", sc_ode_euler, TT_LIGHT, 1, 1 },
@@ -818,15 +1123,15 @@ static const tt_row scenarios[] = {
     { "density_liyan", sc_density_liyan, TT_LIGHT, 1, 1 },
     { "metrics", sc_metrics, TT_LIGHT, 1, 1 },
     { "metrics_gemm_d16", sc_metrics_gemm, TT_LIGHT, 1, 1 },
+    { "dsb_fit_run_both_ways", sc_dsb, TT_LIGHT, 1, 1 },
+    { "interpolant_ode_sde_transport_density", sc_interpolant, TT_LIGHT, 1, 1 },
+    { "couplings", sc_coupling, TT_LIGHT, 1, 1 },
+    { "model_files", sc_files, TT_LIGHT, 1, 1 },
     { "getters_names_version", sc_misc, TT_LIGHT, 1, 1 },
     /* the threaded paths (OpenMP teams, per-thread workspaces sized by the thread count) */
-    { "gmm_threads2", sc_gmm, TT_HEAVY, 1, 2 },
-    { "kernel_gemm_d12_threads2", sc_kernel_gemm, TT_HEAVY, 1, 2 },
-    { "mlp_threads2", sc_mlp, TT_HEAVY, 1, 2 },
-    { "pf_ode_rk4_grid_threads2", sc_ode_rk4, TT_HEAVY, 1, 2 },
-    { "sdflow_gemm_d12_threads2", sc_sdflow_gemm, TT_HEAVY, 1, 2 },
-    { "density_liyan_threads2", sc_density_liyan, TT_HEAVY, 1, 2 },
-    { "metrics_gemm_d16_threads2", sc_metrics_gemm, TT_HEAVY, 1, 2 },
+    { "threads2_models", sc_thr_models, TT_HEAVY, 1, 2 },
+    { "threads2_samplers", sc_thr_samplers, TT_HEAVY, 1, 2 },
+    { "threads2_density_metrics", sc_thr_density_metrics, TT_HEAVY, 1, 2 },
 };
 #define NSCEN ((int)(sizeof scenarios / sizeof scenarios[0]))
 
@@ -839,12 +1144,13 @@ static void torture_rows(int heavy)
             continue;
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        long kept = 0, n = tt_torture(scenarios[i].name, scenarios[i].fn, scenarios[i].with_realloc,
-                                      scenarios[i].threads, &kept);
+        tt_stats st;
+        long n = tt_torture(scenarios[i].name, scenarios[i].fn, scenarios[i].with_realloc, scenarios[i].threads, &st);
         clock_gettime(CLOCK_MONOTONIC, &t1);
         test_note("torture %-36s %4ld allocation events, each failed twice (alone; with all later ones in the call) "
-                  "and retried (%ld failed calls kept lazy state), %.2f s",
-                  scenarios[i].name, n, kept, (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec));
+                  "and retried; %ld failed calls kept lazy state, %ld had their object's options compared; %.2f s",
+                  scenarios[i].name, n, st.kept_lazy, st.probes,
+                  (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec));
         total += n;
         rows++;
     }
@@ -864,7 +1170,13 @@ static sdflow_status broken_call(sdflow_ctx *ctx, double *out)
 {
     sdflow_process *a = NULL, *b = NULL;
     broken_calls++;
-    sdflow_status st = sdflow_process_create(ctx, SDFLOW_PROCESS_VP, &a);
+    sdflow_status st = SDFLOW_OK;
+    if (broken_mode == 5) { /* 5: allocates inside an OpenMP team */
+#pragma omp parallel num_threads(2)
+#pragma omp single
+        st = sdflow_process_create(ctx, SDFLOW_PROCESS_VP, &a);
+    } else
+        st = sdflow_process_create(ctx, SDFLOW_PROCESS_VP, &a);
     if (st)
         return broken_mode == 1 ? SDFLOW_E_INVALID : st; /* 1: wrong status */
     if ((st = sdflow_process_create(ctx, SDFLOW_PROCESS_VE, &b))) {
@@ -891,10 +1203,10 @@ static void sc_broken(tt_state *h)
 
 START_TEST(test_torture_self_check)
 {
-    static const char *want[5] = { "", "want SDFLOW_E_NOMEM", "live blocks", "differs from the clean run",
-                                   "does not report the failed allocation" };
+    static const char *want[6] = { "", "want SDFLOW_E_NOMEM", "live blocks", "differs from the clean run",
+                                   "does not report the failed allocation", "inside an OpenMP team" };
     char why[512];
-    for (broken_mode = 0; broken_mode < 5; broken_mode++) {
+    for (broken_mode = 0; broken_mode < 6; broken_mode++) {
         int failed = tt_torture_fails(sc_broken, why, sizeof why);
         ck_assert_msg(failed == (broken_mode != 0), "broken mode %d: torture %s", broken_mode,
                       failed ? why : "passed");

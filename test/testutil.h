@@ -6,6 +6,7 @@
 
 #include <check.h>
 #include <math.h>
+#include <omp.h>
 #include <setjmp.h>
 #include <stddef.h>
 #include <stdarg.h>
@@ -89,6 +90,8 @@ typedef struct tt_call_rec {
 typedef struct tt_state {
     long fail_at, count, live; /* injected failure (-1: none), events, live blocks */
     long reallocs;             /* calls of the realloc hook */
+    long realloc_null;         /* ... with a NULL block (ctx.h says never) */
+    long in_team;              /* allocations made inside an OpenMP team */
     int sticky;                /* faulted runs: every event from fail_at on fails until the call returns */
     int armed;                 /* the injected failure is still to come or in progress */
     int with_realloc;          /* give the allocator a realloc hook */
@@ -116,6 +119,14 @@ typedef struct tt_state {
     int jb_set;       /* self-check of the harness: a failed check longjmps to jb */
     jmp_buf jb;
     char why[512];
+    /* optional state probe: serializes the observable state of probe_obj
+     * (its options) without allocating; compared across a failing call */
+    size_t (*probe)(const void *obj, unsigned char *buf, size_t cap);
+    const void *probe_obj;
+    unsigned char *probe_before;
+    size_t probe_len;
+    int probe_armed;
+    long probes_compared;
     const void *guard_ptr[4];
     size_t guard_len[4];
     unsigned char *guard_copy[4];
@@ -173,6 +184,8 @@ static inline void tt_unlink(tt_state *h, tt_hdr *b)
 /* Counts an allocation event; nonzero if it is to fail. */
 static inline int tt_fails(tt_state *h)
 {
+    if (omp_in_parallel()) /* the counters below are not atomic: tt_run fails the scenario */
+        __atomic_fetch_add(&h->in_team, 1, __ATOMIC_RELAXED);
     long k = h->count++;
     return h->armed && (k == h->fail_at || (h->sticky && k > h->fail_at));
 }
@@ -194,12 +207,12 @@ static inline void *tt_realloc(void *u, void *p, size_t n)
 {
     tt_state *h = u;
     h->reallocs++;
-    if (tt_fails(h))
-        return NULL;
-    if (!p) {
-        h->count--;
+    if (!p) { /* ctx.h: never called with NULL; counted as an error, served as malloc */
+        h->realloc_null++;
         return tt_alloc(u, n);
     }
+    if (tt_fails(h))
+        return NULL;
     tt_hdr *old = (tt_hdr *)p - 1;
     tt_unlink(h, old);
     tt_hdr *b = realloc(old, sizeof *b + n);
@@ -247,6 +260,22 @@ static inline void tt_guard_drop(tt_state *h)
     h->nguard = 0;
 }
 
+#define TT_PROBE_CAP 65536
+/* Installs a state probe for the object the next calls work on (NULL: none). */
+static inline void tt_probe(tt_state *h, size_t (*fn)(const void *, unsigned char *, size_t), const void *obj)
+{
+    h->probe = fn;
+    h->probe_obj = obj;
+}
+
+static inline size_t tt_probe_run(tt_state *h, unsigned char *buf)
+{
+    long c = h->count;
+    size_t len = h->probe(h->probe_obj, buf, TT_PROBE_CAP);
+    TT_CHECK(h, h->count == c, "%s: the state probe allocated", h->name);
+    return len;
+}
+
 /* Records output bytes (clean run) or compares them with the record (faulted run). */
 static inline void tt_rec_at(tt_state *h, const void *p, size_t len, int line)
 {
@@ -279,9 +308,18 @@ static inline int tt_begin(tt_state *h, int attempt)
         h->live_before = h->live;
         h->count_before = h->count;
         /* the call that will meet the failure: reset the ctx message first */
-        if (h->faulted && h->ctx && h->fail_at >= h->count &&
-            (h->call_i + 1 >= h->ncalls || h->fail_at < h->calls[h->call_i + 1].count_before))
-            (void)sdflow_ctx_set_int(h->ctx, TT_POISON_OPTION, 0);
+        h->probe_armed = 0;
+        if (h->faulted && h->fail_at >= h->count &&
+            (h->call_i + 1 >= h->ncalls || h->fail_at < h->calls[h->call_i + 1].count_before)) {
+            if (h->ctx)
+                (void)sdflow_ctx_set_int(h->ctx, TT_POISON_OPTION, 0);
+            if (h->probe) {
+                if (!h->probe_before && !(h->probe_before = malloc(2 * TT_PROBE_CAP)))
+                    tt_fail(h, "out of test memory");
+                h->probe_len = tt_probe_run(h, h->probe_before);
+                h->probe_armed = 1;
+            }
+        }
         return 1;
     }
     /* attempt 1 is the retry, wanted only when attempt 0 met the failure */
@@ -347,6 +385,14 @@ static inline void tt_end(tt_state *h, sdflow_status st, const void *handle, int
     if (is_new)
         TT_CHECK(h, handle == NULL, "%s, failing event %ld: line %d: %s failed but *out is not NULL", h->name,
                       h->fail_at, line, what);
+    if (h->probe_armed) {
+        unsigned char *after = h->probe_before + TT_PROBE_CAP;
+        size_t len = tt_probe_run(h, after);
+        TT_CHECK(h, len == h->probe_len && memcmp(after, h->probe_before, len) == 0,
+                 "%s, failing event %ld: line %d: %s failed and changed its object's options", h->name, h->fail_at,
+                 line, what);
+        h->probes_compared++;
+    }
     for (int i = 0; i < h->nguard; i++)
         TT_CHECK(h, memcmp(h->guard_ptr[i], h->guard_copy[i], h->guard_len[i]) == 0,
                       "%s, failing event %ld: line %d: %s failed and changed an output documented untouched",
@@ -410,9 +456,12 @@ static inline void tt_run(tt_state *h, tt_scenario f, long fail_at)
     h->retries = 0;
     h->hit_kept = 0;
     h->ctx = NULL;
+    h->probe = NULL;
     h->nguard = 0;
     f(h);
     h->ctx = NULL;
+    TT_CHECK(h, h->in_team == 0, "%s: %ld allocations inside an OpenMP team", h->name, h->in_team);
+    TT_CHECK(h, h->realloc_null == 0, "%s: the realloc hook was called with NULL", h->name);
     TT_CHECK(h, h->live == 0, "%s, failing event %ld: %ld blocks leaked at the end", h->name, fail_at, h->live);
 }
 
@@ -447,18 +496,27 @@ static inline long tt_torture_in(tt_state *h, const char *name, tt_scenario f, i
 static inline void tt_state_free(tt_state *h)
 {
     tt_guard_drop(h);
+    free(h->probe_before);
     free(h->calls);
     free(h->log);
 }
 
+/* What a torture saw besides the event count. */
+typedef struct tt_stats {
+    long kept_lazy; /* failed calls that kept lazy state */
+    long probes;    /* failed calls whose object's options were compared */
+} tt_stats;
+
 /* The torture of one scenario; a failed check fails the calling test. */
-static inline long tt_torture(const char *name, tt_scenario f, int with_realloc, int threads, long *kept_lazy)
+static inline long tt_torture(const char *name, tt_scenario f, int with_realloc, int threads, tt_stats *stats)
 {
     tt_state h;
     memset(&h, 0, sizeof h);
     long n = tt_torture_in(&h, name, f, with_realloc, threads);
-    if (kept_lazy)
-        *kept_lazy = h.kept_lazy;
+    if (stats) {
+        stats->kept_lazy = h.kept_lazy;
+        stats->probes = h.probes_compared;
+    }
     tt_state_free(&h);
     return n;
 }

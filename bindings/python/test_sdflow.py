@@ -151,6 +151,25 @@ class BindingTest(unittest.TestCase):
         # Same seed, same start: bit-identical samples.
         np.testing.assert_array_equal(sampler.run(proc.prior_sample(n, 2, stream=3)), x)
 
+    def test_interpolant_sampler_gaussian(self):
+        # t = 0 base N(0, I), t = 1 data: a gaussian data model evaluated as a velocity under
+        # the trig interpolant is the exact velocity; it is undefined at t = 0, so start at 1e-6.
+        proc = sdflow.Process(self.ctx, "interp_trig")
+        mean, cov = np.array([1.0, -0.5]), np.array([[0.5, 0.1], [0.1, 0.3]])
+        model = sdflow.Model.gaussian(self.ctx, mean, cov)
+        s = sdflow.Sampler(self.ctx, "interpolant").set_process(proc).set_model(model, "velocity")
+        s.set("interp_t0", 1e-6).set("interp_kinetic", 1)
+        n = 1000
+        x0 = proc.prior_sample(n, 2, stream=4)
+        x = s.run(x0)
+        se_mean = np.sqrt(np.diag(cov) / n)  # 5 standard errors, as the pf_ode test
+        self.assertTrue(np.all(np.abs(x.mean(0) - mean) < 5 * se_mean), x.mean(0))
+        se_cov = np.sqrt((cov ** 2 + np.outer(np.diag(cov), np.diag(cov))) / n)
+        self.assertTrue(np.all(np.abs(np.cov(x.T) - cov) < 5 * se_cov), np.cov(x.T))
+        self.assertGreater(s.stat("kinetic_energy"), 0)
+        # data -> base returns the starts (DOPRI5 at rtol 1e-5)
+        self.assertLess(np.abs(s.transport(x, 1.0, 1e-6) - x0).max(), 1e-3)
+
     def test_wrappers_check_columns(self):
         # issue 9 item 7: a 5 x 3 or 4000 x 1 array on a 2-D model must be
         # refused before the library reads it (it read reinterpreted rows or

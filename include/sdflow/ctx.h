@@ -104,6 +104,17 @@ SDFLOW_API sdflow_status sdflow_ctx_set_log(sdflow_ctx *ctx, sdflow_log_fn fn, v
  *  trainers made from this ctx (NULL removes it). */
 SDFLOW_API sdflow_status sdflow_ctx_set_progress(sdflow_ctx *ctx, sdflow_progress_fn fn, void *user_data);
 
+/** Sum-allreduce over the processes of a data-parallel job: on return,
+ *  every process's @p buf holds the elementwise sum of all processes' @p n
+ *  values (e.g. MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_DOUBLE, MPI_SUM,
+ *  comm)). Return 0 on success; nonzero makes the caller fail with
+ *  SDFLOW_E_CALLBACK. Called from the thread that called the library. */
+typedef int (*sdflow_allreduce_fn)(double *buf, size_t n, void *user_data);
+/** Installs the allreduce hook (NULL removes it). The library links no MPI:
+ *  the trainer calls the hook once per step on its flat (gradient, loss)
+ *  vector. Thread safety: not safe on the same ctx concurrently with any use of it. */
+SDFLOW_API sdflow_status sdflow_ctx_set_allreduce(sdflow_ctx *ctx, sdflow_allreduce_fn fn, void *user_data);
+
 /** The message of the last failure reported into @p ctx ("x[17][3] is NaN").
  *  Empty string if none; "no context" for NULL. Valid until the next failing
  *  call on this ctx. If several threads use objects of one ctx, the message

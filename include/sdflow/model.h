@@ -94,6 +94,28 @@ SDFLOW_API sdflow_status sdflow_model_jacobian(sdflow_model *m, const sdflow_pro
 /** Divergence (trace of the Jacobian) of the score at n points. */
 SDFLOW_API sdflow_status sdflow_model_divergence(sdflow_model *m, const sdflow_process *p, size_t n,
                                                  const double *x, const double *t, double *div);
+/** QCSGM diagnostic: how far the score's Jacobian J(x_i, t_i) is from
+ *  symmetric (a conservative field, the gradient of a log-density, has
+ *  J = J^T), at n rows x (n x d), t (n) (docs/asymmetry.md).
+ *  Writes out[0] = sqrt(mean_i ||J_i - J_i^T||_F^2), the asymmetry (RMS over
+ *  the rows; for n = 1 the row's ||J - J^T||_F), out[2] = sqrt(sum_i
+ *  ||J_i - J_i^T||_F^2 / sum_i ||J_i||_F^2), the normalized asymmetry (in
+ *  [0, sqrt 2]), and their standard errors in out[1], out[3].
+ *  @p probes = 0: exact, from the full Jacobian of every row (SEs 0).
+ *  @p probes = K >= 2: Hutchinson estimate with K Rademacher probes v per
+ *  row, 2 (|J v|^2 - v . J (J v)) for ||J - J^T||_F^2 and |J v|^2 for
+ *  ||J||_F^2 (two Jacobian-vector products per probe, no transpose needed);
+ *  probe k of row i is keyed by (ctx seed, @p stream, i, k). The SEs are
+ *  those of the probe noise at the given rows (sample variance of the K
+ *  probes per row; delta method for the ratio and the square roots), so the
+ *  exact value lies within a few SE. An estimate of a square below 0 (near
+ *  a symmetric J) reports 0. probes = 1 is SDFLOW_E_INVALID.
+ *  Needs exact derivatives (gaussian, gmm, kernel, mlp; a callback model
+ *  with a JVP), else SDFLOW_E_UNSUPPORTED; J = 0 at every row makes the
+ *  ratio undefined: SDFLOW_E_NUMERIC. Thread safety: as for evaluation. */
+SDFLOW_API sdflow_status sdflow_model_asymmetry(sdflow_model *m, const sdflow_process *p, size_t n,
+                                                const double *x, const double *t, size_t probes, uint64_t stream,
+                                                double out[4]);
 /** Draws n exact samples of the data distribution (t = 0) of a gaussian or gmm
  *  model; row i keyed by (seed, stream, first_index + i). */
 SDFLOW_API sdflow_status sdflow_model_sample(sdflow_model *m, uint64_t stream, uint64_t first_index,

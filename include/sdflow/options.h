@@ -87,7 +87,13 @@ typedef enum sdflow_option {
     SDFLOW_OPT_DSB_TIME_INPUT = 907,/**< int: sdflow_dsb_time time label given to the networks (default cumulative) */
     SDFLOW_OPT_DSB_DIRECTION = 908, /**< int: sdflow_dsb_direction of sdflow_sampler_run (default prior to data) */
     SDFLOW_OPT_DSB_NPAR = 909,      /**< int: chains simulated per half-bridge (default 10000) */
-    SDFLOW_OPT_DSB_BATCH = 910,     /**< int: chains simulated at once (default 512); memory O(batch d) */
+    SDFLOW_OPT_DSB_BATCH = 910,     /**< int: chains simulated at once, and the SGD minibatch of networks (default 512) */
+    SDFLOW_OPT_DSB_TRAIN_STEPS = 911,   /**< int: SGD steps per half-bridge when fitting networks (default 10000) */
+    SDFLOW_OPT_DSB_CACHE_REFRESH = 912, /**< int: SGD steps between refills of the trajectory cache (default 0: one
+                                             fill per half-bridge) */
+    SDFLOW_OPT_DSB_LR = 913,            /**< double: Adam learning rate of network fits (default 1e-4) */
+    SDFLOW_OPT_DSB_LR_COSINE = 914,     /**< int 0/1: cosine decay of the rate to 0 over each half-bridge (default 0:
+                                             constant, as the reference code) */
 
     /* adaptive solvers (300..349) */
     SDFLOW_OPT_RTOL = 300,        /**< double: relative tolerance (default 1e-5) */
@@ -131,6 +137,32 @@ typedef enum sdflow_option {
     SDFLOW_OPT_MLP_TIME_INPUT = 606, /**< int 0/1: Fourier features of t (0, default) or of log(sigma(t))/4 (1) */
     SDFLOW_OPT_MLP_LEARN_FREQS = 607, /**< int 0/1: the Fourier frequencies are trainable parameters (default 0) */
     SDFLOW_OPT_MLP_FREQ_SCALE = 608,  /**< double > 0: initial frequencies f_k = scale (k + 1) (default 0.5) */
+
+    /* trainer (700..749); the trainer also takes SDFLOW_OPT_STREAM */
+    SDFLOW_TRAIN_BATCH = 700,        /**< int: global batch size B (default 128) */
+    SDFLOW_TRAIN_WEIGHTING = 701,    /**< int: sdflow_dsm_weighting (default SDFLOW_WEIGHT_SIGMA2) */
+    SDFLOW_TRAIN_T_SAMPLING = 702,   /**< int: sdflow_t_sampling (default uniform) */
+    SDFLOW_TRAIN_STRATIFIED = 703,   /**< int 0/1: stratified times u_b = (u + b)/B (default 0) */
+    SDFLOW_TRAIN_T_EPS = 704,        /**< double: smallest training time (default 0: the process's t_eps) */
+    SDFLOW_TRAIN_REDUCE_MEAN = 705,  /**< int 0/1: mean over dimensions instead of the sum (default 0) */
+    SDFLOW_TRAIN_LR = 706,           /**< double: peak learning rate (default 1e-3) */
+    SDFLOW_TRAIN_BETA1 = 707,        /**< double: Adam beta1 (default 0.9) */
+    SDFLOW_TRAIN_BETA2 = 708,        /**< double: Adam beta2 (default 0.999) */
+    SDFLOW_TRAIN_ADAM_EPS = 709,     /**< double: Adam epsilon (default 1e-8) */
+    SDFLOW_TRAIN_WEIGHT_DECAY = 710, /**< double: weight decay (default 0) */
+    SDFLOW_TRAIN_OPTIMIZER = 711,    /**< int: sdflow_optimizer (default Adam) */
+    SDFLOW_TRAIN_SCHEDULE = 712,     /**< int: sdflow_lr_schedule (default constant) */
+    SDFLOW_TRAIN_WARMUP = 713,       /**< int: linear warmup steps (default 0) */
+    SDFLOW_TRAIN_TOTAL_STEPS = 714,  /**< int: cosine horizon in steps (default 0: the end of the running fit) */
+    SDFLOW_TRAIN_LR_MIN = 715,       /**< double: final learning rate of the cosine schedule (default 0) */
+    SDFLOW_TRAIN_CLIP_NORM = 716,    /**< double: global gradient-norm clip (default 0: off) */
+    SDFLOW_TRAIN_EMA_DECAY = 717,    /**< double: EMA decay (default 0.999; 0: EMA = weights) */
+    SDFLOW_TRAIN_EMA_WARMUP = 718,   /**< int 0/1: decay min(decay, (1 + k)/(10 + k)) at update k (default 1) */
+    SDFLOW_TRAIN_QCSGM_WEIGHT = 719, /**< double: QCSGM penalty weight gamma (default 0: off) */
+    SDFLOW_TRAIN_QCSGM_PROBES = 720, /**< int: Rademacher probes K per row of the penalty (default 1) */
+    SDFLOW_TRAIN_RANK = 721,         /**< int: rank r of this process in data-parallel training (default 0) */
+    SDFLOW_TRAIN_WORLD_SIZE = 722,   /**< int: number of processes R (default 1) */
+    SDFLOW_TRAIN_VAL_EVERY = 723,    /**< int: fit() validates every this many steps (default 0: at the end) */
 
     /* model files, ctx options (800..849; io.h) */
     SDFLOW_CTX_FILE_MAX_BYTES = 800, /**< u64 >= 16: largest file or buffer the model loaders accept, in bytes

@@ -126,14 +126,20 @@ SDFLOW_API sdflow_status sdflow_sampler_get_stat(const sdflow_sampler *s, sdflow
 
 /** DSB only: runs @p iterations more IPF iterations (each a backward then a
  *  forward half-bridge, docs/dsb.md), continuing from the half-bridges
- *  already fitted. Unbound SDFLOW_ROLE_FORWARD / SDFLOW_ROLE_BACKWARD
- *  models are exact per-step affine maps fitted by least squares over
- *  SDFLOW_OPT_DSB_NPAR chains (memory O(N d^2 + batch d), no trajectory
- *  cache). Progress goes through the ctx callback (done/total in chain
- *  batches over all half-bridges of the call); on cancellation or failure
- *  the means of the last finished half-bridge are kept and
- *  SDFLOW_E_CANCELLED (or the error) is returned. Deterministic in the ctx
- *  seed and SDFLOW_OPT_STREAM for any thread count. */
+ *  already fitted. With SDFLOW_ROLE_FORWARD and SDFLOW_ROLE_BACKWARD
+ *  unbound the means are exact per-step affine maps fitted by least
+ *  squares over SDFLOW_OPT_DSB_NPAR chains (memory O(N d^2 + batch d), no
+ *  trajectory cache). With MLP models bound to both roles they are trained
+ *  in place: a trajectory cache of SDFLOW_OPT_DSB_NPAR chains (2 N npar d
+ *  doubles, refilled every SDFLOW_OPT_DSB_CACHE_REFRESH steps) and
+ *  SDFLOW_OPT_DSB_TRAIN_STEPS Adam steps (SDFLOW_OPT_DSB_LR) on minibatches
+ *  of SDFLOW_OPT_DSB_BATCH per half-bridge. A sampler keeps the kind it
+ *  was first fitted with (switching: SDFLOW_E_STATE). Progress goes
+ *  through the ctx callback (done/total over all half-bridges of the call:
+ *  chain batches, and SGD steps); on cancellation or failure the means
+ *  (affine maps or network weights) of the last finished half-bridge are
+ *  kept and SDFLOW_E_CANCELLED (or the error) is returned. Deterministic
+ *  in the ctx seed and SDFLOW_OPT_STREAM for any thread count. */
 SDFLOW_API sdflow_status sdflow_sampler_fit(sdflow_sampler *s, long iterations);
 
 SDFLOW_END_DECLS

@@ -167,6 +167,25 @@ sdflow_status sdflow_ctx_set_progress(sdflow_ctx *ctx, sdflow_progress_fn fn, vo
     return SDFLOW_OK;
 }
 
+sdflow_status sdflow_ctx_set_allreduce(sdflow_ctx *ctx, sdflow_allreduce_fn fn, void *user_data)
+{
+    if (!ctx)
+        return SDFLOW_E_INVALID;
+    ctx->allreduce_fn = fn;
+    ctx->allreduce_user = user_data;
+    return SDFLOW_OK;
+}
+
+sdflow_status sdflow__allreduce(sdflow_ctx *ctx, double *buf, size_t n, const char *what)
+{
+    if (!ctx->allreduce_fn)
+        return SDFLOW_OK;
+    int rc = ctx->allreduce_fn(buf, n, ctx->allreduce_user);
+    if (rc != 0)
+        return sdflow__fail(ctx, SDFLOW_E_CALLBACK, "%s: the allreduce hook returned %d", what, rc);
+    return SDFLOW_OK;
+}
+
 int sdflow__threads_for(const sdflow_ctx *ctx, size_t n)
 {
     if (n < 64)

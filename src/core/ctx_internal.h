@@ -23,6 +23,8 @@ struct sdflow_ctx {
     void *log_user;
     sdflow_progress_fn progress_fn;
     void *progress_user;
+    sdflow_allreduce_fn allreduce_fn;
+    void *allreduce_user;
     char err[SDFLOW__ERRMAX];
 };
 
@@ -66,6 +68,10 @@ int sdflow__threads_for(const sdflow_ctx *ctx, size_t n);
 
 /* Progress: returns SDFLOW_E_CANCELLED (with message) when the callback asks to stop. */
 sdflow_status sdflow__progress(sdflow_ctx *ctx, long done, long total, const char *what);
+
+/* Sum-allreduce of buf through the ctx hook (no hook: nothing to do);
+ * a nonzero return is SDFLOW_E_CALLBACK naming what was reduced. */
+sdflow_status sdflow__allreduce(sdflow_ctx *ctx, double *buf, size_t n, const char *what);
 
 /* Validation helpers: each reports a precise message and returns its status. */
 sdflow_status sdflow__check_ptr(sdflow_ctx *ctx, const void *ptr, const char *name);

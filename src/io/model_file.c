@@ -438,7 +438,7 @@ static const char *output_of(sdflow_model *m)
 /* The process options a file keeps, in this order. */
 static const sdflow_option proc_keys[] = { SDFLOW_PROC_BETA_MIN, SDFLOW_PROC_BETA_MAX, SDFLOW_PROC_SIGMA_MIN,
                                            SDFLOW_PROC_SIGMA_MAX, SDFLOW_PROC_COSINE_S, SDFLOW_PROC_T_MAX,
-                                           SDFLOW_PROC_T_EPS, SDFLOW_PROC_VE_EXACT_STD };
+                                           SDFLOW_PROC_T_EPS, SDFLOW_PROC_VE_EXACT_STD, SDFLOW_PROC_INTERP_EPS };
 #define NPROC (sizeof proc_keys / sizeof proc_keys[0])
 
 /* ---- save -------------------------------------------------------------- */
@@ -589,14 +589,23 @@ static sdflow_status load_process(loader *L, sdflow_process **out)
     const char *val[NPROC];
     size_t vat[NPROC];
     int done[NPROC] = { 0 };
+    size_t left = NPROC;
     for (size_t i = 0; i < NPROC && !st; i++) {
         char key[64];
         snprintf(key, sizeof key, PREFIX "process.%s", sdflow_option_name(proc_keys[i]));
+        /* interp_eps came with the interpolant kinds: files written before lack it (default 0) */
+        if (proc_keys[i] == SDFLOW_PROC_INTERP_EPS) {
+            if (!(val[i] = meta(L, key, &vat[i]))) {
+                done[i] = 1;
+                left--;
+            }
+            continue;
+        }
         st = need_meta(L, key, &val[i], &vat[i]);
     }
     /* options are checked against each other (sigma_min < sigma_max, ...):
      * set in passes until a pass changes nothing */
-    for (size_t left = NPROC, pass = 0; left && !st && pass < NPROC; pass++) {
+    for (size_t pass = 0; left && !st && pass < NPROC; pass++) {
         size_t failed = NPROC;
         for (size_t i = 0; i < NPROC; i++) {
             if (done[i])

@@ -1,12 +1,23 @@
 /* SPDX-License-Identifier: MIT */
 /* The SiLU rows of the MLP forward pass, the one loop built with -ffast-math
  * (Makefile) so GCC calls glibc's vector exp (libmvec, <= 4 ulp): with
- * scalar exp the activation took half of the forward pass. No NaN checks
- * live here (inputs are validated at the API edge, mlp.c). */
+ * scalar exp the activation took half of the forward pass. Built for three
+ * ISAs (target_clones, chosen once at load time by the CPU): libmvec's
+ * 8-wide AVX-512 and 4-wide AVX2 exp beside the baseline 2-wide SSE one.
+ * The choice depends on the CPU only, so results stay the same for every
+ * batch split and thread count on one machine. No NaN checks live here
+ * (inputs are validated at the API edge, mlp.c). */
 #include <math.h>
 #include <stddef.h>
 #include "mlp_act.h"
 
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__gnu_linux__)
+#  define SDFLOW__CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#  define SDFLOW__CLONES
+#endif
+
+SDFLOW__CLONES
 void sdflow__mlp_silu_rows(size_t n, const double *restrict a, const double *restrict res, double *restrict z,
                            double *restrict d1)
 {

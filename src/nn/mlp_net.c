@@ -93,16 +93,37 @@ void sdflow__mlp_embed(const sdflow__mlp *net, size_t n, const double *x, const 
     }
 }
 
-/* C (rows x out) = Z (rows x in, leading dim ldz) W^T (W: out x in, ldw), in
- * fixed chunks of R rows: one GEMM shape per layer whatever the batch, and
- * small enough (R out in <= 2^18 for width 128) that OpenBLAS stays on the
- * calling thread. rows is a multiple of R. */
-static void gemm_nt(size_t rows, size_t out, size_t in, const double *Z, size_t ldz, const double *W, size_t ldw,
-                    double *C, size_t ldc)
+/* C (rows x out) = Z (rows x in, leading dim ldz) WT, WT = W^T (in x out,
+ * rows 0..in-1 of the layer's transposed weights, leading dim out), in fixed
+ * chunks of R rows: one GEMM shape per layer whatever the batch, and small
+ * enough (R out in <= 2^18 for width 128) that OpenBLAS stays on the calling
+ * thread. With W^T stored (not W) the call is "NN" for OpenBLAS, which takes
+ * its small-matrix kernel (no packing) where W itself would be repacked on
+ * every call ("TN" is excluded from it for M N > 1200 on SkylakeX); the
+ * transpose is made once per pass (transpose_weights). rows: a multiple of R. */
+static void gemm_nt(size_t rows, size_t out, size_t in, const double *Z, size_t ldz, const double *WT, double *C,
+                    size_t ldc)
 {
     for (size_t r = 0; r < rows; r += R)
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, R, (int)out, (int)in, 1.0, Z + r * ldz, (int)ldz, W,
-                    (int)ldw, 0.0, C + r * ldc, (int)ldc);
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, R, (int)out, (int)in, 1.0, Z + r * ldz, (int)ldz, WT,
+                    (int)out, 0.0, C + r * ldc, (int)ldc);
+}
+
+/* wt[woff[l] ..] = W_l^T (in_l x out_l) for every layer: the forward GEMMs' operand. */
+static double *transpose_weights(sdflow_ctx *ctx, const sdflow__mlp *net)
+{
+    double *wt = sdflow__alloc_array(ctx, net->foff, sizeof(double), "MLP transposed weights");
+    for (size_t l = 0; wt && l < net->nlayers; l++) {
+        const double *w = net->theta + net->woff[l];
+        double *t = wt + net->woff[l];
+        size_t in = net->in[l], out = net->out[l];
+        for (size_t j0 = 0; j0 < out; j0 += 16) /* 16 x 16 tiles: both sides stay in cache lines */
+            for (size_t k0 = 0; k0 < in; k0 += 16)
+                for (size_t j = j0; j < out && j < j0 + 16; j++)
+                    for (size_t k = k0; k < in && k < k0 + 16; k++)
+                        t[k * out + j] = w[j * in + k];
+    }
+    return wt;
 }
 
 /* C (rows x in) += A (rows x out) W (out x in, ldw), columns 0..in-1 of W:
@@ -207,14 +228,15 @@ static blockws ws_at(const sdflow__mlp *net, size_t K, double *w)
 
 /* Loads rows i0.. of z0 into the block (zero-padded) and runs the forward
  * pass; with second, also phi'' of every hidden layer (b->d2). */
-static void block_forward(const sdflow__mlp *net, const double *z0, size_t i0, size_t nb, blockws *b, int second)
+static void block_forward(const sdflow__mlp *net, const double *wt, const double *z0, size_t i0, size_t nb,
+                          blockws *b, int second)
 {
     size_t din = net->d_in, W = net->width, L = net->depth, RW = R * W;
     load_rows(b->z[0], z0 + i0 * din, nb, din);
     for (size_t l = 0; l < L; l++) {
-        const double *Wl = net->theta + net->woff[l], *bl = net->theta + net->boff[l];
+        const double *bl = net->theta + net->boff[l];
         size_t ldz = l == 0 ? din : W;
-        gemm_nt(R, W, net->in[l], b->z[l], ldz, Wl, net->in[l], b->a[l], W);
+        gemm_nt(R, W, net->in[l], b->z[l], ldz, wt + net->woff[l], b->a[l], W);
         const double *res = net->skip[l] >= 0 ? b->z[net->skip[l]] : NULL;
         double *a = b->a[l], *z = b->z[l + 1], *d1 = b->d1[l], *d2 = b->d2[l];
         for (size_t r = 0; r < R; r++)
@@ -236,7 +258,7 @@ static void block_forward(const sdflow__mlp *net, const double *z0, size_t i0, s
             }
         }
     }
-    gemm_nt(R, net->d_out, W, b->z[L], W, net->theta + net->woff[L], W, b->y, net->d_out);
+    gemm_nt(R, net->d_out, W, b->z[L], W, wt + net->woff[L], b->y, net->d_out);
     const double *bL = net->theta + net->boff[L];
     for (size_t r = 0; r < R; r++)
         for (size_t j = 0; j < net->d_out; j++)
@@ -288,6 +310,7 @@ static sdflow_status alloc_ws(sdflow_ctx *ctx, size_t nthreads, size_t per, doub
  * its workspace and the R extra values at its end (ones for the energy passes). */
 typedef struct pass_args {
     const sdflow__mlp *net;
+    const double *wt; /* transposed weights (set by run_blocks) */
     const double *z0, *v;
     size_t K;
     double *out, *out2, *out3;
@@ -296,18 +319,23 @@ typedef void (*block_fn)(const pass_args *p, blockws *b, double *ones, size_t i0
 
 /* Runs fn over the blocks of n rows on the ctx's threads, each with its own
  * workspace (K tangents per row): the one parallel driver of every pass. */
-static sdflow_status run_blocks(sdflow_ctx *ctx, const pass_args *p, size_t n, block_fn fn)
+static sdflow_status run_blocks(sdflow_ctx *ctx, pass_args *p, size_t n, block_fn fn)
 {
     size_t nblk = (n + R - 1) / R, per = ws_size(p->net, p->K) + R;
     int nt = threads(ctx, n, nblk);
-    double *w;
-    if (alloc_ws(ctx, (size_t)nt, per, &w))
+    double *w, *wt = transpose_weights(ctx, p->net);
+    if (!wt)
         return SDFLOW_E_NOMEM;
+    if (alloc_ws(ctx, (size_t)nt, per, &w)) {
+        sdflow__free(ctx, wt);
+        return SDFLOW_E_NOMEM;
+    }
+    p->wt = wt;
     int blas = sdflow__blas_team_begin(ctx, nt); /* the blocks call GEMMs from our threads */
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (size_t ib = 0; ib < nblk; ib++) {
-        double *wt = w + (size_t)omp_get_thread_num() * per, *ones = wt + per - R;
-        blockws b = ws_at(p->net, p->K, wt);
+        double *mine = w + (size_t)omp_get_thread_num() * per, *ones = mine + per - R;
+        blockws b = ws_at(p->net, p->K, mine);
         size_t i0 = ib * R, nb = n - i0 < R ? n - i0 : R;
         for (size_t r = 0; r < R; r++)
             ones[r] = 1.0;
@@ -315,26 +343,27 @@ static sdflow_status run_blocks(sdflow_ctx *ctx, const pass_args *p, size_t n, b
     }
     sdflow__blas_team_end(blas);
     sdflow__free(ctx, w);
+    sdflow__free(ctx, wt);
     return SDFLOW_OK;
 }
 
 static void forward_block(const pass_args *p, blockws *b, double *ones, size_t i0, size_t nb)
 {
     (void)ones;
-    block_forward(p->net, p->z0, i0, nb, b, 0);
+    block_forward(p->net, p->wt, p->z0, i0, nb, b, 0);
     memcpy(p->out + i0 * p->net->d_out, b->y, nb * p->net->d_out * sizeof(double));
 }
 
 sdflow_status sdflow__mlp_forward(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n, const double *z0, double *y)
 {
-    pass_args p = { net, z0, NULL, 1, y, NULL, NULL };
+    pass_args p = { net, NULL, z0, NULL, 1, y, NULL, NULL };
     return run_blocks(ctx, &p, n, forward_block);
 }
 
 static void grad_x_block(const pass_args *p, blockws *b, double *ones, size_t i0, size_t nb)
 {
     const sdflow__mlp *net = p->net;
-    block_forward(net, p->z0, i0, nb, b, 0);
+    block_forward(net, p->wt, p->z0, i0, nb, b, 0);
     block_reverse(net, b, ones, NULL);
     store_cols(p->out + i0 * net->d, b->zb[0], nb, net->in[0], net->d);
     for (size_t r = 0; r < nb && p->out2; r++)
@@ -344,21 +373,22 @@ static void grad_x_block(const pass_args *p, blockws *b, double *ones, size_t i0
 sdflow_status sdflow__mlp_grad_x(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n, const double *z0, double *e,
                                  double *g)
 {
-    pass_args p = { net, z0, NULL, 1, g, e, NULL };
+    pass_args p = { net, NULL, z0, NULL, 1, g, e, NULL };
     return run_blocks(ctx, &p, n, grad_x_block);
 }
 
 /* Forward tangents of the block for K directions per row: a-dot_l into
  * b->ta[l] for every l; z-dot_l in the ring b->t[l % 3] (a skip reaches one
  * layer back at most); the last z-dot (R K x width) returned. */
-static double *block_tangent_fwd(const sdflow__mlp *net, blockws *b, size_t K, const double *v, size_t i0, size_t nb)
+static double *block_tangent_fwd(const sdflow__mlp *net, const double *wt, blockws *b, size_t K, const double *v,
+                                 size_t i0, size_t nb)
 {
     size_t d = net->d, in0 = net->in[0], W = net->width, L = net->depth, RK = R * K;
     const double *W0 = net->theta + net->woff[0];
     if (v) {
         double *vb = b->t[3]; /* R K x d, zero-padded */
         load_rows(vb, v + i0 * K * d, nb, K * d);
-        gemm_nt(RK, W, d, vb, d, W0, in0, b->ta[0], W);
+        gemm_nt(RK, W, d, vb, d, wt + net->woff[0], b->ta[0], W);
     } else {
         for (size_t r = 0; r < R; r++)
             for (size_t k = 0; k < K; k++)
@@ -377,7 +407,7 @@ static double *block_tangent_fwd(const sdflow__mlp *net, blockws *b, size_t K, c
             }
         if (l + 1 == L)
             return zn;
-        gemm_nt(RK, W, W, zn, W, net->theta + net->woff[l + 1], W, b->ta[l + 1], W);
+        gemm_nt(RK, W, W, zn, W, wt + net->woff[l + 1], b->ta[l + 1], W);
     }
 }
 
@@ -386,11 +416,11 @@ static void tangent_block(const pass_args *p, blockws *b, double *ones, size_t i
     const sdflow__mlp *net = p->net;
     size_t d = net->d, K = p->K, W = net->width, L = net->depth, RK = R * K, M = maxw(net);
     int energy = net->energy;
-    block_forward(net, p->z0, i0, nb, b, energy);
-    const double *zd = block_tangent_fwd(net, b, K, p->v, i0, nb);
+    block_forward(net, p->wt, p->z0, i0, nb, b, energy);
+    const double *zd = block_tangent_fwd(net, p->wt, b, K, p->v, i0, nb);
     if (!energy) {
         double *yd = b->t[3]; /* R K x d */
-        gemm_nt(RK, d, W, zd, W, net->theta + net->woff[L], W, yd, d);
+        gemm_nt(RK, d, W, zd, W, p->wt + net->woff[L], yd, d);
         memcpy(p->out2 + i0 * K * d, yd, nb * K * d * sizeof(double));
         if (p->out)
             memcpy(p->out + i0 * d, b->y, nb * d * sizeof(double));
@@ -408,14 +438,12 @@ static void tangent_block(const pass_args *p, blockws *b, double *ones, size_t i
         const double *zbd = ZBD(l + 1);
         if (l >= 1)
             memset(ZBD(l - 1), 0, RK * M * sizeof(double));
-        for (size_t r = 0; r < R; r++)
-            for (size_t j = 0; j < W; j++) {
-                size_t q1 = r * W + j;
-                double s1 = b->d1[l][q1], c = b->zb[l + 1][q1] * b->d2[l][q1];
-                for (size_t k = 0; k < K; k++) {
-                    size_t q = (r * K + k) * W + j;
-                    abd[q] = zbd[q] * s1 + c * b->ta[l][q];
-                }
+        for (size_t r = 0; r < R; r++) /* j innermost: contiguous in every array */
+            for (size_t k = 0; k < K; k++) {
+                const double *s1 = b->d1[l] + r * W, *s2 = b->d2[l] + r * W, *zb = b->zb[l + 1] + r * W;
+                size_t q0 = (r * K + k) * W;
+                for (size_t j = 0; j < W; j++)
+                    abd[q0 + j] = zbd[q0 + j] * s1[j] + zb[j] * s2[j] * b->ta[l][q0 + j];
             }
         size_t in = net->in[l];
         gemm_nn_acc(RK, W, l == 0 ? d : in, abd, net->theta + net->woff[l], in, ZBD(l), l == 0 ? d : in);
@@ -431,7 +459,7 @@ static void tangent_block(const pass_args *p, blockws *b, double *ones, size_t i
 sdflow_status sdflow__mlp_tangent(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n, const double *z0, size_t K,
                                   const double *v, double *primal, double *jv)
 {
-    pass_args p = { net, z0, v, K, primal, jv, NULL };
+    pass_args p = { net, NULL, z0, v, K, primal, jv, NULL };
     return run_blocks(ctx, &p, n, tangent_block);
 }
 
@@ -439,20 +467,54 @@ sdflow_status sdflow__mlp_backward(sdflow_ctx *ctx, const sdflow__mlp *net, size
                                    const double *ybar, double *gtheta, double *gx)
 {
     size_t per = ws_size(net, 1) + R * net->d_out, d = net->d, dout = net->d_out;
-    double *w;
-    if (alloc_ws(ctx, 1, per, &w))
+    double *w, *wt = transpose_weights(ctx, net);
+    if (!wt)
         return SDFLOW_E_NOMEM;
+    if (alloc_ws(ctx, 1, per, &w)) {
+        sdflow__free(ctx, wt);
+        return SDFLOW_E_NOMEM;
+    }
     blockws b = ws_at(net, 1, w);
     double *yb = w + per - R * dout;
     for (size_t i0 = 0; i0 < n; i0 += R) {
         size_t nb = n - i0 < R ? n - i0 : R;
-        block_forward(net, z0, i0, nb, &b, 0);
+        block_forward(net, wt, z0, i0, nb, &b, 0);
         load_rows(yb, ybar + i0 * dout, nb, dout);
         block_reverse(net, &b, yb, gtheta);
         if (gx)
             store_cols(gx + i0 * d, b.zb[0], nb, net->in[0], d);
     }
     sdflow__free(ctx, w);
+    sdflow__free(ctx, wt);
+    return SDFLOW_OK;
+}
+
+sdflow_status sdflow__mlp_forward_backward_affine(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n,
+                                                 const double *z0, const double *s, const double *r, double *y,
+                                                 double *gtheta)
+{
+    size_t per = ws_size(net, 1) + R * net->d_out, dout = net->d_out;
+    double *w, *wt = transpose_weights(ctx, net);
+    if (!wt)
+        return SDFLOW_E_NOMEM;
+    if (alloc_ws(ctx, 1, per, &w)) {
+        sdflow__free(ctx, wt);
+        return SDFLOW_E_NOMEM;
+    }
+    blockws b = ws_at(net, 1, w);
+    double *yb = w + per - R * dout;
+    for (size_t i0 = 0; i0 < n; i0 += R) {
+        size_t nb = n - i0 < R ? n - i0 : R;
+        block_forward(net, wt, z0, i0, nb, &b, 0);
+        memcpy(y + i0 * dout, b.y, nb * dout * sizeof(double));
+        memset(yb, 0, R * dout * sizeof(double)); /* padded rows add nothing */
+        for (size_t i = 0; i < nb; i++)
+            for (size_t j = 0; j < dout; j++)
+                yb[i * dout + j] = s[i0 + i] * b.y[i * dout + j] + (r ? r[(i0 + i) * dout + j] : 0.0);
+        block_reverse(net, &b, yb, gtheta);
+    }
+    sdflow__free(ctx, w);
+    sdflow__free(ctx, wt);
     return SDFLOW_OK;
 }
 
@@ -467,9 +529,13 @@ sdflow_status sdflow__mlp_bilinear_grad(sdflow_ctx *ctx, const sdflow__mlp *net,
 {
     size_t M = maxw(net), per = ws_size(net, 1) + 2 * R * M, d = net->d, W = net->width, L = net->depth;
     size_t dout = net->d_out, din = net->d_in;
-    double *w;
-    if (alloc_ws(ctx, 1, per, &w))
+    double *w, *wt = transpose_weights(ctx, net);
+    if (!wt)
         return SDFLOW_E_NOMEM;
+    if (alloc_ws(ctx, 1, per, &w)) {
+        sdflow__free(ctx, wt);
+        return SDFLOW_E_NOMEM;
+    }
     blockws b = ws_at(net, 1, w);
     double *ab = w + per - 2 * R * M, *adb = ab + R * M; /* a-bar_l, a-dot-bar_l */
     double *abuf = b.t[0];                                /* padded a rows */
@@ -478,6 +544,7 @@ sdflow_status sdflow__mlp_bilinear_grad(sdflow_ctx *ctx, const sdflow__mlp *net,
     double *store = sdflow__alloc_array(ctx, 2 * (L + 1) * R, M * sizeof(double), "MLP tangent store");
     if (!store) {
         sdflow__free(ctx, w);
+        sdflow__free(ctx, wt);
         return SDFLOW_E_NOMEM;
     }
     for (size_t l = 0; l <= L; l++) {
@@ -487,14 +554,13 @@ sdflow_status sdflow__mlp_bilinear_grad(sdflow_ctx *ctx, const sdflow__mlp *net,
     int fgrad = net->learn_freqs;
     for (size_t i0 = 0; i0 < n; i0 += R) {
         size_t nb = n - i0 < R ? n - i0 : R;
-        block_forward(net, z0, i0, nb, &b, 1);
+        block_forward(net, wt, z0, i0, nb, &b, 1);
         /* forward tangent along b, keeping every z-dot_l (z-dot_0 = [b, 0]) */
         memset(zdots[0], 0, R * din * sizeof(double));
         for (size_t r = 0; r < nb; r++)
             memcpy(zdots[0] + r * din, bv + (i0 + r) * d, d * sizeof(double));
         for (size_t l = 0; l < L; l++) {
-            gemm_nt(R, W, l == 0 ? d : W, zdots[l], l == 0 ? din : W, net->theta + net->woff[l], net->in[l],
-                    b.ta[l], W);
+            gemm_nt(R, W, l == 0 ? d : W, zdots[l], l == 0 ? din : W, wt + net->woff[l], b.ta[l], W);
             const double *res = net->skip[l] >= 0 ? zdots[net->skip[l]] : NULL;
             for (size_t q = 0; q < R * W; q++)
                 zdots[l + 1][q] = b.d1[l][q] * b.ta[l][q] + (res ? res[q] : 0.0);
@@ -534,5 +600,6 @@ sdflow_status sdflow__mlp_bilinear_grad(sdflow_ctx *ctx, const sdflow__mlp *net,
     }
     sdflow__free(ctx, store);
     sdflow__free(ctx, w);
+    sdflow__free(ctx, wt);
     return SDFLOW_OK;
 }

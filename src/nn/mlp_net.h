@@ -25,7 +25,9 @@
 #include <stddef.h>
 #include "ctx_internal.h"
 
+#ifndef SDFLOW__MLP_ROWS
 #define SDFLOW__MLP_ROWS 16
+#endif
 #define SDFLOW__MLP_MAXLAYERS 65
 
 typedef enum sdflow__act { SDFLOW__ACT_SILU, SDFLOW__ACT_TANH, SDFLOW__ACT_SOFTPLUS, SDFLOW__ACT_GELU,
@@ -82,6 +84,15 @@ sdflow_status sdflow__mlp_tangent(sdflow_ctx *ctx, const sdflow__mlp *net, size_
  * order (blocks in sequence), so gtheta is deterministic. */
 sdflow_status sdflow__mlp_backward(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n, const double *z0,
                                    const double *ybar, double *gtheta, double *gx);
+
+/* Forward and reverse in one pass (the activations of each block are used
+ * by both) for a loss whose output adjoint is affine in the output:
+ * ybar_i = s_i y_i + r_i (s: n, r: n x d_out or NULL). Writes y (n x d_out)
+ * and adds to gtheta the gradient for that ybar, the same values as
+ * sdflow__mlp_forward then sdflow__mlp_backward give. */
+sdflow_status sdflow__mlp_forward_backward_affine(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n,
+                                                 const double *z0, const double *s, const double *r, double *y,
+                                                 double *gtheta);
 
 /* Second order: adds to gtheta the parameter gradient of
  * L = sum_i a_i^T J_x(x_i) b_i, J the d_out x d Jacobian of the net output

@@ -3,6 +3,7 @@
  * reference chain X_{k+1} = X_k + gamma_{k+1} f(X_k) + sqrt(2 gamma_{k+1}) Z,
  * the step schedule, the ends, and the forward and backward transition
  * means (dsb_internal.h says where they come from). */
+#include <cblas.h>
 #include <math.h>
 #include <string.h>
 #include <omp.h>
@@ -14,7 +15,7 @@ void sdflow__dsb_free(sdflow_sampler *s)
 {
     if (!s || !s->dsb)
         return;
-    sdflow__free(s->ctx, s->dsb->fa); /* one block: fa, fb, ba, bb */
+    sdflow__free(s->ctx, s->dsb->fa); /* one block: fa, fb, ba, bb (NULL for networks) */
     sdflow__free(s->ctx, s->dsb);
     s->dsb = NULL;
 }
@@ -156,20 +157,18 @@ static sdflow_status net_mean(sdflow__dsb_work *w, sdflow_model *m, long k, cons
     return SDFLOW_OK;
 }
 
-/* out = a x + b per row, a d x d row-major. */
-static void affine_rows(const sdflow__dsb_work *w, const double *a, const double *b, size_t n, const double *x, double *out)
+/* out = a x + b per row, a d x d row-major: out = 1 b^T + x a^T as one
+ * GEMM (a scalar loop was 2/3 of a d = 64 fit). */
+static void affine_rows(const sdflow__dsb_work *w, const double *a, const double *b, size_t n, const double *x,
+                        double *out)
 {
     size_t d = w->d;
-#pragma omp parallel for num_threads(w->nt) schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        const double *xi = x + i * d;
-        for (size_t r = 0; r < d; r++) {
-            double acc = b[r];
-            for (size_t c = 0; c < d; c++)
-                acc += a[r * d + c] * xi[c];
-            out[i * d + r] = acc;
-        }
-    }
+    if (!n)
+        return;
+    for (size_t i = 0; i < n; i++)
+        memcpy(out + i * d, b, d * sizeof *out);
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)d, (int)d, 1.0, x, (int)d, a, (int)d, 1.0, out,
+                (int)d);
 }
 
 static int forward_fitted(const sdflow_sampler *s)
@@ -185,6 +184,9 @@ sdflow_status sdflow__dsb_forward_mean(sdflow__dsb_work *w, long k, size_t n, co
     if (forward_fitted(s) && s->model[SDFLOW_ROLE_FORWARD])
         return net_mean(w, s->model[SDFLOW_ROLE_FORWARD], k, "forward", n, x, out);
     if (forward_fitted(s)) {
+        if (!s->dsb->fa)
+            return sdflow__fail(w->ctx, SDFLOW_E_STATE,
+                                "dsb: the forward means were fitted as a network: bind it to SDFLOW_ROLE_FORWARD");
         affine_rows(w, s->dsb->fa + (size_t)k * d * d, s->dsb->fb + (size_t)k * d, n, x, out);
         return SDFLOW_OK;
     }
@@ -209,6 +211,9 @@ sdflow_status sdflow__dsb_backward_mean(sdflow__dsb_work *w, long k, size_t n, c
     if (!s->dsb || s->dsb->halves < 1)
         return sdflow__fail(w->ctx, SDFLOW_E_STATE,
                             "dsb: no backward means yet: run sdflow_sampler_fit or bind SDFLOW_ROLE_BACKWARD");
+    if (!s->dsb->ba)
+        return sdflow__fail(w->ctx, SDFLOW_E_STATE,
+                            "dsb: the backward means were fitted as a network: bind it to SDFLOW_ROLE_BACKWARD");
     affine_rows(w, s->dsb->ba + (size_t)k * d * d, s->dsb->bb + (size_t)k * d, n, x, out);
     return SDFLOW_OK;
 }
@@ -238,3 +243,35 @@ sdflow_status sdflow__dsb_check_state(sdflow__dsb_work *w, const double *x, size
     return SDFLOW_OK;
 }
 
+
+sdflow_status sdflow__dsb_ensure_state(sdflow__dsb_work *w, int nets)
+{
+    sdflow_sampler *s = w->s;
+    if (s->dsb && s->dsb->halves > 0 && s->dsb->nets != nets)
+        return sdflow__fail(w->ctx, SDFLOW_E_STATE,
+                            "dsb fit: the %ld half-bridges so far fitted %s; this fit would fit %s (bind or unbind "
+                            "the networks as before, or create a new sampler)",
+                            s->dsb->halves, s->dsb->nets ? "networks" : "affine means", nets ? "networks" : "affine means");
+    if (!s->dsb) {
+        struct sdflow__dsb *st = sdflow__alloc(w->ctx, sizeof *st);
+        if (!st)
+            return SDFLOW_E_NOMEM;
+        *st = (struct sdflow__dsb){ .d = w->d, .N = w->N };
+        s->dsb = st;
+    }
+    s->dsb->nets = nets;
+    if (nets || s->dsb->fa)
+        return SDFLOW_OK;
+    size_t d = w->d, N = (size_t)w->N;
+    if (!sdflow__size_ok(N * 2, d * (d + 1)))
+        return sdflow__fail(w->ctx, SDFLOW_E_INVALID, "dsb: N=%zu steps of d=%zu maps do not fit in memory", N, d);
+    double *blk = sdflow__alloc_array(w->ctx, 2 * N * d, (d + 1) * sizeof(double), "dsb fitted means");
+    if (!blk)
+        return SDFLOW_E_NOMEM;
+    struct sdflow__dsb *st = s->dsb;
+    st->fa = blk;
+    st->fb = st->fa + N * d * d;
+    st->ba = st->fb + N * d;
+    st->bb = st->ba + N * d * d;
+    return SDFLOW_OK;
+}

@@ -128,29 +128,6 @@ static sdflow_status half_bridge(sdflow__dsb_work *w, fit_buf *f, int backward, 
     return SDFLOW_OK;
 }
 
-static sdflow_status ensure_state(sdflow__dsb_work *w)
-{
-    sdflow_sampler *s = w->s;
-    if (s->dsb)
-        return SDFLOW_OK;
-    size_t d = w->d, N = (size_t)w->N;
-    if (!sdflow__size_ok(N * 2, d * (d + 1)))
-        return sdflow__fail(w->ctx, SDFLOW_E_INVALID, "dsb: N=%zu steps of d=%zu maps do not fit in memory", N, d);
-    struct sdflow__dsb *st = sdflow__alloc(w->ctx, sizeof *st);
-    double *blk = sdflow__alloc_array(w->ctx, 2 * N * d, (d + 1) * sizeof(double), "dsb fitted means");
-    if (!st || !blk) {
-        sdflow__free(w->ctx, st);
-        sdflow__free(w->ctx, blk);
-        return SDFLOW_E_NOMEM;
-    }
-    *st = (struct sdflow__dsb){ .d = d, .N = w->N, .fa = blk };
-    st->fb = st->fa + N * d * d;
-    st->ba = st->fb + N * d;
-    st->bb = st->ba + N * d * d;
-    s->dsb = st;
-    return SDFLOW_OK;
-}
-
 sdflow_status sdflow_sampler_fit(sdflow_sampler *s, long iterations)
 {
     if (!s)
@@ -161,10 +138,11 @@ sdflow_status sdflow_sampler_fit(sdflow_sampler *s, long iterations)
                             (int)s->kind);
     if (iterations < 1 || iterations > 1000000)
         return sdflow__fail(ctx, SDFLOW_E_INVALID, "dsb fit: iterations=%ld must be in 1..1e6", iterations);
-    if (s->model[SDFLOW_ROLE_FORWARD] || s->model[SDFLOW_ROLE_BACKWARD])
-        return sdflow__fail(ctx, SDFLOW_E_UNSUPPORTED,
-                            "dsb fit: bound forward/backward networks are trained with the trainer's DSB mean loss; "
-                            "sdflow_sampler_fit fits the exact affine means (unbind the networks)");
+    int nets = s->model[SDFLOW_ROLE_FORWARD] || s->model[SDFLOW_ROLE_BACKWARD];
+    if (nets && !(s->model[SDFLOW_ROLE_FORWARD] && s->model[SDFLOW_ROLE_BACKWARD]))
+        return sdflow__fail(ctx, SDFLOW_E_STATE,
+                            "dsb fit: bind both SDFLOW_ROLE_FORWARD and SDFLOW_ROLE_BACKWARD networks, or neither "
+                            "(exact affine means)");
     size_t nb = (size_t)(s->dsb_batch < s->dsb_npar ? s->dsb_batch : s->dsb_npar);
     sdflow__dsb_work w;
     fit_buf f = { .nb = nb };
@@ -177,6 +155,19 @@ sdflow_status sdflow_sampler_fit(sdflow_sampler *s, long iterations)
         st = sdflow__fail(ctx, SDFLOW_E_STATE, "dsb fit: no SDFLOW_ROLE_DATA model bound (the k = 0 end)");
         goto done;
     }
+    if (nets) {
+        if ((st = sdflow__dsb_ensure_state(&w, 1)))
+            goto done;
+        long cache_fills = s->dsb_cache_refresh > 0 ? (s->dsb_train_steps - 1) / s->dsb_cache_refresh + 1 : 1;
+        long per = s->dsb_train_steps + cache_fills * (long)((s->dsb_npar + (long)nb - 1) / (long)nb);
+        long done_n = 0, total = 2 * iterations * per;
+        for (long it = 0; it < iterations && !st; it++) {
+            st = sdflow__dsb_net_half(&w, 1, &done_n, total);
+            if (!st)
+                st = sdflow__dsb_net_half(&w, 0, &done_n, total);
+        }
+        goto done;
+    }
     if (d > 65536) { /* the GEMMs take int sizes; the maps are N d^2 doubles anyway */
         st = sdflow__fail(ctx, SDFLOW_E_INVALID, "dsb fit: exact affine means need d <= 65536, got d=%zu", d);
         goto done;
@@ -186,7 +177,7 @@ sdflow_status sdflow_sampler_fit(sdflow_sampler *s, long iterations)
                           s->dsb_npar, p);
         goto done;
     }
-    if ((st = ensure_state(&w)))
+    if ((st = sdflow__dsb_ensure_state(&w, 0)))
         goto done;
     /* batch buffers 5 nb d + nb (d+1); normal equations N ((d+1)^2 + (d+1) d + 1); new maps N (d^2 + d) */
     size_t nbatch = 6 * nb * p + p, nnorm = N * (p * p + p * d + 1), nmaps = N * d * p;

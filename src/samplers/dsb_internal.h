@@ -33,6 +33,7 @@ struct sdflow__dsb {
     size_t d;
     long N;
     long halves;    /* half-bridges fitted: backward means exist from 1, forward from 2 */
+    int nets;       /* the half-bridges trained the bound networks (no affine maps: fa == NULL) */
     double *fa, *fb; /* forward affine means F_k(x) = fa_k x + fb_k: N x d x d and N x d */
     double *ba, *bb; /* backward affine means B_{k+1}(x) = ba_k x + bb_k */
 };
@@ -48,6 +49,13 @@ typedef struct sdflow__dsb_work {
     double *tv;   /* rows x 1 time buffer */
     int nt;
 } sdflow__dsb_work;
+
+/* The fitted state for a fit of networks (nets = 1) or affine maps; a
+ * sampler keeps one kind (SDFLOW_E_STATE when asked to switch). */
+sdflow_status sdflow__dsb_ensure_state(sdflow__dsb_work *w, int nets);
+/* One half-bridge of network mean matching (dsb_net.c): the trajectory
+ * cache, SGD with Adam, restore of the weights on failure or cancellation. */
+sdflow_status sdflow__dsb_net_half(sdflow__dsb_work *w, int backward, long *done, long total);
 
 /* Resolves the dimension, steps and time labels for rows-row batches. */
 sdflow_status sdflow__dsb_work_init(sdflow_sampler *s, size_t rows, sdflow__dsb_work *w);

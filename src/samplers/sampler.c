@@ -81,6 +81,10 @@ static const sdflow__opt_slot slots[] = {
     SLOT(SDFLOW_OPT_DSB_DIRECTION, K_DSB, dsb_direction),
     SLOT(SDFLOW_OPT_DSB_NPAR, K_DSB, dsb_npar),
     SLOT(SDFLOW_OPT_DSB_BATCH, K_DSB, dsb_batch),
+    SLOT(SDFLOW_OPT_DSB_TRAIN_STEPS, K_DSB, dsb_train_steps),
+    SLOT(SDFLOW_OPT_DSB_CACHE_REFRESH, K_DSB, dsb_cache_refresh),
+    SLOT(SDFLOW_OPT_DSB_LR, K_DSB, dsb_lr),
+    SLOT(SDFLOW_OPT_DSB_LR_COSINE, K_DSB, dsb_lr_cosine),
     SLOT(SDFLOW_OPT_INTERP_T0, K_INT, interp_t0),
     SLOT(SDFLOW_OPT_INTERP_T1, K_INT, interp_t1),
     SLOT(SDFLOW_OPT_INTERP_DIFFUSION, K_INT, interp_diffusion),
@@ -127,6 +131,8 @@ sdflow_status sdflow_sampler_create(sdflow_ctx *ctx, sdflow_sampler_kind kind, s
     s->dsb_prior_var = 1;
     s->dsb_npar = 10000;
     s->dsb_batch = 512;
+    s->dsb_train_steps = 10000;
+    s->dsb_lr = 1e-4;
     if (kind == SDFLOW_SAMPLER_DSB)
         s->denoise = 1;
     s->interp_t1 = 1.0; /* base (t = 0) to data (t = 1) */

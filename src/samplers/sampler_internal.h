@@ -30,7 +30,8 @@ struct sdflow_sampler {
     double eta, s_churn, s_tmin, s_tmax, s_noise, rho; /* few-step samplers, Karras grid */
     /* DSB (dsb.c) */
     long dsb_schedule, dsb_reference, dsb_mean_match, dsb_time_input, dsb_direction, dsb_npar, dsb_batch;
-    double dsb_gamma_min, dsb_gamma_max, dsb_prior_mean, dsb_prior_var;
+    long dsb_train_steps, dsb_cache_refresh, dsb_lr_cosine;
+    double dsb_gamma_min, dsb_gamma_max, dsb_prior_mean, dsb_prior_var, dsb_lr;
     struct sdflow__dsb *dsb;        /* fitted means, NULL until the first half-bridge (owned) */
     double interp_t0, interp_t1, interp_diffusion;  /* interpolant: run times, SDE diffusion */
     long interp_kinetic;

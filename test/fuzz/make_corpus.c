@@ -38,7 +38,7 @@ int main(int argc, char **argv)
               sdflow_process_create(ctx, SDFLOW_PROCESS_VE, &ve);
     bad = bad || sdflow_model_set_int(mlp, SDFLOW_OPT_MLP_DEPTH, 1) || sdflow_model_set_int(mlp, SDFLOW_OPT_MLP_WIDTH, 3) ||
           sdflow_model_set_int(mlp, SDFLOW_OPT_MLP_FREQS, 1);
-    bad = bad || sdflow_model_set_int(mlp2, SDFLOW_OPT_MLP_DEPTH, 2) ||
+    bad = bad || sdflow_model_set_int(mlp2, SDFLOW_OPT_MLP_DEPTH, 3) || /* residual blocks: odd depth */
           sdflow_model_set_int(mlp2, SDFLOW_OPT_MLP_WIDTH, 2) || sdflow_model_set_int(mlp2, SDFLOW_OPT_MLP_FREQS, 0) ||
           sdflow_model_set_int(mlp2, SDFLOW_OPT_MLP_OUTPUT, SDFLOW_MLP_ENERGY) ||
           sdflow_model_set_int(mlp2, SDFLOW_OPT_MLP_RESIDUAL, 1);

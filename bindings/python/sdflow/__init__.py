@@ -517,7 +517,8 @@ class Sampler:
 
     def _model(self):
         k = self._keep
-        return k.get("target") or k.get("score") or k.get("data") or k.get("prior") or k.get("backward")
+        return (k.get("target") or k.get("score") or k.get("data") or k.get("prior") or k.get("backward")
+                or k.get("velocity"))
 
     def stat(self, name):
         v = _c.c_double()

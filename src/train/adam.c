@@ -1,0 +1,99 @@
+/* SPDX-License-Identifier: MIT */
+/* The optimizer: Adam / AdamW with PyTorch's update formulas (so a PyTorch
+ * twin with the same gradients takes the same steps), learning-rate
+ * warmup + cosine or constant schedule, global-norm clipping and the EMA of
+ * the weights. All loops are sequential over the parameters: results do not
+ * depend on threads. */
+#include <math.h>
+#include <string.h>
+#include "trainer_internal.h"
+
+sdflow_status sdflow__adam_init(sdflow_ctx *ctx, sdflow__adam *a, size_t n, const double *theta)
+{
+    memset(a, 0, sizeof *a);
+    double *m = sdflow__calloc_array(ctx, n, 3 * sizeof(double), "optimizer state");
+    if (!m)
+        return SDFLOW_E_NOMEM;
+    a->n = n;
+    a->m = m;
+    a->v = m + n;
+    a->ema = m + 2 * n;
+    memcpy(a->ema, theta, n * sizeof *theta);
+    return SDFLOW_OK;
+}
+
+void sdflow__adam_free(sdflow_ctx *ctx, sdflow__adam *a)
+{
+    sdflow__free(ctx, a->m);
+    memset(a, 0, sizeof *a);
+}
+
+/* torch.optim.Adam / AdamW (foreach=False, amsgrad=False, maximize=False):
+ *   Adam:  g += wd theta;      AdamW: theta *= 1 - lr wd
+ *   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
+ *   theta -= (lr / (1 - b1^t)) m / (sqrt(v) / sqrt(1 - b2^t) + eps) */
+void sdflow__adam_update(sdflow__adam *a, const sdflow__adam_cfg *cfg, double lr, double *theta, const double *g)
+{
+    a->t++;
+    double b1 = cfg->beta1, b2 = cfg->beta2, wd = cfg->weight_decay;
+    double bc1 = 1.0 - pow(b1, (double)a->t), bc2 = 1.0 - pow(b2, (double)a->t);
+    double step = lr / bc1, sbc2 = sqrt(bc2);
+    for (size_t i = 0; i < a->n; i++) {
+        double gi = g[i];
+        if (cfg->decoupled)
+            theta[i] *= 1.0 - lr * wd;
+        else
+            gi += wd * theta[i];
+        a->m[i] = b1 * a->m[i] + (1.0 - b1) * gi;
+        a->v[i] = b2 * a->v[i] + (1.0 - b2) * gi * gi;
+        theta[i] -= step * a->m[i] / (sqrt(a->v[i]) / sbc2 + cfg->eps);
+    }
+}
+
+void sdflow__ema_update(sdflow__adam *a, double decay, int warmup, const double *theta)
+{
+    double dk = decay;
+    if (warmup) {
+        double w = (1.0 + (double)a->t) / (10.0 + (double)a->t);
+        dk = w < decay ? w : decay;
+    }
+    for (size_t i = 0; i < a->n; i++)
+        a->ema[i] = dk * a->ema[i] + (1.0 - dk) * theta[i];
+}
+
+double sdflow__lr_at(int sched, double lr, double lr_min, long warmup, long total, long k)
+{
+    if (k < warmup)
+        return lr * (double)(k + 1) / (double)warmup;
+    if (sched != SDFLOW_LR_COSINE)
+        return lr;
+    double span = (double)(total - warmup);
+    double p = span > 0 ? (double)(k - warmup) / span : 1.0;
+    if (p > 1.0)
+        p = 1.0;
+    return lr_min + (lr - lr_min) * 0.5 * (1.0 + cos(SDFLOW__PI * p));
+}
+
+double sdflow__clip_grad(double *g, size_t n, double max_norm)
+{
+    /* scaled sum of squares: no overflow for gradients up to DBL_MAX */
+    double scale = 0.0, ssq = 1.0;
+    for (size_t i = 0; i < n; i++) {
+        double ai = fabs(g[i]);
+        if (ai == 0.0)
+            continue;
+        if (scale < ai) {
+            ssq = 1.0 + ssq * (scale / ai) * (scale / ai);
+            scale = ai;
+        } else {
+            ssq += (ai / scale) * (ai / scale);
+        }
+    }
+    double norm = scale * sqrt(ssq);
+    if (max_norm > 0 && norm > max_norm) {
+        double c = max_norm / (norm + 1e-6);
+        for (size_t i = 0; i < n; i++)
+            g[i] *= c;
+    }
+    return norm;
+}

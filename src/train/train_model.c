@@ -1,0 +1,157 @@
+/* SPDX-License-Identifier: MIT */
+/* The bound MLP as losses see it: native output, parameter gradients of
+ * weighted outputs and of bilinear Jacobian forms, JVP and VJP, each on the
+ * network passes of src/nn/mlp_net.h (the inputs validated by the trainer).
+ * The energy form is handled here once: its native output is the score
+ * -grad_x E, whose parameter gradient is the double backward of E. */
+#include <string.h>
+#include "trainer_internal.h"
+
+sdflow_output sdflow__tm_native(const sdflow_trainer *t) { return t->model->native; }
+
+int sdflow__tm_is_energy(const sdflow_trainer *t)
+{
+    long out = 0;
+    sdflow_model_get_int(t->model, SDFLOW_OPT_MLP_OUTPUT, &out);
+    return out == SDFLOW_MLP_ENERGY;
+}
+
+/* Network and inputs z0 (n x d_in, allocated here) of the rows. */
+static sdflow_status prepare(sdflow_trainer *t, size_t n, const double *x, const double *tt, sdflow__mlp **net,
+                             double **z0)
+{
+    sdflow_status st = sdflow__mlp_model_net(t->model, net);
+    if (st)
+        return st;
+    *z0 = sdflow__alloc_array(t->ctx, n, (*net)->d_in * sizeof(double), "MLP inputs");
+    if (!*z0)
+        return SDFLOW_E_NOMEM;
+    sdflow__mlp_model_input(t->model, t->proc, n, x, tt, *z0);
+    return SDFLOW_OK;
+}
+
+static void negate(size_t n, double *a)
+{
+    for (size_t i = 0; i < n; i++)
+        a[i] = -a[i];
+}
+
+sdflow_status sdflow__tm_eval(sdflow_trainer *t, size_t n, const double *x, const double *tt, double *out)
+{
+    sdflow__mlp *net;
+    double *z0;
+    sdflow_status st = prepare(t, n, x, tt, &net, &z0);
+    if (st)
+        return st;
+    if (net->d_out == 1) {
+        st = sdflow__mlp_grad_x(t->ctx, net, n, z0, NULL, out);
+        negate(n * net->d, out);
+    } else {
+        st = sdflow__mlp_forward(t->ctx, net, n, z0, out);
+    }
+    sdflow__free(t->ctx, z0);
+    return st;
+}
+
+sdflow_status sdflow__tm_grad(sdflow_trainer *t, size_t n, const double *x, const double *tt, const double *w,
+                              double *grad)
+{
+    sdflow__mlp *net;
+    double *z0, *ones = NULL;
+    sdflow_status st = prepare(t, n, x, tt, &net, &z0);
+    if (st)
+        return st;
+    if (net->d_out != 1) {
+        st = sdflow__mlp_backward(t->ctx, net, n, z0, w, grad, NULL);
+    } else {
+        /* w . score = -w . grad_x E = -(1^T D(E) w): the bilinear form with a = 1, b = w, negated.
+         * Accumulate into a scratch copy so the sign applies to this call only. */
+        double *g = sdflow__calloc_array(t->ctx, net->nparam, sizeof(double), "energy gradient");
+        ones = g ? sdflow__alloc_array(t->ctx, n, sizeof(double), "MLP ones") : NULL;
+        if (!ones) {
+            sdflow__free(t->ctx, g);
+            sdflow__free(t->ctx, z0);
+            return SDFLOW_E_NOMEM;
+        }
+        for (size_t i = 0; i < n; i++)
+            ones[i] = 1.0;
+        st = sdflow__mlp_bilinear_grad(t->ctx, net, n, z0, ones, w, g);
+        for (size_t j = 0; j < net->nparam && !st; j++)
+            grad[j] -= g[j];
+        sdflow__free(t->ctx, g);
+    }
+    sdflow__free(t->ctx, ones);
+    sdflow__free(t->ctx, z0);
+    return st;
+}
+
+sdflow_status sdflow__tm_eval_grad_affine(sdflow_trainer *t, size_t n, const double *x, const double *tt,
+                                          const double *s, const double *r, double *out, double *grad)
+{
+    sdflow__mlp *net;
+    double *z0;
+    sdflow_status st = prepare(t, n, x, tt, &net, &z0);
+    if (st)
+        return st;
+    if (net->d_out != 1) {
+        st = sdflow__mlp_forward_backward_affine(t->ctx, net, n, z0, s, r, out, grad);
+        sdflow__free(t->ctx, z0);
+        return st;
+    }
+    sdflow__free(t->ctx, z0);
+    size_t d = net->d;
+    double *w = sdflow__alloc_array(t->ctx, n, d * sizeof(double), "output adjoint");
+    if (!w)
+        return SDFLOW_E_NOMEM;
+    if (!(st = sdflow__tm_eval(t, n, x, tt, out))) {
+        for (size_t i = 0; i < n; i++)
+            for (size_t j = 0; j < d; j++)
+                w[i * d + j] = s[i] * out[i * d + j] + r[i * d + j];
+        st = sdflow__tm_grad(t, n, x, tt, w, grad);
+    }
+    sdflow__free(t->ctx, w);
+    return st;
+}
+
+sdflow_status sdflow__tm_grad_jac(sdflow_trainer *t, size_t n, const double *x, const double *tt, const double *a,
+                                  const double *b, double *grad)
+{
+    sdflow__mlp *net;
+    double *z0;
+    if (sdflow__tm_is_energy(t))
+        return sdflow__fail(t->ctx, SDFLOW_E_UNSUPPORTED,
+                            "parameter gradient of a^T J b for an energy MLP needs third derivatives");
+    sdflow_status st = prepare(t, n, x, tt, &net, &z0);
+    if (st)
+        return st;
+    st = sdflow__mlp_bilinear_grad(t->ctx, net, n, z0, a, b, grad);
+    sdflow__free(t->ctx, z0);
+    return st;
+}
+
+sdflow_status sdflow__tm_jvp_vjp(sdflow_trainer *t, size_t n, const double *x, const double *tt, const double *v,
+                                 double *jv, double *vj)
+{
+    sdflow__mlp *net;
+    double *z0;
+    sdflow_status st = prepare(t, n, x, tt, &net, &z0);
+    if (st)
+        return st;
+    double sign = net->d_out == 1 ? -1.0 : 1.0; /* energy: J = -Hess E, symmetric */
+    if (jv)
+        st = sdflow__mlp_tangent(t->ctx, net, n, z0, 1, v, NULL, jv);
+    if (!st && vj) {
+        if (net->d_out == 1)
+            st = sdflow__mlp_tangent(t->ctx, net, n, z0, 1, v, NULL, vj);
+        else
+            st = sdflow__mlp_backward(t->ctx, net, n, z0, v, NULL, vj);
+    }
+    if (sign < 0) {
+        if (jv)
+            negate(n * net->d, jv);
+        if (vj)
+            negate(n * net->d, vj);
+    }
+    sdflow__free(t->ctx, z0);
+    return st;
+}
