@@ -31,7 +31,7 @@ BUILD ?= build
 LIBOUT ?= lib
 PYTHON ?= /usr/bin/python3
 
-PUBLIC_TARGETS = all lib layers learn-test check demo bench bench-torch examples install uninstall install-test asan valgrind abi-check abi-baseline abi-update abi-symbols docs unit-test python-test mlp-torch-test mpi-test examples-run spdx-check deb deb-symbols fuzz io-python-test
+PUBLIC_TARGETS = all lib layers learn-test check demo bench bench-torch examples install uninstall install-test asan valgrind abi-check abi-baseline abi-update abi-symbols docs unit-test python-test mlp-torch-test mpi-test examples-run spdx-check deb deb-symbols fuzz fuzz-seeds io-python-test
 
 ifeq ($(SDFLOW_DEPS_OK),)
 # First pass: make sure the build dependencies exist, then run the real target.
@@ -228,6 +228,7 @@ check: all
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 python-test
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 mlp-torch-test
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 io-python-test
+	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 fuzz-seeds
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 install-test
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 unit-test
 
@@ -269,9 +270,16 @@ $(FUZZ_BIN): test/fuzz/fuzz_model_load.c $(SRC) $(wildcard src/*/*.h include/*.h
 $(FUZZ_DIR)/make_corpus: test/fuzz/make_corpus.c $(SHLIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(APP_CFLAGS) -o $@ $< $(LDFLAGS) $(APP_LIBS)
-fuzz: $(FUZZ_BIN) $(FUZZ_DIR)/make_corpus
-	rm -rf $(FUZZ_DIR)/seeds && mkdir -p $(FUZZ_DIR)/seeds $(FUZZ_DIR)/corpus
+# The seed corpus alone (part of make check, which has no clang): every seed
+# must be written and load back (sample_model samples each).
+fuzz-seeds: $(FUZZ_DIR)/make_corpus $(BUILD)/examples/sample_model
+	rm -rf $(FUZZ_DIR)/seeds && mkdir -p $(FUZZ_DIR)/seeds
 	$(FUZZ_DIR)/make_corpus $(FUZZ_DIR)/seeds
+	@for f in $(FUZZ_DIR)/seeds/*.safetensors; do \
+	    $(BUILD)/examples/sample_model $$f 4 $(FUZZ_DIR)/seed.csv >/dev/null || exit 1; done; \
+	echo "fuzz-seeds: $$(ls $(FUZZ_DIR)/seeds | wc -l) seed files written and loaded"
+fuzz: $(FUZZ_BIN) fuzz-seeds
+	mkdir -p $(FUZZ_DIR)/corpus
 	cd $(FUZZ_DIR) && ./fuzz_model_load -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
 	    -dict=$(abspath test/fuzz/safetensors.dict) -print_final_stats=1 corpus seeds
 
