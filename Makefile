@@ -174,6 +174,12 @@ mpi-test:
 .PHONY: mpi-run
 mpi-run: $(MPI_EXAMPLES)
 	OMP_NUM_THREADS=1 $(MPIRUN) -np 2 $(BUILD)/mpi/mpi_sdflow --check 1e-10
+	OMP_NUM_THREADS=1 $(MPIRUN) -np 2 $(BUILD)/mpi/mpi_train --check 1e-9
+	OMP_NUM_THREADS=1 $(MPIRUN) -np 2 $(BUILD)/mpi/mpi_train --steps 80 --fail-at 50 --check 1e-9
+	@# negative control: without the hook the ranks' weights differ, so the check must fail
+	@if OMP_NUM_THREADS=1 $(MPIRUN) -np 2 $(BUILD)/mpi/mpi_train --steps 20 --no-hook --check 1e-9 >$(BUILD)/mpi/no_hook.log 2>&1; then \
+	    cat $(BUILD)/mpi/no_hook.log; echo "mpi-test: the no-hook control passed the check: the test cannot fail"; exit 1; \
+	else grep '^mpi_train' $(BUILD)/mpi/no_hook.log; echo "mpi-test: no-hook control fails the check, as it must"; fi
 	@echo "mpi-test: ok"
 
 python-test: $(SHLIB)
@@ -232,7 +238,7 @@ check: all
 # allocation-failure runs (torture_heavy) are left to the native and ASan
 # runs to keep CI within its time budget; torture (every allocation of every
 # public entry point failed and retried, single-threaded) takes ~80 s CPU here,
-# io (truncation, bit flips, malformed headers) ~20 s.
+# io (truncation, bit flips, malformed headers) ~20 s of CPU.
 VALGRIND_SUITES ?= core process model kernel defects density torture io
 valgrind: $(TEST_BIN)
 	@for s in $(VALGRIND_SUITES); do \

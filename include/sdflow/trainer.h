@@ -34,11 +34,15 @@ SDFLOW_BEGIN_DECLS
 
 typedef struct sdflow_trainer sdflow_trainer;
 
-/** Loss kinds ("dsm"). Reserved for later issues, as new kinds of the same
- *  object: SDFLOW_LOSS_INTERPOLANT = 1 (stochastic-interpolant velocity
- *  loss), SDFLOW_LOSS_DSB_MEAN = 2 (Schroedinger-bridge mean matching). */
+/** Loss kinds ("dsm", "interpolant"). Reserved for a later issue:
+ *  SDFLOW_LOSS_DSB_MEAN = 2 (Schroedinger-bridge mean matching). */
 typedef enum sdflow_loss_kind {
-    SDFLOW_LOSS_DSM = 0  /**< denoising score matching (algorithms.md section 3) + optional QCSGM penalty */
+    SDFLOW_LOSS_DSM = 0,        /**< denoising score matching (algorithms.md section 3) + optional QCSGM penalty */
+    SDFLOW_LOSS_INTERPOLANT = 1 /**< interpolant velocity loss E|v_hat - dI/dt|^2 (algorithms.md section 8; needs an
+                                     interpolant process and an MLP with SDFLOW_OUT_VELOCITY; the data are x1 at t = 1,
+                                     the base N(0, I); options SDFLOW_OPT_COUPLING, SDFLOW_OPT_COUPLING_EPS).
+                                     STAT_LOSS reports mean |v_hat|^2 - 2 dI . v_hat (minimum -int E|v|^2 dt),
+                                     STAT_DSM_LOSS the mean |v_hat - dI|^2; same gradient. docs/interpolants.md */
 } sdflow_loss_kind;
 
 /** DSM weightings (SDFLOW_TRAIN_WEIGHTING). Per row, with eps_hat the
@@ -157,8 +161,9 @@ SDFLOW_API sdflow_status sdflow_trainer_validate(sdflow_trainer *t, double *loss
 /** A statistic (sdflow_train_stat). SDFLOW_E_STATE for a value that does not exist yet. */
 SDFLOW_API sdflow_status sdflow_trainer_get_stat(const sdflow_trainer *t, sdflow_train_stat stat, double *value);
 /** Copies the EMA weights into @p m, an MLP with the bound model's
- *  parameter count (it may be the bound model itself). Before the first
- *  step the EMA equals the model's weights at binding. */
+ *  parameter count (it may be the bound model itself). The EMA starts from
+ *  the bound model's weights at the first step (or at this call, if it
+ *  comes first). */
 SDFLOW_API sdflow_status sdflow_trainer_copy_ema(sdflow_trainer *t, sdflow_model *m);
 
 SDFLOW_END_DECLS

@@ -125,9 +125,13 @@ sdflow_status sdflow__dsb_net_half(sdflow__dsb_work *w, int backward, long *done
     b.nb = b.B < b.npar ? b.B : b.npar;
     long h = s->dsb->halves, M = s->dsb_train_steps, refresh = s->dsb_cache_refresh;
     sdflow_status st = sdflow_model_param_count(b.m, &b.P);
-    if (st)
+    if (st) { /* keep the model's reason (formatting ctx->err into itself would overlap) */
+        char why[SDFLOW__ERRMAX];
+        memcpy(why, ctx->err, sizeof why);
+        why[sizeof why - 1] = 0;
         return sdflow__fail(ctx, st, "dsb fit: the %s network must be an MLP (trainable parameters): %s",
-                            backward ? "backward" : "forward", sdflow_ctx_last_error(ctx));
+                            backward ? "backward" : "forward", why);
+    }
     /* cache 2 N npar d, simulation 4 nb d, minibatch 3 B d + B, parameters 5 P */
     size_t ncache = 2 * N * b.npar, nsim = 4 * b.nb + 3 * b.B + 1;
     if (!sdflow__size_ok(ncache, d) || !sdflow__size_ok(ncache + nsim, d) ||

@@ -9,7 +9,8 @@
 #include <string.h>
 #include "trainer_internal.h"
 
-static const sdflow__name kind_names[] = { { SDFLOW_LOSS_DSM, "dsm" }, { 0, NULL } };
+static const sdflow__name kind_names[] = { { SDFLOW_LOSS_DSM, "dsm" }, { SDFLOW_LOSS_INTERPOLANT, "interpolant" },
+                                           { 0, NULL } };
 
 /* sdflow_trainer_kind_name() and sdflow_trainer_kind_from_name() */
 SDFLOW__DEFINE_KIND_NAMES(sdflow_trainer, sdflow_loss_kind, kind_names)
@@ -20,10 +21,12 @@ static const struct {
     const sdflow__loss_ops *ops;
 } loss_table[] = {
     { SDFLOW_LOSS_DSM, &sdflow__loss_dsm },
+    { SDFLOW_LOSS_INTERPOLANT, &sdflow__loss_interpolant },
 };
 
 #define K_DSM (1u << SDFLOW_LOSS_DSM)
-#define K_ALL K_DSM
+#define K_ITP (1u << SDFLOW_LOSS_INTERPOLANT)
+#define K_ALL (K_DSM | K_ITP)
 
 #define SLOT(key, kinds, field) { key, kinds, offsetof(struct sdflow_trainer, field) }
 static const sdflow__opt_slot slots[] = {
@@ -52,6 +55,8 @@ static const sdflow__opt_slot slots[] = {
     SLOT(SDFLOW_TRAIN_WORLD_SIZE, K_ALL, world_size),
     SLOT(SDFLOW_TRAIN_VAL_EVERY, K_ALL, val_every),
     SLOT(SDFLOW_OPT_STREAM, K_ALL, stream),
+    SLOT(SDFLOW_OPT_COUPLING, K_ITP, coupling),
+    SLOT(SDFLOW_OPT_COUPLING_EPS, K_ITP, coupling_eps),
 };
 #define NSLOTS (sizeof slots / sizeof slots[0])
 
@@ -87,6 +92,7 @@ sdflow_status sdflow_trainer_create(sdflow_ctx *ctx, sdflow_loss_kind kind, sdfl
     t->ema_warmup = 1;
     t->qcsgm_probes = 1;
     t->world_size = 1;
+    t->coupling_eps = 0.05;
     t->stream = 0x747261696eull /* "train" */ + (uint64_t)kind;
     *out = t;
     return SDFLOW_OK;

@@ -52,6 +52,7 @@ typedef struct sdflow__loss_ops {
 } sdflow__loss_ops;
 
 extern const sdflow__loss_ops sdflow__loss_dsm;
+extern const sdflow__loss_ops sdflow__loss_interpolant;
 
 /* ---- optimizer (adam.c) ---------------------------------------------- */
 typedef struct sdflow__adam {
@@ -124,6 +125,8 @@ struct sdflow_trainer {
     long batch, weighting, t_sampling, stratified, reduce_mean, optimizer, schedule, warmup, total_steps;
     long ema_warmup, qcsgm_probes, rank, world_size, val_every;
     double t_eps, lr, beta1, beta2, adam_eps, weight_decay, lr_min, clip_norm, ema_decay, qcsgm_weight;
+    long coupling;            /* interpolant: sdflow_coupling of (x0, x1) */
+    double coupling_eps;      /* interpolant: Sinkhorn eps x mean cost */
     uint64_t stream;
     /* state */
     size_t nparam;            /* 0 until the first step */
