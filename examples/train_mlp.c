@@ -2,9 +2,13 @@
 /* Trains an MLP score model on a CSV file (one row per sample, one column
  * per dimension, numbers separated by commas) with denoising score matching,
  * showing a progress bar on stderr, then draws samples with the
- * probability-flow ODE from the EMA weights and writes them as CSV.
+ * probability-flow ODE from the EMA weights and writes them as CSV. The
+ * EMA model is saved with its process as a model file (docs/model-files.md;
+ * examples/sample_model.c reads it back). The model lives in the
+ * standardized coordinates: map its samples back with the column means and
+ * standard deviations printed at the end.
  *
- *   train_mlp [in.csv [out.csv [steps [n_samples]]]]
+ *   train_mlp [in.csv [out.csv [steps [n_samples [model.safetensors]]]]]
  *
  * Without arguments it writes a small 2-D Gaussian-mixture data set to
  * train_data.csv first and trains on it for a few hundred steps (the quick
@@ -113,6 +117,7 @@ int main(int argc, char **argv)
     const char *out = argc > 2 ? argv[2] : "train_samples.csv";
     long steps = argc > 3 ? atol(argv[3]) : 300;
     size_t ns = argc > 4 ? (size_t)atol(argv[4]) : 1000;
+    const char *model_path = argc > 5 ? argv[5] : "train_model.safetensors";
     if (sdflow_version() != SDFLOW_VERSION_NUMBER)
         return fprintf(stderr, "header/library version mismatch\n"), 1;
     sdflow_ctx *ctx = NULL;
@@ -175,6 +180,9 @@ int main(int argc, char **argv)
     sdflow_ctx_set_progress(ctx, NULL, NULL);
     if (sdflow_trainer_copy_ema(t, m))
         return fail(ctx, "EMA");
+    if (sdflow_model_save(m, p, model_path))
+        return fail(ctx, "saving the model");
+    fprintf(stderr, "saved the EMA model and its process to %s\n", model_path);
 
     sdflow_sampler *s = NULL;
     double *xs = malloc(ns * d * sizeof *xs);
