@@ -327,10 +327,15 @@ static sdflow_status coupling_workload(const sdflow_allocator *a)
     if (st)
         return st;
     double x0[8] = { 0, 1, 2, 3, 4, 5, 6, 7 }, x1[8] = { 7, 6, 5, 4, 3, 2, 1, 0 }, plan[16], c;
+    double cost[16]; /* 4 x 4 squared distances of x0 to x1 */
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++)
+            cost[4 * i + j] = (x0[2 * i] - x1[2 * j]) * (x0[2 * i] - x1[2 * j]) +
+                              (x0[2 * i + 1] - x1[2 * j + 1]) * (x0[2 * i + 1] - x1[2 * j + 1]);
     size_t pair[4];
     if (!(st = sdflow_coupling_pair(ctx, SDFLOW_COUPLING_OT_EXACT, 4, 2, x0, x1, 0, 0, 0, pair, &c)) &&
         !(st = sdflow_coupling_pair(ctx, SDFLOW_COUPLING_OT_SINKHORN, 4, 2, x0, x1, 0.1, 0, 0, pair, &c)))
-        st = sdflow_sinkhorn(ctx, 4, 4, x0, 0.5, 1000, 1e-6, plan, NULL);
+        st = sdflow_sinkhorn(ctx, 4, 4, cost, 0.5, 1000, 1e-6, plan, NULL);
     sdflow_ctx_free(ctx);
     return st;
 }
