@@ -31,7 +31,7 @@ BUILD ?= build
 LIBOUT ?= lib
 PYTHON ?= /usr/bin/python3
 
-PUBLIC_TARGETS = all lib layers learn-test check demo bench bench-torch examples install uninstall install-test asan valgrind abi-check abi-baseline abi-update abi-symbols docs unit-test python-test mlp-torch-test mpi-test examples-run spdx-check deb deb-symbols fuzz fuzz-seeds io-python-test
+PUBLIC_TARGETS = all lib layers learn-test check demo bench bench-torch examples install uninstall install-test asan valgrind abi-check abi-baseline abi-update abi-symbols docs unit-test python-test mlp-torch-test mpi-test examples-run spdx-check deb deb-symbols fuzz fuzz-seeds io-python-test api-check api-update
 
 ifeq ($(SDFLOW_DEPS_OK),)
 # First pass: make sure the build dependencies exist, then run the real target.
@@ -181,6 +181,14 @@ mpi-run: $(MPI_EXAMPLES)
 	    cat $(BUILD)/mpi/no_hook.log; echo "mpi-test: the no-hook control passed the check: the test cannot fail"; exit 1; \
 	else grep '^mpi_train' $(BUILD)/mpi/no_hook.log; echo "mpi-test: no-hook control fails the check, as it must"; fi
 	@echo "mpi-test: ok"
+
+# One source of truth for the FFI surface (bindings/api/README.md): the
+# checked-in API description must equal a fresh one from clang's AST of the
+# headers, and every binding manifest must cover every public function.
+api-check:
+	PYTHONDONTWRITEBYTECODE=1 $(PYTHON) bindings/api/api_check.py --build $(BUILD)
+api-update:
+	PYTHONDONTWRITEBYTECODE=1 $(PYTHON) bindings/api/gen_api.py -o bindings/api/sdflow_api.json
 
 python-test: $(SHLIB)
 	SDFLOW_LIBRARY=$(abspath $(SHLIB)) PYTHONDONTWRITEBYTECODE=1 $(PYTHON) bindings/python/test_sdflow.py
