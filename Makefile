@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: MIT
 # libsdflow — plain GNU make.
 #   make              build lib/libsdflow.so.X.Y.Z (+ .so.0, .so) and lib/libsdflow.a
-#   make check        unit tests (Check), ABI list, examples, install test, Python binding
+#   make check        unit tests (Check), ABI list, examples (C and C++), install test, Python binding
+#   make rust-test    the Rust crates (bindings/rust): generated raw layer up to date, cargo test --offline
 #   make demo         SD flow on two moons: samples.csv, samples.svg
 #   make bench        JSON lines, one per workload, with this machine's bound and ratio
 #   make bench-torch  the PyTorch peers' JSON lines (after make bench)
@@ -65,6 +66,8 @@ CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
 LIBS_PRIVATE = -lgomp -lm
 
 WARN = -Wall -Wextra $(if $(filter 1,$(WERROR)),-Werror) -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+CXXWARN = -Wall -Wextra $(if $(filter 1,$(WERROR)),-Werror) -Wshadow
+APP_CXXFLAGS = $(OPTFLAGS) $(CXXWARN) $(SANITIZE) $(CPPFLAGS) $(CXXFLAGS) -Iinclude
 SDF_CFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L $(OPTFLAGS) $(WARN) $(SANITIZE) -fopenmp $(CPPFLAGS) $(CFLAGS)
 LIB_CFLAGS = $(SDF_CFLAGS) -fPIC -fvisibility=hidden -Iinclude $(patsubst %,-I%,$(wildcard src/*/)) $(BLAS_CFLAGS)
 APP_CFLAGS = $(SDF_CFLAGS) -Iinclude
@@ -81,6 +84,9 @@ TEST_BIN = $(BUILD)/test/check_sdflow
 # examples/mpi_*.c need MPI (mpicc): built and run by `make mpi-test` only
 EXAMPLE_SRC := $(filter-out examples/mpi_%.c,$(sort $(wildcard examples/*.c)))
 EXAMPLE_BIN := $(patsubst examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRC))
+# C++ examples of include/sdflow.hpp: each built as C++17 (sdflow::span) and C++20 (std::span)
+CXX_EXAMPLE_SRC := $(sort $(wildcard examples/*.cpp))
+EXAMPLE_BIN += $(foreach s,17 20,$(patsubst examples/%.cpp,$(BUILD)/examples/%_cxx$(s),$(CXX_EXAMPLE_SRC)))
 BENCH_SRC := $(sort $(wildcard bench/bench_*.c))
 BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 RPATH = -Wl,-rpath,$(abspath $(LIBOUT))
@@ -155,6 +161,13 @@ examples: $(EXAMPLE_BIN)
 $(BUILD)/examples/%: examples/%.c $(SHLIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(APP_CFLAGS) -o $@ $< $(LDFLAGS) $(APP_LIBS)
+
+$(BUILD)/examples/%_cxx17: examples/%.cpp include/sdflow.hpp $(SHLIB)
+	@mkdir -p $(dir $@)
+	$(CXX) -std=c++17 $(APP_CXXFLAGS) -o $@ $< $(LDFLAGS) $(APP_LIBS)
+$(BUILD)/examples/%_cxx20: examples/%.cpp include/sdflow.hpp $(SHLIB)
+	@mkdir -p $(dir $@)
+	$(CXX) -std=c++20 $(APP_CXXFLAGS) -o $@ $< $(LDFLAGS) $(APP_LIBS)
 
 examples-run: examples
 	@sh test/run_examples.sh $(BUILD)/examples
@@ -358,7 +371,7 @@ install: all $(if $(filter 1,$(INSTALL_DOCS)),docs)
 	install -m 644 $(STLIB) $(DESTDIR)$(LIBDIR)/
 	ln -sf libsdflow.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libsdflow.so.$(SOMAJOR)
 	ln -sf libsdflow.so.$(SOMAJOR) $(DESTDIR)$(LIBDIR)/libsdflow.so
-	install -m 644 include/sdflow.h $(DESTDIR)$(INCLUDEDIR)/
+	install -m 644 include/sdflow.h include/sdflow.hpp $(DESTDIR)$(INCLUDEDIR)/
 	install -m 644 include/sdflow/*.h $(DESTDIR)$(INCLUDEDIR)/sdflow/
 	install -m 644 $(LIBOUT)/sdflow.pc $(DESTDIR)$(PKGCONFIGDIR)/
 ifeq ($(INSTALL_DOCS),1)
@@ -373,7 +386,8 @@ endif
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libsdflow.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libsdflow.so.$(SOMAJOR) \
 	      $(DESTDIR)$(LIBDIR)/libsdflow.so $(DESTDIR)$(LIBDIR)/libsdflow.a \
-	      $(DESTDIR)$(PKGCONFIGDIR)/sdflow.pc $(DESTDIR)$(INCLUDEDIR)/sdflow.h
+	      $(DESTDIR)$(PKGCONFIGDIR)/sdflow.pc $(DESTDIR)$(INCLUDEDIR)/sdflow.h \
+	      $(DESTDIR)$(INCLUDEDIR)/sdflow.hpp
 	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/sdflow/,$(notdir $(wildcard include/sdflow/*.h)))
 	-rmdir $(DESTDIR)$(INCLUDEDIR)/sdflow 2>/dev/null
 	rm -rf $(DESTDIR)$(DOCDIR)/html

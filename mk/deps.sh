@@ -15,6 +15,7 @@ have_pc openblas || need="$need libopenblas-dev"
 case "$target" in
 check|asan|install-test|unit-test|python-test|mlp-torch-test|io-python-test)
     have_pc check || need="$need check"
+    command -v "${CXX:-g++}" >/dev/null 2>&1 || need="$need g++" # the C++ example of include/sdflow.hpp
     /usr/bin/python3 -c 'import numpy' >/dev/null 2>&1 || need="$need python3-numpy"
     # the MLP's derivative cross-check against PyTorch f64 (test/mlp_torch_check.py)
     /usr/bin/python3 -c 'import torch' >/dev/null 2>&1 || need="$need python3-torch"
@@ -31,6 +32,9 @@ fuzz)
     ;;
 api-check|api-update)
     command -v clang >/dev/null 2>&1 || need="$need clang" # the API description comes from clang's JSON AST
+    ;;
+rust-test)
+    command -v cargo >/dev/null 2>&1 || need="$need cargo" # Debian's cargo and rustc; no crates.io needed
     ;;
 abi-check|abi-baseline)
     command -v abidiff >/dev/null 2>&1 || need="$need abigail-tools"
