@@ -32,7 +32,7 @@ BUILD ?= build
 LIBOUT ?= lib
 PYTHON ?= /usr/bin/python3
 
-PUBLIC_TARGETS = all lib layers learn-test check demo bench bench-torch examples install uninstall install-test asan valgrind abi-check abi-baseline abi-update abi-symbols docs unit-test python-test mlp-torch-test mpi-test examples-run spdx-check deb deb-symbols fuzz fuzz-seeds io-python-test api-check api-update
+PUBLIC_TARGETS = all lib layers learn-test check demo bench bench-torch examples install uninstall install-test asan valgrind abi-check abi-baseline abi-update abi-symbols docs unit-test python-test mlp-torch-test mpi-test examples-run spdx-check deb deb-symbols fuzz fuzz-seeds io-python-test api-check api-update rust-test
 
 ifeq ($(SDFLOW_DEPS_OK),)
 # First pass: make sure the build dependencies exist, then run the real target.
@@ -202,6 +202,17 @@ api-check:
 	PYTHONDONTWRITEBYTECODE=1 $(PYTHON) bindings/api/api_check.py --build $(BUILD)
 api-update:
 	PYTHONDONTWRITEBYTECODE=1 $(PYTHON) bindings/api/gen_api.py -o bindings/api/sdflow_api.json
+
+# Rust crates (bindings/rust, docs/rust.md): the generated raw layer must be
+# current with the API description, then cargo test and the GMM example
+# against this tree's library (no crates.io: --offline). Not part of make
+# check (Debian's cargo is an extra dependency); .ci/run runs it.
+CARGO ?= cargo
+RUST_ENV = SDFLOW_LIB_DIR=$(abspath $(LIBOUT)) CARGO_TARGET_DIR=$(abspath $(BUILD)/rust)
+rust-test: $(SHLIB)
+	PYTHONDONTWRITEBYTECODE=1 $(PYTHON) bindings/rust/gen_sys.py --check
+	cd bindings/rust && $(RUST_ENV) $(CARGO) test --offline
+	cd bindings/rust && $(RUST_ENV) $(CARGO) run --offline --example gmm
 
 python-test: $(SHLIB)
 	SDFLOW_LIBRARY=$(abspath $(SHLIB)) PYTHONDONTWRITEBYTECODE=1 $(PYTHON) bindings/python/test_sdflow.py
