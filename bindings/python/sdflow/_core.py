@@ -54,7 +54,7 @@ def _as_f64(a: ArrayLike, name: str) -> Array:
     arr = np.asarray(a)
     if arr.dtype.kind not in "biuf":
         raise TypeError("%s must be an array of real numbers, has dtype %s" % (name, arr.dtype))
-    return np.ascontiguousarray(arr, dtype=np.float64)
+    return np.asarray(arr, dtype=np.float64, order="C")  # (ascontiguousarray would make a 0-d array 1-d)
 
 
 def _mat(a: ArrayLike, name: str, cols: Optional[int] = None, rows: Optional[int] = None) -> Array:
@@ -712,7 +712,12 @@ class Model(_Object):
     def __init__(self, ctx: Ctx, handle: Any, _keep: Any = None):
         self._own(ctx, handle)
         self._keep = _keep  # ctypes callbacks of a callback model
-        self.dim: int = _L().sdflow_model_dim(handle)
+        self._dim: int = _L().sdflow_model_dim(handle)
+
+    @property
+    def dim(self) -> int:
+        """The dimension d of the model's space (arrays passed in have d columns)."""
+        return self._dim
 
     @property
     def kind(self) -> str:

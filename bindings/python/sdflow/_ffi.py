@@ -123,15 +123,20 @@ ERRORS = {c.status: c for c in (InvalidArgumentError, OutOfMemoryError, NumericE
                                 UnsupportedError, CancelledError, StateError, CallbackError)}
 
 
-class UnknownNameError(ValueError):
+class UnknownNameError(ValueError, KeyError):
     """A name (kind, option, enum value, role, statistic) the library does not
-    know; the message lists the valid names."""
+    know; the message lists the valid names. A ValueError, and a KeyError for
+    code written against the first binding."""
 
     def __init__(self, what: str, name: Any, valid: List[str]):
-        close = difflib.get_close_matches(str(name), valid, n=1)
+        close = difflib.get_close_matches(str(name), [str(v) for v in valid], n=1)
         hint = " (did you mean %r?)" % close[0] if close else ""
-        super().__init__("unknown %s %r%s; valid: %s" % (what, name, hint, ", ".join(valid)))
+        self.text = "unknown %s %r%s; valid: %s" % (what, name, hint, ", ".join(str(v) for v in valid))
+        super().__init__(self.text)
         self.what, self.name, self.valid = what, name, list(valid)
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.text
 
 
 def lookup(what: str, table: Dict[str, int], value: Any) -> int:
