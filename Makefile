@@ -189,6 +189,7 @@ api-check:
 	PYTHONDONTWRITEBYTECODE=1 $(PYTHON) bindings/api/api_check.py --build $(BUILD)
 api-update:
 	PYTHONDONTWRITEBYTECODE=1 $(PYTHON) bindings/api/gen_api.py -o bindings/api/sdflow_api.json
+	PYTHONDONTWRITEBYTECODE=1 $(PYTHON) bindings/julia/gen_julia.py
 
 # The Python binding's tests (pytest, Debian's python3-pytest). pytest exits 5
 # when it collects no test: that is a failure here, not a pass.
