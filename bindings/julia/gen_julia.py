@@ -10,7 +10,9 @@ can be checked without it is checked by ``--check`` (part of make api-check):
 2. every ``ccall((:name, libsdflow), R, (A, ...), ...)`` in src/*.jl, the
    generated file and the hand-written module alike, names a function of the
    API with the return type and argument types its C declaration maps to
-   (the table JULIA_SCALARS below), and the same number of arguments.
+   (the table JULIA_SCALARS below), and the same number of arguments;
+3. every call ``L.sdflow_x(...)`` of the raw layer in the hand-written
+   module names an API function and passes its number of arguments.
 
 Usage: python3 bindings/julia/gen_julia.py [--check]
 """
@@ -183,6 +185,64 @@ def check_ccalls(api, files):
     return errors, n
 
 
+def _call_args(text, start):
+    """Top-level arguments of the call whose '(' is at text[start]."""
+    depth, cur, args, i = 0, "", [], start
+    while i < len(text):
+        ch = text[i]
+        if ch in "([{":
+            depth += 1
+            if depth == 1:
+                i += 1
+                continue
+        elif ch in ")]}":
+            depth -= 1
+            if depth == 0:
+                if cur.strip():
+                    args.append(cur.strip())
+                return args
+        elif ch == '"':  # skip string literals
+            j = text.index('"', i + 1)
+            cur += text[i:j + 1]
+            i = j + 1
+            continue
+        if ch == "," and depth == 1:
+            args.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+        i += 1
+    return args
+
+
+def check_raw_uses(api, files):
+    """Every LibSdflow.sdflow_x(...) use (as L.sdflow_x) in the hand-written
+    module names an API function with its number of arguments, or a
+    generated table (sdflow_<enum>_values)."""
+    funcs = {f["name"]: f for f in api["functions"]}
+    tables = {e["name"] + "_values" for e in api["enums"]}
+    errors, n = [], 0
+    for path in files:
+        if os.path.abspath(path) == os.path.abspath(OUT):
+            continue
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+        for m in re.finditer(r"\bL\.(sdflow_\w+)(\()?", text):
+            name = m.group(1)
+            where = "%s:%d" % (os.path.relpath(path, ROOT), text.count("\n", 0, m.start()) + 1)
+            if name in tables:
+                continue
+            if name not in funcs:
+                errors.append("%s: LibSdflow.%s does not exist" % (where, name))
+                continue
+            if m.group(2):
+                n += 1
+                got, want = len(_call_args(text, m.end() - 1)), len(funcs[name]["params"])
+                if got != want:
+                    errors.append("%s: %s takes %d arguments, called with %d" % (where, name, want, got))
+    return errors, n
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--check", action="store_true")
@@ -201,6 +261,8 @@ def main(argv=None):
     files = sorted(glob.glob(os.path.join(HERE, "src", "*.jl")))
     errs, n = check_ccalls(api, files)
     errors += errs
+    errs, n_raw = check_raw_uses(api, files)
+    errors += errs
     seen = set()
     for path in files:
         with open(path, encoding="utf-8") as fh:
@@ -211,7 +273,8 @@ def main(argv=None):
     for e in errors:
         print("julia-check: FAIL: " + e)
     if not errors:
-        print("julia-check: LibSdflow.jl up to date; %d ccall signatures match the C declarations" % n)
+        print("julia-check: LibSdflow.jl up to date; %d ccall signatures match the C declarations; "
+              "%d raw-layer calls in Sdflow.jl name API functions with their argument counts" % (n, n_raw))
     return 1 if errors else 0
 
 

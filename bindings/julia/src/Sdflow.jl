@@ -117,7 +117,7 @@ function check(ctx, st::Integer, func::String)
 end
 
 macro chk(ctx, call)
-    fname = string(call.args[1].args[end].value)   # L.sdflow_x(...) -> "sdflow_x"
+    fname = string(call.args[1].args[end].value)   # the raw-layer call -> its C name, for the error
     :(check($(esc(ctx)), $(esc(call)), $fname))
 end
 

@@ -84,3 +84,14 @@ def test_julia_layer_is_current():
     r = subprocess.run([sys.executable, os.path.join(ROOT, "bindings", "julia", "gen_julia.py"), "--check"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_julia_raw_call_argument_count_is_checked(tmp_path):
+    bad = tmp_path / "Bad.jl"
+    bad.write_text('f(s) = L.sdflow_sampler_run(s.h, 3, C_NULL)\ng() = L.sdflow_no_such(1)\n'
+                   'h(m) = L.sdflow_model_dim(m.h)\nt = L.sdflow_solver_values["rk4"]\n')
+    errs, n = gen_julia.check_raw_uses(API, [str(bad)])
+    text = "\n".join(errs)
+    assert n == 2 and len(errs) == 2
+    assert "sdflow_sampler_run takes 4 arguments, called with 3" in text
+    assert "LibSdflow.sdflow_no_such does not exist" in text

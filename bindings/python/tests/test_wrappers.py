@@ -110,7 +110,7 @@ def _run_python(code, env):
 
 
 def test_library_override_and_loader_path():
-    lib = os.path.join(ROOT, "lib")
+    lib = os.path.dirname(os.path.abspath(os.environ["SDFLOW_LIBRARY"]))  # this build's (conftest, make)
     base = {k: v for k, v in os.environ.items() if k not in ("SDFLOW_LIBRARY", "LD_LIBRARY_PATH")}
     code = "import sdflow; print(sdflow.library_path()); print(sdflow.version()[1])"
     r = _run_python(code, dict(base, LD_LIBRARY_PATH=lib))  # the loader path: libsdflow.so.0
