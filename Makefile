@@ -202,6 +202,7 @@ api-check:
 	PYTHONDONTWRITEBYTECODE=1 $(PYTHON) bindings/api/api_check.py --build $(BUILD)
 api-update:
 	PYTHONDONTWRITEBYTECODE=1 $(PYTHON) bindings/api/gen_api.py -o bindings/api/sdflow_api.json
+	PYTHONDONTWRITEBYTECODE=1 $(PYTHON) bindings/julia/gen_julia.py
 
 # Rust crates (bindings/rust, docs/rust.md): the generated raw layer must be
 # current with the API description, then cargo test and the GMM example
@@ -214,8 +215,11 @@ rust-test: $(SHLIB)
 	cd bindings/rust && $(RUST_ENV) $(CARGO) test --offline
 	cd bindings/rust && $(RUST_ENV) $(CARGO) run --offline --example gmm
 
+# The Python binding's tests (pytest, Debian's python3-pytest). pytest exits 5
+# when it collects no test: that is a failure here, not a pass.
 python-test: $(SHLIB)
-	SDFLOW_LIBRARY=$(abspath $(SHLIB)) PYTHONDONTWRITEBYTECODE=1 $(PYTHON) bindings/python/test_sdflow.py
+	@SDFLOW_LIBRARY=$(abspath $(SHLIB)) PYTHONDONTWRITEBYTECODE=1 $(PYTHON) -m pytest -q -p no:cacheprovider bindings/python/tests; \
+	rc=$$?; if [ $$rc = 5 ]; then echo "python-test: pytest collected no tests"; exit 1; fi; exit $$rc
 
 # Debian packages from a clean copy (build/deb): dpkg-buildpackage, lintian;
 # DEB_INSTALL=1 (root, CI) also installs them and builds a consumer.
@@ -257,6 +261,7 @@ check: all
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 spdx-check
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 abi-symbols
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 examples-run
+	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 api-check
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 python-test
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 mlp-torch-test
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 io-python-test

@@ -17,6 +17,7 @@ check|asan|install-test|unit-test|python-test|mlp-torch-test|io-python-test)
     have_pc check || need="$need check"
     command -v "${CXX:-g++}" >/dev/null 2>&1 || need="$need g++" # the C++ example of include/sdflow.hpp
     /usr/bin/python3 -c 'import numpy' >/dev/null 2>&1 || need="$need python3-numpy"
+    /usr/bin/python3 -c 'import pytest' >/dev/null 2>&1 || need="$need python3-pytest" # make python-test
     # the MLP's derivative cross-check against PyTorch f64 (test/mlp_torch_check.py)
     /usr/bin/python3 -c 'import torch' >/dev/null 2>&1 || need="$need python3-torch"
     [ -f /usr/lib/python3/dist-packages/sklearn/datasets/data/breast_cancer.csv ] || need="$need python3-sklearn" # SD-flow tests read its tables

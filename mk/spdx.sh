@@ -35,10 +35,11 @@ style() {
     debian/tests/control) echo exempt; return;;
     debian/rules|debian/tests/*) echo hash; return;;
     debian/*) echo exempt; return;;
+    */py.typed) echo exempt; return;; # PEP 561 marker: empty or "partial", no comments
     *.md|*.json|*.csv|*.svg|*.png|*.txt|*.abi|*.gitkeep|*.gitignore|LICENSE|*/__pycache__/*|*.pyc) echo exempt; return;;
     *.c|*.h|*.map|*.cpp|*.hpp) echo c; return;;
     *.rs) echo slash; return;;
-    *.sh|*.py|*.mk|*.in|*.toml|*.cfg|*.yml|*.yaml|Makefile|*/Makefile|.ci/*) echo hash; return;;
+    *.sh|*.py|*.jl|*.mk|*.in|*.toml|*.cfg|*.yml|*.yaml|Makefile|*/Makefile|.ci/*) echo hash; return;;
     esac
     if head -c 2 "$1" 2>/dev/null | grep -q '^#!'; then echo hash; else echo unknown; fi
 }

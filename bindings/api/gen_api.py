@@ -26,6 +26,11 @@ ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 # Scalar C types that may appear in the public API, with their size class.
 # A binding maps each of these names once; an unknown one fails generation,
 # so a new scalar type (say int32_t) cannot slip into a header unnoticed.
+# Option keys whose int values are an enum the key's doc comment does not
+# name (the doc says "int 0..4"), and macros that extend an option's values.
+VALUE_ENUM_EXTRA = {"SDFLOW_CTX_LOG_LEVEL": "sdflow_log_level"}
+VALUE_CONSTANTS_EXTRA = {"SDFLOW_OPT_MLP_OUTPUT": ["SDFLOW_MLP_ENERGY"]}
+
 SCALARS = ("void", "char", "int", "unsigned int", "long", "double", "size_t", "uint32_t", "uint64_t")
 
 
@@ -213,7 +218,30 @@ def generate(clang="clang", include="include"):
                 raise SystemExit("gen_api: enum constant %s has no explicit value; libsdflow's enums give every "
                                  "value explicitly (numbers are never reused)" % c["name"])
             consts_e.append({"name": c["name"], "value": int(vals[0]["value"]), "doc": comment_text(c)})
-        out["enums"].append({"name": n, "header": rel(f), "constants": consts_e, "doc": comment_text(d)})
+        # Short names: the constants without their common prefix, lower case
+        # ("SDFLOW_SOLVER_DOPRI5" -> "dopri5"), as bindings spell enum values.
+        names = [c["name"] for c in consts_e]
+        prefix = os.path.commonprefix(names) if len(names) > 1 else names[0].rsplit("_", 1)[0] + "_"
+        prefix = prefix[:prefix.rfind("_") + 1]
+        for c in consts_e:
+            c["short"] = c["name"][len(prefix):].lower()
+        out["enums"].append({"name": n, "header": rel(f), "prefix": prefix, "constants": consts_e,
+                             "doc": comment_text(d)})
+    # Option keys with enum values: the enum named in the key's doc ("int: sdflow_solver").
+    for e in out["enums"]:
+        if e["name"] != "sdflow_option":
+            continue
+        for c in e["constants"]:
+            ve = VALUE_ENUM_EXTRA.get(c["name"])
+            if ve is None:
+                for w in re.findall(r"\bsdflow_\w+", c["doc"]):
+                    if w in enums and w not in ("sdflow_option", "sdflow_status"):
+                        ve = w
+                        break
+            if ve:
+                c["value_enum"] = ve
+            if c["name"] in VALUE_CONSTANTS_EXTRA:
+                c["value_constants"] = VALUE_CONSTANTS_EXTRA[c["name"]]
 
     out["callbacks"] = []
     for n, (d, f) in callbacks.items():
