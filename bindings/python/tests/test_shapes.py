@@ -3,11 +3,12 @@
 
 The C functions take n and read n x d doubles with d from the model, so a
 5 x 3 array on a 2-D model was read as reinterpreted rows and a 4000 x 1
-array past its buffer. Every wrapper taking an array is covered here; the
-first tests fail on the binding before issue 9's fix (0894817^), and the
-DSB and interpolant-role cases fail on the binding before this change
-(a DSB sampler with only a forward model bound, an interpolant sampler
-with only a velocity model)."""
+array past its buffer. Every wrapper taking an array is covered here.
+Against the earlier bindings: before 0894817 (issue 9's column check) a
+4000 x 1 x_init on a 2-D pf_ode sampler was read past its end ("x_init[2097][1]
+is NaN": bytes beyond the array); on the binding this change replaces, a DSB
+sampler with only a forward model bound still was ("x_init[3373][1] is NaN"),
+which test_dsb_and_interpolant_roles refuses with a ValueError."""
 import numpy as np
 import pytest
 
