@@ -28,7 +28,7 @@
 
 #define N 50000
 #define M 500
-#define STEPS 16000
+#define STEPS 32000
 #define LOG32 3.4657359027997265
 #define BAR 3.75
 
