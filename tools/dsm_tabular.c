@@ -205,11 +205,14 @@ int main(int argc, char **argv)
         if (!f || fclose(f))
             return fprintf(stderr, "dsm_tabular: cannot write %s\n", perp), 2;
     }
+    char loss_s[32] = "null"; /* JSON has no NaN: null when nothing was trained */
+    if (!load)
+        snprintf(loss_s, sizeof loss_s, "%.6g", loss);
     printf("{\"impl\": \"libsdflow\", \"workload\": \"dsm_train_nll\", \"d\": %zu, \"train_rows\": %zu, "
            "\"test_rows\": %zu, \"steps\": %ld, \"batch\": %ld, \"lr\": %g, \"ema\": %g, \"seed\": %llu, "
-           "\"threads\": %ld, \"loaded\": %s, \"train_loss\": %.6g, \"nll_nats_per_dim\": %.6f, \"nll_se\": %.6f, "
+           "\"threads\": %ld, \"loaded\": %s, \"train_loss\": %s, \"nll_nats_per_dim\": %.6f, \"nll_se\": %.6f, "
            "\"t_train\": %.3f, \"cpu_train\": %.3f, \"t_eval\": %.3f, \"cpu_eval\": %.3f}\n",
-           d, n, nt, load ? 0L : steps, batch, lr, ema, seed, threads, load ? "true" : "false", loss, mean, se,
+           d, n, nt, load ? 0L : steps, batch, lr, ema, seed, threads, load ? "true" : "false", loss_s, mean, se,
            t_train, c_train, t_eval, c_eval);
     sdflow_density_free(e);
     sdflow_model_free(m);
