@@ -32,7 +32,7 @@ BUILD ?= build
 LIBOUT ?= lib
 PYTHON ?= /usr/bin/python3
 
-PUBLIC_TARGETS = all lib layers learn-test check demo bench bench-torch examples install uninstall install-test asan valgrind abi-check abi-baseline abi-update abi-symbols docs unit-test python-test mlp-torch-test mpi-test examples-run spdx-check deb deb-symbols fuzz fuzz-seeds io-python-test api-check api-update rust-test
+PUBLIC_TARGETS = all lib layers learn-test check demo bench bench-torch examples install uninstall install-test asan valgrind abi-check abi-baseline abi-update abi-symbols docs unit-test python-test mlp-torch-test mpi-test examples-run spdx-check deb deb-symbols fuzz fuzz-seeds io-python-test api-check api-update rust-test real-data
 
 ifeq ($(SDFLOW_DEPS_OK),)
 # First pass: make sure the build dependencies exist, then run the real target.
@@ -243,6 +243,16 @@ $(BUILD)/test/learn_%: test/learn_%.c $(SHLIB)
 	$(CC) $(APP_CFLAGS) -o $@ $< $(LDFLAGS) $(APP_LIBS)
 learn-test: $(LEARN_BIN)
 	@for b in $(LEARN_BIN); do s=$$(date +%s); $$b || exit 1; echo "learn-test: $$b ok, $$(( $$(date +%s) - s )) s wall"; done
+# Real data (issue 12): library trainer vs its PyTorch twin on sklearn's wine and
+# breast-cancer tables, same split, init and hyperparameters (docs/training.md).
+# REAL_DATA_SEEDS / REAL_DATA_STEPS override the seeds (default 0 1 2) and steps.
+$(BUILD)/tools/%: tools/%.c $(SHLIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(APP_CFLAGS) -o $@ $< $(LDFLAGS) $(APP_LIBS)
+REAL_DATA_SEEDS ?= 0 1 2
+REAL_DATA_STEPS ?= 2000
+real-data: $(BUILD)/tools/dsm_tabular
+	sh tools/real_data.sh $(BUILD) $(PYTHON) "$(REAL_DATA_SEEDS)" $(REAL_DATA_STEPS)
 # Model files from Python: numpy alone (json + np.frombuffer) and the PyTorch
 # MLP twin's export/import (skips with a printed reason without torch)
 io-python-test: $(SHLIB)

@@ -39,6 +39,31 @@ except ImportError:
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from mlp_twin import ScoreMLP  # noqa: E402
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bindings", "python"))
+
+
+def load_file(path):
+    """The network of a libsdflow model file (sdflow.torch_mlp), as this
+    script's twin (the same state_dict)."""
+    from sdflow import torch_mlp
+    src = torch_mlp.import_(path)
+    net = ScoreMLP(src.d, width=src.width, depth=src.depth, nfreq=src.nfreq, act=src.act_name,
+                   residual=src.residual).double()
+    net.load_state_dict(src.state_dict(), strict=True)
+    return net
+
+
+def export_file(net, path):
+    """Writes net as a libsdflow model file with the default VP process."""
+    from sdflow import torch_mlp
+    first = net.layers[0].weight
+    out = torch_mlp.ScoreMLP(first.shape[1] - 2 * net.time_embed.freqs.numel(), width=first.shape[0],
+                             depth=len(net.layers) - 1, nfreq=net.time_embed.freqs.numel())
+    out.load_state_dict(net.state_dict(), strict=True)
+    torch_mlp.export(out, path, process={"kind": "vp", "beta_min": BMIN, "beta_max": BMAX, "proc_sigma_min": 0.01,
+                                         "proc_sigma_max": 50.0, "cosine_s": 0.008, "t_max": T_MAX, "t_eps": T_EPS,
+                                         "ve_exact_std": 0})
+
 BMIN, BMAX, T_EPS, T_MAX = 0.1, 20.0, 1e-5, 1.0
 
 
@@ -122,7 +147,7 @@ def nll(net, x, rtol=1e-5, atol=1e-5, t_min=T_EPS):
     xT, integral = y[:, :d], y[:, d]
     logp = -0.5 * (xT ** 2).sum(1) - 0.5 * d * math.log(2 * math.pi) + integral
     per = -logp / d
-    return per.mean().item(), per.std(unbiased=True).item() / math.sqrt(n), nfe[0]
+    return per.mean().item(), per.std(unbiased=True).item() / math.sqrt(n), nfe[0], per
 
 
 def main():
@@ -136,26 +161,47 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--f32", action="store_true", help="train in float32")
+    ap.add_argument("--train", help="training CSV (default DIR/DATA_train.csv)")
+    ap.add_argument("--test", help="held-out CSV (default DIR/DATA_test.csv)")
+    ap.add_argument("--init", help="start from the weights of this libsdflow model file (tools/dsm_tabular --save-init)")
+    ap.add_argument("--export", help="write the trained EMA network as a libsdflow model file")
+    ap.add_argument("--load", help="skip training: evaluate the network of this libsdflow model file")
+    ap.add_argument("--per-point", help="write each held-out row's NLL (nats, whole vector), one per line")
+    ap.add_argument("--rtol", type=float, default=1e-5, help="rtol = atol of the likelihood ODE")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     dtype = torch.float32 if args.f32 else torch.float64
-    tr = torch.tensor(np.loadtxt(os.path.join(args.dir, f"{args.data}_train.csv"), delimiter=",", ndmin=2))
-    te = torch.tensor(np.loadtxt(os.path.join(args.dir, f"{args.data}_test.csv"), delimiter=",", ndmin=2))
-    d = tr.shape[1]
-    net = ScoreMLP(d).to(dtype)
-    t0 = time.perf_counter()
-    loss = train(net, tr.to(dtype), args, dtype)
-    t_train = time.perf_counter() - t0
+    te = torch.tensor(np.loadtxt(args.test or os.path.join(args.dir, f"{args.data}_test.csv"), delimiter=",",
+                                 ndmin=2))
+    d = te.shape[1]
+    loss, t_train, c_train, ntrain = None, 0.0, 0.0, 0
+    if args.load:
+        net = load_file(args.load)
+    else:
+        tr = torch.tensor(np.loadtxt(args.train or os.path.join(args.dir, f"{args.data}_train.csv"),
+                                     delimiter=",", ndmin=2))
+        ntrain = tr.shape[0]
+        net = load_file(args.init) if args.init else ScoreMLP(d)
+        net = net.to(dtype)
+        t0, c0 = time.perf_counter(), time.process_time()
+        loss = train(net, tr.to(dtype), args, dtype)
+        t_train, c_train = time.perf_counter() - t0, time.process_time() - c0
     net = net.double()
-    t0 = time.perf_counter()
-    m, se, nfe = nll(net, te)
-    t_eval = time.perf_counter() - t0
+    if args.export:
+        export_file(net, args.export)
+    t0, c0 = time.perf_counter(), time.process_time()
+    m, se, nfe, per = nll(net, te, rtol=args.rtol, atol=args.rtol)
+    t_eval, c_eval = time.perf_counter() - t0, time.process_time() - c0
+    if args.per_point:
+        np.savetxt(args.per_point, per.numpy() * d, fmt="%.17g")
     print(json.dumps({"impl": "torch", "workload": "dsm_train_nll", "data": args.data, "d": d,
-                      "train_rows": tr.shape[0], "test_rows": te.shape[0], "steps": args.steps,
+                      "train_rows": ntrain, "test_rows": te.shape[0], "steps": 0 if args.load else args.steps,
+                      "loaded": bool(args.load),
                       "batch": args.batch, "lr": args.lr, "ema": args.ema, "seed": args.seed,
                       "prec": "f32" if args.f32 else "f64", "threads": args.threads, "train_loss": loss,
-                      "nll_nats_per_dim": m, "nll_se": se, "nfe": nfe, "t_train": t_train, "t_eval": t_eval}),
+                      "nll_nats_per_dim": m, "nll_se": se, "nfe": nfe, "t_train": t_train, "cpu_train": c_train, "t_eval": t_eval,
+                      "cpu_eval": c_eval}),
           flush=True)
 
 

@@ -13,7 +13,7 @@ command -v make >/dev/null 2>&1 || need="$need make"
 command -v pkg-config >/dev/null 2>&1 || need="$need pkg-config"
 have_pc openblas || need="$need libopenblas-dev"
 case "$target" in
-check|asan|install-test|unit-test|python-test|mlp-torch-test|io-python-test)
+check|asan|install-test|unit-test|python-test|mlp-torch-test|io-python-test|real-data)
     have_pc check || need="$need check"
     command -v "${CXX:-g++}" >/dev/null 2>&1 || need="$need g++" # the C++ example of include/sdflow.hpp
     /usr/bin/python3 -c 'import numpy' >/dev/null 2>&1 || need="$need python3-numpy"
