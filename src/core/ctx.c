@@ -25,9 +25,7 @@ sdflow_status sdflow_ctx_create(sdflow_ctx **out, const sdflow_allocator *alloc)
         return SDFLOW_E_NOMEM;
     memset(ctx, 0, sizeof *ctx);
     ctx->alloc = a;
-    ctx->threads = 1;
-    ctx->file_max_bytes = (uint64_t)1 << 30;
-    ctx->log_level = SDFLOW_LOG_INFO;
+    sdflow__ctx_option_defaults(ctx);
     *out = ctx;
     return SDFLOW_OK;
 }
@@ -190,5 +188,5 @@ int sdflow__threads_for(const sdflow_ctx *ctx, size_t n)
 {
     if (n < 64)
         return 1; /* starting threads costs more than the work */
-    return (size_t)ctx->threads > n ? (int)n : ctx->threads;
+    return (size_t)ctx->threads > n ? (int)n : (int)ctx->threads;
 }

@@ -2,6 +2,7 @@
 /* The option table: names, types and bounds of every key, and the checks
  * every object's setters share. */
 #include <math.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <string.h>
 #include "ctx_internal.h"
@@ -202,34 +203,22 @@ sdflow_status sdflow__check_option_value(sdflow_ctx *ctx, sdflow_option key, sdf
     return SDFLOW_OK;
 }
 
-sdflow_status sdflow__option_accept(sdflow_ctx *ctx, const char *object, const sdflow_option *keys, size_t nkeys,
-                                    sdflow_option key, sdflow_option_type type, const double *value)
+/* "a pf_ode sampler", "an mlp model", "a process": the object in messages. */
+static void describe(const sdflow__opt_store *store, const char *kind, char *buf, size_t size)
 {
-    int known = 0;
-    for (size_t i = 0; i < nkeys; i++)
-        known |= keys[i] == key;
-    if (!known) {
-        const char *name = sdflow_option_name(key);
-        if (ctx)
-            return sdflow__fail(ctx, SDFLOW_E_UNSUPPORTED, "option %d (%s) does not apply to %s", (int)key,
-                                name ? name : "unknown key", object);
-        return SDFLOW_E_UNSUPPORTED;
-    }
-    if (value)
-        return sdflow__check_option_value(ctx, key, type, *value);
-    if (sdflow_option_get_type(key) != type)
-        return ctx ? sdflow__fail(ctx, SDFLOW_E_INVALID, "option %s is of type %s, not %s", sdflow_option_name(key),
-                                  type_name(sdflow_option_get_type(key)), type_name(type))
-                   : SDFLOW_E_INVALID;
-    return SDFLOW_OK;
+    const char *first = kind ? kind : store->noun;
+    const char *art = strchr("aeiouAEIOU", first[0]) ? "an" : "a";
+    if (kind)
+        snprintf(buf, size, "%s %s %s", art, kind, store->noun);
+    else
+        snprintf(buf, size, "%s %s", art, store->noun);
 }
 
-static const sdflow__opt_slot *find_slot(const sdflow__opt_slot *slots, size_t nslots, unsigned kind_bit,
-                                         sdflow_option key)
+static const sdflow__opt_slot *find_slot(const sdflow__opt_store *store, unsigned kind_bit, sdflow_option key)
 {
-    for (size_t i = 0; i < nslots; i++)
-        if (slots[i].key == key && (slots[i].kinds & kind_bit))
-            return &slots[i];
+    for (size_t i = 0; i < store->nslots; i++)
+        if (store->slots[i].key == key && (store->slots[i].kinds & kind_bit))
+            return &store->slots[i];
     return NULL;
 }
 
@@ -238,33 +227,78 @@ static size_t type_size(sdflow_option_type type)
     return type == SDFLOW_TYPE_INT ? sizeof(long) : type == SDFLOW_TYPE_DOUBLE ? sizeof(double) : sizeof(uint64_t);
 }
 
-sdflow_status sdflow__slot_set(sdflow_ctx *ctx, const sdflow__opt_slot *slots, size_t nslots, unsigned kind_bit,
-                               const char *kind_name, const char *noun, void *obj, sdflow_option key,
-                               sdflow_option_type type, const void *value)
+/* The row of key for kind_bit and of the given type, or a message naming
+ * the key and the object. */
+static sdflow_status lookup(sdflow_ctx *ctx, const sdflow__opt_store *store, const char *kind, unsigned kind_bit,
+                            sdflow_option key, sdflow_option_type type, const sdflow__opt_slot **slot)
 {
-    const sdflow__opt_slot *slot = find_slot(slots, nslots, kind_bit, key);
-    if (!slot) {
+    char obj[96];
+    *slot = find_slot(store, kind_bit, key);
+    if (!*slot) {
         const char *name = sdflow_option_name(key);
-        return sdflow__fail(ctx, SDFLOW_E_UNSUPPORTED, "option %d (%s) does not apply to a %s %s", (int)key,
-                            name ? name : "unknown key", kind_name, noun);
+        describe(store, kind, obj, sizeof obj);
+        return sdflow__fail(ctx, SDFLOW_E_UNSUPPORTED, "%s has no %s option %d (%s): the key does not apply to %s",
+                            obj, type_name(type), (int)key, name ? name : "unknown key", obj);
     }
+    sdflow_option_type t = sdflow_option_get_type(key);
+    if (t != type)
+        return sdflow__fail(ctx, SDFLOW_E_INVALID, "option %s is of type %s, not %s", sdflow_option_name(key),
+                            type_name(t), type_name(type));
+    return SDFLOW_OK;
+}
+
+static void write_value(void *field, sdflow_option_type type, double v)
+{
+    if (type == SDFLOW_TYPE_INT)
+        *(long *)field = (long)v;
+    else if (type == SDFLOW_TYPE_DOUBLE)
+        *(double *)field = v;
+    else
+        *(uint64_t *)field = (uint64_t)v;
+}
+
+void sdflow__opt_defaults(const sdflow__opt_store *store, unsigned kind_bit, void *obj)
+{
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t i = 0; i < store->nslots; i++)
+            if (pass == 0 || (store->slots[i].kinds & kind_bit))
+                write_value((char *)obj + store->slots[i].offset, sdflow_option_get_type(store->slots[i].key),
+                            store->slots[i].def);
+}
+
+sdflow_status sdflow__opt_set(const sdflow__opt_bind *b, sdflow_option key, sdflow_option_type type,
+                              const void *value)
+{
+    if (!b->owner)
+        return SDFLOW_E_INVALID;
+    const sdflow__opt_slot *slot;
+    sdflow_status st = lookup(b->ctx, b->store, b->kind, b->kind_bit, key, type, &slot);
+    if (st)
+        return st;
     double v = type == SDFLOW_TYPE_INT      ? (double)*(const long *)value
                : type == SDFLOW_TYPE_DOUBLE ? *(const double *)value
                                             : (double)*(const uint64_t *)value;
-    sdflow_status st = sdflow__check_option_value(ctx, key, type, v);
-    if (!st)
-        memcpy((char *)obj + slot->offset, value, type_size(type));
+    if ((st = sdflow__check_option_value(b->ctx, key, type, v)))
+        return st;
+    char *field = (char *)b->obj + slot->offset, old[8]; /* long, double or uint64_t */
+    size_t size = type_size(type);
+    memcpy(old, field, size);
+    memcpy(field, value, size);
+    if (b->store->check && (st = b->store->check(b->ctx, b->owner, b->obj, key, memcmp(old, field, size) != 0)))
+        memcpy(field, old, size);
     return st;
 }
 
-sdflow_status sdflow__slot_get(const sdflow__opt_slot *slots, size_t nslots, unsigned kind_bit, const void *obj,
-                               sdflow_option key, sdflow_option_type type, void *value)
+sdflow_status sdflow__opt_get(const sdflow__opt_bind *b, sdflow_option key, sdflow_option_type type, void *value)
 {
-    const sdflow__opt_slot *slot = find_slot(slots, nslots, kind_bit, key);
-    if (!slot)
-        return SDFLOW_E_UNSUPPORTED;
-    if (sdflow_option_get_type(key) != type)
+    if (!b->owner || !value)
         return SDFLOW_E_INVALID;
-    memcpy(value, (const char *)obj + slot->offset, type_size(type));
+    const sdflow__opt_slot *slot;
+    sdflow_status st = lookup(b->ctx, b->store, b->kind, b->kind_bit, key, type, &slot);
+    if (st)
+        return st;
+    memcpy(value, (const char *)b->obj + slot->offset, type_size(type));
+    if (b->store->resolve)
+        b->store->resolve(b->owner, key, value);
     return SDFLOW_OK;
 }
