@@ -21,7 +21,15 @@ SDFLOW__DEFINE_KIND_NAMES(sdflow_density, sdflow_density_kind, kind_names)
 #define K_ODE (K_EX | K_HU)
 #define K_ALL (K_ODE | K_LY)
 
-static void resolve_option(const void *owner, sdflow_option key, void *value);
+static double resolved_t_min(const sdflow_density *e);
+
+/* The resolved default: t_min of the bound process. */
+static void resolve_option(const void *owner, sdflow_option key, void *value)
+{
+    const sdflow_density *e = owner;
+    if (key == SDFLOW_OPT_T_MIN && e->proc)
+        *(double *)value = resolved_t_min(e);
+}
 
 /* The options: key, kinds that accept it, field, default (NaN: resolved
  * from the bound process). The stream defaults to "dens" + kind. */
@@ -110,14 +118,6 @@ static double resolved_t_min(const sdflow_density *e)
     if (sdflow__process_is_interp(e->proc))
         return 0.0; /* interpolants: down to the base end */
     return e->proc->t_eps > 1e-5 ? e->proc->t_eps : 1e-5; /* score_sde likelihood eps */
-}
-
-/* The resolved default: t_min of the bound process. */
-static void resolve_option(const void *owner, sdflow_option key, void *value)
-{
-    const sdflow_density *e = owner;
-    if (key == SDFLOW_OPT_T_MIN && e->proc)
-        *(double *)value = resolved_t_min(e);
 }
 
 static sdflow__opt_bind bind(const sdflow_density *h) { return SDFLOW__KIND_BIND(sdflow_density, h, store); }

@@ -272,7 +272,13 @@ static sdflow_status check_option(sdflow_ctx *ctx, void *owner, void *obj, sdflo
     return st;
 }
 
-static sdflow__opt_bind bind(const sdflow_process *h) { return SDFLOW__KIND_BIND(sdflow_process, h, store); }
+/* Messages say "a process": every kind accepts every key. */
+static sdflow__opt_bind bind(const sdflow_process *p)
+{
+    if (!p)
+        return (sdflow__opt_bind){ 0 };
+    return (sdflow__opt_bind){ p->ctx, &store, NULL, 1u << p->kind, (void *)p, (void *)p };
+}
 
 SDFLOW__DEFINE_OPTION_ACCESSORS(sdflow_process, sdflow_process, bind, int, SDFLOW_TYPE_INT, long)
 SDFLOW__DEFINE_OPTION_ACCESSORS(sdflow_process, sdflow_process, bind, double, SDFLOW_TYPE_DOUBLE, double)

@@ -39,7 +39,15 @@ SDFLOW__DEFINE_KIND_NAMES(sdflow_sampler, sdflow_sampler_kind, kind_names)
 
 static double resolved_t_min(const sdflow_sampler *s);
 static double resolved_t_start(const sdflow_sampler *s);
-static void resolve_option(const void *owner, sdflow_option key, void *value);
+/* The resolved defaults: t_min and t_start of the bound process. */
+static void resolve_option(const void *owner, sdflow_option key, void *value)
+{
+    const sdflow_sampler *s = owner;
+    if (key == SDFLOW_OPT_T_MIN && s->proc)
+        *(double *)value = resolved_t_min(s);
+    if (key == SDFLOW_OPT_T_START && s->proc)
+        *(double *)value = resolved_t_start(s);
+}
 
 /* The options: key, kinds that accept it, field, default. A key whose
  * default depends on the kind has one row per default; the last row of a
@@ -218,16 +226,6 @@ static double resolved_t_start(const sdflow_sampler *s)
     if (s->time_grid == SDFLOW_GRID_CUSTOM && s->custom)
         return s->custom[0];
     return isnan(s->t_start) ? s->proc->t_max : s->t_start;
-}
-
-/* The resolved defaults: t_min and t_start of the bound process. */
-static void resolve_option(const void *owner, sdflow_option key, void *value)
-{
-    const sdflow_sampler *s = owner;
-    if (key == SDFLOW_OPT_T_MIN && s->proc)
-        *(double *)value = resolved_t_min(s);
-    if (key == SDFLOW_OPT_T_START && s->proc)
-        *(double *)value = resolved_t_start(s);
 }
 
 static sdflow__opt_bind bind(const sdflow_sampler *h) { return SDFLOW__KIND_BIND(sdflow_sampler, h, store); }

@@ -29,7 +29,13 @@ static const struct {
 #define K_ALL (K_DSM | K_ITP)
 
 static sdflow_status check_option(sdflow_ctx *ctx, void *owner, void *obj, sdflow_option key, int changed);
-static void resolve_option(const void *owner, sdflow_option key, void *value);
+/* The resolved default: t_eps of the bound process. */
+static void resolve_option(const void *owner, sdflow_option key, void *value)
+{
+    const sdflow_trainer *t = owner;
+    if (key == SDFLOW_TRAIN_T_EPS && t->proc)
+        *(double *)value = sdflow__train_t_eps(t);
+}
 
 /* The options: key, losses that accept it, field, default. The stream
  * defaults to "train" + kind. */
@@ -125,14 +131,6 @@ static sdflow_status check_option(sdflow_ctx *ctx, void *owner, void *obj, sdflo
         return sdflow__fail(ctx, SDFLOW_E_STATE, "option %s cannot change after the first step",
                             sdflow_option_name(key));
     return SDFLOW_OK;
-}
-
-/* The resolved default: t_eps of the bound process. */
-static void resolve_option(const void *owner, sdflow_option key, void *value)
-{
-    const sdflow_trainer *t = owner;
-    if (key == SDFLOW_TRAIN_T_EPS && t->proc)
-        *(double *)value = sdflow__train_t_eps(t);
 }
 
 static sdflow__opt_bind bind(const sdflow_trainer *h) { return SDFLOW__KIND_BIND(sdflow_trainer, h, store); }
