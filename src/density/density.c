@@ -6,14 +6,6 @@
 #include <string.h>
 #include "density_internal.h"
 
-static const sdflow__name kind_names[] = { { SDFLOW_DENSITY_PF_ODE_EXACT, "pf_ode_exact" },
-                                           { SDFLOW_DENSITY_PF_ODE_HUTCHINSON, "pf_ode_hutchinson" },
-                                           { SDFLOW_DENSITY_LIYAN, "liyan" },
-                                           { 0, NULL } };
-
-/* sdflow_density_kind_name() and sdflow_density_kind_from_name() */
-SDFLOW__DEFINE_KIND_NAMES(sdflow_density, sdflow_density_kind, kind_names)
-
 /* Which kinds accept an option, and where it lives. */
 #define K_EX (1u << SDFLOW_DENSITY_PF_ODE_EXACT)
 #define K_HU (1u << SDFLOW_DENSITY_PF_ODE_HUTCHINSON)
@@ -35,27 +27,17 @@ static void resolve_option(const void *owner, sdflow_option key, void *value)
  * from the bound process). The stream defaults to "dens" + kind. */
 #define SLOT(key, kinds, field, ...) { key, kinds, offsetof(struct sdflow_density, field), __VA_ARGS__ }
 static const sdflow__opt_slot slots[] = {
-    SLOT(SDFLOW_OPT_PROBES, K_HU, probes, 1),
-    SLOT(SDFLOW_OPT_PROBE_KIND, K_HU, probe_kind, SDFLOW_PROBE_RADEMACHER),
-    SLOT(SDFLOW_OPT_DIVERGENCE, K_ODE, divergence, SDFLOW_DIV_AUTO),
-    SLOT(SDFLOW_OPT_LIYAN_TIMES, K_LY, liyan_times, 256),
-    SLOT(SDFLOW_OPT_LIYAN_DRAWS, K_LY, liyan_draws, 1),
-    SLOT(SDFLOW_OPT_LAMBDA_MIN, K_LY, lambda_min, -15.0),
-    SLOT(SDFLOW_OPT_LAMBDA_MAX, K_LY, lambda_max, 15.0),
-    SLOT(SDFLOW_OPT_DATA_SCALE, K_ALL, data_scale, 2.0),
-    SLOT(SDFLOW_OPT_DEQUANTIZE, K_ALL, dequantize, 0),
-    SLOT(SDFLOW_OPT_RTOL, K_ODE, rtol, 1e-5),
-    SLOT(SDFLOW_OPT_ATOL, K_ODE, atol, 1e-5),
-    SLOT(SDFLOW_OPT_SOLVER, K_ODE, solver, SDFLOW_SOLVER_DOPRI5),
-    SLOT(SDFLOW_OPT_STEPS, K_ODE, steps, 100),
-    SLOT(SDFLOW_OPT_MAX_STEPS, K_ODE, max_steps, 100000),
-    SLOT(SDFLOW_OPT_H_INIT, K_ODE, h_init, 0),
-    SLOT(SDFLOW_OPT_T_MIN, K_ODE, t_min, NAN),
-    SLOT(SDFLOW_OPT_FIRST_INDEX, K_ALL, first_index, 0),
-    SLOT(SDFLOW_OPT_STREAM, K_ALL, stream, 0),
-    SLOT(SDFLOW_OPT_INTERP_TIME, K_ODE, interp_time, 1.0),
+#include "density_options.def"
 };
 static const sdflow__opt_store store = { "estimator", slots, sizeof slots / sizeof slots[0], NULL, resolve_option };
+
+static const sdflow__name kind_names[] = { { SDFLOW_DENSITY_PF_ODE_EXACT, "pf_ode_exact" },
+                                           { SDFLOW_DENSITY_PF_ODE_HUTCHINSON, "pf_ode_hutchinson" },
+                                           { SDFLOW_DENSITY_LIYAN, "liyan" },
+                                           { 0, NULL } };
+
+/* sdflow_density_kind_name() and sdflow_density_kind_from_name() */
+SDFLOW__DEFINE_KIND_NAMES(sdflow_density, sdflow_density_kind, kind_names)
 
 sdflow_status sdflow_density_create(sdflow_ctx *ctx, sdflow_density_kind kind, sdflow_density **out)
 {

@@ -9,15 +9,6 @@
 
 #define HALF_PI 1.5707963267948966192313216916398
 
-static const sdflow__name kind_names[] = {
-    { SDFLOW_PROCESS_VP, "vp" }, { SDFLOW_PROCESS_VP_COSINE, "vp_cosine" },
-    { SDFLOW_PROCESS_SUBVP, "subvp" }, { SDFLOW_PROCESS_VE, "ve" },
-    { SDFLOW_PROCESS_INTERP_LINEAR, "interp_linear" }, { SDFLOW_PROCESS_INTERP_TRIG, "interp_trig" }, { 0, NULL }
-};
-
-/* sdflow_process_kind_name() and sdflow_process_kind_from_name() */
-SDFLOW__DEFINE_KIND_NAMES(sdflow_process, sdflow_process_kind, kind_names)
-
 /* Cosine schedule: the T where alpha(T) = e^-5 (beta stays bounded; alpha(1) = 0). */
 static double cosine_default_tmax(double s)
 {
@@ -46,6 +37,15 @@ static const sdflow__opt_slot slots[] = {
     SLOT(SDFLOW_PROC_INTERP_EPS, SDFLOW__ALL_KINDS, interp_eps, 0.0),
 };
 static const sdflow__opt_store store = { "process", slots, sizeof slots / sizeof slots[0], check_option, NULL };
+
+static const sdflow__name kind_names[] = {
+    { SDFLOW_PROCESS_VP, "vp" }, { SDFLOW_PROCESS_VP_COSINE, "vp_cosine" },
+    { SDFLOW_PROCESS_SUBVP, "subvp" }, { SDFLOW_PROCESS_VE, "ve" },
+    { SDFLOW_PROCESS_INTERP_LINEAR, "interp_linear" }, { SDFLOW_PROCESS_INTERP_TRIG, "interp_trig" }, { 0, NULL }
+};
+
+/* sdflow_process_kind_name() and sdflow_process_kind_from_name() */
+SDFLOW__DEFINE_KIND_NAMES(sdflow_process, sdflow_process_kind, kind_names)
 
 sdflow_status sdflow_process_create(sdflow_ctx *ctx, sdflow_process_kind kind, sdflow_process **out)
 {

@@ -6,23 +6,6 @@
 #include <string.h>
 #include "sampler_internal.h"
 
-static const sdflow__name kind_names[] = { { SDFLOW_SAMPLER_REVERSE_SDE, "reverse_sde" },
-                                           { SDFLOW_SAMPLER_PC, "pc" },
-                                           { SDFLOW_SAMPLER_PF_ODE, "pf_ode" },
-                                           { SDFLOW_SAMPLER_SDFLOW, "sdflow" },
-                                           { SDFLOW_SAMPLER_DDIM, "ddim" },
-                                           { SDFLOW_SAMPLER_DPMPP_2M, "dpmpp_2m" },
-                                           { SDFLOW_SAMPLER_DPMPP_3M, "dpmpp_3m" },
-                                           { SDFLOW_SAMPLER_DPMPP_2M_SDE, "dpmpp_2m_sde" },
-                                           { SDFLOW_SAMPLER_DPMPP_3M_SDE, "dpmpp_3m_sde" },
-                                           { SDFLOW_SAMPLER_EDM_HEUN, "edm_heun" },
-                                           { SDFLOW_SAMPLER_DSB, "dsb" },
-                                           { SDFLOW_SAMPLER_INTERPOLANT, "interpolant" },
-                                           { 0, NULL } };
-
-/* sdflow_sampler_kind_name() and sdflow_sampler_kind_from_name() */
-SDFLOW__DEFINE_KIND_NAMES(sdflow_sampler, sdflow_sampler_kind, kind_names)
-
 /* Which kinds accept an option, and where it lives. */
 #define K_SDE (1u << SDFLOW_SAMPLER_REVERSE_SDE)
 #define K_PC (1u << SDFLOW_SAMPLER_PC)
@@ -55,66 +38,26 @@ static void resolve_option(const void *owner, sdflow_option key, void *value)
  * the bound process (resolve_option). The stream defaults to the kind. */
 #define SLOT(key, kinds, field, ...) { key, kinds, offsetof(struct sdflow_sampler, field), __VA_ARGS__ }
 static const sdflow__opt_slot slots[] = {
-    SLOT(SDFLOW_OPT_STEPS, K_FEW | K_DSB, steps, 20),
-    SLOT(SDFLOW_OPT_STEPS, K_ODE | K_SDF, steps, 100),
-    SLOT(SDFLOW_OPT_STEPS, K_SDE | K_PC | K_INT, steps, 1000),
-    SLOT(SDFLOW_OPT_T_MIN, K_DIFF, t_min, NAN),
-    SLOT(SDFLOW_OPT_T_START, K_DIFF, t_start, NAN),
-    SLOT(SDFLOW_OPT_TIME_GRID, K_DIFF, time_grid, SDFLOW_GRID_UNIFORM),
-    /* the DSB generator's last step is noise-free in the reference code (sample=True) */
-    SLOT(SDFLOW_OPT_DENOISE, K_DSB, denoise, 1),
-    SLOT(SDFLOW_OPT_DENOISE, K_DIFF, denoise, 0),
-    SLOT(SDFLOW_OPT_SOLVER, K_ODE | K_INT, solver, SDFLOW_SOLVER_DOPRI5),
-    SLOT(SDFLOW_OPT_SNR, K_PC, snr, 0.16),
-    SLOT(SDFLOW_OPT_CORRECTOR_STEPS, K_PC, corrector_steps, 1),
-    SLOT(SDFLOW_OPT_MAX_STEPS, K_ODE | K_INT, max_steps, 100000),
-    SLOT(SDFLOW_OPT_H_INIT, K_ODE | K_INT, h_init, 0),
-    SLOT(SDFLOW_OPT_RTOL, K_ODE | K_INT, rtol, 1e-5),
-    SLOT(SDFLOW_OPT_ATOL, K_ODE | K_INT, atol, 1e-5),
-    SLOT(SDFLOW_OPT_FIRST_INDEX, K_ALL, first_index, 0),
-    SLOT(SDFLOW_OPT_STREAM, K_ALL, stream, 0),
-    SLOT(SDFLOW_OPT_SIGMA_MAX, K_SDF, sigma_max, 0),
-    SLOT(SDFLOW_OPT_SIGMA_MIN, K_SDF, sigma_min, 0),
-    SLOT(SDFLOW_OPT_STEP_FRAC, K_SDF, step_frac, 1.0),
-    SLOT(SDFLOW_OPT_NOISE, K_SDF, noise, 0),
-    SLOT(SDFLOW_OPT_INNER_STEPS, K_SDF, inner_steps, 10),
-    SLOT(SDFLOW_OPT_SELF_EXCLUDE, K_SDF, self_exclude, 0),
-    SLOT(SDFLOW_OPT_EVAL_NOISY, K_SDF, eval_noisy, 0),
-    SLOT(SDFLOW_OPT_BLOCK_Q, K_SDF, block_q, 256),
-    SLOT(SDFLOW_OPT_BLOCK_Y, K_SDF, block_y, 4096),
-    /* k-diffusion's defaults: the SDE variants at eta = 1, DDIM deterministic */
-    SLOT(SDFLOW_OPT_ETA, K_DDIM, eta, 0),
-    SLOT(SDFLOW_OPT_ETA, K_DSDE, eta, 1),
-    SLOT(SDFLOW_OPT_S_CHURN, K_EDM, s_churn, 0),
-    SLOT(SDFLOW_OPT_S_TMIN, K_EDM, s_tmin, 0),
-    SLOT(SDFLOW_OPT_S_TMAX, K_EDM, s_tmax, INFINITY),
-    SLOT(SDFLOW_OPT_S_NOISE, K_DDIM | K_DSDE | K_EDM, s_noise, 1),
-    SLOT(SDFLOW_OPT_RHO, K_DIFF, rho, 7),
-    SLOT(SDFLOW_OPT_SIGMA_MIN_NN, K_SDF, sigma_min_nn, 0),
-    SLOT(SDFLOW_OPT_START, K_SDF, start, 0),
-    /* DSB: the reference code's 2-D defaults (algorithms.md §14.1) */
-    SLOT(SDFLOW_OPT_DSB_SCHEDULE, K_DSB, dsb_schedule, 0),
-    SLOT(SDFLOW_OPT_DSB_GAMMA_MIN, K_DSB, dsb_gamma_min, 0.01),
-    SLOT(SDFLOW_OPT_DSB_GAMMA_MAX, K_DSB, dsb_gamma_max, 0.01),
-    SLOT(SDFLOW_OPT_DSB_REFERENCE, K_DSB, dsb_reference, 0),
-    SLOT(SDFLOW_OPT_DSB_PRIOR_MEAN, K_DSB, dsb_prior_mean, 0),
-    SLOT(SDFLOW_OPT_DSB_PRIOR_VAR, K_DSB, dsb_prior_var, 1),
-    SLOT(SDFLOW_OPT_DSB_MEAN_MATCH, K_DSB, dsb_mean_match, 0),
-    SLOT(SDFLOW_OPT_DSB_TIME_INPUT, K_DSB, dsb_time_input, 0),
-    SLOT(SDFLOW_OPT_DSB_DIRECTION, K_DSB, dsb_direction, 0),
-    SLOT(SDFLOW_OPT_DSB_NPAR, K_DSB, dsb_npar, 10000),
-    SLOT(SDFLOW_OPT_DSB_BATCH, K_DSB, dsb_batch, 512),
-    SLOT(SDFLOW_OPT_DSB_TRAIN_STEPS, K_DSB, dsb_train_steps, 10000),
-    SLOT(SDFLOW_OPT_DSB_CACHE_REFRESH, K_DSB, dsb_cache_refresh, 0),
-    SLOT(SDFLOW_OPT_DSB_LR, K_DSB, dsb_lr, 1e-4),
-    SLOT(SDFLOW_OPT_DSB_LR_COSINE, K_DSB, dsb_lr_cosine, 0),
-    /* interpolants: base (t = 0) to data (t = 1) */
-    SLOT(SDFLOW_OPT_INTERP_T0, K_INT, interp_t0, 0),
-    SLOT(SDFLOW_OPT_INTERP_T1, K_INT, interp_t1, 1.0),
-    SLOT(SDFLOW_OPT_INTERP_DIFFUSION, K_INT, interp_diffusion, 0),
-    SLOT(SDFLOW_OPT_INTERP_KINETIC, K_INT, interp_kinetic, 0),
+#include "sampler_options.def"
 };
 static const sdflow__opt_store store = { "sampler", slots, sizeof slots / sizeof slots[0], NULL, resolve_option };
+
+static const sdflow__name kind_names[] = { { SDFLOW_SAMPLER_REVERSE_SDE, "reverse_sde" },
+                                           { SDFLOW_SAMPLER_PC, "pc" },
+                                           { SDFLOW_SAMPLER_PF_ODE, "pf_ode" },
+                                           { SDFLOW_SAMPLER_SDFLOW, "sdflow" },
+                                           { SDFLOW_SAMPLER_DDIM, "ddim" },
+                                           { SDFLOW_SAMPLER_DPMPP_2M, "dpmpp_2m" },
+                                           { SDFLOW_SAMPLER_DPMPP_3M, "dpmpp_3m" },
+                                           { SDFLOW_SAMPLER_DPMPP_2M_SDE, "dpmpp_2m_sde" },
+                                           { SDFLOW_SAMPLER_DPMPP_3M_SDE, "dpmpp_3m_sde" },
+                                           { SDFLOW_SAMPLER_EDM_HEUN, "edm_heun" },
+                                           { SDFLOW_SAMPLER_DSB, "dsb" },
+                                           { SDFLOW_SAMPLER_INTERPOLANT, "interpolant" },
+                                           { 0, NULL } };
+
+/* sdflow_sampler_kind_name() and sdflow_sampler_kind_from_name() */
+SDFLOW__DEFINE_KIND_NAMES(sdflow_sampler, sdflow_sampler_kind, kind_names)
 
 sdflow_status sdflow_sampler_create(sdflow_ctx *ctx, sdflow_sampler_kind kind, sdflow_sampler **out)
 {

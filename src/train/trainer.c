@@ -41,33 +41,7 @@ static void resolve_option(const void *owner, sdflow_option key, void *value)
  * defaults to "train" + kind. */
 #define SLOT(key, kinds, field, ...) { key, kinds, offsetof(struct sdflow_trainer, field), __VA_ARGS__ }
 static const sdflow__opt_slot slots[] = {
-    SLOT(SDFLOW_TRAIN_BATCH, K_ALL, batch, 128),
-    SLOT(SDFLOW_TRAIN_WEIGHTING, K_DSM, weighting, SDFLOW_WEIGHT_SIGMA2),
-    SLOT(SDFLOW_TRAIN_T_SAMPLING, K_DSM, t_sampling, SDFLOW_TSAMPLE_UNIFORM),
-    SLOT(SDFLOW_TRAIN_STRATIFIED, K_DSM, stratified, 0),
-    SLOT(SDFLOW_TRAIN_T_EPS, K_DSM, t_eps, 0),
-    SLOT(SDFLOW_TRAIN_REDUCE_MEAN, K_DSM, reduce_mean, 0),
-    SLOT(SDFLOW_TRAIN_LR, K_ALL, lr, 1e-3),
-    SLOT(SDFLOW_TRAIN_BETA1, K_ALL, beta1, 0.9),
-    SLOT(SDFLOW_TRAIN_BETA2, K_ALL, beta2, 0.999),
-    SLOT(SDFLOW_TRAIN_ADAM_EPS, K_ALL, adam_eps, 1e-8),
-    SLOT(SDFLOW_TRAIN_WEIGHT_DECAY, K_ALL, weight_decay, 0),
-    SLOT(SDFLOW_TRAIN_OPTIMIZER, K_ALL, optimizer, SDFLOW_OPTIM_ADAM),
-    SLOT(SDFLOW_TRAIN_SCHEDULE, K_ALL, schedule, SDFLOW_LR_CONSTANT),
-    SLOT(SDFLOW_TRAIN_WARMUP, K_ALL, warmup, 0),
-    SLOT(SDFLOW_TRAIN_TOTAL_STEPS, K_ALL, total_steps, 0),
-    SLOT(SDFLOW_TRAIN_LR_MIN, K_ALL, lr_min, 0),
-    SLOT(SDFLOW_TRAIN_CLIP_NORM, K_ALL, clip_norm, 0),
-    SLOT(SDFLOW_TRAIN_EMA_DECAY, K_ALL, ema_decay, 0.999),
-    SLOT(SDFLOW_TRAIN_EMA_WARMUP, K_ALL, ema_warmup, 1),
-    SLOT(SDFLOW_TRAIN_QCSGM_WEIGHT, K_DSM, qcsgm_weight, 0),
-    SLOT(SDFLOW_TRAIN_QCSGM_PROBES, K_DSM, qcsgm_probes, 1),
-    SLOT(SDFLOW_TRAIN_RANK, K_ALL, rank, 0),
-    SLOT(SDFLOW_TRAIN_WORLD_SIZE, K_ALL, world_size, 1),
-    SLOT(SDFLOW_TRAIN_VAL_EVERY, K_ALL, val_every, 0),
-    SLOT(SDFLOW_OPT_STREAM, K_ALL, stream, 0),
-    SLOT(SDFLOW_OPT_COUPLING, K_ITP, coupling, 0),
-    SLOT(SDFLOW_OPT_COUPLING_EPS, K_ITP, coupling_eps, 0.05),
+#include "trainer_options.def"
 };
 static const sdflow__opt_store store = { "trainer", slots, sizeof slots / sizeof slots[0], check_option,
                                          resolve_option };
