@@ -311,7 +311,7 @@ FUZZ_DIR = $(BUILD)/fuzz
 FUZZ_BIN = $(FUZZ_DIR)/fuzz_model_load
 FUZZ_CFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
     -Wno-unknown-pragmas -Itest/fuzz/noomp -Iinclude $(patsubst %,-I%,$(wildcard src/*/)) $(BLAS_CFLAGS)
-$(FUZZ_BIN): test/fuzz/fuzz_model_load.c $(SRC) $(wildcard src/*/*.h include/*.h include/sdflow/*.h)
+$(FUZZ_BIN): test/fuzz/fuzz_model_load.c $(SRC) $(wildcard src/*/*.h src/*/*.def include/*.h include/sdflow/*.h)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ test/fuzz/fuzz_model_load.c $(SRC) $(BLAS_LIBS) -lm
 $(FUZZ_DIR)/make_corpus: test/fuzz/make_corpus.c $(SHLIB)

@@ -223,6 +223,75 @@ START_TEST(test_ctx_options)
 }
 END_TEST
 
+/* The option store (issue 10): a getter of a key the object does not
+ * accept, or of the wrong type, keeps its status (SDFLOW_E_UNSUPPORTED,
+ * SDFLOW_E_INVALID) and now says which key and which object; CLEAR()
+ * overwrites the message first so a stale one cannot pass. */
+START_TEST(test_option_getter_messages)
+{
+    sdflow_ctx *ctx = test_ctx(0);
+    sdflow_process *p;
+    sdflow_sampler *s;
+    sdflow_density *e;
+    sdflow_trainer *t;
+    sdflow_model *km, *mlp;
+    double y[4] = { 0, 1, 2, 3 }, dv;
+    long iv;
+    uint64_t uv;
+    ck_assert_int_eq(sdflow_process_create(ctx, SDFLOW_PROCESS_VP, &p), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_sampler_create(ctx, SDFLOW_SAMPLER_PF_ODE, &s), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_density_create(ctx, SDFLOW_DENSITY_LIYAN, &e), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_trainer_create(ctx, SDFLOW_LOSS_DSM, &t), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_model_create_kernel(ctx, 2, 2, y, &km), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_model_create_mlp(ctx, 2, &mlp), SDFLOW_OK);
+#define CLEAR() ck_assert_int_eq(sdflow_ctx_set_int(ctx, (sdflow_option)9999, 0), SDFLOW_E_UNSUPPORTED)
+    CLEAR();
+    ck_assert_status_msg(ctx, sdflow_ctx_get_double(ctx, SDFLOW_OPT_SNR, &dv), SDFLOW_E_UNSUPPORTED,
+                         "a context has no double option 208 (snr)");
+    CLEAR();
+    ck_assert_status_msg(ctx, sdflow_ctx_get_int(ctx, SDFLOW_CTX_SEED, &iv), SDFLOW_E_INVALID,
+                         "option seed is of type u64, not int");
+    CLEAR();
+    ck_assert_status_msg(ctx, sdflow_process_get_double(p, SDFLOW_CTX_SEED, &dv), SDFLOW_E_UNSUPPORTED,
+                         "a process has no double option 100 (seed)");
+    CLEAR();
+    ck_assert_status_msg(ctx, sdflow_sampler_get_double(s, SDFLOW_OPT_SNR, &dv), SDFLOW_E_UNSUPPORTED,
+                         "a pf_ode sampler has no double option 208 (snr)");
+    CLEAR();
+    ck_assert_status_msg(ctx, sdflow_sampler_get_u64(s, SDFLOW_OPT_STEPS, &uv), SDFLOW_E_INVALID,
+                         "option steps is of type int, not u64");
+    CLEAR();
+    ck_assert_status_msg(ctx, sdflow_density_get_int(e, SDFLOW_OPT_PROBES, &iv), SDFLOW_E_UNSUPPORTED,
+                         "a liyan estimator has no int option");
+    CLEAR();
+    ck_assert_status_msg(ctx, sdflow_trainer_get_int(t, SDFLOW_OPT_COUPLING, &iv), SDFLOW_E_UNSUPPORTED,
+                         "a dsm trainer has no int option");
+    CLEAR();
+    ck_assert_status_msg(ctx, sdflow_model_get_u64(km, SDFLOW_OPT_STREAM, &uv), SDFLOW_E_UNSUPPORTED,
+                         "a kernel model has no u64 option");
+    CLEAR();
+    ck_assert_status_msg(ctx, sdflow_model_get_int(mlp, SDFLOW_OPT_MLP_FREQ_SCALE, &iv), SDFLOW_E_INVALID,
+                         "option mlp_freq_scale is of type double, not int");
+#undef CLEAR
+    /* the accepted keys still read back their defaults */
+    ck_assert_int_eq(sdflow_model_get_double(mlp, SDFLOW_OPT_MLP_FREQ_SCALE, &dv), SDFLOW_OK);
+    ck_assert(dv == 0.5);
+    ck_assert_int_eq(sdflow_model_get_int(km, SDFLOW_OPT_BLOCK_Y, &iv), SDFLOW_OK);
+    ck_assert_int_eq(iv, 4096);
+    ck_assert_int_eq(sdflow_sampler_get_int(s, SDFLOW_OPT_STEPS, &iv), SDFLOW_OK);
+    ck_assert_int_eq(iv, 100);
+    ck_assert_int_eq(sdflow_ctx_get_u64(ctx, SDFLOW_CTX_FILE_MAX_BYTES, &uv), SDFLOW_OK);
+    ck_assert(uv == (uint64_t)1 << 30);
+    sdflow_model_free(mlp);
+    sdflow_model_free(km);
+    sdflow_trainer_free(t);
+    sdflow_density_free(e);
+    sdflow_sampler_free(s);
+    sdflow_process_free(p);
+    sdflow_ctx_free(ctx);
+}
+END_TEST
+
 START_TEST(test_option_names)
 {
     int count = 0;
@@ -377,6 +446,7 @@ Suite *core_suite(void)
     tcase_add_test(tc, test_rng_row_keying);
     tcase_add_test(tc, test_ctx_options);
     tcase_add_test(tc, test_option_names);
+    tcase_add_test(tc, test_option_getter_messages);
     tcase_add_test(tc, test_strerror);
     tcase_add_test(tc, test_last_error_and_log);
     tcase_add_test(tc, test_ctx_create_allocator);

@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: MIT */
 /* The context: allocator, options, callbacks and the last error message. */
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "ctx_internal.h"
@@ -25,9 +24,7 @@ sdflow_status sdflow_ctx_create(sdflow_ctx **out, const sdflow_allocator *alloc)
         return SDFLOW_E_NOMEM;
     memset(ctx, 0, sizeof *ctx);
     ctx->alloc = a;
-    ctx->threads = 1;
-    ctx->file_max_bytes = (uint64_t)1 << 30;
-    ctx->log_level = SDFLOW_LOG_INFO;
+    sdflow__ctx_option_defaults(ctx);
     *out = ctx;
     return SDFLOW_OK;
 }
@@ -41,31 +38,6 @@ void sdflow_ctx_free(sdflow_ctx *ctx)
 const char *sdflow_ctx_last_error(const sdflow_ctx *ctx)
 {
     return ctx ? ctx->err : "no context";
-}
-
-sdflow_status sdflow__fail(sdflow_ctx *ctx, sdflow_status code, const char *fmt, ...)
-{
-    if (!ctx)
-        return code;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(ctx->err, sizeof ctx->err, fmt, ap);
-    va_end(ap);
-    if (ctx->log_fn && ctx->log_level >= SDFLOW_LOG_DEBUG)
-        ctx->log_fn(SDFLOW_LOG_DEBUG, ctx->err, ctx->log_user);
-    return code;
-}
-
-void sdflow__log(sdflow_ctx *ctx, int level, const char *fmt, ...)
-{
-    if (!ctx || !ctx->log_fn || level > ctx->log_level)
-        return;
-    char buf[SDFLOW__ERRMAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    ctx->log_fn(level, buf, ctx->log_user);
 }
 
 void *sdflow__alloc(sdflow_ctx *ctx, size_t size)
@@ -190,5 +162,5 @@ int sdflow__threads_for(const sdflow_ctx *ctx, size_t n)
 {
     if (n < 64)
         return 1; /* starting threads costs more than the work */
-    return (size_t)ctx->threads > n ? (int)n : ctx->threads;
+    return (size_t)ctx->threads > n ? (int)n : (int)ctx->threads;
 }

@@ -14,11 +14,12 @@
 struct sdflow_ctx {
     sdflow_allocator alloc;
     uint64_t seed;
-    int threads;
-    int log_level;
-    int blas_pool; /* sdflow_blas_pool */
+    /* options (ctx_options.c) */
+    long threads;
+    long log_level;
+    long blas_pool;          /* sdflow_blas_pool */
     uint64_t file_max_bytes; /* SDFLOW_CTX_FILE_MAX_BYTES */
-    int file_dtype;          /* SDFLOW_CTX_FILE_DTYPE */
+    long file_dtype;         /* SDFLOW_CTX_FILE_DTYPE */
     sdflow_log_fn log_fn;
     void *log_user;
     sdflow_progress_fn progress_fn;
@@ -89,30 +90,90 @@ sdflow_status sdflow__check_result(sdflow_ctx *ctx, const double *a, size_t n, s
 /* True if n*d*extra elements of 8 bytes can be allocated without overflow. */
 int sdflow__size_ok(size_t n, size_t d);
 
-/* Checks that key is one of keys (the options an object accepts) and of the
- * given type; with value non-NULL also checks its bounds. ctx may be NULL
- * (getters on const objects): then no message is written. */
-sdflow_status sdflow__option_accept(sdflow_ctx *ctx, const char *object, const sdflow_option *keys, size_t nkeys,
-                                    sdflow_option key, sdflow_option_type type, const double *value);
-
-/* An option kept in a field of a handle (sampler, density estimator): the
- * kinds of the handle it applies to (bit mask over the kind enum) and the
- * field's offset. int options live in a long, u64 in a uint64_t. */
+/* ---- the option store (options.c) ---------------------------------------
+ * Every object keeps its options in fields of a struct described by a slot
+ * table: one row per (key, kinds) with the field's offset and its default.
+ * The key's name, type and bounds come from the one option table
+ * (options.c), so they are written once for the whole library. int options
+ * live in a long, double in a double, u64 in a uint64_t. A key may have
+ * several rows with disjoint kind masks (e.g. a kind-dependent default). */
+#define SDFLOW__ALL_KINDS (~0u)
 typedef struct sdflow__opt_slot {
     sdflow_option key;
-    unsigned kinds;
-    size_t offset;
+    unsigned kinds; /* bit mask over the handle's kind enum (1u << kind) */
+    size_t offset;  /* of the field in the store's object */
+    double def;     /* default (exact for u64 values below 2^53) */
 } sdflow__opt_slot;
 
-/* Typed setter/getter over a slot table: key must apply to kind_bit, be of
- * the given type and (setter) within bounds; value points to a long, double
- * or uint64_t. Errors name the option, the kind (kind_name) and the handle
- * (noun). The getter writes no message (its object is const). */
-sdflow_status sdflow__slot_set(sdflow_ctx *ctx, const sdflow__opt_slot *slots, size_t nslots, unsigned kind_bit,
-                               const char *kind_name, const char *noun, void *obj, sdflow_option key,
-                               sdflow_option_type type, const void *value);
-sdflow_status sdflow__slot_get(const sdflow__opt_slot *slots, size_t nslots, unsigned kind_bit, const void *obj,
-                               sdflow_option key, sdflow_option_type type, void *value);
+/* What an object's options are: its slot table and two optional hooks. */
+typedef struct sdflow__opt_store {
+    const char *noun; /* names the object in messages: "a <kind> <noun>" */
+    const sdflow__opt_slot *slots;
+    size_t nslots;
+    /* Consistency check, called once the new value is in obj (changed: it
+     * differs from the old one); owner is the handle obj belongs to (the
+     * model for a model kind's state). A nonzero status refuses the value:
+     * the store puts the old one back, the hook undoes anything else it
+     * changed. NULL: every in-bounds value is accepted. */
+    sdflow_status (*check)(sdflow_ctx *ctx, void *owner, void *obj, sdflow_option key, int changed);
+    /* Resolved default: called after a successful get with the stored value
+     * in *value (of the key's type), may replace it by what a run would use
+     * (e.g. t_min of the bound process). NULL: the stored value. */
+    void (*resolve)(const void *owner, sdflow_option key, void *value);
+} sdflow__opt_store;
+
+/* Writes the defaults: first every row (so a field a kind does not accept
+ * still holds the value of its last row, never garbage), then the rows of
+ * kind_bit. */
+void sdflow__opt_defaults(const sdflow__opt_store *store, unsigned kind_bit, void *obj);
+/* Where one object's options are: its store, its kind (name NULL and bit 1
+ * for kindless objects), the handle (owner: what the hooks get) and the
+ * struct holding the fields (obj: the handle, or a model kind's state).
+ * owner NULL: no handle was given. */
+typedef struct sdflow__opt_bind {
+    sdflow_ctx *ctx; /* messages go here (getters too: the error slot is the ctx's mutable part) */
+    const sdflow__opt_store *store;
+    const char *kind;
+    unsigned kind_bit;
+    void *owner, *obj;
+} sdflow__opt_bind;
+
+/* Typed setter/getter of one object: key must have a row for kind_bit, be
+ * of the given type and (setter) within bounds; value points to a long,
+ * double or uint64_t. No handle or (getter) no value pointer is
+ * SDFLOW_E_INVALID. Errors (SDFLOW_E_UNSUPPORTED for a key the object does
+ * not accept, SDFLOW_E_INVALID for the wrong type or an out-of-bounds
+ * value) name the key and the object ("a <kind> <noun>"; kind NULL: "a
+ * <noun>"); a refused value changes nothing. */
+sdflow_status sdflow__opt_set(const sdflow__opt_bind *b, sdflow_option key, sdflow_option_type type,
+                              const void *value);
+sdflow_status sdflow__opt_get(const sdflow__opt_bind *b, sdflow_option key, sdflow_option_type type, void *value);
+
+/* The bind of a handle h with fields ctx and kind (kind names from
+ * prefix##_kind_name), whose options are fields of the handle itself. */
+#define SDFLOW__KIND_BIND(prefix, h, store)                                                                        \
+    ((h) ? (sdflow__opt_bind){ (h)->ctx, &(store), prefix##_kind_name((h)->kind), 1u << (h)->kind, (void *)(h),     \
+                               (void *)(h) }                                                                       \
+         : (sdflow__opt_bind){ 0 })
+
+/* The public typed setter and getter prefix_set_<suffix> / prefix_get_<suffix>
+ * of one option type over bind(h) (a function or macro giving the handle's
+ * sdflow__opt_bind): every object's accessors are these two lines of logic,
+ * so they are written once. */
+#define SDFLOW__DEFINE_OPTION_ACCESSORS(prefix, handle_type, bind, suffix, type_enum, c_type)                      \
+    sdflow_status prefix##_set_##suffix(handle_type *h, sdflow_option key, c_type value)                           \
+    {                                                                                                              \
+        sdflow__opt_bind b = bind(h);                                                                              \
+        return sdflow__opt_set(&b, key, type_enum, &value);                                                        \
+    }                                                                                                              \
+    sdflow_status prefix##_get_##suffix(const handle_type *h, sdflow_option key, c_type *value)                    \
+    {                                                                                                              \
+        sdflow__opt_bind b = bind(h);                                                                              \
+        return sdflow__opt_get(&b, key, type_enum, value);                                                         \
+    }
+
+/* Writes the context's option defaults (ctx_options.c). */
+void sdflow__ctx_option_defaults(sdflow_ctx *ctx);
 
 /* Options table lookup: type and bounds of a key (SDFLOW_TYPE_NONE if unknown). */
 sdflow_option_type sdflow__option_info(sdflow_option key, double *lo, double *hi);
@@ -139,46 +200,6 @@ int sdflow__value_of(const sdflow__name *table, const char *name, int *out);
             return SDFLOW_E_UNSUPPORTED;                                                                           \
         *out = (enum_type)v;                                                                                       \
         return SDFLOW_OK;                                                                                          \
-    }
-
-/* Defines, for a handle with fields ctx and kind and a file-level option
- * table `slots`, the static set_option() and get_option() over the slot
- * store and the public typed accessors <prefix>_set_int/_double/_u64 and
- * <prefix>_get_int/_u64; <prefix>_get_double is written by each handle, as
- * it reports resolved defaults. @p noun names the handle in messages. */
-#define SDFLOW__DEFINE_TYPED_OPTIONS(prefix, handle_type, noun)                                                    \
-    static sdflow_status set_option(handle_type *h, sdflow_option key, sdflow_option_type type, const void *value) \
-    {                                                                                                              \
-        if (!h)                                                                                                    \
-            return SDFLOW_E_INVALID;                                                                               \
-        return sdflow__slot_set(h->ctx, slots, sizeof slots / sizeof slots[0], 1u << h->kind,                      \
-                                prefix##_kind_name(h->kind), noun, h, key, type, value);                           \
-    }                                                                                                              \
-    static sdflow_status get_option(const handle_type *h, sdflow_option key, sdflow_option_type type, void *value) \
-    {                                                                                                              \
-        if (!h || !value)                                                                                          \
-            return SDFLOW_E_INVALID;                                                                               \
-        return sdflow__slot_get(slots, sizeof slots / sizeof slots[0], 1u << h->kind, h, key, type, value);        \
-    }                                                                                                              \
-    sdflow_status prefix##_set_int(handle_type *h, sdflow_option key, long value)                                  \
-    {                                                                                                              \
-        return set_option(h, key, SDFLOW_TYPE_INT, &value);                                                        \
-    }                                                                                                              \
-    sdflow_status prefix##_set_double(handle_type *h, sdflow_option key, double value)                             \
-    {                                                                                                              \
-        return set_option(h, key, SDFLOW_TYPE_DOUBLE, &value);                                                     \
-    }                                                                                                              \
-    sdflow_status prefix##_set_u64(handle_type *h, sdflow_option key, uint64_t value)                              \
-    {                                                                                                              \
-        return set_option(h, key, SDFLOW_TYPE_U64, &value);                                                        \
-    }                                                                                                              \
-    sdflow_status prefix##_get_int(const handle_type *h, sdflow_option key, long *value)                           \
-    {                                                                                                              \
-        return get_option(h, key, SDFLOW_TYPE_INT, value);                                                         \
-    }                                                                                                              \
-    sdflow_status prefix##_get_u64(const handle_type *h, sdflow_option key, uint64_t *value)                       \
-    {                                                                                                              \
-        return get_option(h, key, SDFLOW_TYPE_U64, value);                                                         \
     }
 
 /* Counter-based RNG: row-keyed draws with an extra draw offset inside the row,

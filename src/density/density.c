@@ -6,14 +6,6 @@
 #include <string.h>
 #include "density_internal.h"
 
-static const sdflow__name kind_names[] = { { SDFLOW_DENSITY_PF_ODE_EXACT, "pf_ode_exact" },
-                                           { SDFLOW_DENSITY_PF_ODE_HUTCHINSON, "pf_ode_hutchinson" },
-                                           { SDFLOW_DENSITY_LIYAN, "liyan" },
-                                           { 0, NULL } };
-
-/* sdflow_density_kind_name() and sdflow_density_kind_from_name() */
-SDFLOW__DEFINE_KIND_NAMES(sdflow_density, sdflow_density_kind, kind_names)
-
 /* Which kinds accept an option, and where it lives. */
 #define K_EX (1u << SDFLOW_DENSITY_PF_ODE_EXACT)
 #define K_HU (1u << SDFLOW_DENSITY_PF_ODE_HUTCHINSON)
@@ -21,28 +13,31 @@ SDFLOW__DEFINE_KIND_NAMES(sdflow_density, sdflow_density_kind, kind_names)
 #define K_ODE (K_EX | K_HU)
 #define K_ALL (K_ODE | K_LY)
 
-#define SLOT(key, kinds, field) { key, kinds, offsetof(struct sdflow_density, field) }
+static double resolved_t_min(const sdflow_density *e);
+
+/* The resolved default: t_min of the bound process. */
+static void resolve_option(const void *owner, sdflow_option key, void *value)
+{
+    const sdflow_density *e = owner;
+    if (key == SDFLOW_OPT_T_MIN && e->proc)
+        *(double *)value = resolved_t_min(e);
+}
+
+/* The options: key, kinds that accept it, field, default (NaN: resolved
+ * from the bound process). The stream defaults to "dens" + kind. */
+#define SLOT(key, kinds, field, ...) { key, kinds, offsetof(struct sdflow_density, field), __VA_ARGS__ }
 static const sdflow__opt_slot slots[] = {
-    SLOT(SDFLOW_OPT_PROBES, K_HU, probes),
-    SLOT(SDFLOW_OPT_PROBE_KIND, K_HU, probe_kind),
-    SLOT(SDFLOW_OPT_DIVERGENCE, K_ODE, divergence),
-    SLOT(SDFLOW_OPT_LIYAN_TIMES, K_LY, liyan_times),
-    SLOT(SDFLOW_OPT_LIYAN_DRAWS, K_LY, liyan_draws),
-    SLOT(SDFLOW_OPT_LAMBDA_MIN, K_LY, lambda_min),
-    SLOT(SDFLOW_OPT_LAMBDA_MAX, K_LY, lambda_max),
-    SLOT(SDFLOW_OPT_DATA_SCALE, K_ALL, data_scale),
-    SLOT(SDFLOW_OPT_DEQUANTIZE, K_ALL, dequantize),
-    SLOT(SDFLOW_OPT_RTOL, K_ODE, rtol),
-    SLOT(SDFLOW_OPT_ATOL, K_ODE, atol),
-    SLOT(SDFLOW_OPT_SOLVER, K_ODE, solver),
-    SLOT(SDFLOW_OPT_STEPS, K_ODE, steps),
-    SLOT(SDFLOW_OPT_MAX_STEPS, K_ODE, max_steps),
-    SLOT(SDFLOW_OPT_H_INIT, K_ODE, h_init),
-    SLOT(SDFLOW_OPT_T_MIN, K_ODE, t_min),
-    SLOT(SDFLOW_OPT_FIRST_INDEX, K_ALL, first_index),
-    SLOT(SDFLOW_OPT_STREAM, K_ALL, stream),
-    SLOT(SDFLOW_OPT_INTERP_TIME, K_ODE, interp_time),
+#include "density_options.def"
 };
+static const sdflow__opt_store store = { "estimator", slots, sizeof slots / sizeof slots[0], NULL, resolve_option };
+
+static const sdflow__name kind_names[] = { { SDFLOW_DENSITY_PF_ODE_EXACT, "pf_ode_exact" },
+                                           { SDFLOW_DENSITY_PF_ODE_HUTCHINSON, "pf_ode_hutchinson" },
+                                           { SDFLOW_DENSITY_LIYAN, "liyan" },
+                                           { 0, NULL } };
+
+/* sdflow_density_kind_name() and sdflow_density_kind_from_name() */
+SDFLOW__DEFINE_KIND_NAMES(sdflow_density, sdflow_density_kind, kind_names)
 
 sdflow_status sdflow_density_create(sdflow_ctx *ctx, sdflow_density_kind kind, sdflow_density **out)
 {
@@ -55,21 +50,7 @@ sdflow_status sdflow_density_create(sdflow_ctx *ctx, sdflow_density_kind kind, s
         return st;
     e->ctx = ctx;
     e->kind = kind;
-    e->probes = 1;
-    e->probe_kind = SDFLOW_PROBE_RADEMACHER;
-    e->liyan_times = 256;
-    e->liyan_draws = 1;
-    e->divergence = SDFLOW_DIV_AUTO;
-    e->solver = SDFLOW_SOLVER_DOPRI5;
-    e->steps = 100;
-    e->max_steps = 100000;
-    e->lambda_min = -15.0;
-    e->lambda_max = 15.0;
-    e->data_scale = 2.0;
-    e->rtol = 1e-5;
-    e->atol = 1e-5;
-    e->t_min = NAN;
-    e->interp_time = 1.0;
+    sdflow__opt_defaults(&store, 1u << kind, e);
     e->stream = 0x64656e73ull /* "dens" */ + (uint64_t)kind;
     *out = e;
     return SDFLOW_OK;
@@ -121,16 +102,11 @@ static double resolved_t_min(const sdflow_density *e)
     return e->proc->t_eps > 1e-5 ? e->proc->t_eps : 1e-5; /* score_sde likelihood eps */
 }
 
-/* set_option(), get_option() and the typed accessors but sdflow_density_get_double() */
-SDFLOW__DEFINE_TYPED_OPTIONS(sdflow_density, sdflow_density, "estimator")
+static sdflow__opt_bind bind(const sdflow_density *h) { return SDFLOW__KIND_BIND(sdflow_density, h, store); }
 
-sdflow_status sdflow_density_get_double(const sdflow_density *e, sdflow_option key, double *value)
-{
-    sdflow_status st = get_option(e, key, SDFLOW_TYPE_DOUBLE, value);
-    if (!st && key == SDFLOW_OPT_T_MIN && e->proc) /* the resolved default */
-        *value = resolved_t_min(e);
-    return st;
-}
+SDFLOW__DEFINE_OPTION_ACCESSORS(sdflow_density, sdflow_density, bind, int, SDFLOW_TYPE_INT, long)
+SDFLOW__DEFINE_OPTION_ACCESSORS(sdflow_density, sdflow_density, bind, double, SDFLOW_TYPE_DOUBLE, double)
+SDFLOW__DEFINE_OPTION_ACCESSORS(sdflow_density, sdflow_density, bind, u64, SDFLOW_TYPE_U64, uint64_t)
 
 /* Bindings and option consistency, checked before any work. */
 static sdflow_status check_bound(sdflow_density *e, size_t n, const double *x, const double *logp)

@@ -19,6 +19,7 @@
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>
+#include <stddef.h>
 #include <string.h>
 #include "kernel_internal.h"
 
@@ -750,29 +751,12 @@ static sdflow_status k_eval_div(sdflow_model *m, const sdflow_process *p, size_t
     return kernel_pass(m, p, n, x, t, (ksink){ .mode = K_EVAL_DIV, .out = out, .div = div });
 }
 
-static sdflow_status k_set_int(sdflow_model *m, sdflow_option key, long value)
-{
-    static const sdflow_option keys[] = { SDFLOW_OPT_BLOCK_Q, SDFLOW_OPT_BLOCK_Y };
-    double v = (double)value;
-    sdflow_status st = sdflow__option_accept(m->ctx, "a kernel model", keys, 2, key, SDFLOW_TYPE_INT, &v);
-    if (st)
-        return st;
-    kmodel *km = m->impl;
-    if (key == SDFLOW_OPT_BLOCK_Q)
-        km->bq = value;
-    else
-        km->by = value;
-    return SDFLOW_OK;
-}
-
-static sdflow_status k_get_int(const sdflow_model *m, sdflow_option key, long *value)
-{
-    const kmodel *km = m->impl;
-    if (key != SDFLOW_OPT_BLOCK_Q && key != SDFLOW_OPT_BLOCK_Y)
-        return SDFLOW_E_UNSUPPORTED;
-    *value = key == SDFLOW_OPT_BLOCK_Q ? km->bq : km->by;
-    return SDFLOW_OK;
-}
+/* Block sizes of the blocked passes (results do not depend on them). */
+static const sdflow__opt_slot k_slots[] = {
+    { SDFLOW_OPT_BLOCK_Q, SDFLOW__ALL_KINDS, offsetof(kmodel, bq), 256 },
+    { SDFLOW_OPT_BLOCK_Y, SDFLOW__ALL_KINDS, offsetof(kmodel, by), 4096 },
+};
+static const sdflow__opt_store k_options = { "model", k_slots, 2, NULL, NULL };
 
 static void k_destroy(sdflow_model *m)
 {
@@ -789,8 +773,7 @@ static const sdflow__model_ops kernel_ops = {
     .logpdf = k_logpdf,
     .jacobian = k_jacobian,
     .divergence = k_divergence,
-    .set_int = k_set_int,
-    .get_int = k_get_int,
+    .options = &k_options,
     .destroy = k_destroy,
     .jvp = k_jvp,
     .eval_div = k_eval_div,
@@ -816,8 +799,7 @@ static sdflow_status create_kernel(sdflow_ctx *ctx, size_t m, size_t d, const do
     kmodel *km = sdflow__calloc_array(ctx, 1, sizeof *km, "kernel model");
     if (!km)
         return SDFLOW_E_NOMEM;
-    km->bq = 256;
-    km->by = 4096;
+    sdflow__opt_defaults(&k_options, 1, km);
     if ((st = sdflow__kref_init(ctx, &km->ref, m, d))) {
         sdflow__free(ctx, km);
         return st;

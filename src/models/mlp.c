@@ -5,6 +5,7 @@
  * output is the score -grad_x E, so its Jacobian is -Hess E (symmetric). */
 #include <math.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include "mlp_internal.h"
@@ -20,27 +21,6 @@ typedef struct mlp_model {
     pthread_mutex_t lock;    /* first use from several threads */
     char (*names)[NAME_LEN]; /* 2 (depth + 1) + 1 tensor names */
 } mlp_model;
-
-static const sdflow_option mlp_keys[] = { SDFLOW_OPT_MLP_DEPTH, SDFLOW_OPT_MLP_WIDTH, SDFLOW_OPT_MLP_ACTIVATION,
-                                          SDFLOW_OPT_MLP_FREQS, SDFLOW_OPT_MLP_RESIDUAL, SDFLOW_OPT_MLP_OUTPUT,
-                                          SDFLOW_OPT_MLP_TIME_INPUT, SDFLOW_OPT_MLP_LEARN_FREQS,
-                                          SDFLOW_OPT_MLP_FREQ_SCALE };
-#define NKEYS (sizeof mlp_keys / sizeof mlp_keys[0])
-
-static long *field(mlp_model *mm, sdflow_option key)
-{
-    switch (key) {
-    case SDFLOW_OPT_MLP_DEPTH: return &mm->depth;
-    case SDFLOW_OPT_MLP_WIDTH: return &mm->width;
-    case SDFLOW_OPT_MLP_ACTIVATION: return &mm->act;
-    case SDFLOW_OPT_MLP_FREQS: return &mm->nfreq;
-    case SDFLOW_OPT_MLP_RESIDUAL: return &mm->residual;
-    case SDFLOW_OPT_MLP_OUTPUT: return &mm->output;
-    case SDFLOW_OPT_MLP_TIME_INPUT: return &mm->time_input;
-    case SDFLOW_OPT_MLP_LEARN_FREQS: return &mm->learn_freqs;
-    default: return NULL;
-    }
-}
 
 /* ReLU has sigma'' = 0 almost everywhere and a Dirac mass at 0: the energy
  * form's Jacobian (-Hess E) and second-order losses would be silently wrong. */
@@ -59,55 +39,44 @@ static sdflow_status check_combo(sdflow_ctx *ctx, long act, long output, long re
     return SDFLOW_OK;
 }
 
-/* Typed options: every key is an int except the frequency scale (double). */
-static sdflow_status mlp_set_opt(sdflow_model *m, sdflow_option key, sdflow_option_type type, const void *val)
+/* The store's check (the new value is in mm, owner is the model): setting
+ * the value a key already has is always fine; otherwise the architecture
+ * must not be frozen yet and the combination must be valid. The output
+ * option also sets the model's native parameterization. */
+static sdflow_status mlp_check(sdflow_ctx *ctx, void *owner, void *obj, sdflow_option key, int changed)
 {
-    double v = type == SDFLOW_TYPE_INT      ? (double)*(const long *)val
-               : type == SDFLOW_TYPE_DOUBLE ? *(const double *)val
-                                            : (double)*(const uint64_t *)val;
-    sdflow_status st = sdflow__option_accept(m->ctx, "an MLP model", mlp_keys, NKEYS, key, type, &v);
-    if (st)
-        return st;
-    mlp_model *mm = m->impl;
-    long *f = field(mm, key);
-    if (f ? *f == (long)v : mm->freq_scale == v)
+    sdflow_model *m = owner;
+    mlp_model *mm = obj;
+    if (!changed)
         return SDFLOW_OK;
     if (mm->ready)
-        return sdflow__fail(m->ctx, SDFLOW_E_STATE,
+        return sdflow__fail(ctx, SDFLOW_E_STATE,
                             "MLP option %s cannot change once the parameters exist (first evaluation or "
                             "parameter access); create a new model",
                             sdflow_option_name(key));
-    if (!f) {
-        mm->freq_scale = v;
+    if (key == SDFLOW_OPT_MLP_FREQ_SCALE)
         return SDFLOW_OK;
-    }
-    long value = (long)v;
-    long act = key == SDFLOW_OPT_MLP_ACTIVATION ? value : mm->act;
-    long out = key == SDFLOW_OPT_MLP_OUTPUT ? value : mm->output;
-    long res = key == SDFLOW_OPT_MLP_RESIDUAL ? value : mm->residual;
-    long depth = key == SDFLOW_OPT_MLP_DEPTH ? value : mm->depth;
-    if ((st = check_combo(m->ctx, act, out, res, depth)))
-        return st;
-    *f = value;
-    if (key == SDFLOW_OPT_MLP_OUTPUT)
-        m->native = value == MLP_ENERGY ? SDFLOW_OUT_SCORE : (sdflow_output)value;
-    return SDFLOW_OK;
+    sdflow_status st = check_combo(ctx, mm->act, mm->output, mm->residual, mm->depth);
+    if (!st && key == SDFLOW_OPT_MLP_OUTPUT)
+        m->native = mm->output == MLP_ENERGY ? SDFLOW_OUT_SCORE : (sdflow_output)mm->output;
+    return st;
 }
 
-static sdflow_status mlp_get_opt(const sdflow_model *m, sdflow_option key, sdflow_option_type type, void *value)
-{
-    mlp_model *mm = m->impl;
-    long *f = field(mm, key);
-    if (f && type == SDFLOW_TYPE_INT)
-        *(long *)value = *f;
-    else if (key == SDFLOW_OPT_MLP_FREQ_SCALE && type == SDFLOW_TYPE_DOUBLE)
-        *(double *)value = mm->freq_scale;
-    else
-        return sdflow__fail(m->ctx, f || key == SDFLOW_OPT_MLP_FREQ_SCALE ? SDFLOW_E_INVALID : SDFLOW_E_UNSUPPORTED,
-                            "an MLP model has no %s option %d", type == SDFLOW_TYPE_INT ? "int" : "typed",
-                            (int)key);
-    return SDFLOW_OK;
-}
+/* Architecture options: every key is an int except the frequency scale. */
+#define SLOT(key, field, def) { key, SDFLOW__ALL_KINDS, offsetof(mlp_model, field), def }
+static const sdflow__opt_slot mlp_slots[] = {
+    SLOT(SDFLOW_OPT_MLP_DEPTH, depth, 3),
+    SLOT(SDFLOW_OPT_MLP_WIDTH, width, 128),
+    SLOT(SDFLOW_OPT_MLP_ACTIVATION, act, SDFLOW_ACT_SILU),
+    SLOT(SDFLOW_OPT_MLP_FREQS, nfreq, 32),
+    SLOT(SDFLOW_OPT_MLP_RESIDUAL, residual, 0),
+    SLOT(SDFLOW_OPT_MLP_OUTPUT, output, SDFLOW_OUT_EPS),
+    SLOT(SDFLOW_OPT_MLP_TIME_INPUT, time_input, 0),
+    SLOT(SDFLOW_OPT_MLP_LEARN_FREQS, learn_freqs, 0),
+    SLOT(SDFLOW_OPT_MLP_FREQ_SCALE, freq_scale, 0.5),
+};
+static const sdflow__opt_store mlp_options = { "model", mlp_slots, sizeof mlp_slots / sizeof mlp_slots[0],
+                                               mlp_check, NULL };
 
 /* Tensor names of layer l (PyTorch state_dict keys of bench/mlp_twin.py):
  * layers.l.* for plain and SIMPLE residual nets; input.*, blocks.b.lin1.*,
@@ -371,8 +340,7 @@ static const sdflow__model_ops mlp_ops = {
     .eval = mlp_eval,
     .jacobian = mlp_jacobian,
     .divergence = mlp_divergence,
-    .set_opt = mlp_set_opt,
-    .get_opt = mlp_get_opt,
+    .options = &mlp_options,
     .destroy = mlp_destroy,
     .jvp = mlp_jvp,
     .eval_div = mlp_eval_div,
@@ -394,12 +362,7 @@ sdflow_status sdflow_model_create_mlp(sdflow_ctx *ctx, size_t d, sdflow_model **
     mlp_model *mm = sdflow__calloc_array(ctx, 1, sizeof *mm, "MLP model");
     if (!mm)
         return SDFLOW_E_NOMEM;
-    mm->depth = 3;
-    mm->width = 128;
-    mm->act = SDFLOW_ACT_SILU;
-    mm->nfreq = 32;
-    mm->freq_scale = 0.5;
-    mm->output = SDFLOW_OUT_EPS;
+    sdflow__opt_defaults(&mlp_options, 1, mm);
     pthread_mutex_init(&mm->lock, NULL);
     return sdflow__model_new(ctx, SDFLOW_MODEL_MLP, d, SDFLOW_OUT_EPS, &mlp_ops, mm, out);
 }

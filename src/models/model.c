@@ -45,63 +45,21 @@ void sdflow_model_free(sdflow_model *m)
 sdflow_model_kind sdflow_model_get_kind(const sdflow_model *m) { return m ? m->kind : (sdflow_model_kind)0; }
 size_t sdflow_model_dim(const sdflow_model *m) { return m ? m->d : 0; }
 
-/* Every typed option accessor goes through these two: a kind's set_opt /
- * get_opt when it has them, else its int-only set_int / get_int. */
-static sdflow_status model_set(sdflow_model *m, sdflow_option key, sdflow_option_type type, const void *value)
+/* Every typed option accessor goes through these two: the store of the
+ * kind (slots in impl), or the empty one of a kind without options. */
+static const sdflow__opt_store no_options = { "model", NULL, 0, NULL, NULL };
+
+static sdflow__opt_bind bind(const sdflow_model *m)
 {
     if (!m)
-        return SDFLOW_E_INVALID;
-    if (m->ops->set_opt)
-        return m->ops->set_opt(m, key, type, value);
-    if (type == SDFLOW_TYPE_INT && m->ops->set_int)
-        return m->ops->set_int(m, key, *(const long *)value);
-    const char *name = sdflow_option_name(key);
-    return sdflow__fail(m->ctx, SDFLOW_E_UNSUPPORTED, "a %s model has no %soption %d (%s)",
-                        sdflow_model_kind_name(m->kind),
-                        type == SDFLOW_TYPE_INT ? "" : type == SDFLOW_TYPE_DOUBLE ? "double " : "u64 ", (int)key,
-                        name ? name : "unknown");
+        return (sdflow__opt_bind){ 0 };
+    const sdflow__opt_store *store = m->ops->options ? m->ops->options : &no_options;
+    return (sdflow__opt_bind){ m->ctx, store, sdflow_model_kind_name(m->kind), 1, (void *)m, m->impl };
 }
 
-static sdflow_status model_get(const sdflow_model *m, sdflow_option key, sdflow_option_type type, void *value)
-{
-    if (!m || !value)
-        return SDFLOW_E_INVALID;
-    if (m->ops->get_opt)
-        return m->ops->get_opt(m, key, type, value);
-    if (type == SDFLOW_TYPE_INT && m->ops->get_int)
-        return m->ops->get_int(m, key, value);
-    return SDFLOW_E_UNSUPPORTED;
-}
-
-sdflow_status sdflow_model_set_int(sdflow_model *m, sdflow_option key, long value)
-{
-    return model_set(m, key, SDFLOW_TYPE_INT, &value);
-}
-
-sdflow_status sdflow_model_set_double(sdflow_model *m, sdflow_option key, double value)
-{
-    return model_set(m, key, SDFLOW_TYPE_DOUBLE, &value);
-}
-
-sdflow_status sdflow_model_set_u64(sdflow_model *m, sdflow_option key, uint64_t value)
-{
-    return model_set(m, key, SDFLOW_TYPE_U64, &value);
-}
-
-sdflow_status sdflow_model_get_int(const sdflow_model *m, sdflow_option key, long *value)
-{
-    return model_get(m, key, SDFLOW_TYPE_INT, value);
-}
-
-sdflow_status sdflow_model_get_double(const sdflow_model *m, sdflow_option key, double *value)
-{
-    return model_get(m, key, SDFLOW_TYPE_DOUBLE, value);
-}
-
-sdflow_status sdflow_model_get_u64(const sdflow_model *m, sdflow_option key, uint64_t *value)
-{
-    return model_get(m, key, SDFLOW_TYPE_U64, value);
-}
+SDFLOW__DEFINE_OPTION_ACCESSORS(sdflow_model, sdflow_model, bind, int, SDFLOW_TYPE_INT, long)
+SDFLOW__DEFINE_OPTION_ACCESSORS(sdflow_model, sdflow_model, bind, double, SDFLOW_TYPE_DOUBLE, double)
+SDFLOW__DEFINE_OPTION_ACCESSORS(sdflow_model, sdflow_model, bind, u64, SDFLOW_TYPE_U64, uint64_t)
 
 sdflow_status sdflow__model_check_eval_args(sdflow_model *m, const sdflow_process *p, size_t n, const double *x,
                                            const double *t, const void *out, const char *out_name)

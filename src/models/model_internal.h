@@ -50,9 +50,6 @@ typedef struct sdflow__model_ops {
                                 const double *t, double *div);
     /* Exact data samples; NULL: unsupported. */
     sdflow_status (*sample)(sdflow_model *m, uint64_t stream, uint64_t first_index, size_t n, double *out);
-    /* Options; NULL: the kind has none. */
-    sdflow_status (*set_int)(sdflow_model *m, sdflow_option key, long value);
-    sdflow_status (*get_int)(const sdflow_model *m, sdflow_option key, long *value);
     /* Frees impl. */
     void (*destroy)(sdflow_model *m);
     /* n x d Jacobian-vector products J_native(x_i, t_i) v_i; NULL: none
@@ -68,11 +65,10 @@ typedef struct sdflow__model_ops {
      * (v: n x K x d) in one pass: Hutchinson probes without forming J v. */
     sdflow_status (*eval_quadform)(sdflow_model *m, const sdflow_process *p, size_t n, const double *x,
                                    const double *t, size_t K, const double *v, double *out, double *q);
-    /* Typed options of every type (sdflow_model_set/get_int/_double/_u64);
-     * value points to a long, double or uint64_t as type says. NULL: the
-     * kind has int options through set_int/get_int only (or none). */
-    sdflow_status (*set_opt)(sdflow_model *m, sdflow_option key, sdflow_option_type type, const void *value);
-    sdflow_status (*get_opt)(const sdflow_model *m, sdflow_option key, sdflow_option_type type, void *value);
+    /* The kind's options (int, double and u64) over the option store: the
+     * slots are fields of impl, the hooks get the model as owner. NULL: the
+     * kind has none. */
+    const sdflow__opt_store *options;
 } sdflow__model_ops;
 
 struct sdflow_model {

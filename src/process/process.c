@@ -3,10 +3,40 @@
  * schedules (linear, trig; t = 0 base, t = 1 data) and the one place where
  * model parameterizations are converted into each other. */
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
 #include "process_internal.h"
 
 #define HALF_PI 1.5707963267948966192313216916398
+
+/* Cosine schedule: the T where alpha(T) = e^-5 (beta stays bounded; alpha(1) = 0). */
+static double cosine_default_tmax(double s)
+{
+    double th0 = s / (1 + s) * HALF_PI;
+    double th = acos(exp(-5.0) * cos(th0));
+    return th / HALF_PI * (1 + s) - s;
+}
+
+static sdflow_status check_option(sdflow_ctx *ctx, void *owner, void *obj, sdflow_option key, int changed);
+
+/* The options: every kind has every key (interp_eps is refused by the
+ * consistency check on the diffusions); the interpolants run on the closed
+ * [0, 1], where the velocity is finite (algorithms.md §8), so their t_eps is 0. */
+#define K_INTERP ((1u << SDFLOW_PROCESS_INTERP_LINEAR) | (1u << SDFLOW_PROCESS_INTERP_TRIG))
+#define SLOT(key, kinds, field, def) { key, kinds, offsetof(struct sdflow_process, field), def }
+static const sdflow__opt_slot slots[] = {
+    SLOT(SDFLOW_PROC_BETA_MIN, SDFLOW__ALL_KINDS, beta_min, 0.1),
+    SLOT(SDFLOW_PROC_BETA_MAX, SDFLOW__ALL_KINDS, beta_max, 20.0),
+    SLOT(SDFLOW_PROC_SIGMA_MIN, SDFLOW__ALL_KINDS, sigma_min, 0.01),
+    SLOT(SDFLOW_PROC_SIGMA_MAX, SDFLOW__ALL_KINDS, sigma_max, 50.0),
+    SLOT(SDFLOW_PROC_COSINE_S, SDFLOW__ALL_KINDS, cosine_s, 0.008),
+    SLOT(SDFLOW_PROC_T_MAX, SDFLOW__ALL_KINDS, t_max, 1.0), /* cosine: cosine_default_tmax(cosine_s) */
+    SLOT(SDFLOW_PROC_T_EPS, K_INTERP, t_eps, 0.0),
+    SLOT(SDFLOW_PROC_T_EPS, ~K_INTERP, t_eps, 1e-5),
+    SLOT(SDFLOW_PROC_VE_EXACT_STD, SDFLOW__ALL_KINDS, ve_exact_std, 0),
+    SLOT(SDFLOW_PROC_INTERP_EPS, SDFLOW__ALL_KINDS, interp_eps, 0.0),
+};
+static const sdflow__opt_store store = { "process", slots, sizeof slots / sizeof slots[0], check_option, NULL };
 
 static const sdflow__name kind_names[] = {
     { SDFLOW_PROCESS_VP, "vp" }, { SDFLOW_PROCESS_VP_COSINE, "vp_cosine" },
@@ -16,14 +46,6 @@ static const sdflow__name kind_names[] = {
 
 /* sdflow_process_kind_name() and sdflow_process_kind_from_name() */
 SDFLOW__DEFINE_KIND_NAMES(sdflow_process, sdflow_process_kind, kind_names)
-
-/* Cosine schedule: the T where alpha(T) = e^-5 (beta stays bounded; alpha(1) = 0). */
-static double cosine_default_tmax(double s)
-{
-    double th0 = s / (1 + s) * HALF_PI;
-    double th = acos(exp(-5.0) * cos(th0));
-    return th / HALF_PI * (1 + s) - s;
-}
 
 sdflow_status sdflow_process_create(sdflow_ctx *ctx, sdflow_process_kind kind, sdflow_process **out)
 {
@@ -36,15 +58,9 @@ sdflow_status sdflow_process_create(sdflow_ctx *ctx, sdflow_process_kind kind, s
         return st;
     p->ctx = ctx;
     p->kind = kind;
-    p->beta_min = 0.1;
-    p->beta_max = 20.0;
-    p->sigma_min = 0.01;
-    p->sigma_max = 50.0;
-    p->cosine_s = 0.008;
-    p->t_max = kind == SDFLOW_PROCESS_VP_COSINE ? cosine_default_tmax(p->cosine_s) : 1.0;
-    p->t_eps = 1e-5;
-    if (sdflow__process_is_interp(p))
-        p->t_eps = 0.0; /* the velocity is finite on the closed interval (algorithms.md §8) */
+    sdflow__opt_defaults(&store, 1u << kind, p);
+    if (kind == SDFLOW_PROCESS_VP_COSINE)
+        p->t_max = cosine_default_tmax(p->cosine_s);
     *out = p;
     return SDFLOW_OK;
 }
@@ -194,27 +210,6 @@ sdflow_status sdflow__check_times(sdflow_ctx *ctx, const sdflow_process *p, size
     return SDFLOW_OK;
 }
 
-static const sdflow_option proc_keys[] = { SDFLOW_PROC_BETA_MIN, SDFLOW_PROC_BETA_MAX, SDFLOW_PROC_SIGMA_MIN,
-                                           SDFLOW_PROC_SIGMA_MAX, SDFLOW_PROC_COSINE_S, SDFLOW_PROC_T_MAX,
-                                           SDFLOW_PROC_T_EPS, SDFLOW_PROC_VE_EXACT_STD, SDFLOW_PROC_INTERP_EPS };
-#define PROC_KEY(ctx, key, type, v) \
-    sdflow__option_accept(ctx, "a process", proc_keys, sizeof proc_keys / sizeof proc_keys[0], key, type, v)
-
-static double *double_slot(sdflow_process *p, sdflow_option key)
-{
-    switch (key) {
-    case SDFLOW_PROC_BETA_MIN: return &p->beta_min;
-    case SDFLOW_PROC_BETA_MAX: return &p->beta_max;
-    case SDFLOW_PROC_SIGMA_MIN: return &p->sigma_min;
-    case SDFLOW_PROC_SIGMA_MAX: return &p->sigma_max;
-    case SDFLOW_PROC_COSINE_S: return &p->cosine_s;
-    case SDFLOW_PROC_T_MAX: return &p->t_max;
-    case SDFLOW_PROC_T_EPS: return &p->t_eps;
-    case SDFLOW_PROC_INTERP_EPS: return &p->interp_eps;
-    default: return NULL;
-    }
-}
-
 /* Cross-option consistency; q is the candidate state. */
 static sdflow_status check_consistent(sdflow_ctx *ctx, const sdflow_process *q)
 {
@@ -254,57 +249,39 @@ static sdflow_status check_consistent(sdflow_ctx *ctx, const sdflow_process *q)
     return SDFLOW_OK;
 }
 
-sdflow_status sdflow_process_set_double(sdflow_process *p, sdflow_option key, double value)
+/* The store's check: the new value is in p. Choosing cosine_s moves the
+ * cosine schedule's default T with it until T is set; int options (the VE
+ * exact-std switch) keep every consistent state consistent. */
+static sdflow_status check_option(sdflow_ctx *ctx, void *owner, void *obj, sdflow_option key, int changed)
+{
+    (void)owner;
+    (void)changed;
+    sdflow_process *p = obj;
+    if (key == SDFLOW_PROC_VE_EXACT_STD)
+        return SDFLOW_OK;
+    double t_max = p->t_max;
+    int t_max_set = p->t_max_set;
+    p->t_max_set |= key == SDFLOW_PROC_T_MAX;
+    if (key == SDFLOW_PROC_COSINE_S && p->kind == SDFLOW_PROCESS_VP_COSINE && !p->t_max_set)
+        p->t_max = cosine_default_tmax(p->cosine_s);
+    sdflow_status st = check_consistent(ctx, p);
+    if (st) {
+        p->t_max = t_max;
+        p->t_max_set = t_max_set;
+    }
+    return st;
+}
+
+/* Messages say "a process": every kind accepts every key. */
+static sdflow__opt_bind bind(const sdflow_process *p)
 {
     if (!p)
-        return SDFLOW_E_INVALID;
-    sdflow_status st = PROC_KEY(p->ctx, key, SDFLOW_TYPE_DOUBLE, &value);
-    if (st)
-        return st;
-    sdflow_process q = *p;
-    *double_slot(&q, key) = value;
-    q.t_max_set |= key == SDFLOW_PROC_T_MAX;
-    if (key == SDFLOW_PROC_COSINE_S && q.kind == SDFLOW_PROCESS_VP_COSINE && !q.t_max_set)
-        q.t_max = cosine_default_tmax(value);
-    if ((st = check_consistent(p->ctx, &q)))
-        return st;
-    *p = q;
-    return SDFLOW_OK;
+        return (sdflow__opt_bind){ 0 };
+    return (sdflow__opt_bind){ p->ctx, &store, NULL, 1u << p->kind, (void *)p, (void *)p };
 }
 
-sdflow_status sdflow_process_set_int(sdflow_process *p, sdflow_option key, long value)
-{
-    if (!p)
-        return SDFLOW_E_INVALID;
-    double v = (double)value;
-    sdflow_status st = PROC_KEY(p->ctx, key, SDFLOW_TYPE_INT, &v);
-    if (st)
-        return st;
-    p->ve_exact_std = (int)value;
-    return SDFLOW_OK;
-}
-
-sdflow_status sdflow_process_get_double(const sdflow_process *p, sdflow_option key, double *value)
-{
-    if (!p || !value)
-        return SDFLOW_E_INVALID;
-    sdflow_status st = PROC_KEY(NULL, key, SDFLOW_TYPE_DOUBLE, NULL);
-    if (st)
-        return st;
-    *value = *double_slot((sdflow_process *)p, key);
-    return SDFLOW_OK;
-}
-
-sdflow_status sdflow_process_get_int(const sdflow_process *p, sdflow_option key, long *value)
-{
-    if (!p || !value)
-        return SDFLOW_E_INVALID;
-    sdflow_status st = PROC_KEY(NULL, key, SDFLOW_TYPE_INT, NULL);
-    if (st)
-        return st;
-    *value = p->ve_exact_std;
-    return SDFLOW_OK;
-}
+SDFLOW__DEFINE_OPTION_ACCESSORS(sdflow_process, sdflow_process, bind, int, SDFLOW_TYPE_INT, long)
+SDFLOW__DEFINE_OPTION_ACCESSORS(sdflow_process, sdflow_process, bind, double, SDFLOW_TYPE_DOUBLE, double)
 
 sdflow_status sdflow_process_time_range(const sdflow_process *p, double *t_eps, double *t_max)
 {

@@ -9,11 +9,12 @@
 struct sdflow_process {
     sdflow_ctx *ctx;
     sdflow_process_kind kind;
+    /* options (the store in process.c) */
     double beta_min, beta_max;
     double sigma_min, sigma_max;
     double cosine_s;
     double t_max, t_eps;
-    int ve_exact_std;
+    long ve_exact_std;
     double interp_eps; /* interpolant kinds: gamma(t)^2 = interp_eps t (1 - t) */
     int t_max_set; /* user chose T: the cosine default no longer follows cosine_s */
 };

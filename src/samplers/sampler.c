@@ -6,6 +6,42 @@
 #include <string.h>
 #include "sampler_internal.h"
 
+/* Which kinds accept an option, and where it lives. */
+#define K_SDE (1u << SDFLOW_SAMPLER_REVERSE_SDE)
+#define K_PC (1u << SDFLOW_SAMPLER_PC)
+#define K_ODE (1u << SDFLOW_SAMPLER_PF_ODE)
+#define K_SDF (1u << SDFLOW_SAMPLER_SDFLOW)
+#define K_DDIM (1u << SDFLOW_SAMPLER_DDIM)
+#define K_DSDE ((1u << SDFLOW_SAMPLER_DPMPP_2M_SDE) | (1u << SDFLOW_SAMPLER_DPMPP_3M_SDE))
+#define K_EDM (1u << SDFLOW_SAMPLER_EDM_HEUN)
+#define K_FEW (K_DDIM | (1u << SDFLOW_SAMPLER_DPMPP_2M) | (1u << SDFLOW_SAMPLER_DPMPP_3M) | K_DSDE | K_EDM)
+#define K_DIFF (K_SDE | K_PC | K_ODE | K_FEW)
+#define K_DSB (1u << SDFLOW_SAMPLER_DSB)
+#define K_INT (1u << SDFLOW_SAMPLER_INTERPOLANT)
+#define K_ALL (K_DIFF | K_SDF | K_DSB | K_INT)
+
+static double resolved_t_min(const sdflow_sampler *s);
+static double resolved_t_start(const sdflow_sampler *s);
+/* The resolved defaults: t_min and t_start of the bound process. */
+static void resolve_option(const void *owner, sdflow_option key, void *value)
+{
+    const sdflow_sampler *s = owner;
+    if (key == SDFLOW_OPT_T_MIN && s->proc)
+        *(double *)value = resolved_t_min(s);
+    if (key == SDFLOW_OPT_T_START && s->proc)
+        *(double *)value = resolved_t_start(s);
+}
+
+/* The options: key, kinds that accept it, field, default. A key whose
+ * default depends on the kind has one row per default; the last row of a
+ * key is also what kinds that do not accept it hold. NaN: resolved from
+ * the bound process (resolve_option). The stream defaults to the kind. */
+#define SLOT(key, kinds, field, ...) { key, kinds, offsetof(struct sdflow_sampler, field), __VA_ARGS__ }
+static const sdflow__opt_slot slots[] = {
+#include "sampler_options.def"
+};
+static const sdflow__opt_store store = { "sampler", slots, sizeof slots / sizeof slots[0], NULL, resolve_option };
+
 static const sdflow__name kind_names[] = { { SDFLOW_SAMPLER_REVERSE_SDE, "reverse_sde" },
                                            { SDFLOW_SAMPLER_PC, "pc" },
                                            { SDFLOW_SAMPLER_PF_ODE, "pf_ode" },
@@ -23,74 +59,6 @@ static const sdflow__name kind_names[] = { { SDFLOW_SAMPLER_REVERSE_SDE, "revers
 /* sdflow_sampler_kind_name() and sdflow_sampler_kind_from_name() */
 SDFLOW__DEFINE_KIND_NAMES(sdflow_sampler, sdflow_sampler_kind, kind_names)
 
-/* Which kinds accept an option, and where it lives. */
-#define K_SDE (1u << SDFLOW_SAMPLER_REVERSE_SDE)
-#define K_PC (1u << SDFLOW_SAMPLER_PC)
-#define K_ODE (1u << SDFLOW_SAMPLER_PF_ODE)
-#define K_SDF (1u << SDFLOW_SAMPLER_SDFLOW)
-#define K_DDIM (1u << SDFLOW_SAMPLER_DDIM)
-#define K_DSDE ((1u << SDFLOW_SAMPLER_DPMPP_2M_SDE) | (1u << SDFLOW_SAMPLER_DPMPP_3M_SDE))
-#define K_EDM (1u << SDFLOW_SAMPLER_EDM_HEUN)
-#define K_FEW (K_DDIM | (1u << SDFLOW_SAMPLER_DPMPP_2M) | (1u << SDFLOW_SAMPLER_DPMPP_3M) | K_DSDE | K_EDM)
-#define K_DIFF (K_SDE | K_PC | K_ODE | K_FEW)
-#define K_DSB (1u << SDFLOW_SAMPLER_DSB)
-#define K_INT (1u << SDFLOW_SAMPLER_INTERPOLANT)
-#define K_ALL (K_DIFF | K_SDF | K_DSB | K_INT)
-
-#define SLOT(key, kinds, field) { key, kinds, offsetof(struct sdflow_sampler, field) }
-static const sdflow__opt_slot slots[] = {
-    SLOT(SDFLOW_OPT_STEPS, K_ALL, steps),
-    SLOT(SDFLOW_OPT_T_MIN, K_DIFF, t_min),
-    SLOT(SDFLOW_OPT_T_START, K_DIFF, t_start),
-    SLOT(SDFLOW_OPT_TIME_GRID, K_DIFF, time_grid),
-    SLOT(SDFLOW_OPT_DENOISE, K_DIFF | K_DSB, denoise),
-    SLOT(SDFLOW_OPT_SOLVER, K_ODE | K_INT, solver),
-    SLOT(SDFLOW_OPT_SNR, K_PC, snr),
-    SLOT(SDFLOW_OPT_CORRECTOR_STEPS, K_PC, corrector_steps),
-    SLOT(SDFLOW_OPT_MAX_STEPS, K_ODE | K_INT, max_steps),
-    SLOT(SDFLOW_OPT_H_INIT, K_ODE | K_INT, h_init),
-    SLOT(SDFLOW_OPT_RTOL, K_ODE | K_INT, rtol),
-    SLOT(SDFLOW_OPT_ATOL, K_ODE | K_INT, atol),
-    SLOT(SDFLOW_OPT_FIRST_INDEX, K_ALL, first_index),
-    SLOT(SDFLOW_OPT_STREAM, K_ALL, stream),
-    SLOT(SDFLOW_OPT_SIGMA_MAX, K_SDF, sigma_max),
-    SLOT(SDFLOW_OPT_SIGMA_MIN, K_SDF, sigma_min),
-    SLOT(SDFLOW_OPT_STEP_FRAC, K_SDF, step_frac),
-    SLOT(SDFLOW_OPT_NOISE, K_SDF, noise),
-    SLOT(SDFLOW_OPT_INNER_STEPS, K_SDF, inner_steps),
-    SLOT(SDFLOW_OPT_SELF_EXCLUDE, K_SDF, self_exclude),
-    SLOT(SDFLOW_OPT_EVAL_NOISY, K_SDF, eval_noisy),
-    SLOT(SDFLOW_OPT_BLOCK_Q, K_SDF, block_q),
-    SLOT(SDFLOW_OPT_BLOCK_Y, K_SDF, block_y),
-    SLOT(SDFLOW_OPT_ETA, K_DDIM | K_DSDE, eta),
-    SLOT(SDFLOW_OPT_S_CHURN, K_EDM, s_churn),
-    SLOT(SDFLOW_OPT_S_TMIN, K_EDM, s_tmin),
-    SLOT(SDFLOW_OPT_S_TMAX, K_EDM, s_tmax),
-    SLOT(SDFLOW_OPT_S_NOISE, K_DDIM | K_DSDE | K_EDM, s_noise),
-    SLOT(SDFLOW_OPT_RHO, K_DIFF, rho),
-    SLOT(SDFLOW_OPT_SIGMA_MIN_NN, K_SDF, sigma_min_nn),
-    SLOT(SDFLOW_OPT_START, K_SDF, start),
-    SLOT(SDFLOW_OPT_DSB_SCHEDULE, K_DSB, dsb_schedule),
-    SLOT(SDFLOW_OPT_DSB_GAMMA_MIN, K_DSB, dsb_gamma_min),
-    SLOT(SDFLOW_OPT_DSB_GAMMA_MAX, K_DSB, dsb_gamma_max),
-    SLOT(SDFLOW_OPT_DSB_REFERENCE, K_DSB, dsb_reference),
-    SLOT(SDFLOW_OPT_DSB_PRIOR_MEAN, K_DSB, dsb_prior_mean),
-    SLOT(SDFLOW_OPT_DSB_PRIOR_VAR, K_DSB, dsb_prior_var),
-    SLOT(SDFLOW_OPT_DSB_MEAN_MATCH, K_DSB, dsb_mean_match),
-    SLOT(SDFLOW_OPT_DSB_TIME_INPUT, K_DSB, dsb_time_input),
-    SLOT(SDFLOW_OPT_DSB_DIRECTION, K_DSB, dsb_direction),
-    SLOT(SDFLOW_OPT_DSB_NPAR, K_DSB, dsb_npar),
-    SLOT(SDFLOW_OPT_DSB_BATCH, K_DSB, dsb_batch),
-    SLOT(SDFLOW_OPT_DSB_TRAIN_STEPS, K_DSB, dsb_train_steps),
-    SLOT(SDFLOW_OPT_DSB_CACHE_REFRESH, K_DSB, dsb_cache_refresh),
-    SLOT(SDFLOW_OPT_DSB_LR, K_DSB, dsb_lr),
-    SLOT(SDFLOW_OPT_DSB_LR_COSINE, K_DSB, dsb_lr_cosine),
-    SLOT(SDFLOW_OPT_INTERP_T0, K_INT, interp_t0),
-    SLOT(SDFLOW_OPT_INTERP_T1, K_INT, interp_t1),
-    SLOT(SDFLOW_OPT_INTERP_DIFFUSION, K_INT, interp_diffusion),
-    SLOT(SDFLOW_OPT_INTERP_KINETIC, K_INT, interp_kinetic),
-};
-
 sdflow_status sdflow_sampler_create(sdflow_ctx *ctx, sdflow_sampler_kind kind, sdflow_sampler **out)
 {
     if (out)
@@ -102,40 +70,8 @@ sdflow_status sdflow_sampler_create(sdflow_ctx *ctx, sdflow_sampler_kind kind, s
         return st;
     s->ctx = ctx;
     s->kind = kind;
-    int few = kind >= SDFLOW_SAMPLER_DDIM && kind <= SDFLOW_SAMPLER_EDM_HEUN;
-    s->steps = few || kind == SDFLOW_SAMPLER_DSB ? 20
-               : kind == SDFLOW_SAMPLER_PF_ODE || kind == SDFLOW_SAMPLER_SDFLOW ? 100
-                                                                                 : 1000;
-    s->t_min = NAN;
-    s->t_start = NAN;
-    s->time_grid = SDFLOW_GRID_UNIFORM;
-    s->solver = SDFLOW_SOLVER_DOPRI5;
-    s->snr = 0.16;
-    s->corrector_steps = 1;
-    s->max_steps = 100000;
-    s->rtol = 1e-5;
-    s->atol = 1e-5;
+    sdflow__opt_defaults(&store, 1u << kind, s);
     s->stream = (uint64_t)kind;
-    s->step_frac = 1.0;
-    s->inner_steps = 10;
-    s->block_q = 256;
-    s->block_y = 4096;
-    /* k-diffusion's defaults: the SDE variants at eta = 1, DDIM deterministic */
-    s->eta = kind == SDFLOW_SAMPLER_DDIM ? 0 : 1;
-    s->s_tmax = INFINITY;
-    s->s_noise = 1;
-    s->rho = 7;
-    /* DSB: the reference code's 2-D defaults (algorithms.md §14.1); the
-     * generator's last step is noise-free there (sample=True) */
-    s->dsb_gamma_min = s->dsb_gamma_max = 0.01;
-    s->dsb_prior_var = 1;
-    s->dsb_npar = 10000;
-    s->dsb_batch = 512;
-    s->dsb_train_steps = 10000;
-    s->dsb_lr = 1e-4;
-    if (kind == SDFLOW_SAMPLER_DSB)
-        s->denoise = 1;
-    s->interp_t1 = 1.0; /* base (t = 0) to data (t = 1) */
     *out = s;
     return SDFLOW_OK;
 }
@@ -235,18 +171,11 @@ static double resolved_t_start(const sdflow_sampler *s)
     return isnan(s->t_start) ? s->proc->t_max : s->t_start;
 }
 
-/* set_option(), get_option() and the typed accessors but sdflow_sampler_get_double() */
-SDFLOW__DEFINE_TYPED_OPTIONS(sdflow_sampler, sdflow_sampler, "sampler")
+static sdflow__opt_bind bind(const sdflow_sampler *h) { return SDFLOW__KIND_BIND(sdflow_sampler, h, store); }
 
-sdflow_status sdflow_sampler_get_double(const sdflow_sampler *s, sdflow_option key, double *value)
-{
-    sdflow_status st = get_option(s, key, SDFLOW_TYPE_DOUBLE, value);
-    if (!st && key == SDFLOW_OPT_T_MIN && s->proc) /* the resolved default */
-        *value = resolved_t_min(s);
-    if (!st && key == SDFLOW_OPT_T_START && s->proc)
-        *value = resolved_t_start(s);
-    return st;
-}
+SDFLOW__DEFINE_OPTION_ACCESSORS(sdflow_sampler, sdflow_sampler, bind, int, SDFLOW_TYPE_INT, long)
+SDFLOW__DEFINE_OPTION_ACCESSORS(sdflow_sampler, sdflow_sampler, bind, double, SDFLOW_TYPE_DOUBLE, double)
+SDFLOW__DEFINE_OPTION_ACCESSORS(sdflow_sampler, sdflow_sampler, bind, u64, SDFLOW_TYPE_U64, uint64_t)
 
 sdflow_status sdflow_sampler_get_stat(const sdflow_sampler *s, sdflow_stat stat, double *value)
 {

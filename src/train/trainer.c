@@ -28,37 +28,23 @@ static const struct {
 #define K_ITP (1u << SDFLOW_LOSS_INTERPOLANT)
 #define K_ALL (K_DSM | K_ITP)
 
-#define SLOT(key, kinds, field) { key, kinds, offsetof(struct sdflow_trainer, field) }
+static sdflow_status check_option(sdflow_ctx *ctx, void *owner, void *obj, sdflow_option key, int changed);
+/* The resolved default: t_eps of the bound process. */
+static void resolve_option(const void *owner, sdflow_option key, void *value)
+{
+    const sdflow_trainer *t = owner;
+    if (key == SDFLOW_TRAIN_T_EPS && t->proc)
+        *(double *)value = sdflow__train_t_eps(t);
+}
+
+/* The options: key, losses that accept it, field, default. The stream
+ * defaults to "train" + kind. */
+#define SLOT(key, kinds, field, ...) { key, kinds, offsetof(struct sdflow_trainer, field), __VA_ARGS__ }
 static const sdflow__opt_slot slots[] = {
-    SLOT(SDFLOW_TRAIN_BATCH, K_ALL, batch),
-    SLOT(SDFLOW_TRAIN_WEIGHTING, K_DSM, weighting),
-    SLOT(SDFLOW_TRAIN_T_SAMPLING, K_DSM, t_sampling),
-    SLOT(SDFLOW_TRAIN_STRATIFIED, K_DSM, stratified),
-    SLOT(SDFLOW_TRAIN_T_EPS, K_DSM, t_eps),
-    SLOT(SDFLOW_TRAIN_REDUCE_MEAN, K_DSM, reduce_mean),
-    SLOT(SDFLOW_TRAIN_LR, K_ALL, lr),
-    SLOT(SDFLOW_TRAIN_BETA1, K_ALL, beta1),
-    SLOT(SDFLOW_TRAIN_BETA2, K_ALL, beta2),
-    SLOT(SDFLOW_TRAIN_ADAM_EPS, K_ALL, adam_eps),
-    SLOT(SDFLOW_TRAIN_WEIGHT_DECAY, K_ALL, weight_decay),
-    SLOT(SDFLOW_TRAIN_OPTIMIZER, K_ALL, optimizer),
-    SLOT(SDFLOW_TRAIN_SCHEDULE, K_ALL, schedule),
-    SLOT(SDFLOW_TRAIN_WARMUP, K_ALL, warmup),
-    SLOT(SDFLOW_TRAIN_TOTAL_STEPS, K_ALL, total_steps),
-    SLOT(SDFLOW_TRAIN_LR_MIN, K_ALL, lr_min),
-    SLOT(SDFLOW_TRAIN_CLIP_NORM, K_ALL, clip_norm),
-    SLOT(SDFLOW_TRAIN_EMA_DECAY, K_ALL, ema_decay),
-    SLOT(SDFLOW_TRAIN_EMA_WARMUP, K_ALL, ema_warmup),
-    SLOT(SDFLOW_TRAIN_QCSGM_WEIGHT, K_DSM, qcsgm_weight),
-    SLOT(SDFLOW_TRAIN_QCSGM_PROBES, K_DSM, qcsgm_probes),
-    SLOT(SDFLOW_TRAIN_RANK, K_ALL, rank),
-    SLOT(SDFLOW_TRAIN_WORLD_SIZE, K_ALL, world_size),
-    SLOT(SDFLOW_TRAIN_VAL_EVERY, K_ALL, val_every),
-    SLOT(SDFLOW_OPT_STREAM, K_ALL, stream),
-    SLOT(SDFLOW_OPT_COUPLING, K_ITP, coupling),
-    SLOT(SDFLOW_OPT_COUPLING_EPS, K_ITP, coupling_eps),
+#include "trainer_options.def"
 };
-#define NSLOTS (sizeof slots / sizeof slots[0])
+static const sdflow__opt_store store = { "trainer", slots, sizeof slots / sizeof slots[0], check_option,
+                                         resolve_option };
 
 #define TAG_STEP 0x737465702dull /* "step-" */
 #define TAG_IDX 0x6964782dull    /* "idx-" */
@@ -79,20 +65,7 @@ sdflow_status sdflow_trainer_create(sdflow_ctx *ctx, sdflow_loss_kind kind, sdfl
     for (size_t i = 0; i < sizeof loss_table / sizeof loss_table[0]; i++)
         if (loss_table[i].kind == kind)
             t->loss = loss_table[i].ops;
-    t->batch = 128;
-    t->weighting = SDFLOW_WEIGHT_SIGMA2;
-    t->t_sampling = SDFLOW_TSAMPLE_UNIFORM;
-    t->lr = 1e-3;
-    t->beta1 = 0.9;
-    t->beta2 = 0.999;
-    t->adam_eps = 1e-8;
-    t->optimizer = SDFLOW_OPTIM_ADAM;
-    t->schedule = SDFLOW_LR_CONSTANT;
-    t->ema_decay = 0.999;
-    t->ema_warmup = 1;
-    t->qcsgm_probes = 1;
-    t->world_size = 1;
-    t->coupling_eps = 0.05;
+    sdflow__opt_defaults(&store, 1u << kind, t);
     t->stream = 0x747261696eull /* "train" */ + (uint64_t)kind;
     *out = t;
     return SDFLOW_OK;
@@ -122,53 +95,23 @@ void sdflow_trainer_free(sdflow_trainer *t)
 
 /* ---- options ------------------------------------------------------------ */
 
-static sdflow_status set_option(sdflow_trainer *t, sdflow_option key, sdflow_option_type type, const void *value)
+/* The store's check: the data split is fixed once training has started. */
+static sdflow_status check_option(sdflow_ctx *ctx, void *owner, void *obj, sdflow_option key, int changed)
 {
-    if (!t)
-        return SDFLOW_E_INVALID;
-    if (!value)
-        return sdflow__fail(t->ctx, SDFLOW_E_INVALID, "value is NULL");
+    (void)owner;
+    (void)changed;
+    const sdflow_trainer *t = obj;
     if ((key == SDFLOW_TRAIN_RANK || key == SDFLOW_TRAIN_WORLD_SIZE) && t->step > 0)
-        return sdflow__fail(t->ctx, SDFLOW_E_STATE, "option %s cannot change after the first step",
+        return sdflow__fail(ctx, SDFLOW_E_STATE, "option %s cannot change after the first step",
                             sdflow_option_name(key));
-    return sdflow__slot_set(t->ctx, slots, NSLOTS, 1u << t->kind, sdflow_trainer_kind_name(t->kind), "trainer", t,
-                            key, type, value);
+    return SDFLOW_OK;
 }
 
-static sdflow_status get_option(const sdflow_trainer *t, sdflow_option key, sdflow_option_type type, void *value)
-{
-    if (!t || !value)
-        return SDFLOW_E_INVALID;
-    return sdflow__slot_get(slots, NSLOTS, 1u << t->kind, t, key, type, value);
-}
+static sdflow__opt_bind bind(const sdflow_trainer *h) { return SDFLOW__KIND_BIND(sdflow_trainer, h, store); }
 
-sdflow_status sdflow_trainer_set_int(sdflow_trainer *t, sdflow_option key, long value)
-{
-    return set_option(t, key, SDFLOW_TYPE_INT, &value);
-}
-sdflow_status sdflow_trainer_set_double(sdflow_trainer *t, sdflow_option key, double value)
-{
-    return set_option(t, key, SDFLOW_TYPE_DOUBLE, &value);
-}
-sdflow_status sdflow_trainer_set_u64(sdflow_trainer *t, sdflow_option key, uint64_t value)
-{
-    return set_option(t, key, SDFLOW_TYPE_U64, &value);
-}
-sdflow_status sdflow_trainer_get_int(const sdflow_trainer *t, sdflow_option key, long *value)
-{
-    return get_option(t, key, SDFLOW_TYPE_INT, value);
-}
-sdflow_status sdflow_trainer_get_double(const sdflow_trainer *t, sdflow_option key, double *value)
-{
-    sdflow_status st = get_option(t, key, SDFLOW_TYPE_DOUBLE, value);
-    if (!st && key == SDFLOW_TRAIN_T_EPS && t->proc) /* the resolved default */
-        *value = sdflow__train_t_eps(t);
-    return st;
-}
-sdflow_status sdflow_trainer_get_u64(const sdflow_trainer *t, sdflow_option key, uint64_t *value)
-{
-    return get_option(t, key, SDFLOW_TYPE_U64, value);
-}
+SDFLOW__DEFINE_OPTION_ACCESSORS(sdflow_trainer, sdflow_trainer, bind, int, SDFLOW_TYPE_INT, long)
+SDFLOW__DEFINE_OPTION_ACCESSORS(sdflow_trainer, sdflow_trainer, bind, double, SDFLOW_TYPE_DOUBLE, double)
+SDFLOW__DEFINE_OPTION_ACCESSORS(sdflow_trainer, sdflow_trainer, bind, u64, SDFLOW_TYPE_U64, uint64_t)
 
 /* ---- bindings ----------------------------------------------------------- */
 
