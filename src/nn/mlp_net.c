@@ -80,13 +80,16 @@ void sdflow__mlp_act(int act, double a, double *s0, double *s1, double *s2, doub
 void sdflow__mlp_embed(const sdflow__mlp *net, size_t n, const double *x, const double *s, double *z0)
 {
     size_t d = net->d, F = net->nfreq, din = net->d_in;
+    enum { CH = 64 };
+    double w[CH]; /* the arguments, formed here (strict IEEE), their sin and cos in mlp_act.c (libmvec) */
     for (size_t i = 0; i < n; i++) {
         double *z = z0 + i * din;
         memcpy(z, x + i * d, d * sizeof *z);
-        for (size_t k = 0; k < F; k++) {
-            double w = 2.0 * SDFLOW__PI * net->freqs[k] * s[i];
-            z[d + k] = sin(w);
-            z[d + F + k] = cos(w);
+        for (size_t k0 = 0; k0 < F; k0 += CH) {
+            size_t nk = F - k0 < CH ? F - k0 : CH;
+            for (size_t k = 0; k < nk; k++)
+                w[k] = 2.0 * SDFLOW__PI * net->freqs[k0 + k] * s[i];
+            sdflow__mlp_sincos_rows(nk, w, z + d + k0, z + d + F + k0);
         }
         if (net->learn_freqs)
             z[d + 2 * F] = s[i];
@@ -227,9 +230,10 @@ static blockws ws_at(const sdflow__mlp *net, size_t K, double *w)
 }
 
 /* Loads rows i0.. of z0 into the block (zero-padded) and runs the forward
- * pass; with second, also phi'' of every hidden layer (b->d2). */
+ * pass; need: 0 the outputs only, 1 also phi' of every hidden layer (b->d1,
+ * for the tangent and reverse passes), 2 also phi'' (b->d2). */
 static void block_forward(const sdflow__mlp *net, const double *wt, const double *z0, size_t i0, size_t nb,
-                          blockws *b, int second)
+                          blockws *b, int need)
 {
     size_t din = net->d_in, W = net->width, L = net->depth, RW = R * W;
     load_rows(b->z[0], z0 + i0 * din, nb, din);
@@ -239,6 +243,11 @@ static void block_forward(const sdflow__mlp *net, const double *wt, const double
         gemm_nt(R, W, net->in[l], b->z[l], ldz, wt + net->woff[l], b->a[l], W);
         const double *res = net->skip[l] >= 0 ? b->z[net->skip[l]] : NULL;
         double *a = b->a[l], *z = b->z[l + 1], *d1 = b->d1[l], *d2 = b->d2[l];
+        if (net->act == SDFLOW__ACT_SILU && !net->linear[l]) {
+            /* bias, activation and its derivatives in one vectorized sweep */
+            sdflow__mlp_silu_rows(R, W, bl, a, res, z, need >= 1 ? d1 : NULL, need >= 2 ? d2 : NULL);
+            continue;
+        }
         for (size_t r = 0; r < R; r++)
             for (size_t j = 0; j < W; j++)
                 a[r * W + j] += bl[j];
@@ -248,12 +257,10 @@ static void block_forward(const sdflow__mlp *net, const double *wt, const double
                 d1[q] = 1.0;
                 d2[q] = 0.0;
             }
-        } else if (net->act == SDFLOW__ACT_SILU && !second) {
-            sdflow__mlp_silu_rows(RW, a, res, z, d1);
         } else {
             for (size_t q = 0; q < RW; q++) {
                 double s;
-                sdflow__mlp_act(net->act, a[q], &s, d1 + q, second ? d2 + q : NULL, NULL);
+                sdflow__mlp_act(net->act, a[q], &s, d1 + q, need >= 2 ? d2 + q : NULL, NULL);
                 z[q] = s + (res ? res[q] : 0.0);
             }
         }
@@ -363,7 +370,7 @@ sdflow_status sdflow__mlp_forward(sdflow_ctx *ctx, const sdflow__mlp *net, size_
 static void grad_x_block(const pass_args *p, blockws *b, double *ones, size_t i0, size_t nb)
 {
     const sdflow__mlp *net = p->net;
-    block_forward(net, p->wt, p->z0, i0, nb, b, 0);
+    block_forward(net, p->wt, p->z0, i0, nb, b, 1);
     block_reverse(net, b, ones, NULL);
     store_cols(p->out + i0 * net->d, b->zb[0], nb, net->in[0], net->d);
     for (size_t r = 0; r < nb && p->out2; r++)
@@ -416,7 +423,7 @@ static void tangent_block(const pass_args *p, blockws *b, double *ones, size_t i
     const sdflow__mlp *net = p->net;
     size_t d = net->d, K = p->K, W = net->width, L = net->depth, RK = R * K, M = maxw(net);
     int energy = net->energy;
-    block_forward(net, p->wt, p->z0, i0, nb, b, energy);
+    block_forward(net, p->wt, p->z0, i0, nb, b, energy ? 2 : 1);
     const double *zd = block_tangent_fwd(net, p->wt, b, K, p->v, i0, nb);
     if (!energy) {
         double *yd = b->t[3]; /* R K x d */
@@ -463,59 +470,119 @@ sdflow_status sdflow__mlp_tangent(sdflow_ctx *ctx, const sdflow__mlp *net, size_
     return run_blocks(ctx, &p, n, tangent_block);
 }
 
-sdflow_status sdflow__mlp_backward(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n, const double *z0,
-                                   const double *ybar, double *gtheta, double *gx)
+/* The reverse passes sum parameter gradients over rows. Rows are cut into
+ * groups of group_rows(n) rows (whole blocks; the cut depends on n only):
+ * each group sums its blocks in sequence into its own partial gradient, the
+ * groups run on the ctx's threads, and the partials are added to gtheta in
+ * group order. So gtheta has the same bits for every thread count, and the
+ * reverse passes use every thread. At most MAXGROUPS partials (memory:
+ * MAXGROUPS nparam doubles), at least GROUP_MIN rows each (fewer partials to
+ * add for small batches; B = 512 gives 4 groups, 2 per thread). */
+enum { MAXGROUPS = 16, GROUP_MIN = 128 };
+
+static size_t group_rows(size_t n)
 {
-    size_t per = ws_size(net, 1) + R * net->d_out, d = net->d, dout = net->d_out;
-    double *w, *wt = transpose_weights(ctx, net);
+    size_t g = (n + MAXGROUPS - 1) / MAXGROUPS;
+    if (g < GROUP_MIN)
+        g = GROUP_MIN;
+    return (g + R - 1) / R * R;
+}
+
+typedef struct rev_args {
+    const sdflow__mlp *net;
+    const double *wt, *z0;
+    const double *in1, *in2; /* ybar | s, r | a, b */
+    double *out;             /* dL/dx (backward) | y (affine); may be NULL */
+    size_t extra;            /* per-thread doubles after the block workspace */
+} rev_args;
+/* One block of a reverse pass: rows i0..i0+nb-1, gradient into g (NULL: none). */
+typedef void (*rev_fn)(const rev_args *p, blockws *b, double *extra, size_t i0, size_t nb, double *g);
+
+static sdflow_status run_groups(sdflow_ctx *ctx, rev_args *p, size_t n, rev_fn fn, double *gtheta)
+{
+    const sdflow__mlp *net = p->net;
+    size_t G = group_rows(n), ng = (n + G - 1) / G, np = net->nparam, per = ws_size(net, 1) + p->extra;
+    int nt = threads(ctx, n, ng);
+    double *w, *wt = transpose_weights(ctx, net), *part = NULL;
     if (!wt)
         return SDFLOW_E_NOMEM;
-    if (alloc_ws(ctx, 1, per, &w)) {
+    if (alloc_ws(ctx, (size_t)nt, per, &w)) {
         sdflow__free(ctx, wt);
         return SDFLOW_E_NOMEM;
     }
-    blockws b = ws_at(net, 1, w);
-    double *yb = w + per - R * dout;
-    for (size_t i0 = 0; i0 < n; i0 += R) {
-        size_t nb = n - i0 < R ? n - i0 : R;
-        block_forward(net, wt, z0, i0, nb, &b, 0);
-        load_rows(yb, ybar + i0 * dout, nb, dout);
-        block_reverse(net, &b, yb, gtheta);
-        if (gx)
-            store_cols(gx + i0 * d, b.zb[0], nb, net->in[0], d);
+    if (gtheta && !(part = sdflow__alloc_array(ctx, ng, np * sizeof(double), "MLP partial gradients"))) {
+        sdflow__free(ctx, w);
+        sdflow__free(ctx, wt);
+        return SDFLOW_E_NOMEM;
     }
+    p->wt = wt;
+    int blas = sdflow__blas_team_begin(ctx, nt);
+#pragma omp parallel num_threads(nt)
+    {
+        double *mine = w + (size_t)omp_get_thread_num() * per;
+        blockws b = ws_at(net, 1, mine);
+#pragma omp for schedule(static)
+        for (size_t g = 0; g < ng; g++) {
+            double *pg = part ? part + g * np : NULL;
+            if (pg)
+                memset(pg, 0, np * sizeof(double));
+            for (size_t i0 = g * G; i0 < n && i0 < (g + 1) * G; i0 += R)
+                fn(p, &b, mine + per - p->extra, i0, n - i0 < R ? n - i0 : R, pg);
+        }
+        /* gtheta += the partials in group order, threads over disjoint parameter ranges */
+        if (part) {
+#pragma omp for schedule(static)
+            for (size_t j0 = 0; j0 < np; j0 += 1024) {
+                size_t j1 = np - j0 < 1024 ? np : j0 + 1024;
+                for (size_t g = 0; g < ng; g++)
+                    add_to(j1 - j0, gtheta + j0, part + g * np + j0);
+            }
+        }
+    }
+    sdflow__blas_team_end(blas);
+    sdflow__free(ctx, part);
     sdflow__free(ctx, w);
     sdflow__free(ctx, wt);
     return SDFLOW_OK;
+}
+
+static void backward_block(const rev_args *p, blockws *b, double *yb, size_t i0, size_t nb, double *g)
+{
+    const sdflow__mlp *net = p->net;
+    block_forward(net, p->wt, p->z0, i0, nb, b, 1);
+    load_rows(yb, p->in1 + i0 * net->d_out, nb, net->d_out);
+    block_reverse(net, b, yb, g);
+    if (p->out)
+        store_cols(p->out + i0 * net->d, b->zb[0], nb, net->in[0], net->d);
+}
+
+sdflow_status sdflow__mlp_backward(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n, const double *z0,
+                                   const double *ybar, double *gtheta, double *gx)
+{
+    rev_args p = { net, NULL, z0, ybar, NULL, gx, R * net->d_out };
+    return run_groups(ctx, &p, n, backward_block, gtheta);
+}
+
+static void affine_block(const rev_args *p, blockws *b, double *yb, size_t i0, size_t nb, double *g)
+{
+    const sdflow__mlp *net = p->net;
+    size_t dout = net->d_out;
+    const double *s = p->in1, *r = p->in2;
+    block_forward(net, p->wt, p->z0, i0, nb, b, 1);
+    memcpy(p->out + i0 * dout, b->y, nb * dout * sizeof(double));
+    memset(yb, 0, R * dout * sizeof(double)); /* padded rows add nothing */
+    for (size_t i = 0; i < nb; i++)
+        for (size_t j = 0; j < dout; j++)
+            yb[i * dout + j] = s[i0 + i] * b->y[i * dout + j] + (r ? r[(i0 + i) * dout + j] : 0.0);
+    block_reverse(net, b, yb, g);
 }
 
 sdflow_status sdflow__mlp_forward_backward_affine(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n,
                                                  const double *z0, const double *s, const double *r, double *y,
                                                  double *gtheta)
 {
-    size_t per = ws_size(net, 1) + R * net->d_out, dout = net->d_out;
-    double *w, *wt = transpose_weights(ctx, net);
-    if (!wt)
-        return SDFLOW_E_NOMEM;
-    if (alloc_ws(ctx, 1, per, &w)) {
-        sdflow__free(ctx, wt);
-        return SDFLOW_E_NOMEM;
-    }
-    blockws b = ws_at(net, 1, w);
-    double *yb = w + per - R * dout;
-    for (size_t i0 = 0; i0 < n; i0 += R) {
-        size_t nb = n - i0 < R ? n - i0 : R;
-        block_forward(net, wt, z0, i0, nb, &b, 0);
-        memcpy(y + i0 * dout, b.y, nb * dout * sizeof(double));
-        memset(yb, 0, R * dout * sizeof(double)); /* padded rows add nothing */
-        for (size_t i = 0; i < nb; i++)
-            for (size_t j = 0; j < dout; j++)
-                yb[i * dout + j] = s[i0 + i] * b.y[i * dout + j] + (r ? r[(i0 + i) * dout + j] : 0.0);
-        block_reverse(net, &b, yb, gtheta);
-    }
-    sdflow__free(ctx, w);
-    sdflow__free(ctx, wt);
-    return SDFLOW_OK;
+    rev_args p = { net, NULL, z0, s, r, y, R * net->d_out };
+    return run_groups(ctx, &p, n, affine_block, gtheta);
 }
 
 /* Reverse over forward for L = sum_i a_i^T J b_i = sum a . y-dot with the
@@ -523,83 +590,72 @@ sdflow_status sdflow__mlp_forward_backward_affine(sdflow_ctx *ctx, const sdflow_
  *   a-dot-bar_l = zd-bar_{l+1} phi'_l,
  *   a-bar_l     = z-bar_{l+1} phi'_l + zd-bar_{l+1} phi''_l a-dot_l,
  *   gW_l += a-dot-bar_l^T z-dot_l + a-bar_l^T z_l, gb_l += a-bar_l,
- *   zd-bar_l += a-dot-bar_l W_l, z-bar_l += a-bar_l W_l, and the skips. */
+ *   zd-bar_l += a-dot-bar_l W_l, z-bar_l += a-bar_l W_l, and the skips.
+ * Extra per-thread space: a-bar, a-dot-bar (R x M each), then z-dot_l and
+ * zd-bar_l for l = 0..L (R x M each). */
+static void bilinear_block(const rev_args *p, blockws *bw, double *ex, size_t i0, size_t nb, double *gtheta)
+{
+    const sdflow__mlp *net = p->net;
+    const double *wt = p->wt, *a = p->in1, *bv = p->in2;
+    size_t M = maxw(net), d = net->d, W = net->width, L = net->depth, dout = net->d_out, din = net->d_in;
+    blockws b = *bw;
+    double *ab = ex, *adb = ab + R * M; /* a-bar_l, a-dot-bar_l */
+    double *abuf = b.t[0];              /* padded a rows */
+    double *zdots[SDFLOW__MLP_MAXLAYERS + 1], *zdbar[SDFLOW__MLP_MAXLAYERS + 1];
+    for (size_t l = 0; l <= L; l++) {
+        zdots[l] = ex + (2 + l) * R * M;
+        zdbar[l] = ex + (2 + L + 1 + l) * R * M;
+    }
+    int fgrad = net->learn_freqs;
+    block_forward(net, wt, p->z0, i0, nb, &b, 2);
+    /* forward tangent along b, keeping every z-dot_l (z-dot_0 = [b, 0]) */
+    memset(zdots[0], 0, R * din * sizeof(double));
+    for (size_t r = 0; r < nb; r++)
+        memcpy(zdots[0] + r * din, bv + (i0 + r) * d, d * sizeof(double));
+    for (size_t l = 0; l < L; l++) {
+        gemm_nt(R, W, l == 0 ? d : W, zdots[l], l == 0 ? din : W, wt + net->woff[l], b.ta[l], W);
+        const double *res = net->skip[l] >= 0 ? zdots[net->skip[l]] : NULL;
+        for (size_t q = 0; q < R * W; q++)
+            zdots[l + 1][q] = b.d1[l][q] * b.ta[l][q] + (res ? res[q] : 0.0);
+    }
+    for (size_t l = 0; l <= L; l++) {
+        memset(b.zb[l], 0, R * M * sizeof(double));
+        memset(zdbar[l], 0, R * M * sizeof(double));
+    }
+    load_rows(abuf, a + i0 * dout, nb, dout);
+    /* reverse: y-dot-bar = a; y itself is not in the loss (z-bar_L = 0) */
+    gemm_nn_acc(R, dout, W, abuf, net->theta + net->woff[L], W, zdbar[L], W);
+    grad_acc(dout, W, abuf, zdots[L], W, gtheta + net->woff[L], NULL);
+    for (size_t l = L; l-- > 0;) {
+        size_t in = net->in[l], ldz = l == 0 ? din : W;
+        const double *zb1 = b.zb[l + 1], *zdb1 = zdbar[l + 1];
+        for (size_t q = 0; q < R * W; q++) {
+            double s1 = b.d1[l][q];
+            adb[q] = zdb1[q] * s1;
+            ab[q] = zb1[q] * s1 + zdb1[q] * b.d2[l][q] * b.ta[l][q];
+        }
+        grad_acc(W, in, adb, zdots[l], ldz, gtheta + net->woff[l], NULL);
+        grad_acc(W, in, ab, b.z[l], ldz, gtheta + net->woff[l], gtheta + net->boff[l]);
+        if (net->skip[l] >= 0) {
+            add_to(R * W, zdbar[net->skip[l]], zdb1);
+            add_to(R * W, b.zb[net->skip[l]], zb1);
+        }
+        if (l == 0) { /* z-dot_0 does not depend on theta; z_0 does through learned frequencies */
+            if (fgrad) {
+                gemm_nn_acc(R, W, in, ab, net->theta + net->woff[0], in, b.zb[0], in);
+                freq_grad_acc(net, b.z[0], b.zb[0], gtheta + net->foff);
+            }
+            break;
+        }
+        gemm_nn_acc(R, W, in, adb, net->theta + net->woff[l], in, zdbar[l], in);
+        gemm_nn_acc(R, W, in, ab, net->theta + net->woff[l], in, b.zb[l], in);
+    }
+}
+
 sdflow_status sdflow__mlp_bilinear_grad(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n, const double *z0,
                                         const double *a, const double *bv, double *gtheta)
 {
-    size_t M = maxw(net), per = ws_size(net, 1) + 2 * R * M, d = net->d, W = net->width, L = net->depth;
-    size_t dout = net->d_out, din = net->d_in;
-    double *w, *wt = transpose_weights(ctx, net);
-    if (!wt)
-        return SDFLOW_E_NOMEM;
-    if (alloc_ws(ctx, 1, per, &w)) {
-        sdflow__free(ctx, wt);
-        return SDFLOW_E_NOMEM;
-    }
-    blockws b = ws_at(net, 1, w);
-    double *ab = w + per - 2 * R * M, *adb = ab + R * M; /* a-bar_l, a-dot-bar_l */
-    double *abuf = b.t[0];                                /* padded a rows */
-    /* z-dot_l (kept for the weight gradients) and their adjoints zd-bar_l; z-bar_l is b.zb[l] */
-    double *zdots[SDFLOW__MLP_MAXLAYERS + 1], *zdbar[SDFLOW__MLP_MAXLAYERS + 1];
-    double *store = sdflow__alloc_array(ctx, 2 * (L + 1) * R, M * sizeof(double), "MLP tangent store");
-    if (!store) {
-        sdflow__free(ctx, w);
-        sdflow__free(ctx, wt);
-        return SDFLOW_E_NOMEM;
-    }
-    for (size_t l = 0; l <= L; l++) {
-        zdots[l] = store + l * R * M;
-        zdbar[l] = store + (L + 1 + l) * R * M;
-    }
-    int fgrad = net->learn_freqs;
-    for (size_t i0 = 0; i0 < n; i0 += R) {
-        size_t nb = n - i0 < R ? n - i0 : R;
-        block_forward(net, wt, z0, i0, nb, &b, 1);
-        /* forward tangent along b, keeping every z-dot_l (z-dot_0 = [b, 0]) */
-        memset(zdots[0], 0, R * din * sizeof(double));
-        for (size_t r = 0; r < nb; r++)
-            memcpy(zdots[0] + r * din, bv + (i0 + r) * d, d * sizeof(double));
-        for (size_t l = 0; l < L; l++) {
-            gemm_nt(R, W, l == 0 ? d : W, zdots[l], l == 0 ? din : W, wt + net->woff[l], b.ta[l], W);
-            const double *res = net->skip[l] >= 0 ? zdots[net->skip[l]] : NULL;
-            for (size_t q = 0; q < R * W; q++)
-                zdots[l + 1][q] = b.d1[l][q] * b.ta[l][q] + (res ? res[q] : 0.0);
-        }
-        for (size_t l = 0; l <= L; l++) {
-            memset(b.zb[l], 0, R * M * sizeof(double));
-            memset(zdbar[l], 0, R * M * sizeof(double));
-        }
-        load_rows(abuf, a + i0 * dout, nb, dout);
-        /* reverse: y-dot-bar = a; y itself is not in the loss (z-bar_L = 0) */
-        gemm_nn_acc(R, dout, W, abuf, net->theta + net->woff[L], W, zdbar[L], W);
-        grad_acc(dout, W, abuf, zdots[L], W, gtheta + net->woff[L], NULL);
-        for (size_t l = L; l-- > 0;) {
-            size_t in = net->in[l], ldz = l == 0 ? din : W;
-            const double *zb1 = b.zb[l + 1], *zdb1 = zdbar[l + 1];
-            for (size_t q = 0; q < R * W; q++) {
-                double s1 = b.d1[l][q];
-                adb[q] = zdb1[q] * s1;
-                ab[q] = zb1[q] * s1 + zdb1[q] * b.d2[l][q] * b.ta[l][q];
-            }
-            grad_acc(W, in, adb, zdots[l], ldz, gtheta + net->woff[l], NULL);
-            grad_acc(W, in, ab, b.z[l], ldz, gtheta + net->woff[l], gtheta + net->boff[l]);
-            if (net->skip[l] >= 0) {
-                add_to(R * W, zdbar[net->skip[l]], zdb1);
-                add_to(R * W, b.zb[net->skip[l]], zb1);
-            }
-            if (l == 0) { /* z-dot_0 does not depend on theta; z_0 does through learned frequencies */
-                if (fgrad) {
-                    gemm_nn_acc(R, W, in, ab, net->theta + net->woff[0], in, b.zb[0], in);
-                    freq_grad_acc(net, b.z[0], b.zb[0], gtheta + net->foff);
-                }
-                break;
-            }
-            gemm_nn_acc(R, W, in, adb, net->theta + net->woff[l], in, zdbar[l], in);
-            gemm_nn_acc(R, W, in, ab, net->theta + net->woff[l], in, b.zb[l], in);
-        }
-    }
-    sdflow__free(ctx, store);
-    sdflow__free(ctx, w);
-    sdflow__free(ctx, wt);
-    return SDFLOW_OK;
+    size_t M = maxw(net);
+    rev_args p = { net, NULL, z0, a, bv, NULL, (2 + 2 * (net->depth + 1)) * R * M };
+    return run_groups(ctx, &p, n, bilinear_block, gtheta);
 }
