@@ -37,6 +37,58 @@ void sdflow__mlp_layout(sdflow__mlp *net)
     net->nparam = off + (net->learn_freqs ? net->nfreq : 0);
 }
 
+void sdflow__mlp_scratch_init(sdflow__mlp *net, sdflow_ctx *ctx)
+{
+    for (int k = 0; k < SDFLOW__MLP_NSCRATCH; k++) {
+        pthread_mutex_init(&net->scratch[k].lock, NULL);
+        net->scratch[k].buf = NULL;
+        net->scratch[k].cap = 0;
+    }
+    net->scratch_ctx = ctx;
+}
+
+void sdflow__mlp_scratch_free(sdflow__mlp *net)
+{
+    if (!net->scratch_ctx)
+        return;
+    for (int k = 0; k < SDFLOW__MLP_NSCRATCH; k++) {
+        sdflow__free(net->scratch_ctx, net->scratch[k].buf);
+        pthread_mutex_destroy(&net->scratch[k].lock);
+    }
+    net->scratch_ctx = NULL;
+}
+
+double *sdflow__mlp_scratch_get(sdflow_ctx *ctx, const sdflow__mlp *net, int slot, size_t n, int *held)
+{
+    /* the slot is mutable state of a const net: its lock serializes it */
+    sdflow__mlp_scratch *sc = (sdflow__mlp_scratch *)&net->scratch[slot];
+    *held = 0;
+    if (net->scratch_ctx && pthread_mutex_trylock(&sc->lock) == 0) {
+        if (sc->cap < n) {
+            sdflow__free(net->scratch_ctx, sc->buf);
+            sc->cap = 0;
+            if (!(sc->buf = sdflow__alloc_array(net->scratch_ctx, n, sizeof(double), "MLP scratch"))) {
+                pthread_mutex_unlock(&sc->lock);
+                if (ctx != net->scratch_ctx) /* the error belongs to the caller's ctx */
+                    sdflow__fail(ctx, SDFLOW_E_NOMEM, "out of memory (MLP scratch, %zu doubles)", n);
+                return NULL;
+            }
+            sc->cap = n;
+        }
+        *held = 1;
+        return sc->buf;
+    }
+    return sdflow__alloc_array(ctx, n, sizeof(double), "MLP scratch");
+}
+
+void sdflow__mlp_scratch_put(sdflow_ctx *ctx, const sdflow__mlp *net, int slot, double *p, int held)
+{
+    if (held)
+        pthread_mutex_unlock((pthread_mutex_t *)&net->scratch[slot].lock);
+    else
+        sdflow__free(ctx, p);
+}
+
 static double sigmoid(double a) { return a >= 0 ? 1.0 / (1.0 + exp(-a)) : exp(a) / (1.0 + exp(a)); }
 
 void sdflow__mlp_act(int act, double a, double *s0, double *s1, double *s2, double *s3)
@@ -113,10 +165,9 @@ static void gemm_nt(size_t rows, size_t out, size_t in, const double *Z, size_t 
 }
 
 /* wt[woff[l] ..] = W_l^T (in_l x out_l) for every layer: the forward GEMMs' operand. */
-static double *transpose_weights(sdflow_ctx *ctx, const sdflow__mlp *net)
+static void transpose_weights(const sdflow__mlp *net, double *wt)
 {
-    double *wt = sdflow__alloc_array(ctx, net->foff, sizeof(double), "MLP transposed weights");
-    for (size_t l = 0; wt && l < net->nlayers; l++) {
+    for (size_t l = 0; l < net->nlayers; l++) {
         const double *w = net->theta + net->woff[l];
         double *t = wt + net->woff[l];
         size_t in = net->in[l], out = net->out[l];
@@ -126,7 +177,6 @@ static double *transpose_weights(sdflow_ctx *ctx, const sdflow__mlp *net)
                     for (size_t k = k0; k < in && k < k0 + 16; k++)
                         t[k * out + j] = w[j * in + k];
     }
-    return wt;
 }
 
 /* C (rows x in) += A (rows x out) W (out x in, ldw), columns 0..in-1 of W:
@@ -307,12 +357,6 @@ static int threads(const sdflow_ctx *ctx, size_t n, size_t nblk)
     return (size_t)nt > nblk ? (int)nblk : nt;
 }
 
-static sdflow_status alloc_ws(sdflow_ctx *ctx, size_t nthreads, size_t per, double **w)
-{
-    *w = sdflow__alloc_array(ctx, nthreads, per * sizeof(double), "MLP workspace");
-    return *w ? SDFLOW_OK : SDFLOW_E_NOMEM;
-}
-
 /* What a parallel block pass does with one block: the block's rows i0..i0+nb-1,
  * its workspace and the R extra values at its end (ones for the energy passes). */
 typedef struct pass_args {
@@ -329,14 +373,14 @@ typedef void (*block_fn)(const pass_args *p, blockws *b, double *ones, size_t i0
 static sdflow_status run_blocks(sdflow_ctx *ctx, pass_args *p, size_t n, block_fn fn)
 {
     size_t nblk = (n + R - 1) / R, per = ws_size(p->net, p->K) + R;
-    int nt = threads(ctx, n, nblk);
-    double *w, *wt = transpose_weights(ctx, p->net);
+    int nt = threads(ctx, n, nblk), held;
+    if (!sdflow__size_ok((size_t)nt, per))
+        return sdflow__fail(ctx, SDFLOW_E_NOMEM, "MLP workspace too large");
+    double *wt = sdflow__mlp_scratch_get(ctx, p->net, SDFLOW__MLP_SCRATCH_PASS, p->net->foff + (size_t)nt * per, &held);
     if (!wt)
         return SDFLOW_E_NOMEM;
-    if (alloc_ws(ctx, (size_t)nt, per, &w)) {
-        sdflow__free(ctx, wt);
-        return SDFLOW_E_NOMEM;
-    }
+    double *w = wt + p->net->foff;
+    transpose_weights(p->net, wt);
     p->wt = wt;
     int blas = sdflow__blas_team_begin(ctx, nt); /* the blocks call GEMMs from our threads */
 #pragma omp parallel for num_threads(nt) schedule(static)
@@ -349,8 +393,7 @@ static sdflow_status run_blocks(sdflow_ctx *ctx, pass_args *p, size_t n, block_f
         fn(p, &b, ones, i0, nb);
     }
     sdflow__blas_team_end(blas);
-    sdflow__free(ctx, w);
-    sdflow__free(ctx, wt);
+    sdflow__mlp_scratch_put(ctx, p->net, SDFLOW__MLP_SCRATCH_PASS, wt, held);
     return SDFLOW_OK;
 }
 
@@ -502,19 +545,16 @@ static sdflow_status run_groups(sdflow_ctx *ctx, rev_args *p, size_t n, rev_fn f
 {
     const sdflow__mlp *net = p->net;
     size_t G = group_rows(n), ng = (n + G - 1) / G, np = net->nparam, per = ws_size(net, 1) + p->extra;
-    int nt = threads(ctx, n, ng);
-    double *w, *wt = transpose_weights(ctx, net), *part = NULL;
+    int nt = threads(ctx, n, ng), held;
+    size_t npart = gtheta ? ng : 0;
+    if (!sdflow__size_ok((size_t)nt, per) || !sdflow__size_ok(npart, np))
+        return sdflow__fail(ctx, SDFLOW_E_NOMEM, "MLP workspace too large");
+    double *wt = sdflow__mlp_scratch_get(ctx, net, SDFLOW__MLP_SCRATCH_PASS, net->foff + (size_t)nt * per + npart * np,
+                                         &held);
     if (!wt)
         return SDFLOW_E_NOMEM;
-    if (alloc_ws(ctx, (size_t)nt, per, &w)) {
-        sdflow__free(ctx, wt);
-        return SDFLOW_E_NOMEM;
-    }
-    if (gtheta && !(part = sdflow__alloc_array(ctx, ng, np * sizeof(double), "MLP partial gradients"))) {
-        sdflow__free(ctx, w);
-        sdflow__free(ctx, wt);
-        return SDFLOW_E_NOMEM;
-    }
+    double *w = wt + net->foff, *part = gtheta ? w + (size_t)nt * per : NULL;
+    transpose_weights(net, wt);
     p->wt = wt;
     int blas = sdflow__blas_team_begin(ctx, nt);
 #pragma omp parallel num_threads(nt)
@@ -540,9 +580,7 @@ static sdflow_status run_groups(sdflow_ctx *ctx, rev_args *p, size_t n, rev_fn f
         }
     }
     sdflow__blas_team_end(blas);
-    sdflow__free(ctx, part);
-    sdflow__free(ctx, w);
-    sdflow__free(ctx, wt);
+    sdflow__mlp_scratch_put(ctx, net, SDFLOW__MLP_SCRATCH_PASS, wt, held);
     return SDFLOW_OK;
 }
 
@@ -593,25 +631,31 @@ sdflow_status sdflow__mlp_forward_backward_affine(sdflow_ctx *ctx, const sdflow_
  *   zd-bar_l += a-dot-bar_l W_l, z-bar_l += a-bar_l W_l, and the skips.
  * Extra per-thread space: a-bar, a-dot-bar (R x M each), then z-dot_l and
  * zd-bar_l for l = 0..L (R x M each). */
-static void bilinear_block(const rev_args *p, blockws *bw, double *ex, size_t i0, size_t nb, double *gtheta)
+/* z-dot_l and zd-bar_l (l = 0..L) of the bilinear passes, in the extra space after a-bar, a-dot-bar. */
+static void bilinear_bufs(const sdflow__mlp *net, double *ex, double **zdots, double **zdbar)
+{
+    size_t M = maxw(net), L = net->depth;
+    for (size_t l = 0; l <= L; l++) {
+        zdots[l] = ex + (2 + l) * R * M;
+        zdbar[l] = ex + (2 + L + 1 + l) * R * M;
+    }
+}
+
+/* The reverse-over-forward part of a bilinear block: the forward pass is
+ * done (with phi''), z-dot_0 (bilinear_bufs) holds the padded b rows and
+ * b.t[0] the padded a rows (R x d_out). */
+static void bilinear_core(const rev_args *p, blockws *bw, double *ex, double *gtheta)
 {
     const sdflow__mlp *net = p->net;
-    const double *wt = p->wt, *a = p->in1, *bv = p->in2;
+    const double *wt = p->wt;
     size_t M = maxw(net), d = net->d, W = net->width, L = net->depth, dout = net->d_out, din = net->d_in;
     blockws b = *bw;
     double *ab = ex, *adb = ab + R * M; /* a-bar_l, a-dot-bar_l */
     double *abuf = b.t[0];              /* padded a rows */
     double *zdots[SDFLOW__MLP_MAXLAYERS + 1], *zdbar[SDFLOW__MLP_MAXLAYERS + 1];
-    for (size_t l = 0; l <= L; l++) {
-        zdots[l] = ex + (2 + l) * R * M;
-        zdbar[l] = ex + (2 + L + 1 + l) * R * M;
-    }
+    bilinear_bufs(net, ex, zdots, zdbar);
     int fgrad = net->learn_freqs;
-    block_forward(net, wt, p->z0, i0, nb, &b, 2);
     /* forward tangent along b, keeping every z-dot_l (z-dot_0 = [b, 0]) */
-    memset(zdots[0], 0, R * din * sizeof(double));
-    for (size_t r = 0; r < nb; r++)
-        memcpy(zdots[0] + r * din, bv + (i0 + r) * d, d * sizeof(double));
     for (size_t l = 0; l < L; l++) {
         gemm_nt(R, W, l == 0 ? d : W, zdots[l], l == 0 ? din : W, wt + net->woff[l], b.ta[l], W);
         const double *res = net->skip[l] >= 0 ? zdots[net->skip[l]] : NULL;
@@ -622,7 +666,6 @@ static void bilinear_block(const rev_args *p, blockws *bw, double *ex, size_t i0
         memset(b.zb[l], 0, R * M * sizeof(double));
         memset(zdbar[l], 0, R * M * sizeof(double));
     }
-    load_rows(abuf, a + i0 * dout, nb, dout);
     /* reverse: y-dot-bar = a; y itself is not in the loss (z-bar_L = 0) */
     gemm_nn_acc(R, dout, W, abuf, net->theta + net->woff[L], W, zdbar[L], W);
     grad_acc(dout, W, abuf, zdots[L], W, gtheta + net->woff[L], NULL);
@@ -650,6 +693,56 @@ static void bilinear_block(const rev_args *p, blockws *bw, double *ex, size_t i0
         gemm_nn_acc(R, W, in, adb, net->theta + net->woff[l], in, zdbar[l], in);
         gemm_nn_acc(R, W, in, ab, net->theta + net->woff[l], in, b.zb[l], in);
     }
+}
+
+static void bilinear_block(const rev_args *p, blockws *b, double *ex, size_t i0, size_t nb, double *gtheta)
+{
+    const sdflow__mlp *net = p->net;
+    size_t d = net->d, din = net->d_in;
+    double *zdots[SDFLOW__MLP_MAXLAYERS + 1], *zdbar[SDFLOW__MLP_MAXLAYERS + 1];
+    bilinear_bufs(net, ex, zdots, zdbar);
+    block_forward(net, p->wt, p->z0, i0, nb, b, 2);
+    memset(zdots[0], 0, R * din * sizeof(double));
+    for (size_t r = 0; r < nb; r++)
+        memcpy(zdots[0] + r * din, p->in2 + (i0 + r) * d, d * sizeof(double));
+    load_rows(b->t[0], p->in1 + i0 * net->d_out, nb, net->d_out);
+    bilinear_core(p, b, ex, gtheta);
+}
+
+/* Energy nets, output adjoint affine in the score y = -grad_x E: per block
+ * the forward pass (with phi''), the primal reverse for y, then the
+ * bilinear gradient with a = -1, b = w = s y + r (the gradient of w . y is
+ * -(d/dtheta) grad_x E . w), all on the block's one forward pass. */
+static void energy_affine_block(const rev_args *p, blockws *b, double *ex, size_t i0, size_t nb, double *gtheta)
+{
+    const sdflow__mlp *net = p->net;
+    size_t d = net->d, din = net->d_in, in0 = net->in[0], M = maxw(net), L = net->depth;
+    const double *s = p->in1, *r = p->in2;
+    double *ones = ex + (2 + 2 * (L + 1)) * R * M;
+    double *zdots[SDFLOW__MLP_MAXLAYERS + 1], *zdbar[SDFLOW__MLP_MAXLAYERS + 1];
+    bilinear_bufs(net, ex, zdots, zdbar);
+    block_forward(net, p->wt, p->z0, i0, nb, b, 2);
+    for (size_t q = 0; q < R; q++)
+        ones[q] = 1.0;
+    block_reverse(net, b, ones, NULL);
+    memset(zdots[0], 0, R * din * sizeof(double));
+    for (size_t i = 0; i < nb; i++)
+        for (size_t j = 0; j < d; j++) {
+            double y = -b->zb[0][i * in0 + j];
+            p->out[(i0 + i) * d + j] = y;
+            zdots[0][i * din + j] = s[i0 + i] * y + (r ? r[(i0 + i) * d + j] : 0.0);
+        }
+    for (size_t q = 0; q < R; q++) /* a = -1 (d_out = 1) on the block's rows, 0 on padding */
+        b->t[0][q] = q < nb ? -1.0 : 0.0;
+    bilinear_core(p, b, ex, gtheta);
+}
+
+sdflow_status sdflow__mlp_energy_affine(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n, const double *z0,
+                                        const double *s, const double *r, double *y, double *gtheta)
+{
+    size_t M = maxw(net);
+    rev_args p = { net, NULL, z0, s, r, y, (2 + 2 * (net->depth + 1)) * R * M + R };
+    return run_groups(ctx, &p, n, energy_affine_block, gtheta);
 }
 
 sdflow_status sdflow__mlp_bilinear_grad(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n, const double *z0,

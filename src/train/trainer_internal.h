@@ -60,6 +60,7 @@ typedef struct sdflow__adam {
     double *m, *v; /* first and second moments */
     double *ema;   /* EMA of the weights */
     long t;        /* updates done */
+    int threads;   /* for the elementwise update loops (set by sdflow__adam_init from the ctx) */
 } sdflow__adam;
 
 typedef struct sdflow__adam_cfg {
