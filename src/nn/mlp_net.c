@@ -537,6 +537,7 @@ typedef struct rev_args {
     const double *in1, *in2; /* ybar | s, r | a, b */
     double *out;             /* dL/dx (backward) | y (affine); may be NULL */
     size_t extra;            /* per-thread doubles after the block workspace */
+    const double *in3, *in4; /* the second (a, b) pair of sdflow__mlp_bilinear_grad2 */
 } rev_args;
 /* One block of a reverse pass: rows i0..i0+nb-1, gradient into g (NULL: none). */
 typedef void (*rev_fn)(const rev_args *p, blockws *b, double *extra, size_t i0, size_t nb, double *g);
@@ -597,7 +598,7 @@ static void backward_block(const rev_args *p, blockws *b, double *yb, size_t i0,
 sdflow_status sdflow__mlp_backward(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n, const double *z0,
                                    const double *ybar, double *gtheta, double *gx)
 {
-    rev_args p = { net, NULL, z0, ybar, NULL, gx, R * net->d_out };
+    rev_args p = { net, NULL, z0, ybar, NULL, gx, R * net->d_out, NULL, NULL };
     return run_groups(ctx, &p, n, backward_block, gtheta);
 }
 
@@ -619,7 +620,7 @@ sdflow_status sdflow__mlp_forward_backward_affine(sdflow_ctx *ctx, const sdflow_
                                                  const double *z0, const double *s, const double *r, double *y,
                                                  double *gtheta)
 {
-    rev_args p = { net, NULL, z0, s, r, y, R * net->d_out };
+    rev_args p = { net, NULL, z0, s, r, y, R * net->d_out, NULL, NULL };
     return run_groups(ctx, &p, n, affine_block, gtheta);
 }
 
@@ -709,6 +710,33 @@ static void bilinear_block(const rev_args *p, blockws *b, double *ex, size_t i0,
     bilinear_core(p, b, ex, gtheta);
 }
 
+/* Two (a, b) pairs per row on one forward pass: the core twice (it keeps the primal). */
+static void bilinear2_block(const rev_args *p, blockws *b, double *ex, size_t i0, size_t nb, double *gtheta)
+{
+    const sdflow__mlp *net = p->net;
+    size_t d = net->d, din = net->d_in;
+    double *zdots[SDFLOW__MLP_MAXLAYERS + 1], *zdbar[SDFLOW__MLP_MAXLAYERS + 1];
+    bilinear_bufs(net, ex, zdots, zdbar);
+    block_forward(net, p->wt, p->z0, i0, nb, b, 2);
+    for (int k = 0; k < 2; k++) {
+        const double *av = k ? p->in3 : p->in1, *bv = k ? p->in4 : p->in2;
+        memset(zdots[0], 0, R * din * sizeof(double));
+        for (size_t r = 0; r < nb; r++)
+            memcpy(zdots[0] + r * din, bv + (i0 + r) * d, d * sizeof(double));
+        load_rows(b->t[0], av + i0 * net->d_out, nb, net->d_out);
+        bilinear_core(p, b, ex, gtheta);
+    }
+}
+
+sdflow_status sdflow__mlp_bilinear_grad2(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n, const double *z0,
+                                         const double *a1, const double *b1, const double *a2, const double *b2,
+                                         double *gtheta)
+{
+    size_t M = maxw(net);
+    rev_args p = { net, NULL, z0, a1, b1, NULL, (2 + 2 * (net->depth + 1)) * R * M, a2, b2 };
+    return run_groups(ctx, &p, n, bilinear2_block, gtheta);
+}
+
 /* Energy nets, output adjoint affine in the score y = -grad_x E: per block
  * the forward pass (with phi''), the primal reverse for y, then the
  * bilinear gradient with a = -1, b = w = s y + r (the gradient of w . y is
@@ -741,7 +769,7 @@ sdflow_status sdflow__mlp_energy_affine(sdflow_ctx *ctx, const sdflow__mlp *net,
                                         const double *s, const double *r, double *y, double *gtheta)
 {
     size_t M = maxw(net);
-    rev_args p = { net, NULL, z0, s, r, y, (2 + 2 * (net->depth + 1)) * R * M + R };
+    rev_args p = { net, NULL, z0, s, r, y, (2 + 2 * (net->depth + 1)) * R * M + R, NULL, NULL };
     return run_groups(ctx, &p, n, energy_affine_block, gtheta);
 }
 
@@ -749,6 +777,6 @@ sdflow_status sdflow__mlp_bilinear_grad(sdflow_ctx *ctx, const sdflow__mlp *net,
                                         const double *a, const double *bv, double *gtheta)
 {
     size_t M = maxw(net);
-    rev_args p = { net, NULL, z0, a, bv, NULL, (2 + 2 * (net->depth + 1)) * R * M };
+    rev_args p = { net, NULL, z0, a, bv, NULL, (2 + 2 * (net->depth + 1)) * R * M, NULL, NULL };
     return run_groups(ctx, &p, n, bilinear_block, gtheta);
 }

@@ -99,22 +99,12 @@ static sdflow_status penalty(sdflow_trainer *t, const sdflow__batch *b, const do
 {
     size_t n = b->rows, d = t->d, K = (size_t)t->qcsgm_probes;
     sdflow_ctx *ctx = t->ctx;
-    /* v, J v, J^T v (n x d each) and the stacked 2n rows of the bilinear form: a, b (2n x d each) */
+    /* v, J v, J^T v (n x d each) and the two terms of the bilinear form: a = [a1; a2], b = [b1; b2]
+     * (2n x d each), both evaluated on one forward pass per row */
     double *buf = sdflow__alloc_array(ctx, n, 7 * d * sizeof(double), "QCSGM work");
-    /* stacked inputs [xt; xt] (2n x d) and [tt; tt] (2n) */
-    double *in2 = buf && grad ? sdflow__alloc_array(ctx, 2 * n, (d + 1) * sizeof(double), "QCSGM inputs") : NULL;
-    if (!buf || (grad && !in2)) {
-        sdflow__free(ctx, buf);
+    if (!buf)
         return SDFLOW_E_NOMEM;
-    }
     double *v = buf, *jv = v + n * d, *vj = jv + n * d, *A = vj + n * d, *Bm = A + 2 * n * d;
-    double *X2 = in2, *T2 = in2 ? in2 + 2 * n * d : NULL;
-    if (in2) {
-        memcpy(X2, xt, n * d * sizeof(double));
-        memcpy(X2 + n * d, xt, n * d * sizeof(double));
-        memcpy(T2, tt, n * sizeof(double));
-        memcpy(T2 + n, tt, n * sizeof(double));
-    }
     uint64_t sv = sdflow__stream(b->stream, TAG_V, 0);
     size_t blocks = (d + 127) / 128;
     double gamma = t->qcsgm_weight, inv = 1.0 / ((double)K * (double)b->B);
@@ -143,9 +133,8 @@ static sdflow_status penalty(sdflow_trainer *t, const sdflow__batch *b, const do
             acc[SDFLOW__ACC_LOSS] += gamma * s2 * q * inv;
         }
         if (grad)
-            st = sdflow__tm_grad_jac(t, 2 * n, X2, T2, A, Bm, grad);
+            st = sdflow__tm_grad_jac2(t, n, xt, tt, A, Bm, A + n * d, Bm + n * d, grad);
     }
-    sdflow__free(ctx, in2);
     sdflow__free(ctx, buf);
     return st;
 }

@@ -130,6 +130,23 @@ sdflow_status sdflow__tm_grad_jac(sdflow_trainer *t, size_t n, const double *x, 
     return st;
 }
 
+sdflow_status sdflow__tm_grad_jac2(sdflow_trainer *t, size_t n, const double *x, const double *tt, const double *a1,
+                                   const double *b1, const double *a2, const double *b2, double *grad)
+{
+    sdflow__mlp *net;
+    double *z0;
+    int zh;
+    if (sdflow__tm_is_energy(t))
+        return sdflow__fail(t->ctx, SDFLOW_E_UNSUPPORTED,
+                            "parameter gradient of a^T J b for an energy MLP needs third derivatives");
+    sdflow_status st = prepare(t, n, x, tt, &net, &z0, &zh);
+    if (st)
+        return st;
+    st = sdflow__mlp_bilinear_grad2(t->ctx, net, n, z0, a1, b1, a2, b2, grad);
+    release(t, net, z0, zh);
+    return st;
+}
+
 sdflow_status sdflow__tm_jvp_vjp(sdflow_trainer *t, size_t n, const double *x, const double *tt, const double *v,
                                  double *jv, double *vj)
 {
