@@ -65,14 +65,16 @@ double *sdflow__mlp_scratch_get(sdflow_ctx *ctx, const sdflow__mlp *net, int slo
     *held = 0;
     if (net->scratch_ctx && pthread_mutex_trylock(&sc->lock) == 0) {
         if (sc->cap < n) {
-            sdflow__free(net->scratch_ctx, sc->buf);
-            sc->cap = 0;
-            if (!(sc->buf = sdflow__alloc_array(net->scratch_ctx, n, sizeof(double), "MLP scratch"))) {
+            /* the new buffer first: a failed call leaves the old one (the state before the call) */
+            double *nb = sdflow__alloc_array(net->scratch_ctx, n, sizeof(double), "MLP scratch");
+            if (!nb) {
                 pthread_mutex_unlock(&sc->lock);
                 if (ctx != net->scratch_ctx) /* the error belongs to the caller's ctx */
                     sdflow__fail(ctx, SDFLOW_E_NOMEM, "out of memory (MLP scratch, %zu doubles)", n);
                 return NULL;
             }
+            sdflow__free(net->scratch_ctx, sc->buf);
+            sc->buf = nb;
             sc->cap = n;
         }
         *held = 1;
