@@ -56,6 +56,9 @@ KERNEL_OPTFLAGS ?= -O3 -ffp-contract=fast -fno-trapping-math
 MIXTURE_OPTFLAGS ?= -O3
 # MLP SiLU rows: -ffast-math lets GCC call glibc's vector exp (src/nn/mlp_act.c has no NaN checks)
 MLP_ACT_OPTFLAGS ?= -O3 -ffast-math
+# MLP passes: the elementwise adjoint/tangent rows between the GEMMs vectorize at -O3 (no fast-math:
+# strict IEEE, the same bits as -O2 up to the order-preserving vectorization GCC does without it)
+MLP_NET_OPTFLAGS ?= -O3
 WERROR ?= 1
 # pkg-config name of the BLAS (also written to sdflow.pc as Requires.private).
 BLAS_PC ?= openblas
@@ -101,6 +104,7 @@ $(BUILD)/obj/%.o: src/%.c
 $(BUILD)/obj/models/kernel.o: FILE_OPTFLAGS = $(KERNEL_OPTFLAGS) -Wno-psabi
 $(BUILD)/obj/models/gmm.o: FILE_OPTFLAGS = $(MIXTURE_OPTFLAGS)
 $(BUILD)/obj/nn/mlp_act.o: FILE_OPTFLAGS = $(MLP_ACT_OPTFLAGS)
+$(BUILD)/obj/nn/mlp_net.o: FILE_OPTFLAGS = $(MLP_NET_OPTFLAGS)
 
 $(SHLIB): $(OBJ) src/libsdflow.map
 	@mkdir -p $(LIBOUT)
@@ -349,11 +353,15 @@ $(BUILD)/bench/bench_machine: APP_LIBS += $(BLAS_LIBS)
 # bound = flops / DGEMM rate + exps / exp rate and ratio = t_med / bound. Calibrating once per run
 # (a few seconds) rather than per program keeps all ratios of a run on one set of rates.
 # BENCH_FILTER=substring runs the matching workload programs only (the calibration always runs).
+# OMP_WAIT_POLICY=PASSIVE (unless set by the caller), as for the PyTorch peers: with libgomp's default
+# spin-then-sleep, a thread that finished its share of a parallel loop spins on its core while the other
+# runs the serial parts or an OpenBLAS-threaded GEMM (two pools on two cores), and on a shared machine it
+# spins against other processes (measured loaded: DSM step min 60 ms spinning, 15 ms passive).
 BENCH_MACHINE = $(BUILD)/bench/machine.json
 bench: $(BENCH_BIN)
 	@$(BUILD)/bench/bench_machine | tee $(BENCH_MACHINE).tmp && mv $(BENCH_MACHINE).tmp $(BENCH_MACHINE)
 	@for b in $(filter-out %/bench_machine,$(BENCH_BIN)); do case "$$b" in *$(BENCH_FILTER)*) \
-	    SDFLOW_BENCH_MACHINE=$(BENCH_MACHINE) $$b || exit 1;; esac; done
+	    OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} SDFLOW_BENCH_MACHINE=$(BENCH_MACHINE) $$b || exit 1;; esac; done
 
 # The PyTorch peers (bench/torch_*.py: natural PyTorch code, f64 and f32, 2 threads, OMP_WAIT_POLICY=PASSIVE),
 # with bounds from the calibration of the last `make bench` (run that first).

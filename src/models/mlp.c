@@ -189,19 +189,27 @@ void sdflow__mlp_model_input(const sdflow_model *m, const sdflow_process *p, siz
     }
 }
 
-/* Prepares a call: parameters, then the network inputs (owned by the caller). */
+/* Prepares a call: parameters, then the network inputs (from the net's input
+ * scratch when free; give them back with release). */
 static sdflow_status inputs(sdflow_model *m, const sdflow_process *p, size_t n, const double *x, const double *t,
-                            double **z0)
+                            double **z0, int *held)
 {
     sdflow_status st = ensure(m);
     if (st)
         return st;
     const mlp_model *mm = m->impl;
-    *z0 = sdflow__alloc_array(m->ctx, n, mm->net.d_in * sizeof(double), "MLP inputs");
+    if (!sdflow__size_ok(n, mm->net.d_in))
+        return sdflow__fail(m->ctx, SDFLOW_E_NOMEM, "MLP inputs too large");
+    *z0 = sdflow__mlp_scratch_get(m->ctx, &mm->net, SDFLOW__MLP_SCRATCH_INPUT, n * mm->net.d_in, held);
     if (!*z0)
         return SDFLOW_E_NOMEM;
     sdflow__mlp_model_input(m, p, n, x, t, *z0);
     return SDFLOW_OK;
+}
+
+static void release(sdflow_model *m, double *z0, int held)
+{
+    sdflow__mlp_scratch_put(m->ctx, &((mlp_model *)m->impl)->net, SDFLOW__MLP_SCRATCH_INPUT, z0, held);
 }
 
 /* Not d_out == 1: a d = 1 vector net has one output too. */
@@ -217,7 +225,8 @@ static sdflow_status mlp_eval(sdflow_model *m, const sdflow_process *p, size_t n
                               double *out)
 {
     double *z0;
-    sdflow_status st = inputs(m, p, n, x, t, &z0);
+    int zh;
+    sdflow_status st = inputs(m, p, n, x, t, &z0, &zh);
     if (st)
         return st;
     const sdflow__mlp *net = &((mlp_model *)m->impl)->net;
@@ -227,7 +236,7 @@ static sdflow_status mlp_eval(sdflow_model *m, const sdflow_process *p, size_t n
     } else {
         st = sdflow__mlp_forward(m->ctx, net, n, z0, out);
     }
-    sdflow__free(m->ctx, z0);
+    release(m, z0, zh);
     return st;
 }
 
@@ -239,7 +248,8 @@ static sdflow_status tangent_call(sdflow_model *m, const sdflow_process *p, size
                                   const double *t, tmode mode, size_t K, const double *v, double *out, double *res)
 {
     double *z0;
-    sdflow_status st = inputs(m, p, n, x, t, &z0);
+    int zh;
+    sdflow_status st = inputs(m, p, n, x, t, &z0, &zh);
     if (st)
         return st;
     const sdflow__mlp *net = &((mlp_model *)m->impl)->net;
@@ -252,7 +262,7 @@ static sdflow_status tangent_call(sdflow_model *m, const sdflow_process *p, size
         chunk = n;
     double *jv = sdflow__alloc_array(m->ctx, chunk, K * d * sizeof(double), "MLP tangents");
     if (!jv) {
-        sdflow__free(m->ctx, z0);
+        release(m, z0, zh);
         return SDFLOW_E_NOMEM;
     }
     double sign = is_energy(m) ? -1.0 : 1.0; /* score = -grad E, J = -Hess E */
@@ -289,7 +299,7 @@ static sdflow_status tangent_call(sdflow_model *m, const sdflow_process *p, size
         }
     }
     sdflow__free(m->ctx, jv);
-    sdflow__free(m->ctx, z0);
+    release(m, z0, zh);
     return st;
 }
 
@@ -329,6 +339,7 @@ static void mlp_destroy(sdflow_model *m)
     if (!mm)
         return;
     pthread_mutex_destroy(&mm->lock);
+    sdflow__mlp_scratch_free(&mm->net);
     if (!mm->net.learn_freqs)
         sdflow__free(m->ctx, mm->net.freqs);
     sdflow__free(m->ctx, mm->net.theta);
@@ -364,6 +375,7 @@ sdflow_status sdflow_model_create_mlp(sdflow_ctx *ctx, size_t d, sdflow_model **
         return SDFLOW_E_NOMEM;
     sdflow__opt_defaults(&mlp_options, 1, mm);
     pthread_mutex_init(&mm->lock, NULL);
+    sdflow__mlp_scratch_init(&mm->net, ctx);
     return sdflow__model_new(ctx, SDFLOW_MODEL_MLP, d, SDFLOW_OUT_EPS, &mlp_ops, mm, out);
 }
 
@@ -519,8 +531,9 @@ sdflow_status sdflow_model_param_grad(sdflow_model *m, const sdflow_process *p, 
 {
     mlp_model *mm;
     double *z0;
+    int zh;
     sdflow_status st = grad_args(m, p, n, x, t, w, "w", grad, &mm);
-    if (st || (st = inputs(m, p, n, x, t, &z0)))
+    if (st || (st = inputs(m, p, n, x, t, &z0, &zh)))
         return st;
     const sdflow__mlp *net = &mm->net;
     memset(grad, 0, net->nparam * sizeof *grad);
@@ -542,7 +555,7 @@ sdflow_status sdflow_model_param_grad(sdflow_model *m, const sdflow_process *p, 
             negate(n * m->d, grad_x);
         sdflow__free(m->ctx, ones);
     }
-    sdflow__free(m->ctx, z0);
+    release(m, z0, zh);
     if (!st)
         st = sdflow__check_result(m->ctx, grad, 1, net->nparam, "parameter gradient");
     return st;
@@ -553,6 +566,7 @@ sdflow_status sdflow_model_param_grad_jac(sdflow_model *m, const sdflow_process 
 {
     mlp_model *mm;
     double *z0;
+    int zh;
     sdflow_status st = grad_args(m, p, n, x, t, a, "a", grad, &mm);
     if (st || (st = sdflow__check_ptr(m->ctx, b, "b")) || (st = sdflow__check_finite(m->ctx, b, n, m->d, "b")))
         return st;
@@ -563,11 +577,11 @@ sdflow_status sdflow_model_param_grad_jac(sdflow_model *m, const sdflow_process 
     if (mm->act == SDFLOW_ACT_RELU)
         return sdflow__fail(m->ctx, SDFLOW_E_UNSUPPORTED,
                             "ReLU has no second derivative: the parameter gradient of a^T J b needs one");
-    if ((st = inputs(m, p, n, x, t, &z0)))
+    if ((st = inputs(m, p, n, x, t, &z0, &zh)))
         return st;
     memset(grad, 0, mm->net.nparam * sizeof *grad);
     st = sdflow__mlp_bilinear_grad(m->ctx, &mm->net, n, z0, a, b, grad);
-    sdflow__free(m->ctx, z0);
+    release(m, z0, zh);
     if (!st)
         st = sdflow__check_result(m->ctx, grad, 1, mm->net.nparam, "parameter gradient");
     return st;

@@ -37,6 +37,60 @@ void sdflow__mlp_layout(sdflow__mlp *net)
     net->nparam = off + (net->learn_freqs ? net->nfreq : 0);
 }
 
+void sdflow__mlp_scratch_init(sdflow__mlp *net, sdflow_ctx *ctx)
+{
+    for (int k = 0; k < SDFLOW__MLP_NSCRATCH; k++) {
+        pthread_mutex_init(&net->scratch[k].lock, NULL);
+        net->scratch[k].buf = NULL;
+        net->scratch[k].cap = 0;
+    }
+    net->scratch_ctx = ctx;
+}
+
+void sdflow__mlp_scratch_free(sdflow__mlp *net)
+{
+    if (!net->scratch_ctx)
+        return;
+    for (int k = 0; k < SDFLOW__MLP_NSCRATCH; k++) {
+        sdflow__free(net->scratch_ctx, net->scratch[k].buf);
+        pthread_mutex_destroy(&net->scratch[k].lock);
+    }
+    net->scratch_ctx = NULL;
+}
+
+double *sdflow__mlp_scratch_get(sdflow_ctx *ctx, const sdflow__mlp *net, int slot, size_t n, int *held)
+{
+    /* the slot is mutable state of a const net: its lock serializes it */
+    sdflow__mlp_scratch *sc = (sdflow__mlp_scratch *)&net->scratch[slot];
+    *held = 0;
+    if (net->scratch_ctx && pthread_mutex_trylock(&sc->lock) == 0) {
+        if (sc->cap < n) {
+            /* the new buffer first: a failed call leaves the old one (the state before the call) */
+            double *nb = sdflow__alloc_array(net->scratch_ctx, n, sizeof(double), "MLP scratch");
+            if (!nb) {
+                pthread_mutex_unlock(&sc->lock);
+                if (ctx != net->scratch_ctx) /* the error belongs to the caller's ctx */
+                    sdflow__fail(ctx, SDFLOW_E_NOMEM, "out of memory (MLP scratch, %zu doubles)", n);
+                return NULL;
+            }
+            sdflow__free(net->scratch_ctx, sc->buf);
+            sc->buf = nb;
+            sc->cap = n;
+        }
+        *held = 1;
+        return sc->buf;
+    }
+    return sdflow__alloc_array(ctx, n, sizeof(double), "MLP scratch");
+}
+
+void sdflow__mlp_scratch_put(sdflow_ctx *ctx, const sdflow__mlp *net, int slot, double *p, int held)
+{
+    if (held)
+        pthread_mutex_unlock((pthread_mutex_t *)&net->scratch[slot].lock);
+    else
+        sdflow__free(ctx, p);
+}
+
 static double sigmoid(double a) { return a >= 0 ? 1.0 / (1.0 + exp(-a)) : exp(a) / (1.0 + exp(a)); }
 
 void sdflow__mlp_act(int act, double a, double *s0, double *s1, double *s2, double *s3)
@@ -80,13 +134,16 @@ void sdflow__mlp_act(int act, double a, double *s0, double *s1, double *s2, doub
 void sdflow__mlp_embed(const sdflow__mlp *net, size_t n, const double *x, const double *s, double *z0)
 {
     size_t d = net->d, F = net->nfreq, din = net->d_in;
+    enum { CH = 64 };
+    double w[CH]; /* the arguments, formed here (strict IEEE), their sin and cos in mlp_act.c (libmvec) */
     for (size_t i = 0; i < n; i++) {
         double *z = z0 + i * din;
         memcpy(z, x + i * d, d * sizeof *z);
-        for (size_t k = 0; k < F; k++) {
-            double w = 2.0 * SDFLOW__PI * net->freqs[k] * s[i];
-            z[d + k] = sin(w);
-            z[d + F + k] = cos(w);
+        for (size_t k0 = 0; k0 < F; k0 += CH) {
+            size_t nk = F - k0 < CH ? F - k0 : CH;
+            for (size_t k = 0; k < nk; k++)
+                w[k] = 2.0 * SDFLOW__PI * net->freqs[k0 + k] * s[i];
+            sdflow__mlp_sincos_rows(nk, w, z + d + k0, z + d + F + k0);
         }
         if (net->learn_freqs)
             z[d + 2 * F] = s[i];
@@ -110,10 +167,9 @@ static void gemm_nt(size_t rows, size_t out, size_t in, const double *Z, size_t 
 }
 
 /* wt[woff[l] ..] = W_l^T (in_l x out_l) for every layer: the forward GEMMs' operand. */
-static double *transpose_weights(sdflow_ctx *ctx, const sdflow__mlp *net)
+static void transpose_weights(const sdflow__mlp *net, double *wt)
 {
-    double *wt = sdflow__alloc_array(ctx, net->foff, sizeof(double), "MLP transposed weights");
-    for (size_t l = 0; wt && l < net->nlayers; l++) {
+    for (size_t l = 0; l < net->nlayers; l++) {
         const double *w = net->theta + net->woff[l];
         double *t = wt + net->woff[l];
         size_t in = net->in[l], out = net->out[l];
@@ -123,7 +179,6 @@ static double *transpose_weights(sdflow_ctx *ctx, const sdflow__mlp *net)
                     for (size_t k = k0; k < in && k < k0 + 16; k++)
                         t[k * out + j] = w[j * in + k];
     }
-    return wt;
 }
 
 /* C (rows x in) += A (rows x out) W (out x in, ldw), columns 0..in-1 of W:
@@ -227,9 +282,10 @@ static blockws ws_at(const sdflow__mlp *net, size_t K, double *w)
 }
 
 /* Loads rows i0.. of z0 into the block (zero-padded) and runs the forward
- * pass; with second, also phi'' of every hidden layer (b->d2). */
+ * pass; need: 0 the outputs only, 1 also phi' of every hidden layer (b->d1,
+ * for the tangent and reverse passes), 2 also phi'' (b->d2). */
 static void block_forward(const sdflow__mlp *net, const double *wt, const double *z0, size_t i0, size_t nb,
-                          blockws *b, int second)
+                          blockws *b, int need)
 {
     size_t din = net->d_in, W = net->width, L = net->depth, RW = R * W;
     load_rows(b->z[0], z0 + i0 * din, nb, din);
@@ -239,6 +295,11 @@ static void block_forward(const sdflow__mlp *net, const double *wt, const double
         gemm_nt(R, W, net->in[l], b->z[l], ldz, wt + net->woff[l], b->a[l], W);
         const double *res = net->skip[l] >= 0 ? b->z[net->skip[l]] : NULL;
         double *a = b->a[l], *z = b->z[l + 1], *d1 = b->d1[l], *d2 = b->d2[l];
+        if (net->act == SDFLOW__ACT_SILU && !net->linear[l]) {
+            /* bias, activation and its derivatives in one vectorized sweep */
+            sdflow__mlp_silu_rows(R, W, bl, a, res, z, need >= 1 ? d1 : NULL, need >= 2 ? d2 : NULL);
+            continue;
+        }
         for (size_t r = 0; r < R; r++)
             for (size_t j = 0; j < W; j++)
                 a[r * W + j] += bl[j];
@@ -248,12 +309,10 @@ static void block_forward(const sdflow__mlp *net, const double *wt, const double
                 d1[q] = 1.0;
                 d2[q] = 0.0;
             }
-        } else if (net->act == SDFLOW__ACT_SILU && !second) {
-            sdflow__mlp_silu_rows(RW, a, res, z, d1);
         } else {
             for (size_t q = 0; q < RW; q++) {
                 double s;
-                sdflow__mlp_act(net->act, a[q], &s, d1 + q, second ? d2 + q : NULL, NULL);
+                sdflow__mlp_act(net->act, a[q], &s, d1 + q, need >= 2 ? d2 + q : NULL, NULL);
                 z[q] = s + (res ? res[q] : 0.0);
             }
         }
@@ -300,12 +359,6 @@ static int threads(const sdflow_ctx *ctx, size_t n, size_t nblk)
     return (size_t)nt > nblk ? (int)nblk : nt;
 }
 
-static sdflow_status alloc_ws(sdflow_ctx *ctx, size_t nthreads, size_t per, double **w)
-{
-    *w = sdflow__alloc_array(ctx, nthreads, per * sizeof(double), "MLP workspace");
-    return *w ? SDFLOW_OK : SDFLOW_E_NOMEM;
-}
-
 /* What a parallel block pass does with one block: the block's rows i0..i0+nb-1,
  * its workspace and the R extra values at its end (ones for the energy passes). */
 typedef struct pass_args {
@@ -322,14 +375,14 @@ typedef void (*block_fn)(const pass_args *p, blockws *b, double *ones, size_t i0
 static sdflow_status run_blocks(sdflow_ctx *ctx, pass_args *p, size_t n, block_fn fn)
 {
     size_t nblk = (n + R - 1) / R, per = ws_size(p->net, p->K) + R;
-    int nt = threads(ctx, n, nblk);
-    double *w, *wt = transpose_weights(ctx, p->net);
+    int nt = threads(ctx, n, nblk), held;
+    if (!sdflow__size_ok((size_t)nt, per))
+        return sdflow__fail(ctx, SDFLOW_E_NOMEM, "MLP workspace too large");
+    double *wt = sdflow__mlp_scratch_get(ctx, p->net, SDFLOW__MLP_SCRATCH_PASS, p->net->foff + (size_t)nt * per, &held);
     if (!wt)
         return SDFLOW_E_NOMEM;
-    if (alloc_ws(ctx, (size_t)nt, per, &w)) {
-        sdflow__free(ctx, wt);
-        return SDFLOW_E_NOMEM;
-    }
+    double *w = wt + p->net->foff;
+    transpose_weights(p->net, wt);
     p->wt = wt;
     int blas = sdflow__blas_team_begin(ctx, nt); /* the blocks call GEMMs from our threads */
 #pragma omp parallel for num_threads(nt) schedule(static)
@@ -342,8 +395,7 @@ static sdflow_status run_blocks(sdflow_ctx *ctx, pass_args *p, size_t n, block_f
         fn(p, &b, ones, i0, nb);
     }
     sdflow__blas_team_end(blas);
-    sdflow__free(ctx, w);
-    sdflow__free(ctx, wt);
+    sdflow__mlp_scratch_put(ctx, p->net, SDFLOW__MLP_SCRATCH_PASS, wt, held);
     return SDFLOW_OK;
 }
 
@@ -363,7 +415,7 @@ sdflow_status sdflow__mlp_forward(sdflow_ctx *ctx, const sdflow__mlp *net, size_
 static void grad_x_block(const pass_args *p, blockws *b, double *ones, size_t i0, size_t nb)
 {
     const sdflow__mlp *net = p->net;
-    block_forward(net, p->wt, p->z0, i0, nb, b, 0);
+    block_forward(net, p->wt, p->z0, i0, nb, b, 1);
     block_reverse(net, b, ones, NULL);
     store_cols(p->out + i0 * net->d, b->zb[0], nb, net->in[0], net->d);
     for (size_t r = 0; r < nb && p->out2; r++)
@@ -416,7 +468,7 @@ static void tangent_block(const pass_args *p, blockws *b, double *ones, size_t i
     const sdflow__mlp *net = p->net;
     size_t d = net->d, K = p->K, W = net->width, L = net->depth, RK = R * K, M = maxw(net);
     int energy = net->energy;
-    block_forward(net, p->wt, p->z0, i0, nb, b, energy);
+    block_forward(net, p->wt, p->z0, i0, nb, b, energy ? 2 : 1);
     const double *zd = block_tangent_fwd(net, p->wt, b, K, p->v, i0, nb);
     if (!energy) {
         double *yd = b->t[3]; /* R K x d */
@@ -463,59 +515,115 @@ sdflow_status sdflow__mlp_tangent(sdflow_ctx *ctx, const sdflow__mlp *net, size_
     return run_blocks(ctx, &p, n, tangent_block);
 }
 
+/* The reverse passes sum parameter gradients over rows. Rows are cut into
+ * groups of group_rows(n) rows (whole blocks; the cut depends on n only):
+ * each group sums its blocks in sequence into its own partial gradient, the
+ * groups run on the ctx's threads, and the partials are added to gtheta in
+ * group order. So gtheta has the same bits for every thread count, and the
+ * reverse passes use every thread. At most MAXGROUPS partials (memory:
+ * MAXGROUPS nparam doubles), at least GROUP_MIN rows each (fewer partials to
+ * add for small batches; B = 512 gives 4 groups, 2 per thread). */
+enum { MAXGROUPS = 16, GROUP_MIN = 128 };
+
+static size_t group_rows(size_t n)
+{
+    size_t g = (n + MAXGROUPS - 1) / MAXGROUPS;
+    if (g < GROUP_MIN)
+        g = GROUP_MIN;
+    return (g + R - 1) / R * R;
+}
+
+typedef struct rev_args {
+    const sdflow__mlp *net;
+    const double *wt, *z0;
+    const double *in1, *in2; /* ybar | s, r | a, b */
+    double *out;             /* dL/dx (backward) | y (affine); may be NULL */
+    size_t extra;            /* per-thread doubles after the block workspace */
+    const double *in3, *in4; /* the second (a, b) pair of sdflow__mlp_bilinear_grad2 */
+} rev_args;
+/* One block of a reverse pass: rows i0..i0+nb-1, gradient into g (NULL: none). */
+typedef void (*rev_fn)(const rev_args *p, blockws *b, double *extra, size_t i0, size_t nb, double *g);
+
+static sdflow_status run_groups(sdflow_ctx *ctx, rev_args *p, size_t n, rev_fn fn, double *gtheta)
+{
+    const sdflow__mlp *net = p->net;
+    size_t G = group_rows(n), ng = (n + G - 1) / G, np = net->nparam, per = ws_size(net, 1) + p->extra;
+    int nt = threads(ctx, n, ng), held;
+    size_t npart = gtheta ? ng : 0;
+    if (!sdflow__size_ok((size_t)nt, per) || !sdflow__size_ok(npart, np))
+        return sdflow__fail(ctx, SDFLOW_E_NOMEM, "MLP workspace too large");
+    double *wt = sdflow__mlp_scratch_get(ctx, net, SDFLOW__MLP_SCRATCH_PASS, net->foff + (size_t)nt * per + npart * np,
+                                         &held);
+    if (!wt)
+        return SDFLOW_E_NOMEM;
+    double *w = wt + net->foff, *part = gtheta ? w + (size_t)nt * per : NULL;
+    transpose_weights(net, wt);
+    p->wt = wt;
+    int blas = sdflow__blas_team_begin(ctx, nt);
+#pragma omp parallel num_threads(nt)
+    {
+        double *mine = w + (size_t)omp_get_thread_num() * per;
+        blockws b = ws_at(net, 1, mine);
+#pragma omp for schedule(static)
+        for (size_t g = 0; g < ng; g++) {
+            double *pg = part ? part + g * np : NULL;
+            if (pg)
+                memset(pg, 0, np * sizeof(double));
+            for (size_t i0 = g * G; i0 < n && i0 < (g + 1) * G; i0 += R)
+                fn(p, &b, mine + per - p->extra, i0, n - i0 < R ? n - i0 : R, pg);
+        }
+        /* gtheta += the partials in group order, threads over disjoint parameter ranges */
+        if (part) {
+#pragma omp for schedule(static)
+            for (size_t j0 = 0; j0 < np; j0 += 1024) {
+                size_t j1 = np - j0 < 1024 ? np : j0 + 1024;
+                for (size_t g = 0; g < ng; g++)
+                    add_to(j1 - j0, gtheta + j0, part + g * np + j0);
+            }
+        }
+    }
+    sdflow__blas_team_end(blas);
+    sdflow__mlp_scratch_put(ctx, net, SDFLOW__MLP_SCRATCH_PASS, wt, held);
+    return SDFLOW_OK;
+}
+
+static void backward_block(const rev_args *p, blockws *b, double *yb, size_t i0, size_t nb, double *g)
+{
+    const sdflow__mlp *net = p->net;
+    block_forward(net, p->wt, p->z0, i0, nb, b, 1);
+    load_rows(yb, p->in1 + i0 * net->d_out, nb, net->d_out);
+    block_reverse(net, b, yb, g);
+    if (p->out)
+        store_cols(p->out + i0 * net->d, b->zb[0], nb, net->in[0], net->d);
+}
+
 sdflow_status sdflow__mlp_backward(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n, const double *z0,
                                    const double *ybar, double *gtheta, double *gx)
 {
-    size_t per = ws_size(net, 1) + R * net->d_out, d = net->d, dout = net->d_out;
-    double *w, *wt = transpose_weights(ctx, net);
-    if (!wt)
-        return SDFLOW_E_NOMEM;
-    if (alloc_ws(ctx, 1, per, &w)) {
-        sdflow__free(ctx, wt);
-        return SDFLOW_E_NOMEM;
-    }
-    blockws b = ws_at(net, 1, w);
-    double *yb = w + per - R * dout;
-    for (size_t i0 = 0; i0 < n; i0 += R) {
-        size_t nb = n - i0 < R ? n - i0 : R;
-        block_forward(net, wt, z0, i0, nb, &b, 0);
-        load_rows(yb, ybar + i0 * dout, nb, dout);
-        block_reverse(net, &b, yb, gtheta);
-        if (gx)
-            store_cols(gx + i0 * d, b.zb[0], nb, net->in[0], d);
-    }
-    sdflow__free(ctx, w);
-    sdflow__free(ctx, wt);
-    return SDFLOW_OK;
+    rev_args p = { net, NULL, z0, ybar, NULL, gx, R * net->d_out, NULL, NULL };
+    return run_groups(ctx, &p, n, backward_block, gtheta);
+}
+
+static void affine_block(const rev_args *p, blockws *b, double *yb, size_t i0, size_t nb, double *g)
+{
+    const sdflow__mlp *net = p->net;
+    size_t dout = net->d_out;
+    const double *s = p->in1, *r = p->in2;
+    block_forward(net, p->wt, p->z0, i0, nb, b, 1);
+    memcpy(p->out + i0 * dout, b->y, nb * dout * sizeof(double));
+    memset(yb, 0, R * dout * sizeof(double)); /* padded rows add nothing */
+    for (size_t i = 0; i < nb; i++)
+        for (size_t j = 0; j < dout; j++)
+            yb[i * dout + j] = s[i0 + i] * b->y[i * dout + j] + (r ? r[(i0 + i) * dout + j] : 0.0);
+    block_reverse(net, b, yb, g);
 }
 
 sdflow_status sdflow__mlp_forward_backward_affine(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n,
                                                  const double *z0, const double *s, const double *r, double *y,
                                                  double *gtheta)
 {
-    size_t per = ws_size(net, 1) + R * net->d_out, dout = net->d_out;
-    double *w, *wt = transpose_weights(ctx, net);
-    if (!wt)
-        return SDFLOW_E_NOMEM;
-    if (alloc_ws(ctx, 1, per, &w)) {
-        sdflow__free(ctx, wt);
-        return SDFLOW_E_NOMEM;
-    }
-    blockws b = ws_at(net, 1, w);
-    double *yb = w + per - R * dout;
-    for (size_t i0 = 0; i0 < n; i0 += R) {
-        size_t nb = n - i0 < R ? n - i0 : R;
-        block_forward(net, wt, z0, i0, nb, &b, 0);
-        memcpy(y + i0 * dout, b.y, nb * dout * sizeof(double));
-        memset(yb, 0, R * dout * sizeof(double)); /* padded rows add nothing */
-        for (size_t i = 0; i < nb; i++)
-            for (size_t j = 0; j < dout; j++)
-                yb[i * dout + j] = s[i0 + i] * b.y[i * dout + j] + (r ? r[(i0 + i) * dout + j] : 0.0);
-        block_reverse(net, &b, yb, gtheta);
-    }
-    sdflow__free(ctx, w);
-    sdflow__free(ctx, wt);
-    return SDFLOW_OK;
+    rev_args p = { net, NULL, z0, s, r, y, R * net->d_out, NULL, NULL };
+    return run_groups(ctx, &p, n, affine_block, gtheta);
 }
 
 /* Reverse over forward for L = sum_i a_i^T J b_i = sum a . y-dot with the
@@ -523,83 +631,154 @@ sdflow_status sdflow__mlp_forward_backward_affine(sdflow_ctx *ctx, const sdflow_
  *   a-dot-bar_l = zd-bar_{l+1} phi'_l,
  *   a-bar_l     = z-bar_{l+1} phi'_l + zd-bar_{l+1} phi''_l a-dot_l,
  *   gW_l += a-dot-bar_l^T z-dot_l + a-bar_l^T z_l, gb_l += a-bar_l,
- *   zd-bar_l += a-dot-bar_l W_l, z-bar_l += a-bar_l W_l, and the skips. */
-sdflow_status sdflow__mlp_bilinear_grad(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n, const double *z0,
-                                        const double *a, const double *bv, double *gtheta)
+ *   zd-bar_l += a-dot-bar_l W_l, z-bar_l += a-bar_l W_l, and the skips.
+ * Extra per-thread space: a-bar, a-dot-bar (R x M each), then z-dot_l and
+ * zd-bar_l for l = 0..L (R x M each). */
+/* z-dot_l and zd-bar_l (l = 0..L) of the bilinear passes, in the extra space after a-bar, a-dot-bar. */
+static void bilinear_bufs(const sdflow__mlp *net, double *ex, double **zdots, double **zdbar)
 {
-    size_t M = maxw(net), per = ws_size(net, 1) + 2 * R * M, d = net->d, W = net->width, L = net->depth;
-    size_t dout = net->d_out, din = net->d_in;
-    double *w, *wt = transpose_weights(ctx, net);
-    if (!wt)
-        return SDFLOW_E_NOMEM;
-    if (alloc_ws(ctx, 1, per, &w)) {
-        sdflow__free(ctx, wt);
-        return SDFLOW_E_NOMEM;
+    size_t M = maxw(net), L = net->depth;
+    for (size_t l = 0; l <= L; l++) {
+        zdots[l] = ex + (2 + l) * R * M;
+        zdbar[l] = ex + (2 + L + 1 + l) * R * M;
     }
-    blockws b = ws_at(net, 1, w);
-    double *ab = w + per - 2 * R * M, *adb = ab + R * M; /* a-bar_l, a-dot-bar_l */
-    double *abuf = b.t[0];                                /* padded a rows */
-    /* z-dot_l (kept for the weight gradients) and their adjoints zd-bar_l; z-bar_l is b.zb[l] */
+}
+
+/* The reverse-over-forward part of a bilinear block: the forward pass is
+ * done (with phi''), z-dot_0 (bilinear_bufs) holds the padded b rows and
+ * b.t[0] the padded a rows (R x d_out). */
+static void bilinear_core(const rev_args *p, blockws *bw, double *ex, double *gtheta)
+{
+    const sdflow__mlp *net = p->net;
+    const double *wt = p->wt;
+    size_t M = maxw(net), d = net->d, W = net->width, L = net->depth, dout = net->d_out, din = net->d_in;
+    blockws b = *bw;
+    double *ab = ex, *adb = ab + R * M; /* a-bar_l, a-dot-bar_l */
+    double *abuf = b.t[0];              /* padded a rows */
     double *zdots[SDFLOW__MLP_MAXLAYERS + 1], *zdbar[SDFLOW__MLP_MAXLAYERS + 1];
-    double *store = sdflow__alloc_array(ctx, 2 * (L + 1) * R, M * sizeof(double), "MLP tangent store");
-    if (!store) {
-        sdflow__free(ctx, w);
-        sdflow__free(ctx, wt);
-        return SDFLOW_E_NOMEM;
+    bilinear_bufs(net, ex, zdots, zdbar);
+    int fgrad = net->learn_freqs;
+    /* forward tangent along b, keeping every z-dot_l (z-dot_0 = [b, 0]) */
+    for (size_t l = 0; l < L; l++) {
+        gemm_nt(R, W, l == 0 ? d : W, zdots[l], l == 0 ? din : W, wt + net->woff[l], b.ta[l], W);
+        const double *res = net->skip[l] >= 0 ? zdots[net->skip[l]] : NULL;
+        for (size_t q = 0; q < R * W; q++)
+            zdots[l + 1][q] = b.d1[l][q] * b.ta[l][q] + (res ? res[q] : 0.0);
     }
     for (size_t l = 0; l <= L; l++) {
-        zdots[l] = store + l * R * M;
-        zdbar[l] = store + (L + 1 + l) * R * M;
+        memset(b.zb[l], 0, R * M * sizeof(double));
+        memset(zdbar[l], 0, R * M * sizeof(double));
     }
-    int fgrad = net->learn_freqs;
-    for (size_t i0 = 0; i0 < n; i0 += R) {
-        size_t nb = n - i0 < R ? n - i0 : R;
-        block_forward(net, wt, z0, i0, nb, &b, 1);
-        /* forward tangent along b, keeping every z-dot_l (z-dot_0 = [b, 0]) */
+    /* reverse: y-dot-bar = a; y itself is not in the loss (z-bar_L = 0) */
+    gemm_nn_acc(R, dout, W, abuf, net->theta + net->woff[L], W, zdbar[L], W);
+    grad_acc(dout, W, abuf, zdots[L], W, gtheta + net->woff[L], NULL);
+    for (size_t l = L; l-- > 0;) {
+        size_t in = net->in[l], ldz = l == 0 ? din : W;
+        const double *zb1 = b.zb[l + 1], *zdb1 = zdbar[l + 1];
+        for (size_t q = 0; q < R * W; q++) {
+            double s1 = b.d1[l][q];
+            adb[q] = zdb1[q] * s1;
+            ab[q] = zb1[q] * s1 + zdb1[q] * b.d2[l][q] * b.ta[l][q];
+        }
+        grad_acc(W, in, adb, zdots[l], ldz, gtheta + net->woff[l], NULL);
+        grad_acc(W, in, ab, b.z[l], ldz, gtheta + net->woff[l], gtheta + net->boff[l]);
+        if (net->skip[l] >= 0) {
+            add_to(R * W, zdbar[net->skip[l]], zdb1);
+            add_to(R * W, b.zb[net->skip[l]], zb1);
+        }
+        if (l == 0) { /* z-dot_0 does not depend on theta; z_0 does through learned frequencies */
+            if (fgrad) {
+                gemm_nn_acc(R, W, in, ab, net->theta + net->woff[0], in, b.zb[0], in);
+                freq_grad_acc(net, b.z[0], b.zb[0], gtheta + net->foff);
+            }
+            break;
+        }
+        gemm_nn_acc(R, W, in, adb, net->theta + net->woff[l], in, zdbar[l], in);
+        gemm_nn_acc(R, W, in, ab, net->theta + net->woff[l], in, b.zb[l], in);
+    }
+}
+
+static void bilinear_block(const rev_args *p, blockws *b, double *ex, size_t i0, size_t nb, double *gtheta)
+{
+    const sdflow__mlp *net = p->net;
+    size_t d = net->d, din = net->d_in;
+    double *zdots[SDFLOW__MLP_MAXLAYERS + 1], *zdbar[SDFLOW__MLP_MAXLAYERS + 1];
+    bilinear_bufs(net, ex, zdots, zdbar);
+    block_forward(net, p->wt, p->z0, i0, nb, b, 2);
+    memset(zdots[0], 0, R * din * sizeof(double));
+    for (size_t r = 0; r < nb; r++)
+        memcpy(zdots[0] + r * din, p->in2 + (i0 + r) * d, d * sizeof(double));
+    load_rows(b->t[0], p->in1 + i0 * net->d_out, nb, net->d_out);
+    bilinear_core(p, b, ex, gtheta);
+}
+
+/* Two (a, b) pairs per row on one forward pass: the core twice (it keeps the primal). */
+static void bilinear2_block(const rev_args *p, blockws *b, double *ex, size_t i0, size_t nb, double *gtheta)
+{
+    const sdflow__mlp *net = p->net;
+    size_t d = net->d, din = net->d_in;
+    double *zdots[SDFLOW__MLP_MAXLAYERS + 1], *zdbar[SDFLOW__MLP_MAXLAYERS + 1];
+    bilinear_bufs(net, ex, zdots, zdbar);
+    block_forward(net, p->wt, p->z0, i0, nb, b, 2);
+    for (int k = 0; k < 2; k++) {
+        const double *av = k ? p->in3 : p->in1, *bv = k ? p->in4 : p->in2;
         memset(zdots[0], 0, R * din * sizeof(double));
         for (size_t r = 0; r < nb; r++)
             memcpy(zdots[0] + r * din, bv + (i0 + r) * d, d * sizeof(double));
-        for (size_t l = 0; l < L; l++) {
-            gemm_nt(R, W, l == 0 ? d : W, zdots[l], l == 0 ? din : W, wt + net->woff[l], b.ta[l], W);
-            const double *res = net->skip[l] >= 0 ? zdots[net->skip[l]] : NULL;
-            for (size_t q = 0; q < R * W; q++)
-                zdots[l + 1][q] = b.d1[l][q] * b.ta[l][q] + (res ? res[q] : 0.0);
-        }
-        for (size_t l = 0; l <= L; l++) {
-            memset(b.zb[l], 0, R * M * sizeof(double));
-            memset(zdbar[l], 0, R * M * sizeof(double));
-        }
-        load_rows(abuf, a + i0 * dout, nb, dout);
-        /* reverse: y-dot-bar = a; y itself is not in the loss (z-bar_L = 0) */
-        gemm_nn_acc(R, dout, W, abuf, net->theta + net->woff[L], W, zdbar[L], W);
-        grad_acc(dout, W, abuf, zdots[L], W, gtheta + net->woff[L], NULL);
-        for (size_t l = L; l-- > 0;) {
-            size_t in = net->in[l], ldz = l == 0 ? din : W;
-            const double *zb1 = b.zb[l + 1], *zdb1 = zdbar[l + 1];
-            for (size_t q = 0; q < R * W; q++) {
-                double s1 = b.d1[l][q];
-                adb[q] = zdb1[q] * s1;
-                ab[q] = zb1[q] * s1 + zdb1[q] * b.d2[l][q] * b.ta[l][q];
-            }
-            grad_acc(W, in, adb, zdots[l], ldz, gtheta + net->woff[l], NULL);
-            grad_acc(W, in, ab, b.z[l], ldz, gtheta + net->woff[l], gtheta + net->boff[l]);
-            if (net->skip[l] >= 0) {
-                add_to(R * W, zdbar[net->skip[l]], zdb1);
-                add_to(R * W, b.zb[net->skip[l]], zb1);
-            }
-            if (l == 0) { /* z-dot_0 does not depend on theta; z_0 does through learned frequencies */
-                if (fgrad) {
-                    gemm_nn_acc(R, W, in, ab, net->theta + net->woff[0], in, b.zb[0], in);
-                    freq_grad_acc(net, b.z[0], b.zb[0], gtheta + net->foff);
-                }
-                break;
-            }
-            gemm_nn_acc(R, W, in, adb, net->theta + net->woff[l], in, zdbar[l], in);
-            gemm_nn_acc(R, W, in, ab, net->theta + net->woff[l], in, b.zb[l], in);
-        }
+        load_rows(b->t[0], av + i0 * net->d_out, nb, net->d_out);
+        bilinear_core(p, b, ex, gtheta);
     }
-    sdflow__free(ctx, store);
-    sdflow__free(ctx, w);
-    sdflow__free(ctx, wt);
-    return SDFLOW_OK;
+}
+
+sdflow_status sdflow__mlp_bilinear_grad2(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n, const double *z0,
+                                         const double *a1, const double *b1, const double *a2, const double *b2,
+                                         double *gtheta)
+{
+    size_t M = maxw(net);
+    rev_args p = { net, NULL, z0, a1, b1, NULL, (2 + 2 * (net->depth + 1)) * R * M, a2, b2 };
+    return run_groups(ctx, &p, n, bilinear2_block, gtheta);
+}
+
+/* Energy nets, output adjoint affine in the score y = -grad_x E: per block
+ * the forward pass (with phi''), the primal reverse for y, then the
+ * bilinear gradient with a = -1, b = w = s y + r (the gradient of w . y is
+ * -(d/dtheta) grad_x E . w), all on the block's one forward pass. */
+static void energy_affine_block(const rev_args *p, blockws *b, double *ex, size_t i0, size_t nb, double *gtheta)
+{
+    const sdflow__mlp *net = p->net;
+    size_t d = net->d, din = net->d_in, in0 = net->in[0], M = maxw(net), L = net->depth;
+    const double *s = p->in1, *r = p->in2;
+    double *ones = ex + (2 + 2 * (L + 1)) * R * M;
+    double *zdots[SDFLOW__MLP_MAXLAYERS + 1], *zdbar[SDFLOW__MLP_MAXLAYERS + 1];
+    bilinear_bufs(net, ex, zdots, zdbar);
+    block_forward(net, p->wt, p->z0, i0, nb, b, 2);
+    for (size_t q = 0; q < R; q++)
+        ones[q] = 1.0;
+    block_reverse(net, b, ones, NULL);
+    memset(zdots[0], 0, R * din * sizeof(double));
+    for (size_t i = 0; i < nb; i++)
+        for (size_t j = 0; j < d; j++) {
+            double y = -b->zb[0][i * in0 + j];
+            p->out[(i0 + i) * d + j] = y;
+            zdots[0][i * din + j] = s[i0 + i] * y + (r ? r[(i0 + i) * d + j] : 0.0);
+        }
+    for (size_t q = 0; q < R; q++) /* a = -1 (d_out = 1) on the block's rows, 0 on padding */
+        b->t[0][q] = q < nb ? -1.0 : 0.0;
+    bilinear_core(p, b, ex, gtheta);
+}
+
+sdflow_status sdflow__mlp_energy_affine(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n, const double *z0,
+                                        const double *s, const double *r, double *y, double *gtheta)
+{
+    size_t M = maxw(net);
+    rev_args p = { net, NULL, z0, s, r, y, (2 + 2 * (net->depth + 1)) * R * M + R, NULL, NULL };
+    return run_groups(ctx, &p, n, energy_affine_block, gtheta);
+}
+
+sdflow_status sdflow__mlp_bilinear_grad(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n, const double *z0,
+                                        const double *a, const double *bv, double *gtheta)
+{
+    size_t M = maxw(net);
+    rev_args p = { net, NULL, z0, a, bv, NULL, (2 + 2 * (net->depth + 1)) * R * M, NULL, NULL };
+    return run_groups(ctx, &p, n, bilinear_block, gtheta);
 }

@@ -17,11 +17,14 @@
  *
  * Every pass works on blocks of SDFLOW__MLP_ROWS rows, padded with zero rows,
  * so every GEMM has one fixed shape: results of a row do not depend on the
- * batch it came in (see docs/mlp.md, "Determinism"). All scratch is per call:
- * passes are reentrant. */
+ * batch it came in (see docs/mlp.md, "Determinism"). Scratch comes from the
+ * net's reusable buffers when free (a trylock) and is allocated per call
+ * otherwise: passes are reentrant, and a net used by one thread at a time
+ * (a sampler, the trainer) does not allocate (nor page-fault) per call. */
 #ifndef SDFLOW_NN_MLP_NET_H
 #define SDFLOW_NN_MLP_NET_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include "ctx_internal.h"
 
@@ -34,6 +37,15 @@ typedef enum sdflow__act { SDFLOW__ACT_SILU, SDFLOW__ACT_TANH, SDFLOW__ACT_SOFTP
                            SDFLOW__ACT_RELU } sdflow__act;
 
 enum { SDFLOW__MLP_RES_NONE = 0, SDFLOW__MLP_RES_BLOCKS = 1, SDFLOW__MLP_RES_SIMPLE = 2 };
+
+/* Scratch slots: the passes' workspace, and the network inputs z0 of a call
+ * (held while a pass runs). */
+enum { SDFLOW__MLP_SCRATCH_PASS = 0, SDFLOW__MLP_SCRATCH_INPUT = 1, SDFLOW__MLP_NSCRATCH = 2 };
+typedef struct sdflow__mlp_scratch {
+    pthread_mutex_t lock;
+    double *buf;
+    size_t cap; /* doubles */
+} sdflow__mlp_scratch;
 
 typedef struct sdflow__mlp {
     size_t d, nfreq, width, depth, d_in, d_out;
@@ -49,7 +61,21 @@ typedef struct sdflow__mlp {
     size_t foff;                              /* their offset in theta (learn_freqs) */
     unsigned char linear[SDFLOW__MLP_MAXLAYERS]; /* hidden layer l has no activation */
     int skip[SDFLOW__MLP_MAXLAYERS];          /* z_{l+1} += z_{skip[l]}; -1: none (never 0) */
+    sdflow_ctx *scratch_ctx;                  /* allocator of the scratch; NULL: no reusable scratch */
+    sdflow__mlp_scratch scratch[SDFLOW__MLP_NSCRATCH];
 } sdflow__mlp;
+
+/* Reusable scratch: init (mutexes; ctx allocates and frees the buffers),
+ * free (the buffers and mutexes; once no pass runs). */
+void sdflow__mlp_scratch_init(sdflow__mlp *net, sdflow_ctx *ctx);
+void sdflow__mlp_scratch_free(sdflow__mlp *net);
+
+/* n doubles of scratch from slot (SDFLOW__MLP_SCRATCH_*): the slot's buffer
+ * when it is free (*held = 1, grown as needed), else a fresh allocation
+ * (*held = 0). NULL on allocation failure (error set in ctx). Give it back
+ * with sdflow__mlp_scratch_put. */
+double *sdflow__mlp_scratch_get(sdflow_ctx *ctx, const sdflow__mlp *net, int slot, size_t n, int *held);
+void sdflow__mlp_scratch_put(sdflow_ctx *ctx, const sdflow__mlp *net, int slot, double *p, int held);
 
 /* Fills in the layer shapes, skips and nparam from d, nfreq, width, depth,
  * d_out, residual and learn_freqs (a residual BLOCKS net needs an odd depth). */
@@ -94,11 +120,25 @@ sdflow_status sdflow__mlp_forward_backward_affine(sdflow_ctx *ctx, const sdflow_
                                                  const double *z0, const double *s, const double *r, double *y,
                                                  double *gtheta);
 
+/* Energy nets: the score y = -grad_x E (n x d) and, added to gtheta, the
+ * parameter gradient of a loss whose adjoint in y is s_i y_i + r_i (s: n, r:
+ * n x d or NULL), in one pass over each block (forward, primal reverse,
+ * reverse over forward) instead of sdflow__mlp_grad_x then
+ * sdflow__mlp_bilinear_grad. */
+sdflow_status sdflow__mlp_energy_affine(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n, const double *z0,
+                                        const double *s, const double *r, double *y, double *gtheta);
+
 /* Second order: adds to gtheta the parameter gradient of
  * L = sum_i a_i^T J_x(x_i) b_i, J the d_out x d Jacobian of the net output
  * (a: n x d_out, b: n x d). For an energy net (d_out = 1) with a = 1 this is
  * the parameter gradient of b^T grad_x E, i.e. minus the VJP of the score. */
 sdflow_status sdflow__mlp_bilinear_grad(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n, const double *z0,
                                         const double *a, const double *b, double *gtheta);
+
+/* The same for two pairs per row, sum_i a1_i^T J b1_i + a2_i^T J b2_i, on one
+ * forward pass per block (the QCSGM penalty's two terms). */
+sdflow_status sdflow__mlp_bilinear_grad2(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n, const double *z0,
+                                         const double *a1, const double *b1, const double *a2, const double *b2,
+                                         double *gtheta);
 
 #endif

@@ -99,22 +99,12 @@ static sdflow_status penalty(sdflow_trainer *t, const sdflow__batch *b, const do
 {
     size_t n = b->rows, d = t->d, K = (size_t)t->qcsgm_probes;
     sdflow_ctx *ctx = t->ctx;
-    /* v, J v, J^T v (n x d each) and the stacked 2n rows of the bilinear form: a, b (2n x d each) */
+    /* v, J v, J^T v (n x d each) and the two terms of the bilinear form: a = [a1; a2], b = [b1; b2]
+     * (2n x d each), both evaluated on one forward pass per row */
     double *buf = sdflow__alloc_array(ctx, n, 7 * d * sizeof(double), "QCSGM work");
-    /* stacked inputs [xt; xt] (2n x d) and [tt; tt] (2n) */
-    double *in2 = buf && grad ? sdflow__alloc_array(ctx, 2 * n, (d + 1) * sizeof(double), "QCSGM inputs") : NULL;
-    if (!buf || (grad && !in2)) {
-        sdflow__free(ctx, buf);
+    if (!buf)
         return SDFLOW_E_NOMEM;
-    }
     double *v = buf, *jv = v + n * d, *vj = jv + n * d, *A = vj + n * d, *Bm = A + 2 * n * d;
-    double *X2 = in2, *T2 = in2 ? in2 + 2 * n * d : NULL;
-    if (in2) {
-        memcpy(X2, xt, n * d * sizeof(double));
-        memcpy(X2 + n * d, xt, n * d * sizeof(double));
-        memcpy(T2, tt, n * sizeof(double));
-        memcpy(T2 + n, tt, n * sizeof(double));
-    }
     uint64_t sv = sdflow__stream(b->stream, TAG_V, 0);
     size_t blocks = (d + 127) / 128;
     double gamma = t->qcsgm_weight, inv = 1.0 / ((double)K * (double)b->B);
@@ -143,9 +133,8 @@ static sdflow_status penalty(sdflow_trainer *t, const sdflow__batch *b, const do
             acc[SDFLOW__ACC_LOSS] += gamma * s2 * q * inv;
         }
         if (grad)
-            st = sdflow__tm_grad_jac(t, 2 * n, X2, T2, A, Bm, grad);
+            st = sdflow__tm_grad_jac2(t, n, xt, tt, A, Bm, A + n * d, Bm + n * d, grad);
     }
-    sdflow__free(ctx, in2);
     sdflow__free(ctx, buf);
     return st;
 }
@@ -154,26 +143,33 @@ static sdflow_status dsm_batch(sdflow_trainer *t, const sdflow__batch *b, double
 {
     sdflow_ctx *ctx = t->ctx;
     size_t n = b->rows, d = t->d;
-    double *buf = sdflow__alloc_array(ctx, n, (4 * d + 6) * sizeof(double), "DSM work");
+    double *buf = sdflow__alloc_array(ctx, n, (4 * d + 7) * sizeof(double), "DSM work");
     if (!buf)
         return SDFLOW_E_NOMEM;
     double *xt = buf, *z = xt + n * d, *y = z + n * d, *rr = y + n * d, *tt = rr + n * d, *wt = tt + n;
-    double *as = wt + n, *ma = as + n, *mb = ma + n, *sc = mb + n;
+    double *as = wt + n, *ma = as + n, *mb = ma + n, *sc = mb + n, *lrow = sc + n;
     draw_times(t, b, tt, wt);
     uint64_t sz = sdflow__stream(b->stream, TAG_Z, 0);
     sdflow_output native = sdflow__tm_native(t);
     sdflow_output kind = t->weighting == SDFLOW_WEIGHT_V ? SDFLOW_OUT_V : SDFLOW_OUT_EPS;
     double dd = t->reduce_mean ? (double)d : 1.0, invB = 1.0 / (double)b->B;
     sdflow_status st = SDFLOW_OK;
+    /* Rows are independent (noise keyed by global row index) and each writes
+     * only its own outputs, so the row loops run on the ctx's threads with
+     * the same bits for any thread count; the loss is summed in row order
+     * afterwards. bad: the first row whose output conversion is undefined. */
+    int nt = sdflow__threads_for(ctx, n);
+    size_t bad = n;
     /* per row: x_t, the affine map native -> target kind (out = ma y + mb x_t), and the loss's output
      * adjoint 2 w (out - target) ma / (dd B) = sc y + rr, affine in y */
-    for (size_t i = 0; i < n && !st; i++) {
+#pragma omp parallel for num_threads(nt) schedule(static) reduction(min : bad)
+    for (size_t i = 0; i < n; i++) {
         sdflow__coef c;
         sdflow__process_coef(t->proc, tt[i], &c);
         sdflow__affine m, ms;
         if (!sdflow__conversion(native, kind, &c, &m) || !sdflow__conversion(native, SDFLOW_OUT_SCORE, &c, &ms)) {
-            st = sdflow__fail(ctx, SDFLOW_E_NUMERIC, "DSM: output conversion undefined at t=%g", tt[i]);
-            break;
+            bad = i < bad ? i : bad;
+            continue;
         }
         as[i] = ms.a;
         ma[i] = m.a;
@@ -188,21 +184,28 @@ static sdflow_status dsm_batch(sdflow_trainer *t, const sdflow__batch *b, double
             rr[q] = ci * (m.b * xt[q] - target);
         }
     }
+    if (bad < n)
+        st = sdflow__fail(ctx, SDFLOW_E_NUMERIC, "DSM: output conversion undefined at t=%g", tt[bad]);
     if (!st)
         st = grad ? sdflow__tm_eval_grad_affine(t, n, xt, tt, sc, rr, y, grad) : sdflow__tm_eval(t, n, xt, tt, y);
-    for (size_t i = 0; i < n && !st; i++) {
-        double l = 0;
-        sdflow__coef c;
-        sdflow__process_coef(t->proc, tt[i], &c);
-        for (size_t j = 0; j < d; j++) {
-            size_t q = i * d + j;
-            double target = kind == SDFLOW_OUT_V ? c.alpha * z[q] - c.sigma * b->x0[q] : z[q];
-            double r = ma[i] * y[q] + mb[i] * xt[q] - target;
-            l += r * r;
+    if (!st) {
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (size_t i = 0; i < n; i++) {
+            double l = 0;
+            sdflow__coef c;
+            sdflow__process_coef(t->proc, tt[i], &c);
+            for (size_t j = 0; j < d; j++) {
+                size_t q = i * d + j;
+                double target = kind == SDFLOW_OUT_V ? c.alpha * z[q] - c.sigma * b->x0[q] : z[q];
+                double r = ma[i] * y[q] + mb[i] * xt[q] - target;
+                l += r * r;
+            }
+            lrow[i] = l * (wt[i] / dd * invB);
         }
-        l *= wt[i] / dd * invB;
-        acc[SDFLOW__ACC_MAIN] += l;
-        acc[SDFLOW__ACC_LOSS] += l;
+        for (size_t i = 0; i < n; i++) {
+            acc[SDFLOW__ACC_MAIN] += lrow[i];
+            acc[SDFLOW__ACC_LOSS] += lrow[i];
+        }
     }
     if (!st && t->qcsgm_weight > 0 && !sdflow__tm_is_energy(t))
         st = penalty(t, b, xt, tt, as, grad, acc);

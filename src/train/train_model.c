@@ -16,18 +16,26 @@ int sdflow__tm_is_energy(const sdflow_trainer *t)
     return out == SDFLOW_MLP_ENERGY;
 }
 
-/* Network and inputs z0 (n x d_in, allocated here) of the rows. */
+/* Network and inputs z0 (n x d_in) of the rows: the net's input scratch
+ * when free, else allocated here; give them back with release. */
 static sdflow_status prepare(sdflow_trainer *t, size_t n, const double *x, const double *tt, sdflow__mlp **net,
-                             double **z0)
+                             double **z0, int *held)
 {
     sdflow_status st = sdflow__mlp_model_net(t->model, net);
     if (st)
         return st;
-    *z0 = sdflow__alloc_array(t->ctx, n, (*net)->d_in * sizeof(double), "MLP inputs");
+    if (!sdflow__size_ok(n, (*net)->d_in))
+        return sdflow__fail(t->ctx, SDFLOW_E_NOMEM, "MLP inputs too large");
+    *z0 = sdflow__mlp_scratch_get(t->ctx, *net, SDFLOW__MLP_SCRATCH_INPUT, n * (*net)->d_in, held);
     if (!*z0)
         return SDFLOW_E_NOMEM;
     sdflow__mlp_model_input(t->model, t->proc, n, x, tt, *z0);
     return SDFLOW_OK;
+}
+
+static void release(sdflow_trainer *t, const sdflow__mlp *net, double *z0, int held)
+{
+    sdflow__mlp_scratch_put(t->ctx, net, SDFLOW__MLP_SCRATCH_INPUT, z0, held);
 }
 
 static void negate(size_t n, double *a)
@@ -40,7 +48,8 @@ sdflow_status sdflow__tm_eval(sdflow_trainer *t, size_t n, const double *x, cons
 {
     sdflow__mlp *net;
     double *z0;
-    sdflow_status st = prepare(t, n, x, tt, &net, &z0);
+    int zh;
+    sdflow_status st = prepare(t, n, x, tt, &net, &z0, &zh);
     if (st)
         return st;
     if (net->energy) {
@@ -49,7 +58,7 @@ sdflow_status sdflow__tm_eval(sdflow_trainer *t, size_t n, const double *x, cons
     } else {
         st = sdflow__mlp_forward(t->ctx, net, n, z0, out);
     }
-    sdflow__free(t->ctx, z0);
+    release(t, net, z0, zh);
     return st;
 }
 
@@ -58,7 +67,8 @@ sdflow_status sdflow__tm_grad(sdflow_trainer *t, size_t n, const double *x, cons
 {
     sdflow__mlp *net;
     double *z0, *ones = NULL;
-    sdflow_status st = prepare(t, n, x, tt, &net, &z0);
+    int zh;
+    sdflow_status st = prepare(t, n, x, tt, &net, &z0, &zh);
     if (st)
         return st;
     if (!net->energy) {
@@ -70,7 +80,7 @@ sdflow_status sdflow__tm_grad(sdflow_trainer *t, size_t n, const double *x, cons
         ones = g ? sdflow__alloc_array(t->ctx, n, sizeof(double), "MLP ones") : NULL;
         if (!ones) {
             sdflow__free(t->ctx, g);
-            sdflow__free(t->ctx, z0);
+            release(t, net, z0, zh);
             return SDFLOW_E_NOMEM;
         }
         for (size_t i = 0; i < n; i++)
@@ -81,7 +91,7 @@ sdflow_status sdflow__tm_grad(sdflow_trainer *t, size_t n, const double *x, cons
         sdflow__free(t->ctx, g);
     }
     sdflow__free(t->ctx, ones);
-    sdflow__free(t->ctx, z0);
+    release(t, net, z0, zh);
     return st;
 }
 
@@ -90,26 +100,16 @@ sdflow_status sdflow__tm_eval_grad_affine(sdflow_trainer *t, size_t n, const dou
 {
     sdflow__mlp *net;
     double *z0;
-    sdflow_status st = prepare(t, n, x, tt, &net, &z0);
+    int zh;
+    sdflow_status st = prepare(t, n, x, tt, &net, &z0, &zh);
     if (st)
         return st;
-    if (!net->energy) {
+    /* one fused pass per block; energy nets: forward, primal reverse for the score, reverse over forward */
+    if (!net->energy)
         st = sdflow__mlp_forward_backward_affine(t->ctx, net, n, z0, s, r, out, grad);
-        sdflow__free(t->ctx, z0);
-        return st;
-    }
-    sdflow__free(t->ctx, z0);
-    size_t d = net->d;
-    double *w = sdflow__alloc_array(t->ctx, n, d * sizeof(double), "output adjoint");
-    if (!w)
-        return SDFLOW_E_NOMEM;
-    if (!(st = sdflow__tm_eval(t, n, x, tt, out))) {
-        for (size_t i = 0; i < n; i++)
-            for (size_t j = 0; j < d; j++)
-                w[i * d + j] = s[i] * out[i * d + j] + r[i * d + j];
-        st = sdflow__tm_grad(t, n, x, tt, w, grad);
-    }
-    sdflow__free(t->ctx, w);
+    else
+        st = sdflow__mlp_energy_affine(t->ctx, net, n, z0, s, r, out, grad);
+    release(t, net, z0, zh);
     return st;
 }
 
@@ -118,14 +118,32 @@ sdflow_status sdflow__tm_grad_jac(sdflow_trainer *t, size_t n, const double *x, 
 {
     sdflow__mlp *net;
     double *z0;
+    int zh;
     if (sdflow__tm_is_energy(t))
         return sdflow__fail(t->ctx, SDFLOW_E_UNSUPPORTED,
                             "parameter gradient of a^T J b for an energy MLP needs third derivatives");
-    sdflow_status st = prepare(t, n, x, tt, &net, &z0);
+    sdflow_status st = prepare(t, n, x, tt, &net, &z0, &zh);
     if (st)
         return st;
     st = sdflow__mlp_bilinear_grad(t->ctx, net, n, z0, a, b, grad);
-    sdflow__free(t->ctx, z0);
+    release(t, net, z0, zh);
+    return st;
+}
+
+sdflow_status sdflow__tm_grad_jac2(sdflow_trainer *t, size_t n, const double *x, const double *tt, const double *a1,
+                                   const double *b1, const double *a2, const double *b2, double *grad)
+{
+    sdflow__mlp *net;
+    double *z0;
+    int zh;
+    if (sdflow__tm_is_energy(t))
+        return sdflow__fail(t->ctx, SDFLOW_E_UNSUPPORTED,
+                            "parameter gradient of a^T J b for an energy MLP needs third derivatives");
+    sdflow_status st = prepare(t, n, x, tt, &net, &z0, &zh);
+    if (st)
+        return st;
+    st = sdflow__mlp_bilinear_grad2(t->ctx, net, n, z0, a1, b1, a2, b2, grad);
+    release(t, net, z0, zh);
     return st;
 }
 
@@ -134,7 +152,8 @@ sdflow_status sdflow__tm_jvp_vjp(sdflow_trainer *t, size_t n, const double *x, c
 {
     sdflow__mlp *net;
     double *z0;
-    sdflow_status st = prepare(t, n, x, tt, &net, &z0);
+    int zh;
+    sdflow_status st = prepare(t, n, x, tt, &net, &z0, &zh);
     if (st)
         return st;
     double sign = net->energy ? -1.0 : 1.0; /* energy: J = -Hess E, symmetric */
@@ -152,6 +171,6 @@ sdflow_status sdflow__tm_jvp_vjp(sdflow_trainer *t, size_t n, const double *x, c
         if (vj)
             negate(n * net->d, vj);
     }
-    sdflow__free(t->ctx, z0);
+    release(t, net, z0, zh);
     return st;
 }

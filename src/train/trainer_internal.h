@@ -60,6 +60,7 @@ typedef struct sdflow__adam {
     double *m, *v; /* first and second moments */
     double *ema;   /* EMA of the weights */
     long t;        /* updates done */
+    int threads;   /* for the elementwise update loops (set by sdflow__adam_init from the ctx) */
 } sdflow__adam;
 
 typedef struct sdflow__adam_cfg {
@@ -96,13 +97,16 @@ sdflow_status sdflow__tm_grad(sdflow_trainer *t, size_t n, const double *x, cons
                               double *grad);
 /* out = f(x_i, t_i) and grad += d/dtheta of a loss whose gradient with
  * respect to the native output is w_i = s_i f_i + r_i (s: n, r: n x d):
- * one fused forward-backward pass for vector outputs, eval then grad for
- * an energy MLP. */
+ * one fused forward-backward pass for vector outputs, one fused forward,
+ * reverse and reverse-over-forward pass for an energy MLP. */
 sdflow_status sdflow__tm_eval_grad_affine(sdflow_trainer *t, size_t n, const double *x, const double *tt,
                                           const double *s, const double *r, double *out, double *grad);
 /* grad += d/dtheta sum_i a_i^T J(x_i, t_i) b_i (J: Jacobian of the native output) */
 sdflow_status sdflow__tm_grad_jac(sdflow_trainer *t, size_t n, const double *x, const double *tt, const double *a,
                                   const double *b, double *grad);
+/* The same for two pairs per row (a1, b1) and (a2, b2), on one forward pass per row block. */
+sdflow_status sdflow__tm_grad_jac2(sdflow_trainer *t, size_t n, const double *x, const double *tt, const double *a1,
+                                   const double *b1, const double *a2, const double *b2, double *grad);
 /* jv = J v, vj = J^T v (either may be NULL), one direction per row */
 sdflow_status sdflow__tm_jvp_vjp(sdflow_trainer *t, size_t n, const double *x, const double *tt, const double *v,
                                  double *jv, double *vj);
