@@ -266,14 +266,10 @@ static sdflow_status save_to(sdflow_trainer *t, void *buf, size_t cap, size_t *s
         if (cap < *size)
             st = sdflow__fail(ctx, SDFLOW_E_INVALID, "buffer of %zu bytes is too small: the checkpoint needs %zu",
                               cap, *size);
-        /* the checksum covers the data section, which the header's value
-         * does not move (it has a fixed width): write, hash, write again */
+        /* the checksum covers the file with its own digits as zeros (they
+         * have a fixed width, so the layout does not move): write, hash, write again */
         else if (!(st = sdflow__model_save_ex(m, t->proc, &x, buf, cap, size))) {
-            const unsigned char *u = buf;
-            uint64_t n = 0;
-            for (int i = 0; i < 8; i++)
-                n |= (uint64_t)u[i] << (8 * i);
-            uint64_t h = fnv1a(FNV_INIT, u + 8 + n, *size - 8 - (size_t)n);
+            uint64_t h = fnv1a(FNV_INIT, buf, *size);
             snprintf(b->val[b->n - 1], VAL_LEN, "%016llx", (unsigned long long)h);
             st = sdflow__model_save_ex(m, t->proc, &x, buf, cap, size);
         }
@@ -341,7 +337,9 @@ static sdflow_status need(sdflow_ctx *ctx, sdflow__st_file *f, const char *key, 
 }
 
 /* Right after the container was parsed: a checkpoint at all, F64 only,
- * and the checksum of the data section. */
+ * and the checksum (FNV-1a of the whole file, catching corruption of the
+ * header's numbers as well as of the tensors; not a defence against a
+ * forger, who is held off by the checks that follow). */
 static sdflow_status ck_check(void *user, sdflow__st_file *f)
 {
     ckpt *c = user;
@@ -363,11 +361,24 @@ static sdflow_status ck_check(void *user, sdflow__st_file *f)
         return st;
     if (!parse_hex64(v, &want))
         return bad(c->ctx, at, PREFIX "checksum", "is not 16 lowercase hex digits", v);
-    uint64_t got = fnv1a(FNV_INIT, f->data, f->data_size);
+    /* the checksum covers the whole file with its own 16 digits read as
+     * zeros: find them literally (a value written with escapes is refused) */
+    const unsigned char *raw = f->data - f->data_at;
+    size_t pos = 0;
+    for (size_t i = at + 1; i + 18 <= f->data_at; i++)
+        if (raw[i] == '"' && !memcmp(raw + i + 1, v, 16) && raw[i + 17] == '"') {
+            pos = i + 1;
+            break;
+        }
+    if (!pos)
+        return bad(c->ctx, at, PREFIX "checksum", "is not written literally", v);
+    uint64_t got = fnv1a(FNV_INIT, raw, pos);
+    got = fnv1a(got, (const unsigned char *)HASH_ZERO, 16);
+    got = fnv1a(got, raw + pos + 16, f->data_at + f->data_size - pos - 16);
     if (got != want)
         return sdflow__fail(c->ctx, SDFLOW_E_FORMAT,
-                            "byte %zu: the tensor bytes have checksum %016llx, the header says %s (corrupted file)",
-                            f->data_at, (unsigned long long)got, v);
+                            "byte %zu: the file has checksum %016llx, its header says %s (corrupted file)", at,
+                            (unsigned long long)got, v);
     return SDFLOW_OK;
 }
 
