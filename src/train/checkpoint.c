@@ -94,14 +94,25 @@ typedef struct optval {
     uint64_t u;
 } optval;
 
+/* The option table outgrew this file's arrays (a new option range): an
+ * error rather than a checkpoint that silently drops options. */
+static sdflow_status check_option_count(const sdflow_trainer *t)
+{
+    size_t n = sdflow__trainer_option_keys(t, NULL, 0);
+    if (n > MAX_OPTS)
+        return sdflow__fail(t->ctx, SDFLOW_E_STATE, "internal: %zu trainer options, checkpoint.c keeps at most %d", n,
+                            MAX_OPTS);
+    return SDFLOW_OK;
+}
+
 /* SDFLOW_TRAIN_RANK is not part of a checkpoint: every rank of a run
- * restores the same file. */
+ * restores the same file. check_option_count() has passed. */
 static size_t saved_keys(const sdflow_trainer *t, sdflow_option *keys)
 {
     sdflow_option all[MAX_OPTS];
     size_t n = sdflow__trainer_option_keys(t, all, MAX_OPTS), k = 0;
     if (n > MAX_OPTS)
-        n = MAX_OPTS; /* cannot happen with the current table; keeps the arrays in bounds */
+        n = MAX_OPTS;
     for (size_t i = 0; i < n; i++)
         if (all[i] != SDFLOW_TRAIN_RANK)
             keys[k++] = all[i];
@@ -167,6 +178,8 @@ typedef struct kvbuf {
 
 static void kv_add(kvbuf *b, const char *k1, const char *k2, const char *val)
 {
+    if (b->n >= MAX_KV) /* MAX_KV = MAX_OPTS + the fixed keys: cannot happen */
+        return;
     snprintf(b->key[b->n], KEY_LEN, "%s%s", k1, k2);
     snprintf(b->val[b->n], VAL_LEN, "%s", val);
     b->kv[2 * b->n] = b->key[b->n];
@@ -184,7 +197,7 @@ static sdflow_status save_to(sdflow_trainer *t, void *buf, size_t cap, size_t *s
         return st;
     if (!t->model)
         return sdflow__fail(ctx, SDFLOW_E_STATE, "no model bound (sdflow_trainer_set_model)");
-    if ((st = sdflow__trainer_ensure_state(t)))
+    if ((st = check_option_count(t)) || (st = sdflow__trainer_ensure_state(t)))
         return st;
     sdflow_model *m = t->model;
     size_t ntens, np = t->nparam;
@@ -456,7 +469,8 @@ static sdflow_status ck_take(void *user, sdflow__st_file *f, sdflow_model *m, co
     if (m->kind != SDFLOW_MODEL_MLP)
         return sdflow__fail(ctx, SDFLOW_E_FORMAT, "byte 8: a checkpoint holds an MLP, not a %s model",
                             sdflow_model_kind_name(m->kind));
-    if ((st = sdflow_trainer_create(ctx, kind, &c->ref)) || (st = take_options(c, f)))
+    if ((st = sdflow_trainer_create(ctx, kind, &c->ref)) || (st = check_option_count(c->ref)) ||
+        (st = take_options(c, f)))
         return st;
     if ((st = need(ctx, f, PREFIX "seed", &v, &at)))
         return st;
