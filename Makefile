@@ -7,7 +7,7 @@
 #   make bench        JSON lines, one per workload, with this machine's bound and ratio
 #   make bench-torch  the PyTorch peers' JSON lines (after make bench)
 #   make asan         the test suite under AddressSanitizer + UBSan
-#   make fuzz         libFuzzer on the model-file loader for FUZZ_SECONDS (default 60) seconds
+#   make fuzz         libFuzzer on the model-file and checkpoint loaders for FUZZ_SECONDS (default 60) seconds
 #   make docs         HTML (build/docs/html) and man3 pages (build/docs/man/man3) from the headers
 #   make deb          Debian packages in build/deb (clean copy, dpkg-buildpackage, lintian)
 #   make install / uninstall   honour PREFIX, DESTDIR, LIBDIR, INCLUDEDIR, MANDIR, DOCDIR
@@ -304,7 +304,8 @@ asan:
 	    OPTFLAGS="-O1 -g" unit-test
 
 # ---- fuzzing -----------------------------------------------------------------
-# libFuzzer on the buffer loader (test/fuzz/fuzz_model_load.c): clang with
+# libFuzzer on the buffer loaders of model files and trainer checkpoints
+# (test/fuzz/fuzz_model_load.c): clang with
 # ASan + UBSan over the library's sources (without OpenMP: test/fuzz/noomp
 # stands in for <omp.h>). Seeds: valid files of every kind, written by
 # make_corpus with the normal library at build time; new inputs go to
@@ -328,10 +329,10 @@ fuzz-seeds: $(FUZZ_DIR)/make_corpus $(BUILD)/examples/sample_model
 	$(FUZZ_DIR)/make_corpus $(FUZZ_DIR)/seeds
 	@for f in $(FUZZ_DIR)/seeds/*.safetensors; do \
 	    $(BUILD)/examples/sample_model $$f 4 $(FUZZ_DIR)/seed.csv >/dev/null || exit 1; done; \
-	echo "fuzz-seeds: $$(ls $(FUZZ_DIR)/seeds | wc -l) seed files written and loaded"
+	echo "fuzz-seeds: $$(ls $(FUZZ_DIR)/seeds | wc -l) seed files written and loaded ($$(ls $(FUZZ_DIR)/seeds/*.ckpt | wc -l) trainer checkpoints)"
 fuzz: $(FUZZ_BIN) fuzz-seeds
 	mkdir -p $(FUZZ_DIR)/corpus
-	cd $(FUZZ_DIR) && ./fuzz_model_load -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
+	cd $(FUZZ_DIR) && ./fuzz_model_load -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
 	    -dict=$(abspath test/fuzz/safetensors.dict) -print_final_stats=1 corpus seeds
 
 # ---- demo, bench -------------------------------------------------------------

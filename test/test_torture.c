@@ -844,6 +844,74 @@ static void sc_files(tt_state *h)
     sdflow_ctx_free(ctx);
 }
 
+/* ---- trainer checkpoints ------------------------------------------------------
+ * Save (size query, buffer, path), restore into another trainer (buffer,
+ * path) and the file-alone load, each followed by a step whose weights
+ * must equal the clean run's. */
+static void sc_checkpoint(tt_state *h)
+{
+    enum { D = 2, N = 8 };
+    sdflow_ctx *ctx = tt_ctx(h, 23);
+    sdflow_process *p = tt_vp(h, ctx);
+    sdflow_model *m = NULL, *m2 = NULL, *lm = NULL;
+    sdflow_trainer *t = NULL, *t2 = NULL, *lt = NULL;
+    sdflow_process *lp = NULL;
+    double x[N * D], theta[64];
+    fill(x, N * D, 1, 0.9, 0.4);
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/sdflow_torture_ckpt_%ld.safetensors", (long)getpid());
+    for (int i = 0; i < 2; i++) {
+        sdflow_model **mm = i ? &m2 : &m;
+        sdflow_trainer **tt = i ? &t2 : &t;
+        TT_NEW(h, *mm, sdflow_model_create_mlp(ctx, D, mm));
+        TT(h, sdflow_model_set_int(*mm, SDFLOW_OPT_MLP_WIDTH, 3));
+        TT(h, sdflow_model_set_int(*mm, SDFLOW_OPT_MLP_FREQS, 1));
+        TT_NEW(h, *tt, sdflow_trainer_create(ctx, SDFLOW_LOSS_DSM, tt));
+        TT(h, sdflow_trainer_set_model(*tt, *mm));
+        TT(h, sdflow_trainer_set_process(*tt, p));
+        TT(h, sdflow_trainer_set_data(*tt, N, D, x));
+        TT(h, sdflow_trainer_set_int(*tt, SDFLOW_TRAIN_BATCH, 4));
+    }
+    size_t np = 0, size = 0;
+    TT(h, sdflow_model_param_count(m, &np));
+    ck_assert(np <= 64);
+    TT(h, sdflow_trainer_step(t));
+    TT(h, sdflow_trainer_checkpoint_save_buffer(t, NULL, 0, &size));
+    unsigned char *buf = malloc(size);
+    ck_assert(buf);
+    TT(h, sdflow_trainer_checkpoint_save_buffer(t, buf, size, &size));
+    tt_rec(h, buf, size);
+    TT(h, sdflow_trainer_checkpoint_restore_buffer(t2, buf, size));
+    TT(h, sdflow_trainer_step(t2));
+    TT(h, sdflow_model_get_params(m2, np, theta));
+    tt_rec(h, theta, np * sizeof *theta);
+    TT_NEW(h, lt, sdflow_trainer_checkpoint_load_buffer(ctx, buf, size, &lt, &lm, &lp));
+    TT(h, sdflow_trainer_set_data(lt, N, D, x));
+    TT(h, sdflow_trainer_step(lt));
+    TT(h, sdflow_model_get_params(lm, np, theta));
+    tt_rec(h, theta, np * sizeof *theta);
+    sdflow_trainer_free(lt);
+    sdflow_model_free(lm);
+    sdflow_process_free(lp);
+    /* the path forms once: they share the buffer code */
+    TT(h, sdflow_trainer_checkpoint_save(t, path));
+    TT(h, sdflow_trainer_checkpoint_restore(t2, path));
+    TT_NEW(h, lt, sdflow_trainer_checkpoint_load(ctx, path, &lt, &lm, &lp));
+    TT(h, sdflow_model_get_params(lm, np, theta));
+    tt_rec(h, theta, np * sizeof *theta);
+    remove(path);
+    free(buf);
+    sdflow_trainer_free(lt);
+    sdflow_model_free(lm);
+    sdflow_process_free(lp);
+    sdflow_trainer_free(t);
+    sdflow_trainer_free(t2);
+    sdflow_model_free(m);
+    sdflow_model_free(m2);
+    sdflow_process_free(p);
+    sdflow_ctx_free(ctx);
+}
+
 /* ---- the entry points that do not allocate ---------------------------------------
  * Getters, names, option metadata, version: each once, so that a future
  * allocation in one of them is tortured too (TT_NOALLOC: those without a
@@ -1127,6 +1195,7 @@ static const tt_row scenarios[] = {
     { "interpolant_ode_sde_transport_density", sc_interpolant, TT_LIGHT, 1, 1 },
     { "couplings", sc_coupling, TT_LIGHT, 1, 1 },
     { "model_files", sc_files, TT_LIGHT, 1, 1 },
+    { "trainer_checkpoints", sc_checkpoint, TT_LIGHT, 1, 1 },
     { "getters_names_version", sc_misc, TT_LIGHT, 1, 1 },
     /* the threaded paths (OpenMP teams, per-thread workspaces sized by the thread count) */
     { "threads2_models", sc_thr_models, TT_HEAVY, 1, 2 },

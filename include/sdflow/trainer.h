@@ -166,5 +166,59 @@ SDFLOW_API sdflow_status sdflow_trainer_get_stat(const sdflow_trainer *t, sdflow
  *  comes first). */
 SDFLOW_API sdflow_status sdflow_trainer_copy_ema(sdflow_trainer *t, sdflow_model *m);
 
+/* ---- checkpoints ------------------------------------------------------- */
+
+/** Saves the trainer's resumable state as a checkpoint (docs/model-files.md,
+ *  "Trainer checkpoints"): a model file of the bound model (and process,
+ *  when bound) plus the Adam/AdamW moments, the EMA weights, the step and
+ *  update counts (the EMA warm-up and the learning-rate schedule position
+ *  follow from them; a checkpoint taken from the progress callback inside
+ *  sdflow_trainer_fit() also records the fit's cosine horizon), the
+ *  statistics, every trainer option, the ctx seed and a fingerprint of the
+ *  data array (rows and a 64-bit hash). Every random draw of step k is keyed
+ *  by (seed, SDFLOW_OPT_STREAM, k, row), so these are the RNG position.
+ *  Always F64, with a checksum of the tensor bytes. A trainer that has not
+ *  stepped yet saves step 0 (moments zero, EMA = weights).
+ *  Path form: written to "<path>.tmp" and renamed, like sdflow_model_save().
+ *  @return SDFLOW_E_STATE without a bound model, SDFLOW_E_IO when the file
+ *  cannot be written. Thread safety: not concurrently with steps of @p t. */
+SDFLOW_API sdflow_status sdflow_trainer_checkpoint_save(sdflow_trainer *t, const char *path);
+/** Checkpoint into the caller's buffer: *@p size always receives its size;
+ *  with @p buf NULL nothing else happens (a size query); with @p cap < *size
+ *  it fails with SDFLOW_E_INVALID and writes nothing. */
+SDFLOW_API sdflow_status sdflow_trainer_checkpoint_save_buffer(sdflow_trainer *t, void *buf, size_t cap,
+                                                               size_t *size);
+/** Restores a checkpoint into @p t, a trainer configured like the one that
+ *  saved it: the same loss kind, every option equal (except
+ *  SDFLOW_TRAIN_RANK, which is not saved: each rank restores the same
+ *  file), the same ctx seed, a bound MLP of the same architecture (dimension,
+ *  every architecture option, parameter count; its weights are replaced),
+ *  the same process kind and options (or none bound when the file has
+ *  none), and, when @p t has data bound, the same data (rows and hash for an
+ *  array; a callback when the saver had one). Continuing then gives
+ *  bit-identical weights, moments, EMA and statistics to the uninterrupted
+ *  run, for any SDFLOW_CTX_THREADS. To change an option on resume, restore
+ *  first, then set it. The input is read as hostile, like
+ *  sdflow_model_load_buffer().
+ *  @return SDFLOW_E_FORMAT (byte offset and reason) for a malformed file or
+ *  one that is not a checkpoint, SDFLOW_E_INVALID naming the first
+ *  difference for a mismatch, SDFLOW_E_STATE without a bound model. On
+ *  failure @p t, its model and its statistics are unchanged. */
+SDFLOW_API sdflow_status sdflow_trainer_checkpoint_restore(sdflow_trainer *t, const char *path);
+SDFLOW_API sdflow_status sdflow_trainer_checkpoint_restore_buffer(sdflow_trainer *t, const void *buf, size_t size);
+/** Rebuilds a trainer from a checkpoint alone: *@p trainer gets a new
+ *  trainer of the file's loss kind with the file's options and state,
+ *  bound to *@p model (a new MLP with the saved weights) and *@p process
+ *  (the file's process, NULL when it has none); the caller owns all three
+ *  (free the trainer first or together) and binds the data
+ *  (sdflow_trainer_set_data or _set_batch_fn; not checked against the
+ *  fingerprint) before stepping. The ctx seed must equal the saved one
+ *  (SDFLOW_E_INVALID naming it otherwise). On failure all outputs are NULL. */
+SDFLOW_API sdflow_status sdflow_trainer_checkpoint_load(sdflow_ctx *ctx, const char *path, sdflow_trainer **trainer,
+                                                        sdflow_model **model, sdflow_process **process);
+SDFLOW_API sdflow_status sdflow_trainer_checkpoint_load_buffer(sdflow_ctx *ctx, const void *buf, size_t size,
+                                                               sdflow_trainer **trainer, sdflow_model **model,
+                                                               sdflow_process **process);
+
 SDFLOW_END_DECLS
 #endif

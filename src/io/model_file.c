@@ -15,7 +15,7 @@
 #include <string.h>
 #include "kernel_internal.h"
 #include "mlp_net.h"
-#include "safetensors.h"
+#include "model_file.h"
 
 #define PREFIX "sdflow."
 #define MAX_KV 32
@@ -458,7 +458,8 @@ static void kv_add(kvbuf *b, const char *k1, const char *k2, const char *val)
     b->n++;
 }
 
-static sdflow_status save_to(sdflow_model *m, const sdflow_process *p, void *buf, size_t cap, size_t *size)
+static sdflow_status save_to(sdflow_model *m, const sdflow_process *p, const sdflow__file_extra *x, void *buf,
+                             size_t cap, size_t *size)
 {
     sdflow_ctx *ctx = m->ctx;
     sdflow_status st;
@@ -468,10 +469,10 @@ static sdflow_status save_to(sdflow_model *m, const sdflow_process *p, void *buf
     if (!row)
         return sdflow__fail(ctx, SDFLOW_E_UNSUPPORTED, "a %s model has no state to save",
                             sdflow_model_kind_name(m->kind));
-    size_t nt;
+    size_t nt, nx = x ? x->nt : 0;
     if ((st = row->count(m, &nt)))
         return st;
-    sdflow__st_out *t = sdflow__calloc_array(ctx, nt, sizeof *t, "file tensors");
+    sdflow__st_out *t = sdflow__calloc_array(ctx, nt + nx, sizeof *t, "file tensors");
     kvbuf *b = t ? sdflow__calloc_array(ctx, 1, sizeof *b, "file metadata") : NULL;
     double *scratch = NULL;
     if (!b) {
@@ -515,10 +516,24 @@ static sdflow_status save_to(sdflow_model *m, const sdflow_process *p, void *buf
             }
         }
     }
+    const char **kv = NULL;
+    size_t nkv = b->n + (x ? x->nkv : 0);
+    if (!st && x) { /* the model's pairs, then the extra ones */
+        if (nx)
+            memcpy(t + nt, x->t, nx * sizeof *t);
+        kv = sdflow__alloc_array(ctx, 2 * nkv, sizeof *kv, "file metadata");
+        if (!kv)
+            st = SDFLOW_E_NOMEM;
+        else {
+            memcpy(kv, b->kv, 2 * b->n * sizeof *kv);
+            if (x->nkv)
+                memcpy(kv + 2 * b->n, x->kv, 2 * x->nkv * sizeof *kv);
+        }
+    }
+    int dtype = ctx->file_dtype == SDFLOW_DTYPE_F32 && !(x && x->force_f64) ? SDFLOW__ST_F32 : SDFLOW__ST_F64;
     if (!st)
-        st = sdflow__st_write(ctx, t, nt, b->kv, b->n, ctx->file_dtype == SDFLOW_DTYPE_F32 ? SDFLOW__ST_F32
-                                                                                          : SDFLOW__ST_F64,
-                              buf, cap, size);
+        st = sdflow__st_write(ctx, t, nt + nx, kv ? kv : b->kv, nkv, dtype, buf, cap, size);
+    sdflow__free(ctx, kv);
     sdflow__free(ctx, scratch);
     sdflow__free(ctx, b);
     sdflow__free(ctx, t);
@@ -530,7 +545,39 @@ sdflow_status sdflow_model_save_buffer(sdflow_model *m, const sdflow_process *p,
 {
     if (!m)
         return SDFLOW_E_INVALID;
-    return save_to(m, p, buf, cap, size);
+    return save_to(m, p, NULL, buf, cap, size);
+}
+
+sdflow_status sdflow__model_save_ex(sdflow_model *m, const sdflow_process *p, const sdflow__file_extra *x,
+                                    void *buf, size_t cap, size_t *size)
+{
+    return save_to(m, p, x, buf, cap, size);
+}
+
+sdflow_status sdflow__file_write(sdflow_ctx *ctx, const char *path, const void *buf, size_t size)
+{
+    /* written to PATH.tmp and renamed: an interrupted save never leaves a
+     * truncated file under the final name */
+    size_t plen = strlen(path);
+    char *tmp = sdflow__alloc_array(ctx, plen + 5, 1, "file name");
+    if (!tmp)
+        return SDFLOW_E_NOMEM;
+    memcpy(tmp, path, plen);
+    memcpy(tmp + plen, ".tmp", 5);
+    sdflow_status st = SDFLOW_OK;
+    FILE *fp = fopen(tmp, "wb");
+    if (!fp) {
+        st = sdflow__fail(ctx, SDFLOW_E_IO, "cannot open %s for writing: %s", tmp, strerror(errno));
+    } else {
+        int ok = fwrite(buf, 1, size, fp) == size;
+        ok &= fclose(fp) == 0;
+        if (!ok || rename(tmp, path) != 0) {
+            st = sdflow__fail(ctx, SDFLOW_E_IO, "writing %s failed: %s", path, strerror(errno));
+            remove(tmp);
+        }
+    }
+    sdflow__free(ctx, tmp);
+    return st;
 }
 
 sdflow_status sdflow_model_save(sdflow_model *m, const sdflow_process *p, const char *path)
@@ -540,33 +587,13 @@ sdflow_status sdflow_model_save(sdflow_model *m, const sdflow_process *p, const 
     sdflow_ctx *ctx = m->ctx;
     size_t size;
     sdflow_status st = sdflow__check_ptr(ctx, path, "path");
-    if (st || (st = save_to(m, p, NULL, 0, &size)))
+    if (st || (st = save_to(m, p, NULL, NULL, 0, &size)))
         return st;
-    /* written to PATH.tmp and renamed: an interrupted save never leaves a
-     * truncated file under the final name */
-    size_t plen = strlen(path);
     unsigned char *buf = sdflow__alloc_array(ctx, size, 1, "file buffer");
-    char *tmp = buf ? sdflow__alloc_array(ctx, plen + 5, 1, "file name") : NULL;
-    if (!tmp) {
-        sdflow__free(ctx, buf);
+    if (!buf)
         return SDFLOW_E_NOMEM;
-    }
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp", 5);
-    if (!(st = save_to(m, p, buf, size, &size))) {
-        FILE *fp = fopen(tmp, "wb");
-        if (!fp) {
-            st = sdflow__fail(ctx, SDFLOW_E_IO, "cannot open %s for writing: %s", tmp, strerror(errno));
-        } else {
-            int ok = fwrite(buf, 1, size, fp) == size;
-            ok &= fclose(fp) == 0;
-            if (!ok || rename(tmp, path) != 0) {
-                st = sdflow__fail(ctx, SDFLOW_E_IO, "writing %s failed: %s", path, strerror(errno));
-                remove(tmp);
-            }
-        }
-    }
-    sdflow__free(ctx, tmp);
+    if (!(st = save_to(m, p, NULL, buf, size, &size)))
+        st = sdflow__file_write(ctx, path, buf, size);
     sdflow__free(ctx, buf);
     return st;
 }
@@ -637,15 +664,15 @@ static sdflow_status load_process(loader *L, sdflow_process **out)
     return st;
 }
 
-static sdflow_status load_all(loader *L, const void *buf, size_t size, sdflow_model **model,
-                              sdflow_process **process)
+static sdflow_status load_all(loader *L, const void *buf, size_t size, const sdflow__file_extra *x,
+                              sdflow_model **model, sdflow_process **process)
 {
     sdflow_ctx *ctx = L->ctx;
     if (size > ctx->file_max_bytes)
         return sdflow__fail(ctx, SDFLOW_E_FORMAT, "byte 0: %zu bytes are more than SDFLOW_CTX_FILE_MAX_BYTES = %llu",
                             size, (unsigned long long)ctx->file_max_bytes);
     sdflow_status st = sdflow__st_parse(ctx, buf, size, &L->f);
-    if (st)
+    if (st || (x && x->check && (st = x->check(x->user, &L->f))))
         return st;
     const char *v;
     size_t at;
@@ -700,6 +727,8 @@ static sdflow_status load_all(loader *L, const void *buf, size_t size, sdflow_mo
         return fmt_err(ctx, at, "output kind \"%s\" differs from the model's \"%s\"", v, output_of(*model));
     if ((st = load_process(L, process)))
         return st;
+    if (x && x->take && (st = x->take(x->user, &L->f, *model, *process)))
+        return st;
     for (size_t i = 0; i < L->f.nt; i++)
         if (!L->f.t[i].used)
             return fmt_err(ctx, L->f.t[i].at, "tensor %s is not part of a %s model", L->f.t[i].name,
@@ -711,8 +740,8 @@ static sdflow_status load_all(loader *L, const void *buf, size_t size, sdflow_mo
     return SDFLOW_OK;
 }
 
-sdflow_status sdflow_model_load_buffer(sdflow_ctx *ctx, const void *buf, size_t size, sdflow_model **model,
-                                       sdflow_process **process)
+static sdflow_status load_buffer(sdflow_ctx *ctx, const void *buf, size_t size, const sdflow__file_extra *x,
+                                 sdflow_model **model, sdflow_process **process)
 {
     if (!ctx)
         return SDFLOW_E_INVALID;
@@ -728,7 +757,7 @@ sdflow_status sdflow_model_load_buffer(sdflow_ctx *ctx, const void *buf, size_t 
     sdflow_model *m = NULL;
     sdflow_process *p = NULL;
     static const unsigned char empty[1] = { 0 };
-    st = load_all(&L, buf ? buf : empty, size, &m, &p);
+    st = load_all(&L, buf ? buf : empty, size, x, &m, &p);
     for (size_t i = 0; i < L.nbuf; i++)
         sdflow__free(ctx, L.buf[i]);
     sdflow__st_free(ctx, &L.f);
@@ -745,18 +774,22 @@ sdflow_status sdflow_model_load_buffer(sdflow_ctx *ctx, const void *buf, size_t 
     return SDFLOW_OK;
 }
 
-sdflow_status sdflow_model_load(sdflow_ctx *ctx, const char *path, sdflow_model **model, sdflow_process **process)
+sdflow_status sdflow_model_load_buffer(sdflow_ctx *ctx, const void *buf, size_t size, sdflow_model **model,
+                                       sdflow_process **process)
 {
-    if (!ctx)
-        return SDFLOW_E_INVALID;
-    if (process)
-        *process = NULL;
-    sdflow_status st;
-    if ((st = sdflow__check_ptr(ctx, model, "model")))
-        return st;
-    *model = NULL;
-    if ((st = sdflow__check_ptr(ctx, path, "path")))
-        return st;
+    return load_buffer(ctx, buf, size, NULL, model, process);
+}
+
+sdflow_status sdflow__model_load_ex(sdflow_ctx *ctx, const void *buf, size_t size, const sdflow__file_extra *x,
+                                    sdflow_model **model, sdflow_process **process)
+{
+    return load_buffer(ctx, buf, size, x, model, process);
+}
+
+sdflow_status sdflow__file_read(sdflow_ctx *ctx, const char *path, unsigned char **out, size_t *out_size)
+{
+    *out = NULL;
+    *out_size = 0;
     FILE *fp = fopen(path, "rb");
     if (!fp)
         return sdflow__fail(ctx, SDFLOW_E_IO, "cannot open %s: %s", path, strerror(errno));
@@ -782,10 +815,80 @@ sdflow_status sdflow_model_load(sdflow_ctx *ctx, const char *path, sdflow_model 
     size_t got = fread(buf, 1, size, fp);
     int err = ferror(fp);
     fclose(fp);
-    if (got != size || err)
-        st = sdflow__fail(ctx, SDFLOW_E_IO, "reading %s failed after %zu of %zu bytes", path, got, size);
-    else
-        st = sdflow_model_load_buffer(ctx, buf, size, model, process);
+    if (got != size || err) {
+        sdflow__free(ctx, buf);
+        return sdflow__fail(ctx, SDFLOW_E_IO, "reading %s failed after %zu of %zu bytes", path, got, size);
+    }
+    *out = buf;
+    *out_size = size;
+    return SDFLOW_OK;
+}
+
+sdflow_status sdflow_model_load(sdflow_ctx *ctx, const char *path, sdflow_model **model, sdflow_process **process)
+{
+    if (!ctx)
+        return SDFLOW_E_INVALID;
+    if (process)
+        *process = NULL;
+    sdflow_status st;
+    if ((st = sdflow__check_ptr(ctx, model, "model")))
+        return st;
+    *model = NULL;
+    if ((st = sdflow__check_ptr(ctx, path, "path")))
+        return st;
+    unsigned char *buf;
+    size_t size;
+    if ((st = sdflow__file_read(ctx, path, &buf, &size)))
+        return st;
+    st = sdflow_model_load_buffer(ctx, buf, size, model, process);
     sdflow__free(ctx, buf);
     return st;
+}
+
+/* ---- shared with the trainer checkpoints (model_file.h) ------------------ */
+
+void sdflow__fmt_double(char *buf, size_t n, double v)
+{
+    fmt_double(buf, n, v);
+}
+
+int sdflow__parse_double(const char *s, double *out)
+{
+    return parse_double(s, out);
+}
+
+int sdflow__parse_long(const char *s, long lo, long hi, long *out)
+{
+    return parse_long(s, lo, hi, out);
+}
+
+int sdflow__parse_u64(const char *s, uint64_t *out)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 20 || (s[0] == '0' && n > 1))
+        return 0;
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+        unsigned dgt = (unsigned)(s[i] - '0');
+        if (v > (UINT64_MAX - dgt) / 10)
+            return 0;
+        v = v * 10 + dgt;
+    }
+    *out = v;
+    return 1;
+}
+
+const sdflow_option *sdflow__file_model_keys(sdflow_model_kind kind, size_t *n)
+{
+    const kind_io *row = kind_row(kind);
+    *n = row ? row->nkeys : 0;
+    return row ? row->keys : NULL;
+}
+
+const sdflow_option *sdflow__file_process_keys(size_t *n)
+{
+    *n = NPROC;
+    return proc_keys;
 }

@@ -271,6 +271,23 @@ static sdflow_status ensure_state(sdflow_trainer *t)
     return SDFLOW_OK;
 }
 
+sdflow_status sdflow__trainer_ensure_state(sdflow_trainer *t)
+{
+    return ensure_state(t);
+}
+
+size_t sdflow__trainer_option_keys(const sdflow_trainer *t, sdflow_option *keys, size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < NSLOTS; i++)
+        if (slots[i].kinds & (1u << t->kind)) {
+            if (n < cap)
+                keys[n] = slots[i].key;
+            n++;
+        }
+    return n;
+}
+
 /* Data rows [lo, hi) of the global batch of step k into x0. */
 static sdflow_status gather(sdflow_trainer *t, long k, size_t lo, size_t rows, double *x0)
 {

@@ -142,6 +142,14 @@ struct sdflow_trainer {
     int have_val;
 };
 
+/* ---- state accessors (trainer.c; used by checkpoint.c) ----------------- */
+/* Parameters, gradient buffer and optimizer state as at the first step
+ * (a no-op once they exist): nparam from the bound model. */
+sdflow_status sdflow__trainer_ensure_state(sdflow_trainer *t);
+/* The option keys of t's loss kind (slots[] of trainer.c, in table order)
+ * into keys[0..cap); returns how many there are. */
+size_t sdflow__trainer_option_keys(const sdflow_trainer *t, sdflow_option *keys, size_t cap);
+
 /* Resolved smallest training time: SDFLOW_TRAIN_T_EPS or the process's t_eps
  * (inline: losses must not call back into trainer.c). */
 static inline double sdflow__train_t_eps(const sdflow_trainer *t)

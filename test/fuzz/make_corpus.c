@@ -1,12 +1,53 @@
 /* SPDX-License-Identifier: MIT */
 /* Writes the fuzzer's seed corpus: one small valid file of every model kind
- * with state (with and without a process, F64 and F32) into DIR.
+ * with state (with and without a process, F64 and F32) and small trainer
+ * checkpoints (DSM, DSM + QCSGM with learned frequencies, an energy MLP,
+ * the interpolant loss; *.ckpt, each loaded back here) into DIR.
  * Usage: make_corpus DIR */
 #include <stdio.h>
 #include <stdlib.h>
 #include "sdflow.h"
 
 static sdflow_ctx *ctx;
+
+/* A checkpoint of a tiny trainer after two steps, written and loaded back
+ * (from the file alone). kind 0 DSM, 1 QCSGM + learned frequencies, 2 energy, 3 interpolant. */
+static int checkpoint(const char *dir, const char *name, int kind)
+{
+    static const double x[16] = { 0.1, -0.3, 1.2, 0.5, -0.8, 0.9, 0.0, 0.4, -1.1, 0.7, 0.3, -0.2, 0.6, 1.4, -0.5, 0.2 };
+    sdflow_process *p = NULL;
+    sdflow_model *m = NULL;
+    sdflow_trainer *t = NULL;
+    int bad = sdflow_process_create(ctx, kind == 3 ? SDFLOW_PROCESS_INTERP_LINEAR : SDFLOW_PROCESS_VP, &p) ||
+              sdflow_model_create_mlp(ctx, 1, &m) || sdflow_model_set_int(m, SDFLOW_OPT_MLP_DEPTH, 1) ||
+              sdflow_model_set_int(m, SDFLOW_OPT_MLP_WIDTH, 2) ||
+              sdflow_model_set_int(m, SDFLOW_OPT_MLP_FREQS, kind == 1 ? 1 : 0) ||
+              (kind == 1 && sdflow_model_set_int(m, SDFLOW_OPT_MLP_LEARN_FREQS, 1)) ||
+              (kind == 2 && sdflow_model_set_int(m, SDFLOW_OPT_MLP_OUTPUT, SDFLOW_MLP_ENERGY)) ||
+              (kind == 3 && sdflow_model_set_int(m, SDFLOW_OPT_MLP_OUTPUT, SDFLOW_OUT_VELOCITY)) ||
+              sdflow_trainer_create(ctx, kind == 3 ? SDFLOW_LOSS_INTERPOLANT : SDFLOW_LOSS_DSM, &t) ||
+              sdflow_trainer_set_model(t, m) || sdflow_trainer_set_process(t, p) ||
+              sdflow_trainer_set_data(t, 16, 1, x) || sdflow_trainer_set_int(t, SDFLOW_TRAIN_BATCH, 4) ||
+              (kind == 1 && sdflow_trainer_set_double(t, SDFLOW_TRAIN_QCSGM_WEIGHT, 0.5)) ||
+              sdflow_trainer_step(t) || sdflow_trainer_step(t);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s.ckpt", dir, name);
+    bad = bad || sdflow_trainer_checkpoint_save(t, path);
+    sdflow_trainer *lt = NULL;
+    sdflow_model *lm = NULL;
+    sdflow_process *lp = NULL;
+    bad = bad || sdflow_trainer_checkpoint_load(ctx, path, &lt, &lm, &lp) || sdflow_trainer_set_data(lt, 16, 1, x) ||
+          sdflow_trainer_step(lt);
+    if (bad)
+        fprintf(stderr, "make_corpus: %s: %s\n", path, sdflow_ctx_last_error(ctx));
+    sdflow_trainer_free(lt);
+    sdflow_model_free(lm);
+    sdflow_process_free(lp);
+    sdflow_trainer_free(t);
+    sdflow_model_free(m);
+    sdflow_process_free(p);
+    return bad;
+}
 
 static int save(sdflow_model *m, const sdflow_process *p, const char *dir, const char *name)
 {
@@ -49,7 +90,9 @@ int main(int argc, char **argv)
     const char *dir = argv[1];
     bad = save(g, NULL, dir, "gaussian") || save(gm, vp, dir, "gmm_vp") || save(k, NULL, dir, "kernel") ||
           save(k, ve, dir, "kernel_ve") || save(mlp, vp, dir, "mlp_vp") || save(mlp2, NULL, dir, "mlp_energy");
-    sdflow_ctx_set_int(ctx, SDFLOW_CTX_FILE_DTYPE, SDFLOW_DTYPE_F32);
+    bad = bad || checkpoint(dir, "ckpt_dsm", 0) || checkpoint(dir, "ckpt_qcsgm", 1) ||
+          checkpoint(dir, "ckpt_energy", 2) || checkpoint(dir, "ckpt_interpolant", 3);
+    sdflow_ctx_set_int(ctx, SDFLOW_CTX_FILE_DTYPE, SDFLOW_DTYPE_F32); /* checkpoints stay F64 */
     bad = bad || save(gm, NULL, dir, "gmm_f32") || save(mlp, ve, dir, "mlp_ve_f32");
     sdflow_model_free(g);
     sdflow_model_free(gm);
