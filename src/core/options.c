@@ -128,6 +128,7 @@ static const option_row table[] = {
     { SDFLOW_TRAIN_RANK, "train_rank", SDFLOW_TYPE_INT, 0, 1 << 24 },
     { SDFLOW_TRAIN_WORLD_SIZE, "train_world_size", SDFLOW_TYPE_INT, 1, 1 << 24 },
     { SDFLOW_TRAIN_VAL_EVERY, "train_val_every", SDFLOW_TYPE_INT, 0, 1e9 },
+    { SDFLOW_TRAIN_DSB_MEAN_MATCH, "train_dsb_mean_match", SDFLOW_TYPE_INT, 0, 1 },
     { SDFLOW_CTX_FILE_MAX_BYTES, "file_max_bytes", SDFLOW_TYPE_U64, 16, U64MAX },
     { SDFLOW_CTX_FILE_DTYPE, "file_dtype", SDFLOW_TYPE_INT, 0, 1 },
 };
