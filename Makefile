@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: MIT
 # libsdflow — plain GNU make.
 #   make              build lib/libsdflow.so.X.Y.Z (+ .so.0, .so) and lib/libsdflow.a
-#   make check        unit tests (Check), ABI list, examples, install test, Python binding
+#   make check        unit tests (Check), ABI list, examples (C and C++), install test, Python binding
+#   make rust-test    the Rust crates (bindings/rust): generated raw layer up to date, cargo test --offline
 #   make demo         SD flow on two moons: samples.csv, samples.svg
 #   make bench        JSON lines, one per workload, with this machine's bound and ratio
 #   make bench-torch  the PyTorch peers' JSON lines (after make bench)
@@ -31,7 +32,7 @@ BUILD ?= build
 LIBOUT ?= lib
 PYTHON ?= /usr/bin/python3
 
-PUBLIC_TARGETS = all lib layers learn-test check demo bench bench-torch examples install uninstall install-test asan valgrind abi-check abi-baseline abi-update abi-symbols docs unit-test python-test mlp-torch-test mpi-test examples-run spdx-check deb deb-symbols fuzz fuzz-seeds io-python-test
+PUBLIC_TARGETS = all lib layers learn-test check demo bench bench-torch examples install uninstall install-test asan valgrind abi-check abi-baseline abi-update abi-symbols docs unit-test python-test mlp-torch-test mpi-test examples-run spdx-check deb deb-symbols fuzz fuzz-seeds io-python-test api-check api-update rust-test
 
 ifeq ($(SDFLOW_DEPS_OK),)
 # First pass: make sure the build dependencies exist, then run the real target.
@@ -65,6 +66,8 @@ CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
 LIBS_PRIVATE = -lgomp -lm
 
 WARN = -Wall -Wextra $(if $(filter 1,$(WERROR)),-Werror) -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+CXXWARN = -Wall -Wextra $(if $(filter 1,$(WERROR)),-Werror) -Wshadow
+APP_CXXFLAGS = $(OPTFLAGS) $(CXXWARN) $(SANITIZE) $(CPPFLAGS) $(CXXFLAGS) -Iinclude
 SDF_CFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L $(OPTFLAGS) $(WARN) $(SANITIZE) -fopenmp $(CPPFLAGS) $(CFLAGS)
 LIB_CFLAGS = $(SDF_CFLAGS) -fPIC -fvisibility=hidden -Iinclude $(patsubst %,-I%,$(wildcard src/*/)) $(BLAS_CFLAGS)
 APP_CFLAGS = $(SDF_CFLAGS) -Iinclude
@@ -81,6 +84,9 @@ TEST_BIN = $(BUILD)/test/check_sdflow
 # examples/mpi_*.c need MPI (mpicc): built and run by `make mpi-test` only
 EXAMPLE_SRC := $(filter-out examples/mpi_%.c,$(sort $(wildcard examples/*.c)))
 EXAMPLE_BIN := $(patsubst examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRC))
+# C++ examples of include/sdflow.hpp: each built as C++17 (sdflow::span) and C++20 (std::span)
+CXX_EXAMPLE_SRC := $(sort $(wildcard examples/*.cpp))
+EXAMPLE_BIN += $(foreach s,17 20,$(patsubst examples/%.cpp,$(BUILD)/examples/%_cxx$(s),$(CXX_EXAMPLE_SRC)))
 BENCH_SRC := $(sort $(wildcard bench/bench_*.c))
 BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 RPATH = -Wl,-rpath,$(abspath $(LIBOUT))
@@ -156,6 +162,13 @@ $(BUILD)/examples/%: examples/%.c $(SHLIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(APP_CFLAGS) -o $@ $< $(LDFLAGS) $(APP_LIBS)
 
+$(BUILD)/examples/%_cxx17: examples/%.cpp include/sdflow.hpp $(SHLIB)
+	@mkdir -p $(dir $@)
+	$(CXX) -std=c++17 $(APP_CXXFLAGS) -o $@ $< $(LDFLAGS) $(APP_LIBS)
+$(BUILD)/examples/%_cxx20: examples/%.cpp include/sdflow.hpp $(SHLIB)
+	@mkdir -p $(dir $@)
+	$(CXX) -std=c++20 $(APP_CXXFLAGS) -o $@ $< $(LDFLAGS) $(APP_LIBS)
+
 examples-run: examples
 	@sh test/run_examples.sh $(BUILD)/examples
 
@@ -182,8 +195,31 @@ mpi-run: $(MPI_EXAMPLES)
 	else grep '^mpi_train' $(BUILD)/mpi/no_hook.log; echo "mpi-test: no-hook control fails the check, as it must"; fi
 	@echo "mpi-test: ok"
 
+# One source of truth for the FFI surface (bindings/api/README.md): the
+# checked-in API description must equal a fresh one from clang's AST of the
+# headers, and every binding manifest must cover every public function.
+api-check:
+	PYTHONDONTWRITEBYTECODE=1 $(PYTHON) bindings/api/api_check.py --build $(BUILD)
+api-update:
+	PYTHONDONTWRITEBYTECODE=1 $(PYTHON) bindings/api/gen_api.py -o bindings/api/sdflow_api.json
+	PYTHONDONTWRITEBYTECODE=1 $(PYTHON) bindings/julia/gen_julia.py
+
+# Rust crates (bindings/rust, docs/rust.md): the generated raw layer must be
+# current with the API description, then cargo test and the GMM example
+# against this tree's library (no crates.io: --offline). Not part of make
+# check (Debian's cargo is an extra dependency); .ci/run runs it.
+CARGO ?= cargo
+RUST_ENV = SDFLOW_LIB_DIR=$(abspath $(LIBOUT)) CARGO_TARGET_DIR=$(abspath $(BUILD)/rust)
+rust-test: $(SHLIB)
+	PYTHONDONTWRITEBYTECODE=1 $(PYTHON) bindings/rust/gen_sys.py --check
+	cd bindings/rust && $(RUST_ENV) $(CARGO) test --offline
+	cd bindings/rust && $(RUST_ENV) $(CARGO) run --offline --example gmm
+
+# The Python binding's tests (pytest, Debian's python3-pytest). pytest exits 5
+# when it collects no test: that is a failure here, not a pass.
 python-test: $(SHLIB)
-	SDFLOW_LIBRARY=$(abspath $(SHLIB)) PYTHONDONTWRITEBYTECODE=1 $(PYTHON) bindings/python/test_sdflow.py
+	@SDFLOW_LIBRARY=$(abspath $(SHLIB)) PYTHONDONTWRITEBYTECODE=1 $(PYTHON) -m pytest -q -p no:cacheprovider bindings/python/tests; \
+	rc=$$?; if [ $$rc = 5 ]; then echo "python-test: pytest collected no tests"; exit 1; fi; exit $$rc
 
 # Debian packages from a clean copy (build/deb): dpkg-buildpackage, lintian;
 # DEB_INSTALL=1 (root, CI) also installs them and builds a consumer.
@@ -225,6 +261,7 @@ check: all
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 spdx-check
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 abi-symbols
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 examples-run
+	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 api-check
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 python-test
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 mlp-torch-test
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 io-python-test
@@ -350,7 +387,7 @@ install: all $(if $(filter 1,$(INSTALL_DOCS)),docs)
 	install -m 644 $(STLIB) $(DESTDIR)$(LIBDIR)/
 	ln -sf libsdflow.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libsdflow.so.$(SOMAJOR)
 	ln -sf libsdflow.so.$(SOMAJOR) $(DESTDIR)$(LIBDIR)/libsdflow.so
-	install -m 644 include/sdflow.h $(DESTDIR)$(INCLUDEDIR)/
+	install -m 644 include/sdflow.h include/sdflow.hpp $(DESTDIR)$(INCLUDEDIR)/
 	install -m 644 include/sdflow/*.h $(DESTDIR)$(INCLUDEDIR)/sdflow/
 	install -m 644 $(LIBOUT)/sdflow.pc $(DESTDIR)$(PKGCONFIGDIR)/
 ifeq ($(INSTALL_DOCS),1)
@@ -365,7 +402,8 @@ endif
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libsdflow.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libsdflow.so.$(SOMAJOR) \
 	      $(DESTDIR)$(LIBDIR)/libsdflow.so $(DESTDIR)$(LIBDIR)/libsdflow.a \
-	      $(DESTDIR)$(PKGCONFIGDIR)/sdflow.pc $(DESTDIR)$(INCLUDEDIR)/sdflow.h
+	      $(DESTDIR)$(PKGCONFIGDIR)/sdflow.pc $(DESTDIR)$(INCLUDEDIR)/sdflow.h \
+	      $(DESTDIR)$(INCLUDEDIR)/sdflow.hpp
 	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/sdflow/,$(notdir $(wildcard include/sdflow/*.h)))
 	-rmdir $(DESTDIR)$(INCLUDEDIR)/sdflow 2>/dev/null
 	rm -rf $(DESTDIR)$(DOCDIR)/html

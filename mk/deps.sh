@@ -15,10 +15,13 @@ have_pc openblas || need="$need libopenblas-dev"
 case "$target" in
 check|asan|install-test|unit-test|python-test|mlp-torch-test|io-python-test)
     have_pc check || need="$need check"
+    command -v "${CXX:-g++}" >/dev/null 2>&1 || need="$need g++" # the C++ example of include/sdflow.hpp
     /usr/bin/python3 -c 'import numpy' >/dev/null 2>&1 || need="$need python3-numpy"
+    /usr/bin/python3 -c 'import pytest' >/dev/null 2>&1 || need="$need python3-pytest" # make python-test
     # the MLP's derivative cross-check against PyTorch f64 (test/mlp_torch_check.py)
     /usr/bin/python3 -c 'import torch' >/dev/null 2>&1 || need="$need python3-torch"
     [ -f /usr/lib/python3/dist-packages/sklearn/datasets/data/breast_cancer.csv ] || need="$need python3-sklearn" # SD-flow tests read its tables
+    command -v clang >/dev/null 2>&1 || need="$need clang" # make api-check: clang's JSON AST of the headers
     ;;
 valgrind)
     have_pc check || need="$need check"
@@ -27,6 +30,12 @@ valgrind)
 fuzz)
     command -v clang >/dev/null 2>&1 || need="$need clang"
     ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-*.a >/dev/null 2>&1 || need="$need libclang-rt-14-dev"
+    ;;
+api-check|api-update)
+    command -v clang >/dev/null 2>&1 || need="$need clang" # the API description comes from clang's JSON AST
+    ;;
+rust-test)
+    command -v cargo >/dev/null 2>&1 || need="$need cargo" # Debian's cargo and rustc; no crates.io needed
     ;;
 abi-check|abi-baseline)
     command -v abidiff >/dev/null 2>&1 || need="$need abigail-tools"

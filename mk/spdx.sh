@@ -4,7 +4,8 @@
 # build and binding file.
 # Usage: sh mk/spdx.sh --check | --fix   (from anywhere; works on the tree
 # this script belongs to: git's file list, or every file when not in git)
-#   C (.c .h .map):             /* SPDX-License-Identifier: MIT */  as line 1
+#   C, C++ (.c .h .map .cpp .hpp): /* SPDX-License-Identifier: MIT */  as line 1
+#   Rust (.rs):                 // SPDX-License-Identifier: MIT     as line 1
 #   sh, py, make, pc, toml ...: # SPDX-License-Identifier: MIT      as line 1,
 #                               or line 2 after a shebang
 # Exempt (no comment syntax, or covered by LICENSE / debian/copyright):
@@ -34,9 +35,11 @@ style() {
     debian/tests/control) echo exempt; return;;
     debian/rules|debian/tests/*) echo hash; return;;
     debian/*) echo exempt; return;;
+    */py.typed) echo exempt; return;; # PEP 561 marker: empty or "partial", no comments
     *.md|*.json|*.csv|*.svg|*.png|*.txt|*.abi|*.gitkeep|*.gitignore|LICENSE|*/__pycache__/*|*.pyc) echo exempt; return;;
-    *.c|*.h|*.map) echo c; return;;
-    *.sh|*.py|*.mk|*.in|*.toml|*.cfg|*.yml|*.yaml|Makefile|*/Makefile|.ci/*) echo hash; return;;
+    *.c|*.h|*.map|*.cpp|*.hpp) echo c; return;;
+    *.rs) echo slash; return;;
+    *.sh|*.py|*.jl|*.mk|*.in|*.toml|*.cfg|*.yml|*.yaml|Makefile|*/Makefile|.ci/*) echo hash; return;;
     esac
     if head -c 2 "$1" 2>/dev/null | grep -q '^#!'; then echo hash; else echo unknown; fi
 }
@@ -64,6 +67,8 @@ for f in $(list_files); do
     tmp="$f.spdx-tmp"
     if [ "$s" = c ]; then
         { printf '/* %s */\n' "$id"; cat "$f"; } > "$tmp"
+    elif [ "$s" = slash ]; then
+        { printf '// %s\n' "$id"; cat "$f"; } > "$tmp"
     elif head -n 1 "$f" | grep -q '^#!'; then
         { head -n 1 "$f"; printf '# %s\n' "$id"; tail -n +2 "$f"; } > "$tmp"
     else

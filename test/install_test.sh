@@ -21,7 +21,7 @@ layout="PREFIX=/usr LIBDIR=/usr/lib INCLUDEDIR=/usr/include DOCDIR=/usr/share/do
 $MAKE_CMD --no-print-directory install DESTDIR="$tmp" $layout >"$tmp/install.log" 2>&1 ||
     { cat "$tmp/install.log" >&2; fail "make install"; }
 
-for f in include/sdflow.h lib/libsdflow.so.$ver lib/libsdflow.a lib/pkgconfig/sdflow.pc \
+for f in include/sdflow.h include/sdflow.hpp lib/libsdflow.so.$ver lib/libsdflow.a lib/pkgconfig/sdflow.pc \
     share/doc/libsdflow/html/index.html share/man/man3/sdflow.h.3 share/man/man3/sdflow_ctx.h.3; do
     [ -f "$prefix/$f" ] || fail "missing $f"
 done
@@ -54,6 +54,15 @@ else
         cat "$tmp/cc.log" >&2
         fail "shared build with pkg-config"
     fi
+    # The C++ header through the same pkg-config flags (C++17, the header's baseline).
+    CXX=${CXX:-c++}
+    # shellcheck disable=SC2046
+    if $CXX -std=c++17 -o "$tmp/cxx_gmm" examples/cxx_gmm.cpp $(pkg-config --cflags --libs sdflow) 2>"$tmp/cxx.log"; then
+        LD_LIBRARY_PATH="$prefix/lib" "$tmp/cxx_gmm" >"$tmp/run.log" 2>&1 || { cat "$tmp/run.log" >&2; fail "C++ example run"; }
+    else
+        cat "$tmp/cxx.log" >&2
+        fail "C++ build with pkg-config"
+    fi
     # Static: the archive by path, its private dependencies from pkg-config --static.
     libs=$(pkg-config --static --libs sdflow | sed "s|-lsdflow|$prefix/lib/libsdflow.a|")
     # shellcheck disable=SC2086
@@ -73,7 +82,7 @@ left=$(find "$tmp/usr" \( -name 'libsdflow*' -o -name 'sdflow*' \) 2>/dev/null)
 [ -z "$left" ] || fail "left after uninstall: $left"
 
 if [ "$fails" -eq 0 ]; then
-    echo "install-test: PASS (DESTDIR install with HTML docs and man pages, SONAME libsdflow.so.0, pkg-config shared + static build and run, uninstall)"
+    echo "install-test: PASS (DESTDIR install with HTML docs and man pages, SONAME libsdflow.so.0, pkg-config shared + static build and run, C++ header, uninstall)"
 else
     echo "install-test: FAIL ($fails problems)"
     exit 1

@@ -1,8 +1,6 @@
 # SPDX-License-Identifier: MIT
-"""Tests of the ctypes binding against independent numpy implementations.
-
-Run: SDFLOW_LIBRARY=/path/to/libsdflow.so /usr/bin/python3 bindings/python/test_sdflow.py
-"""
+"""Numerical tests of the binding against independent numpy implementations
+(run by pytest with the others: make python-test)."""
 
 import os
 import sys
@@ -10,7 +8,7 @@ import unittest
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import sdflow  # noqa: E402
 
 BETA_MIN, BETA_MAX = 0.1, 20.0  # VP defaults
