@@ -12,11 +12,21 @@
   pi; the exact plan of uniform batches is a permutation, so we time the
   assignment a user without POT writes (scipy.optimize.linear_sum_assignment
   on the squared cdist), batch 512. Skipped with a message when scipy is
-  missing.
+  missing;
+- i_interp_train_step: one training step of the interpolant velocity loss as
+  torchcfm's ConditionalFlowMatcher users write it, on the trig interpolant:
+  x1 = rows of the GMM data (4096, drawn with replacement), x0 = randn,
+  t = rand, x_t = cos(pi t/2) x0 + sin(pi t/2) x1, target dI, loss
+  mean_b |v(x_t, t) - dI|^2 (sum over dimensions), backward, Adam (lr 1e-3),
+  with the documented MLP twin (bench/mlp_twin.py: 3 x 128 SiLU, 32 Fourier
+  frequencies), B = 512, float64 and float32. Work counted as
+  bench_interpolant.c (forward + backward = 3 x the forward's GEMM flops,
+  384 exps per row).
 
 Prints JSON lines like bench_util.h (impl "torch"). Run: make bench-torch, or
     OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=2 /usr/bin/python3 bench/torch_interpolant.py
 """
+import json
 import math
 import os
 import sys
@@ -28,7 +38,9 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "2")
 
 import torch  # noqa: E402  (after the thread environment is set)
 
-from bench_bound import report  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_bound import machine_rate, report  # noqa: E402
+from mlp_twin import ScoreMLP  # noqa: E402
 
 THREADS = 2
 torch.set_num_threads(THREADS)
@@ -84,6 +96,31 @@ def bench(workload, size, prec, fn, reps, n):
     report(workload, size, prec, THREADS, times, n, 2)
 
 
+def train_step(net, opt, data, dtype):
+    x1 = data[torch.randint(0, data.shape[0], (B,))]
+    x0 = torch.randn_like(x1)
+    t = torch.rand(B, dtype=dtype)
+    a, b = torch.cos(math.pi * t / 2)[:, None], torch.sin(math.pi * t / 2)[:, None]
+    xt, dI = a * x0 + b * x1, (math.pi / 2) * (a * x1 - b * x0)
+    loss = ((net(xt, t) - dI) ** 2).sum(1).mean()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
+def report_step(size, prec, times):
+    times = sorted(times)
+    flops, exps = B * 3.0 * 2.0 * ((2 + 64) * 128 + 2 * 128.0 * 128 + 128 * 2), B * 384.0
+    g = machine_rate("dgemm_2048", "gflops", THREADS)
+    e = machine_rate("exp_", "gexps", THREADS)
+    bound = flops / (g * 1e9) + exps / (e * 1e9) if g > 0 and e > 0 else None
+    med = times[len(times) // 2]
+    print(json.dumps({"impl": "torch", "workload": "i_interp_train_step", "size": size, "prec": prec,
+                      "threads": THREADS, "reps": len(times), "t_min": times[0], "t_med": med, "t_max": times[-1],
+                      "flops": flops, "exps": exps, "bound": bound, "ratio": med / bound if bound else None},
+                     separators=(",", ":")), flush=True)
+
+
 def main():
     torch.manual_seed(0)
     for dtype, prec in ((torch.float64, "f64"), (torch.float32, "f32")):
@@ -92,6 +129,20 @@ def main():
         with torch.no_grad():
             bench("i_interp_rk4", "n=10000 d=2 gmm k=4 interp_trig rk4 steps=100 torch_threads=2", prec,
                   lambda: sample(g, x0), 7, N)
+    for dtype, prec in ((torch.float64, "f64"), (torch.float32, "f32")):
+        comp = torch.multinomial(torch.tensor(W, dtype=torch.float64), 4096, replacement=True)
+        L = torch.linalg.cholesky(torch.tensor(COV, dtype=torch.float64))
+        data = (torch.tensor(MU, dtype=torch.float64)[comp] +
+                torch.einsum("nde,ne->nd", L[comp], torch.randn(4096, 2, dtype=torch.float64))).to(dtype)
+        net = ScoreMLP(2).to(dtype)
+        opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+        train_step(net, opt, data, dtype)
+        times = []
+        for _ in range(15):
+            t0 = time.perf_counter()
+            train_step(net, opt, data, dtype)
+            times.append(time.perf_counter() - t0)
+        report_step("B=512 d=2 mlp3x128 silu interp_trig adam torch_threads=2", prec, times)
     try:
         from scipy.optimize import linear_sum_assignment
     except ImportError:

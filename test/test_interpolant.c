@@ -802,6 +802,199 @@ START_TEST(test_interp_model_file)
 }
 END_TEST
 
+/* ---- the trainer's INTERPOLANT loss at the exact velocity (§8, §12.d) ---- */
+
+/* Trig interpolant between N(m0, S) and N(m1, S) (equal covariances): by
+ * §12.d Sigma_t = (cos^2 + sin^2) S = S and Sigma_t' = 0, so the exact
+ * velocity is v(t, x) = mu_t' = -(pi/2) sin(pi t/2) m0 + (pi/2) cos(pi t/2) m1,
+ * independent of x. A depth-1 tanh MLP with one Fourier frequency
+ * f = 1/4 (inputs [x, sin(pi t/2), cos(pi t/2)]) in its linear regime
+ * (W1 = eps on the two features, W2 = (pi/2)(-m0, m1)/eps) represents it
+ * up to O(eps^2) = 1e-12 relative. */
+static sdflow_model *trig_velocity_mlp(sdflow_ctx *ctx, const double *m0, const double *m1, double scale)
+{
+    sdflow_model *m = NULL;
+    ck_assert_int_eq(sdflow_model_create_mlp(ctx, 2, &m), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_model_set_int(m, SDFLOW_OPT_MLP_DEPTH, 1), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_model_set_int(m, SDFLOW_OPT_MLP_WIDTH, 2), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_model_set_int(m, SDFLOW_OPT_MLP_FREQS, 1), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_model_set_double(m, SDFLOW_OPT_MLP_FREQ_SCALE, 0.25), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_model_set_int(m, SDFLOW_OPT_MLP_ACTIVATION, SDFLOW_ACT_TANH), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_model_set_int(m, SDFLOW_OPT_MLP_OUTPUT, SDFLOW_OUT_VELOCITY), SDFLOW_OK);
+    const double eps = 1e-6, h = 1.5707963267948966;
+    /* layers.0.weight 2 x 4 ([x1, x2, sin, cos]), layers.0.bias 2, layers.1.weight 2 x 2, layers.1.bias 2 */
+    double th[16] = { 0 };
+    th[2] = eps;     /* hidden 0 = tanh(eps sin(pi t/2)) */
+    th[4 + 3] = eps; /* hidden 1 = tanh(eps cos(pi t/2)) */
+    for (int j = 0; j < 2; j++) {
+        th[10 + 2 * j] = -scale * h * m0[j] / eps;
+        th[10 + 2 * j + 1] = scale * h * m1[j] / eps;
+    }
+    size_t P;
+    ck_assert_int_eq(sdflow_model_param_count(m, &P), SDFLOW_OK);
+    ck_assert_uint_eq(P, 16);
+    ck_assert_int_eq(sdflow_model_set_params(m, P, th), SDFLOW_OK);
+    return m;
+}
+
+/* Moments over t in [0, 1] of the exact velocity (midpoint rule, 20000
+ * points: error < 1e-9): K = int |v|^2, K2 = int |v|^4, Q = int v^T (a'^2 S0
+ * + b'^2 S1) v, and c = int a'(t) v(t) dt (the coefficient of a base-mean
+ * error in the loss). */
+static void trig_moments(const double *m0, const double *m1, const double *S, double *K, double *K2, double *Q,
+                         double *c)
+{
+    const int n = 20000;
+    const double h = 1.5707963267948966;
+    *K = *K2 = *Q = c[0] = c[1] = 0;
+    for (int i = 0; i < n; i++) {
+        double t = (i + 0.5) / n, da = -h * sin(h * t), db = h * cos(h * t), v[2], v2 = 0, q = 0;
+        for (int j = 0; j < 2; j++) {
+            v[j] = da * m0[j] + db * m1[j];
+            v2 += v[j] * v[j];
+            c[j] += da * v[j] / n;
+        }
+        for (int j = 0; j < 2; j++)
+            for (int k = 0; k < 2; k++)
+                q += v[j] * (da * da + db * db) * S[2 * j + k] * v[k];
+        *K += v2 / n;
+        *K2 += v2 * v2 / n;
+        *Q += q / n;
+    }
+}
+
+/* The loss as reported (§8: mean |v_hat|^2 - 2 dI . v_hat) at the exact
+ * velocity equals the oracle's minimum G* = -int E|v|^2 dt within 4 SE,
+ * through sdflow_trainer_validate on n = 20000 held-out data rows. Per row
+ * the loss is -|v|^2 - 2 (a' e0 + b' e1) . v (e0, e1 the centred ends), so
+ * Var = int |v|^4 - (int |v|^2)^2 + 4 int v^T (a'^2 S0 + b'^2 S1) v and
+ * SE = sqrt(Var / n) (0.029 for case 1, 0.063 for cases 2 and 3). Three bases:
+ *   1. N(0, I), the default, to data N(m1, I);
+ *   2. a gaussian base model N(m0, S) (sdflow_trainer_set_base_model) to
+ *      N(m1, S), S non-diagonal;
+ *   3. a base data array of 40000 draws of N(m0, S)
+ *      (sdflow_trainer_set_base_data): the base rows' empirical mean m0_hat
+ *      enters the expected loss as -2 (m0_hat - m0) . int a' v dt, added to G*.
+ * Half the exact velocity (loss -0.75 int E|v|^2) fails by > 10 SE. */
+START_TEST(test_interp_loss_oracle)
+{
+    sdflow_ctx *ctx = test_ctx(43);
+    sdflow_process *p = NULL;
+    ck_assert_int_eq(sdflow_process_create(ctx, SDFLOW_PROCESS_INTERP_TRIG, &p), SDFLOW_OK);
+    enum { N = 20000, NB = 40000 };
+    const double I2[4] = { 1, 0, 0, 1 }, S[4] = { 1.5, 0.6, 0.6, 0.8 }, zero[2] = { 0, 0 };
+    const double m0s[2] = { -1, 0.5 }, m1s[2] = { 1, 1 }, m1i[2] = { 1, -0.5 };
+    double *x1 = malloc(sizeof(double) * N * 2), *xb = malloc(sizeof(double) * NB * 2);
+    for (int c = 0; c < 3; c++) {
+        const double *m0 = c ? m0s : zero, *m1 = c ? m1s : m1i, *Sc = c ? S : I2;
+        sdflow_model *g1 = NULL, *g0 = NULL;
+        ck_assert_int_eq(sdflow_model_create_gaussian(ctx, 2, m1, Sc, &g1), SDFLOW_OK);
+        ck_assert_int_eq(sdflow_model_sample(g1, 50 + (uint64_t)c, 0, N, x1), SDFLOW_OK);
+        double K, K2, Q, cc[2];
+        trig_moments(m0, m1, Sc, &K, &K2, &Q, cc);
+        double Gstar = -K, se = sqrt((K2 - K * K + 4 * Q) / N);
+        sdflow_model *m = trig_velocity_mlp(ctx, m0, m1, 1.0);
+        sdflow_trainer *t = NULL;
+        ck_assert_int_eq(sdflow_trainer_create(ctx, SDFLOW_LOSS_INTERPOLANT, &t), SDFLOW_OK);
+        ck_assert_int_eq(sdflow_trainer_set_model(t, m), SDFLOW_OK);
+        ck_assert_int_eq(sdflow_trainer_set_process(t, p), SDFLOW_OK);
+        ck_assert_int_eq(sdflow_trainer_set_validation(t, N, 2, x1), SDFLOW_OK);
+        if (c >= 1)
+            ck_assert_int_eq(sdflow_model_create_gaussian(ctx, 2, m0, S, &g0), SDFLOW_OK);
+        if (c == 1)
+            ck_assert_int_eq(sdflow_trainer_set_base_model(t, g0), SDFLOW_OK);
+        if (c == 2) {
+            ck_assert_int_eq(sdflow_model_sample(g0, 60, 0, NB, xb), SDFLOW_OK);
+            ck_assert_int_eq(sdflow_trainer_set_base_data(t, NB, 2, xb), SDFLOW_OK);
+            for (int j = 0; j < 2; j++)
+                Gstar -= 2 * (vec_mean(xb + j, NB, 2) - m0[j]) * cc[j];
+        }
+        double L, Lh;
+        ck_assert_int_eq(sdflow_trainer_validate(t, &L), SDFLOW_OK);
+        sdflow_model *half = trig_velocity_mlp(ctx, m0, m1, 0.5);
+        ck_assert_int_eq(sdflow_trainer_set_model(t, half), SDFLOW_OK);
+        ck_assert_int_eq(sdflow_trainer_validate(t, &Lh), SDFLOW_OK);
+        test_note("interpolant loss at the exact velocity (base %s): %.5f, oracle -int E|v|^2 = %.5f (SE %.5f, "
+                  "%+.2f SE); half the velocity %.4f",
+                  c == 0 ? "N(0, I)" : c == 1 ? "gaussian model" : "data array", L, Gstar, se, (L - Gstar) / se, Lh);
+        ck_assert_double_le(fabs(L - Gstar), 4 * se);
+        ck_assert_double_gt(Lh - Gstar, 10 * se);
+        sdflow_trainer_free(t);
+        sdflow_model_free(half);
+        sdflow_model_free(m);
+        sdflow_model_free(g0);
+        sdflow_model_free(g1);
+    }
+    free(x1);
+    free(xb);
+    sdflow_process_free(p);
+    sdflow_ctx_free(ctx);
+}
+END_TEST
+
+/* Base bindings: refused for other loss kinds, a model that cannot be
+ * sampled, a wrong dimension, NaN base data; NULL / empty restore N(0, I);
+ * the same seed gives the same batch loss for any thread count, and a
+ * base model changes it. */
+START_TEST(test_interp_trainer_base_rules)
+{
+    sdflow_ctx *ctx = test_ctx(44);
+    sdflow_process *p = NULL;
+    ck_assert_int_eq(sdflow_process_create(ctx, SDFLOW_PROCESS_INTERP_LINEAR, &p), SDFLOW_OK);
+    const double mu[2] = { 2, -1 }, S[4] = { 1, 0.3, 0.3, 0.5 }, mu3[3] = { 0 }, I3[9] = { 1, 0, 0, 0, 1, 0, 0, 0, 1 };
+    sdflow_model *g = NULL, *g3 = NULL, *k = NULL;
+    ck_assert_int_eq(sdflow_model_create_gaussian(ctx, 2, mu, S, &g), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_model_create_gaussian(ctx, 3, mu3, I3, &g3), SDFLOW_OK);
+    double data[2 * 64];
+    ck_assert_int_eq(sdflow_model_sample(g, 3, 0, 64, data), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_model_create_kernel(ctx, 64, 2, data, &k), SDFLOW_OK);
+    double loss[4];
+    for (int rep = 0; rep < 4; rep++) {
+        ck_assert_int_eq(sdflow_ctx_set_int(ctx, SDFLOW_CTX_THREADS, rep % 2 + 1), SDFLOW_OK);
+        sdflow_model *m = NULL;
+        ck_assert_int_eq(sdflow_model_create_mlp(ctx, 2, &m), SDFLOW_OK);
+        ck_assert_int_eq(sdflow_model_set_int(m, SDFLOW_OPT_MLP_WIDTH, 16), SDFLOW_OK);
+        ck_assert_int_eq(sdflow_model_set_int(m, SDFLOW_OPT_MLP_OUTPUT, SDFLOW_OUT_VELOCITY), SDFLOW_OK);
+        sdflow_trainer *t = NULL;
+        ck_assert_int_eq(sdflow_trainer_create(ctx, SDFLOW_LOSS_INTERPOLANT, &t), SDFLOW_OK);
+        ck_assert_int_eq(sdflow_trainer_set_model(t, m), SDFLOW_OK);
+        ck_assert_int_eq(sdflow_trainer_set_process(t, p), SDFLOW_OK);
+        ck_assert_int_eq(sdflow_trainer_set_data(t, 64, 2, data), SDFLOW_OK);
+        ck_assert_int_eq(sdflow_trainer_set_int(t, SDFLOW_TRAIN_BATCH, 32), SDFLOW_OK);
+        if (rep == 0) {
+            ck_assert_int_eq(sdflow_trainer_set_base_model(NULL, g), SDFLOW_E_INVALID);
+            ck_assert_status_msg(ctx, sdflow_trainer_set_base_model(t, k), SDFLOW_E_UNSUPPORTED, "cannot be sampled");
+            ck_assert_status_msg(ctx, sdflow_trainer_set_base_model(t, g3), SDFLOW_E_INVALID, "d=3");
+            double bad[4] = { 0, NAN, 1, 1 };
+            ck_assert_int_eq(sdflow_trainer_set_base_data(t, 2, 2, bad), SDFLOW_E_INVALID);
+            ck_assert_int_eq(sdflow_trainer_set_base_data(t, 2, 3, data), SDFLOW_E_INVALID);
+            ck_assert_int_eq(sdflow_trainer_set_base_data(t, 64, 2, data), SDFLOW_OK);
+            ck_assert_int_eq(sdflow_trainer_set_base_data(t, 0, 2, NULL), SDFLOW_OK);
+            ck_assert_int_eq(sdflow_trainer_set_base_model(t, g), SDFLOW_OK);
+            ck_assert_int_eq(sdflow_trainer_set_base_model(t, NULL), SDFLOW_OK);
+            sdflow_trainer *o = NULL;
+            ck_assert_int_eq(sdflow_trainer_create(ctx, SDFLOW_LOSS_DSM, &o), SDFLOW_OK);
+            ck_assert_status_msg(ctx, sdflow_trainer_set_base_model(o, g), SDFLOW_E_UNSUPPORTED, "interpolant");
+            sdflow_trainer_free(o);
+        }
+        if (rep >= 2)
+            ck_assert_int_eq(sdflow_trainer_set_base_model(t, g), SDFLOW_OK);
+        ck_assert_int_eq(sdflow_trainer_eval_batch(t, 0, &loss[rep], NULL), SDFLOW_OK);
+        ck_assert_int_eq(sdflow_trainer_step(t), SDFLOW_OK);
+        sdflow_trainer_free(t);
+        sdflow_model_free(m);
+    }
+    ck_assert_double_eq(loss[0], loss[1]);
+    ck_assert_double_eq(loss[2], loss[3]);
+    ck_assert_double_ne(loss[0], loss[2]);
+    sdflow_model_free(k);
+    sdflow_model_free(g3);
+    sdflow_model_free(g);
+    sdflow_process_free(p);
+    sdflow_ctx_free(ctx);
+}
+END_TEST
+
 /*@MORE_TESTS@*/
 
 Suite *interpolant_suite(void)
@@ -821,6 +1014,8 @@ Suite *interpolant_suite(void)
     tcase_add_test(tc, test_interp_bad_use);
     tcase_add_test(tc, test_interp_alloc_failures);
     tcase_add_test(tc, test_interp_model_file);
+    tcase_add_test(tc, test_interp_loss_oracle);
+    tcase_add_test(tc, test_interp_trainer_base_rules);
     /*@MORE_TCASES@*/
     suite_add_tcase(s, tc);
     return s;

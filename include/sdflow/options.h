@@ -163,6 +163,8 @@ typedef enum sdflow_option {
     SDFLOW_TRAIN_RANK = 721,         /**< int: rank r of this process in data-parallel training (default 0) */
     SDFLOW_TRAIN_WORLD_SIZE = 722,   /**< int: number of processes R (default 1) */
     SDFLOW_TRAIN_VAL_EVERY = 723,    /**< int: fit() validates every this many steps (default 0: at the end) */
+    SDFLOW_TRAIN_DSB_MEAN_MATCH = 930, /**< int 0/1: SDFLOW_LOSS_DSB_MEAN network outputs the mean (1) or the residual
+                                            mean - x (0, default) */
 
     /* model files, ctx options (800..849; io.h) */
     SDFLOW_CTX_FILE_MAX_BYTES = 800, /**< u64 >= 16: largest file or buffer the model loaders accept, in bytes

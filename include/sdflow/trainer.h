@@ -34,15 +34,23 @@ SDFLOW_BEGIN_DECLS
 
 typedef struct sdflow_trainer sdflow_trainer;
 
-/** Loss kinds ("dsm", "interpolant"). Reserved for a later issue:
- *  SDFLOW_LOSS_DSB_MEAN = 2 (Schroedinger-bridge mean matching). */
+/** Loss kinds ("dsm", "interpolant", "dsb_mean"). */
 typedef enum sdflow_loss_kind {
     SDFLOW_LOSS_DSM = 0,        /**< denoising score matching (algorithms.md section 3) + optional QCSGM penalty */
-    SDFLOW_LOSS_INTERPOLANT = 1 /**< interpolant velocity loss E|v_hat - dI/dt|^2 (algorithms.md section 8; needs an
+    SDFLOW_LOSS_INTERPOLANT = 1,/**< interpolant velocity loss E|v_hat - dI/dt|^2 (algorithms.md section 8; needs an
                                      interpolant process and an MLP with SDFLOW_OUT_VELOCITY; the data are x1 at t = 1,
-                                     the base N(0, I); options SDFLOW_OPT_COUPLING, SDFLOW_OPT_COUPLING_EPS).
+                                     the base at t = 0 N(0, I), a model (sdflow_trainer_set_base_model) or a second
+                                     data array (sdflow_trainer_set_base_data); options SDFLOW_OPT_COUPLING,
+                                     SDFLOW_OPT_COUPLING_EPS).
                                      STAT_LOSS reports mean |v_hat|^2 - 2 dI . v_hat (minimum -int E|v|^2 dt),
                                      STAT_DSM_LOSS the mean |v_hat - dI|^2; same gradient. docs/interpolants.md */
+    SDFLOW_LOSS_DSB_MEAN = 2    /**< Schroedinger-bridge mean matching (algorithms.md section 9), the regression of one
+                                     IPF half-bridge: data rows of 2d + 1 values (s, x, y) -- the network's time input
+                                     s, the state x, the mean target y -- and the row loss |mean_hat(x, s) - y|^2
+                                     (/ d with SDFLOW_TRAIN_REDUCE_MEAN), mean_hat = x + N(x, s) (residual, default)
+                                     or N(x, s) (SDFLOW_TRAIN_DSB_MEAN_MATCH = 1), N the MLP's native output. No
+                                     process (the network sees s itself: SDFLOW_OPT_MLP_TIME_INPUT = 0). The DSB
+                                     sampler's network fits use it (sdflow_sampler_fit). docs/dsb.md */
 } sdflow_loss_kind;
 
 /** DSM weightings (SDFLOW_TRAIN_WEIGHTING). Per row, with eps_hat the
@@ -131,6 +139,18 @@ SDFLOW_API sdflow_status sdflow_trainer_set_data(sdflow_trainer *t, size_t n, si
  *  memory); @p d is the data dimension. NULL @p fn unbinds. Replaces the data array. */
 SDFLOW_API sdflow_status sdflow_trainer_set_batch_fn(sdflow_trainer *t, size_t d, sdflow_batch_fn fn,
                                                      void *user_data);
+/** SDFLOW_LOSS_INTERPOLANT only: the base distribution at t = 0 (default
+ *  N(0, I)) is a model drawn with sdflow_model_sample (gaussian, gmm; not
+ *  copied, must outlive the trainer's steps; row b of step k keyed by
+ *  (seed, stream, k, b)). NULL restores N(0, I). Replaces base data.
+ *  Another loss kind: SDFLOW_E_UNSUPPORTED; a model that cannot sample:
+ *  SDFLOW_E_UNSUPPORTED; d other than the model's: SDFLOW_E_INVALID. */
+SDFLOW_API sdflow_status sdflow_trainer_set_base_model(sdflow_trainer *t, sdflow_model *base);
+/** SDFLOW_LOSS_INTERPOLANT only: the base is a second data array (n x d,
+ *  **copied**, finite), rows drawn uniformly with replacement keyed like
+ *  the data rows -- neither end has to be Gaussian. n = 0 with x = NULL
+ *  restores N(0, I). Replaces a base model. */
+SDFLOW_API sdflow_status sdflow_trainer_set_base_data(sdflow_trainer *t, size_t n, size_t d, const double *x);
 /** Held-out data (n x d, copied) for sdflow_trainer_validate(): the loss on
  *  every row with one fixed draw of times and noise (keyed by the seed and
  *  stream, not the step), so values are comparable between steps. n = 0

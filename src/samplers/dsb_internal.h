@@ -54,7 +54,8 @@ typedef struct sdflow__dsb_work {
  * sampler keeps one kind (SDFLOW_E_STATE when asked to switch). */
 sdflow_status sdflow__dsb_ensure_state(sdflow__dsb_work *w, int nets);
 /* One half-bridge of network mean matching (dsb_net.c): the trajectory
- * cache, SGD with Adam, restore of the weights on failure or cancellation. */
+ * cache, steps of the trainer's DSB_MEAN loss, restore of the weights on
+ * failure or cancellation. */
 sdflow_status sdflow__dsb_net_half(sdflow__dsb_work *w, int backward, long *done, long total);
 
 /* Resolves the dimension, steps and time labels for rows-row batches. */

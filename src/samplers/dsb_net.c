@@ -3,35 +3,40 @@
  * bridge (algorithms.md §9, the reference code's ipf_step): a trajectory
  * cache of (k, X, target) for SDFLOW_OPT_DSB_NPAR chains simulated with
  * the other side's means, refilled every SDFLOW_OPT_DSB_CACHE_REFRESH
- * steps, and SDFLOW_OPT_DSB_TRAIN_STEPS Adam steps (PyTorch's update,
- * betas 0.9 / 0.999, eps 1e-8, state reset per half-bridge) on minibatches
- * of SDFLOW_OPT_DSB_BATCH cache entries drawn uniformly over chains and
- * steps (rate SDFLOW_OPT_DSB_LR, constant or cosine-decayed to 0 over the
- * half-bridge with SDFLOW_OPT_DSB_LR_COSINE), loss mean |net(X, t_k) - target|^2 over entries and coordinates
- * (F.mse_loss). The weights continue from the previous half-bridge (the
- * reference's use_prev_net); on failure or cancellation they are restored.
+ * steps, and SDFLOW_OPT_DSB_TRAIN_STEPS steps of the trainer's
+ * SDFLOW_LOSS_DSB_MEAN regression (Adam, PyTorch's update, betas 0.9 /
+ * 0.999, eps 1e-8, state reset per half-bridge, no EMA) on minibatches of
+ * SDFLOW_OPT_DSB_BATCH cache entries drawn uniformly over chains and steps
+ * by the trainer's batch callback (rate SDFLOW_OPT_DSB_LR, constant or the
+ * trainer's cosine schedule to 0 over the half-bridge with
+ * SDFLOW_OPT_DSB_LR_COSINE), loss mean |mean_hat(X, t_k) - target|^2 over
+ * entries and coordinates (SDFLOW_TRAIN_REDUCE_MEAN, F.mse_loss). The
+ * weights continue from the previous half-bridge (the reference's
+ * use_prev_net); on failure or cancellation they are restored.
  *
- * Memory: the cache holds 2 N npar d doubles (X and target per chain and
- * step; k is the position), everything else O(batch d + parameters).
- *
- * This optimizer is local to the DSB until the trainer's DSB_MEAN loss
- * kind exists (docs/dsb.md). */
+ * Memory: the cache holds 2 N npar d doubles (X and the mean target per
+ * chain and step; k is the position, its time label is written into the
+ * trainer's rows), everything else O(batch d + parameters). */
 #include <math.h>
 #include <string.h>
 #include "dsb_internal.h"
+#include "sdflow/trainer.h"
 
 typedef struct net_buf {
     sdflow_model *m;
     size_t P, npar, nb, B;
-    double *theta0, *theta, *grad, *am, *av; /* P each */
+    long h;                                  /* half-bridge number */
+    double *theta0;                          /* P: the weights the half-bridge started from */
     double *cx, *cy;                         /* cache: N x npar x d each, [k][chain][j] */
     double *x, *x1, *m0, *m1;                /* nb x d: chain simulation */
-    double *bx, *by, *bf, *bt;               /* B x d (bt: B): a minibatch */
+    sdflow__dsb_work *w;
 } net_buf;
 
 /* Simulates npar chains with the other side's means into the cache (fill
  * number f of half-bridge h: chains keyed by rows 0..npar-1 of streams
- * that include f). */
+ * that include f). The target stored is the mean X_{k+1} + F_k(X_k) -
+ * F_k(X_{k+1}) (forward: X_k + B_{k+1}(X_{k+1}) - B_{k+1}(X_k)); the
+ * trainer's DSB_MEAN loss subtracts the state for a residual network. */
 static sdflow_status fill_cache(sdflow__dsb_work *w, net_buf *b, int backward, long h, long f, long *done, long total)
 {
     sdflow_sampler *s = w->s;
@@ -54,10 +59,9 @@ static sdflow_status fill_cache(sdflow__dsb_work *w, net_buf *b, int backward, l
             if (st || (st = sdflow__dsb_check_state(w, b->m1, n, k, "fit")))
                 break;
             double *cx = b->cx + ((size_t)k * npar + r0) * d, *cy = b->cy + ((size_t)k * npar + r0) * d;
-            int mm = s->dsb_mean_match != 0;
-            for (size_t i = 0; i < n * d; i++) { /* residual target F(X_k) - F(X_k+1); the mean adds X_k+1 */
+            for (size_t i = 0; i < n * d; i++) {
                 cx[i] = b->x1[i];
-                cy[i] = b->m0[i] - b->m1[i] + (mm ? b->x1[i] : 0);
+                cy[i] = b->x1[i] + (b->m0[i] - b->m1[i]);
             }
             double *t = b->x;
             b->x = b->x1;
@@ -69,50 +73,60 @@ static sdflow_status fill_cache(sdflow__dsb_work *w, net_buf *b, int backward, l
     return st;
 }
 
-/* One Adam step on minibatch `it`; *loss gets its mean squared error. */
-static sdflow_status sgd_step(sdflow__dsb_work *w, net_buf *b, long h, long it, double *loss)
+/* The trainer's batch callback: rows (t_k, X, target) of 2d + 1 values,
+ * row r of SGD step `step` drawn uniformly over chains and steps with
+ * (seed, stream of the half-bridge and step, r). */
+static int cache_rows(long step, uint64_t first_row, size_t rows, size_t cols, double *out, void *user)
 {
-    sdflow_sampler *s = w->s;
-    sdflow_ctx *ctx = w->ctx;
-    size_t d = w->d, B = b->B, npar = b->npar;
-    uint64_t stream = sdflow__stream(s->stream, TAG_SGD + (uint64_t)h, (uint64_t)it);
-    for (size_t r = 0; r < B; r++) {
+    net_buf *b = user;
+    sdflow__dsb_work *w = b->w;
+    size_t d = w->d, npar = b->npar;
+    if (cols != 2 * d + 1)
+        return 1;
+    uint64_t stream = sdflow__stream(w->s->stream, TAG_SGD + (uint64_t)b->h, (uint64_t)step);
+    for (size_t i = 0; i < rows; i++) {
         double u[2];
-        sdflow__rng_uniform_row(ctx->seed, stream, r, 0, 2, u);
+        sdflow__rng_uniform_row(w->ctx->seed, stream, first_row + i, 0, 2, u);
         size_t c = (size_t)(u[0] * (double)npar), k = (size_t)(u[1] * (double)w->N);
         c = c < npar ? c : npar - 1;
         k = k < (size_t)w->N ? k : (size_t)w->N - 1;
-        memcpy(b->bx + r * d, b->cx + (k * npar + c) * d, d * sizeof *b->bx);
-        memcpy(b->by + r * d, b->cy + (k * npar + c) * d, d * sizeof *b->by);
-        b->bt[r] = w->tlab[k];
+        double *row = out + i * cols;
+        row[0] = w->tlab[k];
+        memcpy(row + 1, b->cx + (k * npar + c) * d, d * sizeof *row);
+        memcpy(row + 1 + d, b->cy + (k * npar + c) * d, d * sizeof *row);
     }
-    sdflow_status st = sdflow_model_eval(b->m, NULL, B, b->bx, b->bt, b->m->native, b->bf);
-    if (st)
-        return st;
-    double acc = 0, scale = 2.0 / ((double)B * (double)d);
-    for (size_t i = 0; i < B * d; i++) {
-        double e = b->bf[i] - b->by[i];
-        acc += e * e;
-        b->bf[i] = scale * e; /* the weights of d loss / d output */
+    return 0;
+}
+
+/* A DSB_MEAN trainer for the network of this half-bridge (fresh optimizer state). */
+static sdflow_status make_trainer(sdflow__dsb_work *w, net_buf *b, sdflow_trainer **out)
+{
+    sdflow_sampler *s = w->s;
+    sdflow_trainer *t = NULL;
+    sdflow_status st = sdflow_trainer_create(w->ctx, SDFLOW_LOSS_DSB_MEAN, &t);
+    if (!st)
+        st = sdflow_trainer_set_model(t, b->m);
+    if (!st)
+        st = sdflow_trainer_set_batch_fn(t, 2 * w->d + 1, cache_rows, b);
+    if (!st)
+        st = sdflow_trainer_set_int(t, SDFLOW_TRAIN_BATCH, (long)b->B);
+    if (!st)
+        st = sdflow_trainer_set_double(t, SDFLOW_TRAIN_LR, s->dsb_lr);
+    if (!st)
+        st = sdflow_trainer_set_int(t, SDFLOW_TRAIN_REDUCE_MEAN, 1);
+    if (!st)
+        st = sdflow_trainer_set_int(t, SDFLOW_TRAIN_DSB_MEAN_MATCH, s->dsb_mean_match != 0);
+    if (!st)
+        st = sdflow_trainer_set_double(t, SDFLOW_TRAIN_EMA_DECAY, 0);
+    if (!st && s->dsb_lr_cosine) /* step it of M at lr (1 + cos(pi it / M)) / 2 */
+        if (!(st = sdflow_trainer_set_int(t, SDFLOW_TRAIN_SCHEDULE, SDFLOW_LR_COSINE)))
+            st = sdflow_trainer_set_int(t, SDFLOW_TRAIN_TOTAL_STEPS, s->dsb_train_steps);
+    if (st) {
+        sdflow_trainer_free(t);
+        t = NULL;
     }
-    *loss = acc / ((double)B * (double)d);
-    if ((st = sdflow_model_param_grad(b->m, NULL, B, b->bx, b->bt, b->bf, b->grad, NULL)))
-        return st;
-    const double b1 = 0.9, b2 = 0.999, eps = 1e-8;
-    double lr = s->dsb_lr;
-    if (s->dsb_lr_cosine) /* step it of M at lr (1 + cos(pi it / M)) / 2 */
-        lr *= 0.5 * (1 + cos(SDFLOW__PI * (double)it / (double)s->dsb_train_steps));
-    double c1 = 1 - pow(b1, (double)(it + 1)), c2 = 1 - pow(b2, (double)(it + 1));
-    for (size_t i = 0; i < b->P; i++) {
-        double g = b->grad[i];
-        if (!isfinite(g))
-            return sdflow__fail(ctx, SDFLOW_E_NUMERIC, "dsb fit: gradient entry %zu is not finite at SGD step %ld", i,
-                                it);
-        b->am[i] = b1 * b->am[i] + (1 - b1) * g;
-        b->av[i] = b2 * b->av[i] + (1 - b2) * g * g;
-        b->theta[i] -= lr * (b->am[i] / c1) / (sqrt(b->av[i] / c2) + eps);
-    }
-    return sdflow_model_set_params(b->m, b->P, b->theta);
+    *out = t;
+    return st;
 }
 
 sdflow_status sdflow__dsb_net_half(sdflow__dsb_work *w, int backward, long *done, long total)
@@ -121,9 +135,10 @@ sdflow_status sdflow__dsb_net_half(sdflow__dsb_work *w, int backward, long *done
     sdflow_ctx *ctx = w->ctx;
     size_t d = w->d, N = (size_t)w->N;
     net_buf b = { .m = s->model[backward ? SDFLOW_ROLE_BACKWARD : SDFLOW_ROLE_FORWARD], .npar = (size_t)s->dsb_npar,
-                  .B = (size_t)s->dsb_batch };
+                  .B = (size_t)s->dsb_batch, .h = s->dsb->halves, .w = w };
     b.nb = b.B < b.npar ? b.B : b.npar;
-    long h = s->dsb->halves, M = s->dsb_train_steps, refresh = s->dsb_cache_refresh;
+    long M = s->dsb_train_steps, refresh = s->dsb_cache_refresh;
+    sdflow_trainer *tr = NULL;
     sdflow_status st = sdflow_model_param_count(b.m, &b.P);
     if (st) { /* keep the model's reason (formatting ctx->err into itself would overlap) */
         char why[SDFLOW__ERRMAX];
@@ -132,41 +147,31 @@ sdflow_status sdflow__dsb_net_half(sdflow__dsb_work *w, int backward, long *done
         return sdflow__fail(ctx, st, "dsb fit: the %s network must be an MLP (trainable parameters): %s",
                             backward ? "backward" : "forward", why);
     }
-    /* cache 2 N npar d, simulation 4 nb d, minibatch 3 B d + B, parameters 5 P */
-    size_t ncache = 2 * N * b.npar, nsim = 4 * b.nb + 3 * b.B + 1;
+    /* cache 2 N npar d, simulation 4 nb d, parameters P (the trainer holds its minibatch and Adam state) */
+    size_t ncache = 2 * N * b.npar, nsim = 4 * b.nb;
     if (!sdflow__size_ok(ncache, d) || !sdflow__size_ok(ncache + nsim, d) ||
-        !sdflow__size_ok((ncache + nsim) * d + b.B + 5 * b.P, 1))
+        !sdflow__size_ok((ncache + nsim) * d + b.P, 1))
         return sdflow__fail(ctx, SDFLOW_E_INVALID, "dsb fit: a cache of %zu chains x %zu steps x d=%zu does not fit",
                             b.npar, N, d);
-    double *blk = sdflow__alloc_array(ctx, (ncache + nsim) * d + b.B + 5 * b.P, sizeof(double), "dsb trajectory cache");
+    double *blk = sdflow__alloc_array(ctx, (ncache + nsim) * d + b.P, sizeof(double), "dsb trajectory cache");
     if (!blk)
         return SDFLOW_E_NOMEM;
     b.theta0 = blk;
-    b.theta = b.theta0 + b.P;
-    b.grad = b.theta + b.P;
-    b.am = b.grad + b.P;
-    b.av = b.am + b.P;
-    b.cx = b.av + b.P;
+    b.cx = b.theta0 + b.P;
     b.cy = b.cx + N * b.npar * d;
     b.x = b.cy + N * b.npar * d;
     b.x1 = b.x + b.nb * d;
     b.m0 = b.x1 + b.nb * d;
     b.m1 = b.m0 + b.nb * d;
-    b.bx = b.m1 + b.nb * d;
-    b.by = b.bx + b.B * d;
-    b.bf = b.by + b.B * d;
-    b.bt = b.bf + b.B * d;
-    memset(b.am, 0, 2 * b.P * sizeof *b.am);
-    if ((st = sdflow_model_get_params(b.m, b.P, b.theta0)))
+    if ((st = sdflow_model_get_params(b.m, b.P, b.theta0)) || (st = make_trainer(w, &b, &tr)))
         goto done;
-    memcpy(b.theta, b.theta0, b.P * sizeof *b.theta);
     double run = 0, wsum = 0; /* loss over the last tenth of the steps */
     for (long it = 0; it < M && !st; it++) {
         if (it == 0 || (refresh > 0 && it % refresh == 0))
-            if ((st = fill_cache(w, &b, backward, h, refresh > 0 ? it / refresh : 0, done, total)))
+            if ((st = fill_cache(w, &b, backward, b.h, refresh > 0 ? it / refresh : 0, done, total)))
                 break;
         double loss = 0;
-        if ((st = sgd_step(w, &b, h, it, &loss)))
+        if ((st = sdflow_trainer_step(tr)) || (st = sdflow_trainer_get_stat(tr, SDFLOW_TRAIN_STAT_LOSS, &loss)))
             break;
         if (it >= M - (M + 9) / 10) {
             run += loss;
@@ -186,6 +191,7 @@ sdflow_status sdflow__dsb_net_half(sdflow__dsb_work *w, int backward, long *done
     s->stats[SDFLOW_STAT_HALF_BRIDGES] = (double)s->dsb->halves;
     s->stats[SDFLOW_STAT_FIT_MSE] = run / wsum;
 done:
+    sdflow_trainer_free(tr);
     sdflow__free(ctx, blk);
     return st;
 }

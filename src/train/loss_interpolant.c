@@ -3,7 +3,9 @@
  * loss-table entry. Convention: t = 0 base, t = 1 data.
  *
  * Row i (global index r) of a batch of data rows x1: t ~ U(0, 1) keyed by r,
- * a base draw x0 ~ N(0, I) keyed by r, the latent z ~ N(0, I) when the
+ * a base draw x0 keyed by r -- N(0, I), or the bound base model's
+ * sdflow_model_sample row r (gaussian, gmm), or a row of the base data
+ * array drawn uniformly with replacement -- the latent z ~ N(0, I) when the
  * process has interp_eps > 0; the batch's (x0, x1) pairs are then coupled
  * (SDFLOW_OPT_COUPLING: independent, exact OT permutation of the slice, or
  * entropic OT; sdflow_coupling_pair). With
@@ -30,6 +32,40 @@ static sdflow_status itl_check(sdflow_trainer *t)
     if (sdflow__tm_native(t) != SDFLOW_OUT_VELOCITY)
         return sdflow__fail(t->ctx, SDFLOW_E_INVALID,
                             "the interpolant loss trains a velocity: set SDFLOW_OPT_MLP_OUTPUT = SDFLOW_OUT_VELOCITY");
+    size_t db = t->base ? t->base->d : t->base_data ? t->d_base : t->model->d;
+    if (db != t->model->d)
+        return sdflow__fail(t->ctx, SDFLOW_E_INVALID, "the base has d=%zu but the model has d=%zu", db, t->model->d);
+    return SDFLOW_OK;
+}
+
+/* Base draws x0 of the rows (keyed by their global index). */
+static sdflow_status draw_base(sdflow_trainer *t, const sdflow__batch *b, double *x0)
+{
+    sdflow_ctx *ctx = t->ctx;
+    size_t n = b->rows, d = t->d;
+    uint64_t st_x = sdflow__stream(b->stream, TAG_X0, 0);
+    if (t->base) {
+        sdflow_status st = sdflow_model_sample(t->base, st_x, b->first, n, x0);
+        if (st) {
+            char why[SDFLOW__ERRMAX];
+            memcpy(why, ctx->err, sizeof why);
+            why[sizeof why - 1] = 0;
+            return sdflow__fail(ctx, st, "interpolant base model: %s", why);
+        }
+        return sdflow__check_finite(ctx, x0, n, d, "base model draws");
+    }
+    for (size_t i = 0; i < n; i++) {
+        uint64_t r = b->first + i;
+        if (t->base_data) {
+            double u;
+            sdflow__rng_uniform_row(ctx->seed, st_x, r, 0, 1, &u);
+            size_t j = (size_t)(u * (double)t->n_base);
+            j = j < t->n_base ? j : t->n_base - 1;
+            memcpy(x0 + i * d, t->base_data + j * d, d * sizeof(double));
+        } else {
+            sdflow__rng_normal_row(ctx->seed, st_x, r, 0, d, x0 + i * d);
+        }
+    }
     return SDFLOW_OK;
 }
 
@@ -46,23 +82,21 @@ static sdflow_status itl_batch(sdflow_trainer *t, const sdflow__batch *b, double
     }
     double *x0 = buf, *z = x0 + n * d, *xt = z + n * d, *dI = xt + n * d, *vh = dI + n * d, *w = vh + n * d,
            *tt = w + n * d;
-    uint64_t st_t = sdflow__stream(b->stream, TAG_T, 0), st_x = sdflow__stream(b->stream, TAG_X0, 0),
-             st_z = sdflow__stream(b->stream, TAG_Z, 0);
+    uint64_t st_t = sdflow__stream(b->stream, TAG_T, 0), st_z = sdflow__stream(b->stream, TAG_Z, 0);
     int noisy = t->proc->interp_eps > 0;
-    for (size_t i = 0; i < n; i++) {
+    sdflow_status st = draw_base(t, b, x0);
+    for (size_t i = 0; i < n && !st; i++) {
         uint64_t r = b->first + i;
         sdflow__rng_uniform_row(ctx->seed, st_t, r, 0, 1, &tt[i]);
-        sdflow__rng_normal_row(ctx->seed, st_x, r, 0, d, x0 + i * d);
         if (noisy)
             sdflow__rng_normal_row(ctx->seed, st_z, r, 0, d, z + i * d);
         else
             memset(z + i * d, 0, d * sizeof(double));
     }
-    sdflow_status st = SDFLOW_OK;
-    if (t->coupling == SDFLOW_COUPLING_INDEPENDENT) {
+    if (!st && t->coupling == SDFLOW_COUPLING_INDEPENDENT) {
         for (size_t i = 0; i < n; i++)
             pair[i] = i;
-    } else {
+    } else if (!st) {
         st = sdflow_coupling_pair(ctx, (sdflow_coupling)t->coupling, n, d, x0, b->x0, t->coupling_eps,
                                   sdflow__stream(b->stream, TAG_C, 0), b->first, pair, NULL);
     }

@@ -10,7 +10,7 @@
 #include "trainer_internal.h"
 
 static const sdflow__name kind_names[] = { { SDFLOW_LOSS_DSM, "dsm" }, { SDFLOW_LOSS_INTERPOLANT, "interpolant" },
-                                           { 0, NULL } };
+                                           { SDFLOW_LOSS_DSB_MEAN, "dsb_mean" }, { 0, NULL } };
 
 /* sdflow_trainer_kind_name() and sdflow_trainer_kind_from_name() */
 SDFLOW__DEFINE_KIND_NAMES(sdflow_trainer, sdflow_loss_kind, kind_names)
@@ -22,11 +22,13 @@ static const struct {
 } loss_table[] = {
     { SDFLOW_LOSS_DSM, &sdflow__loss_dsm },
     { SDFLOW_LOSS_INTERPOLANT, &sdflow__loss_interpolant },
+    { SDFLOW_LOSS_DSB_MEAN, &sdflow__loss_dsb_mean },
 };
 
 #define K_DSM (1u << SDFLOW_LOSS_DSM)
 #define K_ITP (1u << SDFLOW_LOSS_INTERPOLANT)
-#define K_ALL (K_DSM | K_ITP)
+#define K_DSB (1u << SDFLOW_LOSS_DSB_MEAN)
+#define K_ALL (K_DSM | K_ITP | K_DSB)
 
 static sdflow_status check_option(sdflow_ctx *ctx, void *owner, void *obj, sdflow_option key, int changed);
 /* The resolved default: t_eps of the bound process. */
@@ -90,7 +92,14 @@ void sdflow_trainer_free(sdflow_trainer *t)
     reset_state(t);
     sdflow__free(t->ctx, t->data);
     sdflow__free(t->ctx, t->val);
+    sdflow__free(t->ctx, t->base_data);
     sdflow__free(t->ctx, t);
+}
+
+/* Columns of a data row for the bound loss and a model of dimension d. */
+static size_t data_cols(const sdflow_trainer *t, size_t d)
+{
+    return t->loss->data_cols ? t->loss->data_cols(d) : d;
 }
 
 /* ---- options ------------------------------------------------------------ */
@@ -147,9 +156,9 @@ static sdflow_status copy_array(sdflow_trainer *t, size_t n, size_t d, const dou
     sdflow_status st = sdflow__check_dims(t->ctx, n, d);
     if (st || (st = sdflow__check_ptr(t->ctx, x, what)) || (st = sdflow__check_finite(t->ctx, x, n, d, what)))
         return st;
-    if (t->model && d != t->model->d)
-        return sdflow__fail(t->ctx, SDFLOW_E_INVALID, "%s has d=%zu columns but the model has d=%zu", what, d,
-                            t->model->d);
+    if (t->model && d != data_cols(t, t->model->d))
+        return sdflow__fail(t->ctx, SDFLOW_E_INVALID, "%s has d=%zu columns but the model (d=%zu) needs %zu", what,
+                            d, t->model->d, data_cols(t, t->model->d));
     double *c = sdflow__alloc_array(t->ctx, n, d * sizeof(double), what);
     if (!c)
         return SDFLOW_E_NOMEM;
@@ -183,9 +192,9 @@ sdflow_status sdflow_trainer_set_batch_fn(sdflow_trainer *t, size_t d, sdflow_ba
         sdflow_status st = sdflow__check_dims(t->ctx, 1, d);
         if (st)
             return st;
-        if (t->model && d != t->model->d)
-            return sdflow__fail(t->ctx, SDFLOW_E_INVALID, "batch callback d=%zu but the model has d=%zu", d,
-                                t->model->d);
+        if (t->model && d != data_cols(t, t->model->d))
+            return sdflow__fail(t->ctx, SDFLOW_E_INVALID, "batch callback d=%zu but the model (d=%zu) needs %zu", d,
+                                t->model->d, data_cols(t, t->model->d));
     }
     sdflow__free(t->ctx, t->data);
     t->data = NULL;
@@ -214,6 +223,52 @@ sdflow_status sdflow_trainer_set_validation(sdflow_trainer *t, size_t n, size_t 
     return SDFLOW_OK;
 }
 
+sdflow_status sdflow_trainer_set_base_model(sdflow_trainer *t, sdflow_model *base)
+{
+    if (!t)
+        return SDFLOW_E_INVALID;
+    if (t->kind != SDFLOW_LOSS_INTERPOLANT)
+        return sdflow__fail(t->ctx, SDFLOW_E_UNSUPPORTED, "a base distribution belongs to the interpolant loss, not %s",
+                            sdflow_trainer_kind_name(t->kind));
+    sdflow_status st = sdflow__check_same_ctx(t->ctx, base ? base->ctx : NULL, "base model");
+    if (st)
+        return st;
+    if (base && !base->ops->sample)
+        return sdflow__fail(t->ctx, SDFLOW_E_UNSUPPORTED,
+                            "the %s base model cannot be sampled (use gaussian or gmm, or a data array with "
+                            "sdflow_trainer_set_base_data)",
+                            sdflow_model_kind_name(base->kind));
+    if (base && t->model && base->d != t->model->d)
+        return sdflow__fail(t->ctx, SDFLOW_E_INVALID, "base model has d=%zu but the model has d=%zu", base->d,
+                            t->model->d);
+    sdflow__free(t->ctx, t->base_data);
+    t->base_data = NULL;
+    t->n_base = t->d_base = 0;
+    t->base = base;
+    return SDFLOW_OK;
+}
+
+sdflow_status sdflow_trainer_set_base_data(sdflow_trainer *t, size_t n, size_t d, const double *x)
+{
+    if (!t)
+        return SDFLOW_E_INVALID;
+    if (t->kind != SDFLOW_LOSS_INTERPOLANT)
+        return sdflow__fail(t->ctx, SDFLOW_E_UNSUPPORTED, "a base distribution belongs to the interpolant loss, not %s",
+                            sdflow_trainer_kind_name(t->kind));
+    double *c = NULL;
+    if (n != 0 || x != NULL) {
+        sdflow_status st = copy_array(t, n, d, x, "base data", &c);
+        if (st)
+            return st;
+    }
+    sdflow__free(t->ctx, t->base_data);
+    t->base_data = c;
+    t->n_base = c ? n : 0;
+    t->d_base = c ? d : 0;
+    t->base = NULL;
+    return SDFLOW_OK;
+}
+
 /* ---- checks before any step -------------------------------------------- */
 
 static sdflow_status check_ready(sdflow_trainer *t, int training)
@@ -221,7 +276,7 @@ static sdflow_status check_ready(sdflow_trainer *t, int training)
     sdflow_ctx *ctx = t->ctx;
     if (!t->model)
         return sdflow__fail(ctx, SDFLOW_E_STATE, "no model bound (sdflow_trainer_set_model)");
-    if (!t->proc)
+    if (!t->proc && !t->loss->no_process)
         return sdflow__fail(ctx, SDFLOW_E_STATE, "no process bound (sdflow_trainer_set_process)");
     if (training) {
         if (!t->data && !t->batch_fn)
@@ -240,10 +295,10 @@ static sdflow_status check_ready(sdflow_trainer *t, int training)
         if (t->lr_min > t->lr)
             return sdflow__fail(ctx, SDFLOW_E_INVALID, "lr_min=%g exceeds lr=%g", t->lr_min, t->lr);
     }
-    size_t dd = t->d ? t->d : t->model->d;
-    if (t->d && t->d != t->model->d)
-        return sdflow__fail(ctx, SDFLOW_E_INVALID, "data has d=%zu columns but the model has d=%zu", t->d,
-                            t->model->d);
+    size_t dd = t->d ? t->d : data_cols(t, t->model->d);
+    if (t->d && t->d != data_cols(t, t->model->d))
+        return sdflow__fail(ctx, SDFLOW_E_INVALID, "data has d=%zu columns but the model (d=%zu) needs %zu", t->d,
+                            t->model->d, data_cols(t, t->model->d));
     t->d = dd;
     return t->loss->check ? t->loss->check(t) : SDFLOW_OK;
 }
@@ -279,7 +334,7 @@ sdflow_status sdflow__trainer_ensure_state(sdflow_trainer *t)
 size_t sdflow__trainer_option_keys(const sdflow_trainer *t, sdflow_option *keys, size_t cap)
 {
     size_t n = 0;
-    for (size_t i = 0; i < NSLOTS; i++)
+    for (size_t i = 0; i < sizeof slots / sizeof slots[0]; i++)
         if (slots[i].kinds & (1u << t->kind)) {
             if (n < cap)
                 keys[n] = slots[i].key;
@@ -425,9 +480,10 @@ sdflow_status sdflow_trainer_validate(sdflow_trainer *t, double *loss)
         return st;
     if (!t->val)
         return sdflow__fail(t->ctx, SDFLOW_E_STATE, "no validation data (sdflow_trainer_set_validation)");
-    if (t->d_val != t->model->d)
-        return sdflow__fail(t->ctx, SDFLOW_E_INVALID, "validation data has d=%zu columns but the model has d=%zu",
-                            t->d_val, t->model->d);
+    if (t->d_val != data_cols(t, t->model->d))
+        return sdflow__fail(t->ctx, SDFLOW_E_INVALID,
+                            "validation data has d=%zu columns but the model (d=%zu) needs %zu", t->d_val,
+                            t->model->d, data_cols(t, t->model->d));
     double acc[SDFLOW__NACC] = { 0 };
     size_t chunk = 4096;
     for (size_t i0 = 0; i0 < t->n_val && !st; i0 += chunk) {

@@ -49,10 +49,18 @@ typedef struct sdflow__loss_ops {
      * when grad is not NULL, to grad (nparam) the gradient of acc[LOSS].
      * Must not change the model. */
     sdflow_status (*batch)(sdflow_trainer *t, const sdflow__batch *b, double *grad, double *acc);
+    /* Columns of a data row for a model of dimension d (NULL: d). A loss
+     * whose rows carry more than the model's input (DSB mean matching:
+     * time label, state, target) says so here; the trainer checks data,
+     * callback and validation widths against it. */
+    size_t (*data_cols)(size_t d);
+    /* 1: the loss uses no process (sdflow_trainer_set_process is optional). */
+    int no_process;
 } sdflow__loss_ops;
 
 extern const sdflow__loss_ops sdflow__loss_dsm;
 extern const sdflow__loss_ops sdflow__loss_interpolant;
+extern const sdflow__loss_ops sdflow__loss_dsb_mean;
 
 /* ---- optimizer (adam.c) ---------------------------------------------- */
 typedef struct sdflow__adam {
@@ -118,7 +126,7 @@ struct sdflow_trainer {
     const sdflow__loss_ops *loss;
     sdflow_model *model;
     const sdflow_process *proc;
-    size_t d;                 /* data dimension (0: no data) */
+    size_t d;                 /* columns of a data row (0: no data); the model's d except for DSB_MEAN */
     double *data;             /* n x d, owned */
     size_t n;
     sdflow_batch_fn batch_fn;
@@ -131,6 +139,10 @@ struct sdflow_trainer {
     double t_eps, lr, beta1, beta2, adam_eps, weight_decay, lr_min, clip_norm, ema_decay, qcsgm_weight;
     long coupling;            /* interpolant: sdflow_coupling of (x0, x1) */
     double coupling_eps;      /* interpolant: Sinkhorn eps x mean cost */
+    sdflow_model *base;       /* interpolant: the t = 0 end drawn by sdflow_model_sample (NULL: N(0, I)) */
+    double *base_data;        /* interpolant: or rows of a second data array (n_base x model d, owned) */
+    size_t n_base, d_base;
+    long dsb_mean_match;      /* DSB_MEAN: the network outputs the mean (1) or the residual mean - x (0) */
     uint64_t stream;
     /* state */
     size_t nparam;            /* 0 until the first step */

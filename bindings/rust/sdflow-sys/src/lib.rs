@@ -266,6 +266,8 @@ pub const SDFLOW_TRAIN_RANK: sdflow_option = 721;
 pub const SDFLOW_TRAIN_WORLD_SIZE: sdflow_option = 722;
 /// int: fit() validates every this many steps (default 0: at the end)
 pub const SDFLOW_TRAIN_VAL_EVERY: sdflow_option = 723;
+/// int 0/1: SDFLOW_LOSS_DSB_MEAN network outputs the mean (1) or the residual mean - x (0, default)
+pub const SDFLOW_TRAIN_DSB_MEAN_MATCH: sdflow_option = 930;
 /// u64 >= 16: largest file or buffer the model loaders accept, in bytes (default 2^30 = 1 GiB); larger input fails with SDFLOW_E_FORMAT before anything is allocated for it
 pub const SDFLOW_CTX_FILE_MAX_BYTES: sdflow_option = 800;
 /// int sdflow_dtype: element type the model savers write (default SDFLOW_DTYPE_F64, bit-exact; SDFLOW_DTYPE_F32 rounds)
@@ -504,12 +506,14 @@ pub const SDFLOW_DENSITY_PF_ODE_HUTCHINSON: sdflow_density_kind = 2;
 /// score-based formula of Li & Yan (2024)
 pub const SDFLOW_DENSITY_LIYAN: sdflow_density_kind = 3;
 
-/// Loss kinds ("dsm", "interpolant"). Reserved for a later issue: SDFLOW_LOSS_DSB_MEAN = 2 (Schroedinger-bridge mean matching).
+/// Loss kinds ("dsm", "interpolant", "dsb_mean").
 pub type sdflow_loss_kind = c_int;
 /// denoising score matching (algorithms.md section 3) + optional QCSGM penalty
 pub const SDFLOW_LOSS_DSM: sdflow_loss_kind = 0;
-/// interpolant velocity loss E|v_hat - dI/dt|^2 (algorithms.md section 8; needs an interpolant process and an MLP with SDFLOW_OUT_VELOCITY; the data are x1 at t = 1, the base N(0, I); options SDFLOW_OPT_COUPLING, SDFLOW_OPT_COUPLING_EPS). STAT_LOSS reports mean |v_hat|^2 - 2 dI . v_hat (minimum -int E|v|^2 dt), STAT_DSM_LOSS the mean |v_hat - dI|^2; same gradient. docs/interpolants.md
+/// interpolant velocity loss E|v_hat - dI/dt|^2 (algorithms.md section 8; needs an interpolant process and an MLP with SDFLOW_OUT_VELOCITY; the data are x1 at t = 1, the base at t = 0 N(0, I), a model (sdflow_trainer_set_base_model) or a second data array (sdflow_trainer_set_base_data); options SDFLOW_OPT_COUPLING, SDFLOW_OPT_COUPLING_EPS). STAT_LOSS reports mean |v_hat|^2 - 2 dI . v_hat (minimum -int E|v|^2 dt), STAT_DSM_LOSS the mean |v_hat - dI|^2; same gradient. docs/interpolants.md
 pub const SDFLOW_LOSS_INTERPOLANT: sdflow_loss_kind = 1;
+/// Schroedinger-bridge mean matching (algorithms.md section 9), the regression of one IPF half-bridge: data rows of 2d + 1 values (s, x, y) -- the network's time input s, the state x, the mean target y -- and the row loss |mean_hat(x, s) - y|^2 (/ d with SDFLOW_TRAIN_REDUCE_MEAN), mean_hat = x + N(x, s) (residual, default) or N(x, s) (SDFLOW_TRAIN_DSB_MEAN_MATCH = 1), N the MLP's native output. No process (the network sees s itself: SDFLOW_OPT_MLP_TIME_INPUT = 0). The DSB sampler's network fits use it (sdflow_sampler_fit). docs/dsb.md
+pub const SDFLOW_LOSS_DSB_MEAN: sdflow_loss_kind = 2;
 
 /// DSM weightings (SDFLOW_TRAIN_WEIGHTING). Per row, with eps_hat the model's noise prediction and z the noise drawn:
 pub type sdflow_dsm_weighting = c_int;
@@ -861,6 +865,10 @@ extern "C" {
     pub fn sdflow_trainer_set_data(t: *mut sdflow_trainer, n: usize, d: usize, x: *const f64) -> sdflow_status;
     /// Batch callback instead of a data array (data that does not fit in memory); d is the data dimension. NULL fn unbinds. Replaces the data array.
     pub fn sdflow_trainer_set_batch_fn(t: *mut sdflow_trainer, d: usize, r#fn: sdflow_batch_fn, user_data: *mut c_void) -> sdflow_status;
+    /// SDFLOW_LOSS_INTERPOLANT only: the base distribution at t = 0 (default N(0, I)) is a model drawn with sdflow_model_sample (gaussian, gmm; not copied, must outlive the trainer's steps; row b of step k keyed by (seed, stream, k, b)). NULL restores N(0, I). Replaces base data. Another loss kind: SDFLOW_E_UNSUPPORTED; a model that cannot sample: SDFLOW_E_UNSUPPORTED; d other than the model's: SDFLOW_E_INVALID.
+    pub fn sdflow_trainer_set_base_model(t: *mut sdflow_trainer, base: *mut sdflow_model) -> sdflow_status;
+    /// SDFLOW_LOSS_INTERPOLANT only: the base is a second data array (n x d, **copied**, finite), rows drawn uniformly with replacement keyed like the data rows -- neither end has to be Gaussian. n = 0 with x = NULL restores N(0, I). Replaces a base model.
+    pub fn sdflow_trainer_set_base_data(t: *mut sdflow_trainer, n: usize, d: usize, x: *const f64) -> sdflow_status;
     /// Held-out data (n x d, copied) for sdflow_trainer_validate(): the loss on every row with one fixed draw of times and noise (keyed by the seed and stream, not the step), so values are comparable between steps. n = 0 with x = NULL removes it.
     pub fn sdflow_trainer_set_validation(t: *mut sdflow_trainer, n: usize, d: usize, x: *const f64) -> sdflow_status;
     /// One optimization step. All bindings and the data are checked first (NaN data, n < batch, wrong d: SDFLOW_E_INVALID or SDFLOW_E_STATE before anything changes). A non-finite loss or gradient stops with SDFLOW_E_NUMERIC naming the step, leaving weights, optimizer state, EMA and step count as they were.
@@ -896,7 +904,7 @@ extern "C" {
 }
 
 /// Every function of the API, in header order (the safe crate's tests check each is wrapped).
-pub const FUNCTIONS: [&str; 140] = [
+pub const FUNCTIONS: [&str; 142] = [
     "sdflow_version",
     "sdflow_version_string",
     "sdflow_strerror",
@@ -1023,6 +1031,8 @@ pub const FUNCTIONS: [&str; 140] = [
     "sdflow_trainer_set_process",
     "sdflow_trainer_set_data",
     "sdflow_trainer_set_batch_fn",
+    "sdflow_trainer_set_base_model",
+    "sdflow_trainer_set_base_data",
     "sdflow_trainer_set_validation",
     "sdflow_trainer_step",
     "sdflow_trainer_fit",

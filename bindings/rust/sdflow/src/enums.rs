@@ -298,6 +298,8 @@ pub enum Key {
     TrainWorldSize = sys::SDFLOW_TRAIN_WORLD_SIZE,
     /// int: fit() validates every this many steps (default 0: at the end)
     TrainValEvery = sys::SDFLOW_TRAIN_VAL_EVERY,
+    /// int 0/1: SDFLOW_LOSS_DSB_MEAN network outputs the mean (1) or the residual mean - x (0, default)
+    TrainDsbMeanMatch = sys::SDFLOW_TRAIN_DSB_MEAN_MATCH,
     /// u64 >= 16: largest file or buffer the model loaders accept, in bytes (default 2^30 = 1 GiB); larger input fails with SDFLOW_E_FORMAT before anything is allocated for it
     CtxFileMaxBytes = sys::SDFLOW_CTX_FILE_MAX_BYTES,
     /// int sdflow_dtype: element type the model savers write (default SDFLOW_DTYPE_F64, bit-exact; SDFLOW_DTYPE_F32 rounds)
@@ -306,7 +308,7 @@ pub enum Key {
 
 impl Key {
     /// Every value, in header order.
-    pub const ALL: [Key; 112] = [Key::CtxSeed, Key::CtxThreads, Key::CtxLogLevel, Key::CtxBlasPool, Key::ProcBetaMin, Key::ProcBetaMax, Key::ProcSigmaMin, Key::ProcSigmaMax, Key::ProcCosineS, Key::ProcTMax, Key::ProcTEps, Key::ProcVeExactStd, Key::ProcInterpEps, Key::Steps, Key::SigmaMax, Key::FirstIndex, Key::SigmaMin, Key::TMin, Key::TimeGrid, Key::Denoise, Key::Solver, Key::Snr, Key::CorrectorSteps, Key::MaxSteps, Key::HInit, Key::StepFrac, Key::InnerSteps, Key::Noise, Key::SelfExclude, Key::EvalNoisy, Key::TStart, Key::Stream, Key::BlockQ, Key::BlockY, Key::SigmaMinNn, Key::Start, Key::Eta, Key::SChurn, Key::STmin, Key::STmax, Key::SNoise, Key::Rho, Key::DsbSchedule, Key::DsbGammaMin, Key::DsbGammaMax, Key::DsbReference, Key::DsbPriorMean, Key::DsbPriorVar, Key::DsbMeanMatch, Key::DsbTimeInput, Key::DsbDirection, Key::DsbNpar, Key::DsbBatch, Key::DsbTrainSteps, Key::DsbCacheRefresh, Key::DsbLr, Key::DsbLrCosine, Key::Rtol, Key::Atol, Key::Probes, Key::ProbeKind, Key::LiyanTimes, Key::LiyanDraws, Key::LambdaMin, Key::LambdaMax, Key::DataScale, Key::Dequantize, Key::Divergence, Key::Bandwidth, Key::Directions, Key::InterpT0, Key::InterpT1, Key::InterpDiffusion, Key::InterpKinetic, Key::InterpTime, Key::Coupling, Key::CouplingEps, Key::MlpDepth, Key::MlpWidth, Key::MlpActivation, Key::MlpFreqs, Key::MlpResidual, Key::MlpOutput, Key::MlpTimeInput, Key::MlpLearnFreqs, Key::MlpFreqScale, Key::TrainBatch, Key::TrainWeighting, Key::TrainTSampling, Key::TrainStratified, Key::TrainTEps, Key::TrainReduceMean, Key::TrainLr, Key::TrainBeta1, Key::TrainBeta2, Key::TrainAdamEps, Key::TrainWeightDecay, Key::TrainOptimizer, Key::TrainSchedule, Key::TrainWarmup, Key::TrainTotalSteps, Key::TrainLrMin, Key::TrainClipNorm, Key::TrainEmaDecay, Key::TrainEmaWarmup, Key::TrainQcsgmWeight, Key::TrainQcsgmProbes, Key::TrainRank, Key::TrainWorldSize, Key::TrainValEvery, Key::CtxFileMaxBytes, Key::CtxFileDtype];
+    pub const ALL: [Key; 113] = [Key::CtxSeed, Key::CtxThreads, Key::CtxLogLevel, Key::CtxBlasPool, Key::ProcBetaMin, Key::ProcBetaMax, Key::ProcSigmaMin, Key::ProcSigmaMax, Key::ProcCosineS, Key::ProcTMax, Key::ProcTEps, Key::ProcVeExactStd, Key::ProcInterpEps, Key::Steps, Key::SigmaMax, Key::FirstIndex, Key::SigmaMin, Key::TMin, Key::TimeGrid, Key::Denoise, Key::Solver, Key::Snr, Key::CorrectorSteps, Key::MaxSteps, Key::HInit, Key::StepFrac, Key::InnerSteps, Key::Noise, Key::SelfExclude, Key::EvalNoisy, Key::TStart, Key::Stream, Key::BlockQ, Key::BlockY, Key::SigmaMinNn, Key::Start, Key::Eta, Key::SChurn, Key::STmin, Key::STmax, Key::SNoise, Key::Rho, Key::DsbSchedule, Key::DsbGammaMin, Key::DsbGammaMax, Key::DsbReference, Key::DsbPriorMean, Key::DsbPriorVar, Key::DsbMeanMatch, Key::DsbTimeInput, Key::DsbDirection, Key::DsbNpar, Key::DsbBatch, Key::DsbTrainSteps, Key::DsbCacheRefresh, Key::DsbLr, Key::DsbLrCosine, Key::Rtol, Key::Atol, Key::Probes, Key::ProbeKind, Key::LiyanTimes, Key::LiyanDraws, Key::LambdaMin, Key::LambdaMax, Key::DataScale, Key::Dequantize, Key::Divergence, Key::Bandwidth, Key::Directions, Key::InterpT0, Key::InterpT1, Key::InterpDiffusion, Key::InterpKinetic, Key::InterpTime, Key::Coupling, Key::CouplingEps, Key::MlpDepth, Key::MlpWidth, Key::MlpActivation, Key::MlpFreqs, Key::MlpResidual, Key::MlpOutput, Key::MlpTimeInput, Key::MlpLearnFreqs, Key::MlpFreqScale, Key::TrainBatch, Key::TrainWeighting, Key::TrainTSampling, Key::TrainStratified, Key::TrainTEps, Key::TrainReduceMean, Key::TrainLr, Key::TrainBeta1, Key::TrainBeta2, Key::TrainAdamEps, Key::TrainWeightDecay, Key::TrainOptimizer, Key::TrainSchedule, Key::TrainWarmup, Key::TrainTotalSteps, Key::TrainLrMin, Key::TrainClipNorm, Key::TrainEmaDecay, Key::TrainEmaWarmup, Key::TrainQcsgmWeight, Key::TrainQcsgmProbes, Key::TrainRank, Key::TrainWorldSize, Key::TrainValEvery, Key::TrainDsbMeanMatch, Key::CtxFileMaxBytes, Key::CtxFileDtype];
     /// The C value.
     pub fn raw(self) -> sys::sdflow_option {
         self as sys::sdflow_option
@@ -424,6 +426,7 @@ impl Key {
             sys::SDFLOW_TRAIN_RANK => Some(Key::TrainRank),
             sys::SDFLOW_TRAIN_WORLD_SIZE => Some(Key::TrainWorldSize),
             sys::SDFLOW_TRAIN_VAL_EVERY => Some(Key::TrainValEvery),
+            sys::SDFLOW_TRAIN_DSB_MEAN_MATCH => Some(Key::TrainDsbMeanMatch),
             sys::SDFLOW_CTX_FILE_MAX_BYTES => Some(Key::CtxFileMaxBytes),
             sys::SDFLOW_CTX_FILE_DTYPE => Some(Key::CtxFileDtype),
             _ => None,
@@ -542,6 +545,7 @@ impl Key {
             Key::TrainRank => "SDFLOW_TRAIN_RANK",
             Key::TrainWorldSize => "SDFLOW_TRAIN_WORLD_SIZE",
             Key::TrainValEvery => "SDFLOW_TRAIN_VAL_EVERY",
+            Key::TrainDsbMeanMatch => "SDFLOW_TRAIN_DSB_MEAN_MATCH",
             Key::CtxFileMaxBytes => "SDFLOW_CTX_FILE_MAX_BYTES",
             Key::CtxFileDtype => "SDFLOW_CTX_FILE_DTYPE",
         }
@@ -1528,7 +1532,7 @@ impl DensityKind {
     }
 }
 
-/// Loss kinds ("dsm", "interpolant"). Reserved for a later issue: SDFLOW_LOSS_DSB_MEAN = 2 (Schroedinger-bridge mean matching).
+/// Loss kinds ("dsm", "interpolant", "dsb_mean").
 ///
 /// C type: `sdflow_loss_kind`.
 #[repr(i32)]
@@ -1536,13 +1540,15 @@ impl DensityKind {
 pub enum LossKind {
     /// denoising score matching (algorithms.md section 3) + optional QCSGM penalty
     Dsm = sys::SDFLOW_LOSS_DSM,
-    /// interpolant velocity loss E|v_hat - dI/dt|^2 (algorithms.md section 8; needs an interpolant process and an MLP with SDFLOW_OUT_VELOCITY; the data are x1 at t = 1, the base N(0, I); options SDFLOW_OPT_COUPLING, SDFLOW_OPT_COUPLING_EPS). STAT_LOSS reports mean |v_hat|^2 - 2 dI . v_hat (minimum -int E|v|^2 dt), STAT_DSM_LOSS the mean |v_hat - dI|^2; same gradient. docs/interpolants.md
+    /// interpolant velocity loss E|v_hat - dI/dt|^2 (algorithms.md section 8; needs an interpolant process and an MLP with SDFLOW_OUT_VELOCITY; the data are x1 at t = 1, the base at t = 0 N(0, I), a model (sdflow_trainer_set_base_model) or a second data array (sdflow_trainer_set_base_data); options SDFLOW_OPT_COUPLING, SDFLOW_OPT_COUPLING_EPS). STAT_LOSS reports mean |v_hat|^2 - 2 dI . v_hat (minimum -int E|v|^2 dt), STAT_DSM_LOSS the mean |v_hat - dI|^2; same gradient. docs/interpolants.md
     Interpolant = sys::SDFLOW_LOSS_INTERPOLANT,
+    /// Schroedinger-bridge mean matching (algorithms.md section 9), the regression of one IPF half-bridge: data rows of 2d + 1 values (s, x, y) -- the network's time input s, the state x, the mean target y -- and the row loss |mean_hat(x, s) - y|^2 (/ d with SDFLOW_TRAIN_REDUCE_MEAN), mean_hat = x + N(x, s) (residual, default) or N(x, s) (SDFLOW_TRAIN_DSB_MEAN_MATCH = 1), N the MLP's native output. No process (the network sees s itself: SDFLOW_OPT_MLP_TIME_INPUT = 0). The DSB sampler's network fits use it (sdflow_sampler_fit). docs/dsb.md
+    DsbMean = sys::SDFLOW_LOSS_DSB_MEAN,
 }
 
 impl LossKind {
     /// Every value, in header order.
-    pub const ALL: [LossKind; 2] = [LossKind::Dsm, LossKind::Interpolant];
+    pub const ALL: [LossKind; 3] = [LossKind::Dsm, LossKind::Interpolant, LossKind::DsbMean];
     /// The C value.
     pub fn raw(self) -> sys::sdflow_loss_kind {
         self as sys::sdflow_loss_kind
@@ -1552,6 +1558,7 @@ impl LossKind {
         match v {
             sys::SDFLOW_LOSS_DSM => Some(LossKind::Dsm),
             sys::SDFLOW_LOSS_INTERPOLANT => Some(LossKind::Interpolant),
+            sys::SDFLOW_LOSS_DSB_MEAN => Some(LossKind::DsbMean),
             _ => None,
         }
     }
@@ -1560,6 +1567,7 @@ impl LossKind {
         match self {
             LossKind::Dsm => "SDFLOW_LOSS_DSM",
             LossKind::Interpolant => "SDFLOW_LOSS_INTERPOLANT",
+            LossKind::DsbMean => "SDFLOW_LOSS_DSB_MEAN",
         }
     }
 }
