@@ -24,6 +24,18 @@ SDFLOW_BEGIN_DECLS
 
 typedef struct sdflow_model sdflow_model;
 
+/** MLP activations (SDFLOW_OPT_MLP_ACTIVATION). */
+typedef enum sdflow_activation {
+    SDFLOW_ACT_SILU = 0,
+    SDFLOW_ACT_TANH = 1,
+    SDFLOW_ACT_SOFTPLUS = 2,
+    SDFLOW_ACT_GELU = 3,  /**< tanh approximation (PyTorch approximate="tanh") */
+    SDFLOW_ACT_RELU = 4   /**< first order only: refused for the energy output */
+} sdflow_activation;
+
+/** SDFLOW_OPT_MLP_OUTPUT value of an energy MLP: scalar E(x, t), score = -grad_x E. */
+#define SDFLOW_MLP_ENERGY 5
+
 typedef enum sdflow_model_kind {
     SDFLOW_MODEL_GAUSSIAN = 1,
     SDFLOW_MODEL_GMM = 2,

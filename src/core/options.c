@@ -86,8 +86,6 @@ static const option_row table[] = {
     { SDFLOW_OPT_DATA_SCALE, "data_scale", SDFLOW_TYPE_DOUBLE, 1e-12, 1e12 },
     { SDFLOW_OPT_DEQUANTIZE, "dequantize", SDFLOW_TYPE_INT, 0, 1 },
     { SDFLOW_OPT_DIVERGENCE, "divergence", SDFLOW_TYPE_INT, 0, 2 },
-    { SDFLOW_OPT_BANDWIDTH, "bandwidth", SDFLOW_TYPE_DOUBLE, 0, BIG },
-    { SDFLOW_OPT_DIRECTIONS, "directions", SDFLOW_TYPE_INT, 1, 1e7 },
     { SDFLOW_OPT_INTERP_T0, "interp_t0", SDFLOW_TYPE_DOUBLE, 0, 1 },
     { SDFLOW_OPT_INTERP_T1, "interp_t1", SDFLOW_TYPE_DOUBLE, 0, 1 },
     { SDFLOW_OPT_INTERP_DIFFUSION, "interp_diffusion", SDFLOW_TYPE_DOUBLE, 0, 1e6 },
