@@ -14,7 +14,7 @@
  *
  * Thread safety: not safe on the same sampler concurrently; distinct
  * samplers may run in parallel, even when they share a ctx, process or
- * (non-kernel) model.
+ * model (kernel models included: model.h).
  */
 #ifndef SDFLOW_SAMPLER_H
 #define SDFLOW_SAMPLER_H
