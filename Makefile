@@ -125,7 +125,7 @@ $(TEST_BIN): $(TEST_SRC) test/check_main.c test/testutil.h $(BUILD)/test/suites.
 	    $(LDFLAGS) $(APP_LIBS) $(CHECK_LIBS) $(BLAS_LIBS)
 
 unit-test: $(TEST_BIN)
-	$(TEST_BIN)
+	@sh mk/run_suites.sh $(TEST_BIN) $(TEST_SRC)
 
 abi-symbols: $(SHLIB)
 	@nm -D --defined-only $(SHLIB) | awk '$$2 ~ /^[TDBR]$$/ {print $$3}' | sed 's/@.*//' | sort > $(BUILD)/symbols.txt
