@@ -32,7 +32,7 @@ BUILD ?= build
 LIBOUT ?= lib
 PYTHON ?= /usr/bin/python3
 
-PUBLIC_TARGETS = all lib layers learn-test check demo bench bench-torch examples install uninstall install-test asan valgrind abi-check abi-baseline abi-update abi-symbols docs unit-test python-test mlp-torch-test mpi-test examples-run spdx-check deb deb-symbols fuzz fuzz-seeds io-python-test api-check api-update rust-test real-data
+PUBLIC_TARGETS = all lib layers internal-test learn-test check demo bench bench-torch examples install uninstall install-test asan valgrind abi-check abi-baseline abi-update abi-symbols docs unit-test python-test mlp-torch-test mpi-test examples-run spdx-check deb deb-symbols fuzz fuzz-seeds io-python-test api-check api-update rust-test real-data
 
 ifeq ($(SDFLOW_DEPS_OK),)
 # First pass: make sure the build dependencies exist, then run the real target.
@@ -266,12 +266,24 @@ io-python-test: $(SHLIB)
 install-test: all
 	@sh test/install_test.sh "$(MAKE)"
 
+# Checks of internal functions that are not exported (test/internal/*.c),
+# linked against the static library: the closed-form log-SNR inverse against
+# the forward map and the log-SNR grids (docs/design.md, "Log-SNR grids").
+INTERNAL_SRC := $(sort $(wildcard test/internal/*.c))
+INTERNAL_BIN := $(patsubst test/internal/%.c,$(BUILD)/test/internal/%,$(INTERNAL_SRC))
+$(BUILD)/test/internal/%: test/internal/%.c $(STLIB) $(wildcard src/*/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(SDF_CFLAGS) -Iinclude $(patsubst %,-I%,$(wildcard src/*/)) $(BLAS_CFLAGS) -o $@ $< $(STLIB) $(BLAS_LIBS) -lm
+internal-test: $(INTERNAL_BIN)
+	@for b in $(INTERNAL_BIN); do $$b || exit 1; done
+
 # No upward include or call and no call circle in src/ (architecture.md §1).
 layers: $(SHLIB)
 	@sh mk/layers.sh $(BUILD)/obj
 
 check: all
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 layers
+	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 internal-test
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 spdx-check
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 abi-symbols
 	@$(MAKE) --no-print-directory SDFLOW_DEPS_OK=1 examples-run

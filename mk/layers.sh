@@ -8,7 +8,11 @@
 #  2. calls (from the built objects, nm): no object calls a function of a
 #     higher layer, and the file-level call graph has no circle (A calls B
 #     and B, directly or through others, calls A) -- so no algorithm calls
-#     back into its dispatcher.
+#     back into its dispatcher;
+#  3. folders: the graph of folder -> folder edges (an include or a call
+#     from a file of one to a file of the other) has no circle of any
+#     length, within a layer too (samplers -> density -> samplers, or
+#     train -> metrics -> density -> train, would be one).
 # Usage: sh mk/layers.sh OBJDIR   (OBJDIR: build/obj)
 set -eu
 obj=${1:-build/obj}
@@ -74,5 +78,24 @@ if [ -s "$tmp/loops" ]; then
     done <"$tmp/calls"
     bad=1
 fi
-[ "$bad" -eq 0 ] && echo "layers: $(wc -l <"$tmp/calls") cross-file calls, no upward include or call, no circle"
+# 3. folder circles over includes and calls together
+{
+    [ -f "$tmp/dirinc" ] && cat "$tmp/dirinc"
+    while read -r from to sym; do
+        a=${from%%/*} b=${to%%/*}
+        [ "$a" = "$b" ] || echo "$a $b"
+    done <"$tmp/calls"
+} | sort -u >"$tmp/dirs"
+tsort "$tmp/dirs" >/dev/null 2>"$tmp/dirloops" || true
+if [ -s "$tmp/dirloops" ]; then
+    echo "layers: folder circle (tsort over includes and calls):"
+    sed 's/^/  /' "$tmp/dirloops"
+    while read -r a b; do
+        if grep -q ": $a\$" "$tmp/dirloops" && grep -q ": $b\$" "$tmp/dirloops"; then
+            echo "  $a/ -> $b/"
+        fi
+    done <"$tmp/dirs"
+    bad=1
+fi
+[ "$bad" -eq 0 ] && echo "layers: $(wc -l <"$tmp/calls") cross-file calls, $(wc -l <"$tmp/dirs") folder edges, no upward include or call, no circle"
 exit "$bad"

@@ -44,13 +44,6 @@ static sdflow_model *gmm8(sdflow_ctx *ctx)
     return m;
 }
 
-static sdflow_process *proc(sdflow_ctx *ctx, sdflow_process_kind kind)
-{
-    sdflow_process *p = NULL;
-    ck_assert_int_eq(sdflow_process_create(ctx, kind, &p), SDFLOW_OK);
-    return p;
-}
-
 static sdflow_density *estimator(sdflow_ctx *ctx, sdflow_density_kind kind, const sdflow_process *p,
                                  sdflow_model *m)
 {
@@ -240,7 +233,7 @@ START_TEST(test_api)
     sdflow_model *m = gmm2(ctx);
     sdflow_density_set_model(e, m);
     ck_assert_status_msg(ctx, sdflow_density_logpdf(e, 2, x, lp, se), SDFLOW_E_STATE, "no process");
-    sdflow_process *p = proc(ctx, SDFLOW_PROCESS_VP);
+    sdflow_process *p = tu_process(ctx, SDFLOW_PROCESS_VP);
     sdflow_density_set_process(e, p);
     /* bad inputs */
     ck_assert_status_msg(ctx, sdflow_density_logpdf(e, 0, x, lp, se), SDFLOW_E_INVALID, "n=0");
@@ -293,7 +286,7 @@ static void exact_case(int d8, sdflow_process_kind kind)
 {
     sdflow_ctx *ctx = test_ctx(SEED);
     sdflow_model *m = d8 ? gmm8(ctx) : gmm2(ctx);
-    sdflow_process *p = proc(ctx, kind);
+    sdflow_process *p = tu_process(ctx, kind);
     size_t d = sdflow_model_dim(m), n = d8 ? 3 : 5;
     double x[5 * 8], lp[5], se[5], ref[5], mism;
     points(m, n, x);
@@ -338,7 +331,7 @@ START_TEST(test_exact_methods)
 {
     sdflow_ctx *ctx = test_ctx(SEED);
     sdflow_model *m = gmm2(ctx);
-    sdflow_process *p = proc(ctx, SDFLOW_PROCESS_VP);
+    sdflow_process *p = tu_process(ctx, SDFLOW_PROCESS_VP);
     enum { N = 4 };
     double x[2 * N], a[N], b[N], c[N], r[N];
     points(m, N, x);
@@ -394,7 +387,7 @@ START_TEST(test_hutchinson)
 {
     sdflow_ctx *ctx = test_ctx(SEED);
     sdflow_model *m = gmm8(ctx);
-    sdflow_process *p = proc(ctx, SDFLOW_PROCESS_VP);
+    sdflow_process *p = tu_process(ctx, SDFLOW_PROCESS_VP);
     enum { N = 300, D = 8 };
     double x1[D], exact, lp[N], se[N], lp4[N], se4[N];
     points(m, 1, x1);
@@ -439,7 +432,7 @@ START_TEST(test_hutchinson_quadform_matches_jacobian)
 {
     sdflow_ctx *ctx = test_ctx(SEED);
     sdflow_model *m = gmm8(ctx);
-    sdflow_process *p = proc(ctx, SDFLOW_PROCESS_VP);
+    sdflow_process *p = tu_process(ctx, SDFLOW_PROCESS_VP);
     enum { N = 5, D = 8 };
     double x[N * D], a[N], b[N], sa[N], sb[N];
     points(m, N, x);
@@ -467,7 +460,7 @@ static void liyan_case(sdflow_process_kind kind, int ve_exact_std)
 {
     sdflow_ctx *ctx = test_ctx(SEED);
     sdflow_model *m = gmm2(ctx);
-    sdflow_process *p = proc(ctx, kind);
+    sdflow_process *p = tu_process(ctx, kind);
     if (ve_exact_std)
         ck_assert_int_eq(sdflow_process_set_int(p, SDFLOW_PROC_VE_EXACT_STD, 1), SDFLOW_OK);
     enum { N = 8 };
@@ -518,7 +511,7 @@ START_TEST(test_liyan_se_calibrated)
 {
     sdflow_ctx *ctx = test_ctx(SEED);
     sdflow_model *m = gmm2(ctx);
-    sdflow_process *p = proc(ctx, SDFLOW_PROCESS_VP);
+    sdflow_process *p = tu_process(ctx, SDFLOW_PROCESS_VP);
     enum { N = 200 };
     double x1[2], x[2 * N], lp[N], se[N];
     points(m, 1, x1);
@@ -545,7 +538,7 @@ START_TEST(test_wrong_model)
 {
     sdflow_ctx *ctx = test_ctx(SEED);
     sdflow_model *m = gmm2(ctx);
-    sdflow_process *p = proc(ctx, SDFLOW_PROCESS_VP);
+    sdflow_process *p = tu_process(ctx, SDFLOW_PROCESS_VP);
     enum { N = 64 };
     double x1[2], x[2 * N], lp[N], se[N], exact;
     points(m, 1, x1);
@@ -592,7 +585,7 @@ START_TEST(test_bits_per_dim)
     static const double mean[2] = { 0.1, -0.2 }, cov[4] = { 0.09, 0.02, 0.02, 0.16 };
     sdflow_model *m = NULL;
     ck_assert_int_eq(sdflow_model_create_gaussian(ctx, 2, mean, cov, &m), SDFLOW_OK);
-    sdflow_process *p = proc(ctx, SDFLOW_PROCESS_VP);
+    sdflow_process *p = tu_process(ctx, SDFLOW_PROCESS_VP);
     sdflow_density *e = estimator(ctx, SDFLOW_DENSITY_PF_ODE_EXACT, p, m);
     static const double k[6] = { 128, 100, 140, 90, 10, 250 };
     double xm[6], lp[3], bpd[3], bpd_dq[3], bpd_dq2[3];
@@ -634,7 +627,7 @@ static void run_split(sdflow_density_kind kind, int threads, int split, size_t n
     sdflow_ctx *ctx = test_ctx(SEED);
     ck_assert_int_eq(sdflow_ctx_set_int(ctx, SDFLOW_CTX_THREADS, threads), SDFLOW_OK);
     sdflow_model *m = gmm2(ctx);
-    sdflow_process *p = proc(ctx, SDFLOW_PROCESS_SUBVP);
+    sdflow_process *p = tu_process(ctx, SDFLOW_PROCESS_SUBVP);
     sdflow_density *e = estimator(ctx, kind, p, m);
     if (kind == SDFLOW_DENSITY_PF_ODE_HUTCHINSON)
         sdflow_density_set_int(e, SDFLOW_OPT_PROBES, 3);
@@ -684,7 +677,7 @@ START_TEST(test_progress_cancel_nan)
 {
     sdflow_ctx *ctx = test_ctx(SEED);
     sdflow_model *m = gmm2(ctx);
-    sdflow_process *p = proc(ctx, SDFLOW_PROCESS_VP);
+    sdflow_process *p = tu_process(ctx, SDFLOW_PROCESS_VP);
     double x[6] = { 0.1, 0.2, -1.0, 0.4, 1.0, 1.0 }, lp[3], se[3];
     for (int kind = SDFLOW_DENSITY_PF_ODE_EXACT; kind <= SDFLOW_DENSITY_LIYAN; kind++) {
         sdflow_density *e = estimator(ctx, (sdflow_density_kind)kind, p, m);

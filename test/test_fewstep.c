@@ -10,32 +10,6 @@
 #include <stdio.h>
 #include "testutil.h"
 
-static const double gm[2] = { 1.0, -0.5 };
-static const double glam[2] = { 1.0, 0.25 };
-
-static sdflow_process *mkproc(sdflow_ctx *ctx, sdflow_process_kind kind)
-{
-    sdflow_process *p = NULL;
-    ck_assert_int_eq(sdflow_process_create(ctx, kind, &p), SDFLOW_OK);
-    return p;
-}
-
-static sdflow_model *mkgauss(sdflow_ctx *ctx)
-{
-    double cov[4] = { glam[0], 0, 0, glam[1] };
-    sdflow_model *m = NULL;
-    ck_assert_int_eq(sdflow_model_create_gaussian(ctx, 2, gm, cov, &m), SDFLOW_OK);
-    return m;
-}
-
-static sdflow_sampler *mksampler(sdflow_ctx *ctx, sdflow_sampler_kind kind, const sdflow_process *p, sdflow_model *m)
-{
-    sdflow_sampler *s = NULL;
-    ck_assert_int_eq(sdflow_sampler_create(ctx, kind, &s), SDFLOW_OK);
-    ck_assert_int_eq(sdflow_sampler_set_process(s, p), SDFLOW_OK);
-    ck_assert_int_eq(sdflow_sampler_set_model(s, SDFLOW_ROLE_SCORE, m), SDFLOW_OK);
-    return s;
-}
 
 static void coef2(const sdflow_process *p, double t, double *alpha, double *sigma)
 {
@@ -43,15 +17,15 @@ static void coef2(const sdflow_process *p, double t, double *alpha, double *sigm
     ck_assert_int_eq(sdflow_process_coefficients(p, 1, &t, alpha, sigma, &f, &g), SDFLOW_OK);
 }
 
-/* §12.b.1 flow map of N(gm, diag(glam)) from ts to tt. */
+/* §12.b.1 flow map of N(tu_gm, diag(tu_glam)) from ts to tt. */
 static void flow(const sdflow_process *p, double ts, double tt, const double *xs, double *xt)
 {
     double as, ss, at, st_;
     coef2(p, ts, &as, &ss);
     coef2(p, tt, &at, &st_);
     for (int j = 0; j < 2; j++) {
-        double cs = as * as * glam[j] + ss * ss, ct = at * at * glam[j] + st_ * st_;
-        xt[j] = at * gm[j] + sqrt(ct / cs) * (xs[j] - as * gm[j]);
+        double cs = as * as * tu_glam[j] + ss * ss, ct = at * at * tu_glam[j] + st_ * st_;
+        xt[j] = at * tu_gm[j] + sqrt(ct / cs) * (xs[j] - as * tu_gm[j]);
     }
 }
 
@@ -63,9 +37,9 @@ static const double xstart[NSTART][2] = { { 0.3, -1.2 }, { -1.5, 0.7 }, { 2.0, 2
 static double fs_error(sdflow_process_kind pk, sdflow_sampler_kind kind, long steps, int grid)
 {
     sdflow_ctx *ctx = test_ctx(21);
-    sdflow_process *p = mkproc(ctx, pk);
-    sdflow_model *m = mkgauss(ctx);
-    sdflow_sampler *s = mksampler(ctx, kind, p, m);
+    sdflow_process *p = tu_process(ctx, pk);
+    sdflow_model *m = tu_gauss2(ctx);
+    sdflow_sampler *s = tu_sampler(ctx, kind, p, m);
     double scale = pk == SDFLOW_PROCESS_VE ? 50.0 : 1.0, T, x[NSTART][2], out[NSTART][2], err = 0, nfe;
     ck_assert_int_eq(sdflow_process_get_double(p, SDFLOW_PROC_T_MAX, &T), SDFLOW_OK);
     for (int i = 0; i < NSTART; i++)
@@ -142,7 +116,7 @@ static const sdflow_sampler_kind all_kinds[6] = { SDFLOW_SAMPLER_DDIM, SDFLOW_SA
 /* Gaussian posterior mean D_j(x, t) = m_j + lam_j alpha (x_j - alpha m_j) / (alpha^2 lam_j + sigma^2). */
 static double gauss_D(double alpha, double sigma, int j, double x)
 {
-    return gm[j] + glam[j] * alpha * (x - alpha * gm[j]) / (alpha * alpha * glam[j] + sigma * sigma);
+    return tu_gm[j] + tu_glam[j] * alpha * (x - alpha * tu_gm[j]) / (alpha * alpha * tu_glam[j] + sigma * sigma);
 }
 
 /* Independent scalar DPM-Solver++ 2M / 3M (k-diffusion's loop, written in
@@ -189,8 +163,8 @@ START_TEST(test_lower_order_final_every_count)
      * grid (quadratic in t). The reference without the rule differs by far
      * more for N < 15: the check can fail. */
     sdflow_ctx *ctx = test_ctx(31);
-    sdflow_process *p = mkproc(ctx, SDFLOW_PROCESS_VP);
-    sdflow_model *m = mkgauss(ctx);
+    sdflow_process *p = tu_process(ctx, SDFLOW_PROCESS_VP);
+    sdflow_model *m = tu_gauss2(ctx);
     const double x0[2] = { 0.7, -1.1 };
     for (int order = 2; order <= 3; order++)
         for (long N = 2; N <= 17; N++) {
@@ -199,7 +173,7 @@ START_TEST(test_lower_order_final_every_count)
                 double u = 1 - (double)k / (double)N;
                 tg[k] = 0.05 + 0.95 * u * u;
             }
-            sdflow_sampler *s = mksampler(ctx, order == 2 ? SDFLOW_SAMPLER_DPMPP_2M : SDFLOW_SAMPLER_DPMPP_3M, p, m);
+            sdflow_sampler *s = tu_sampler(ctx, order == 2 ? SDFLOW_SAMPLER_DPMPP_2M : SDFLOW_SAMPLER_DPMPP_3M, p, m);
             ck_assert_int_eq(sdflow_sampler_set_time_grid(s, (size_t)N + 1, tg), SDFLOW_OK);
             ck_assert_int_eq(sdflow_sampler_run(s, 1, x0, out), SDFLOW_OK);
             ref_dpmpp(p, order, 1, N, tg, x0, ref);
@@ -246,13 +220,13 @@ START_TEST(test_output_kinds_and_steps)
      * called exactly once per step (twice for EDM Heun) at the grid times,
      * never at a repeated or extra final time. */
     sdflow_ctx *ctx = test_ctx(32);
-    sdflow_process *p = mkproc(ctx, SDFLOW_PROCESS_VP);
-    sdflow_model *g = mkgauss(ctx);
+    sdflow_process *p = tu_process(ctx, SDFLOW_PROCESS_VP);
+    sdflow_model *g = tu_gauss2(ctx);
     const double x0[2] = { 0.4, 1.3 };
     const long N = 12;
     for (int v = 0; v < 6; v++) {
         double want[2];
-        sdflow_sampler *s = mksampler(ctx, all_kinds[v], p, g);
+        sdflow_sampler *s = tu_sampler(ctx, all_kinds[v], p, g);
         ck_assert_int_eq(sdflow_sampler_set_int(s, SDFLOW_OPT_STEPS, N), SDFLOW_OK);
         ck_assert_int_eq(sdflow_sampler_run(s, 1, x0, want), SDFLOW_OK);
         for (int kind = SDFLOW_OUT_SCORE; kind <= SDFLOW_OUT_V; kind++) {
@@ -295,9 +269,9 @@ START_TEST(test_tiny_final_sigma_and_few_steps)
     static const sdflow_process_kind pk[4] = { SDFLOW_PROCESS_VP, SDFLOW_PROCESS_VP_COSINE, SDFLOW_PROCESS_SUBVP,
                                                SDFLOW_PROCESS_VE };
     sdflow_ctx *ctx = test_ctx(33);
-    sdflow_model *g = mkgauss(ctx);
+    sdflow_model *g = tu_gauss2(ctx);
     for (int k = 0; k < 4; k++) {
-        sdflow_process *p = mkproc(ctx, pk[k]);
+        sdflow_process *p = tu_process(ctx, pk[k]);
         ck_assert_int_eq(sdflow_process_set_double(p, SDFLOW_PROC_T_EPS, 1e-12), SDFLOW_OK);
         if (pk[k] == SDFLOW_PROCESS_VE)
             ck_assert_int_eq(sdflow_process_set_int(p, SDFLOW_PROC_VE_EXACT_STD, 1), SDFLOW_OK);
@@ -305,7 +279,7 @@ START_TEST(test_tiny_final_sigma_and_few_steps)
             for (long N = 1; N <= 10; N++) {
                 enum { NS = 50 };
                 double x[NS * 2];
-                sdflow_sampler *s = mksampler(ctx, all_kinds[v], p, g);
+                sdflow_sampler *s = tu_sampler(ctx, all_kinds[v], p, g);
                 ck_assert_int_eq(sdflow_sampler_set_int(s, SDFLOW_OPT_STEPS, N), SDFLOW_OK);
                 ck_assert_int_eq(sdflow_sampler_set_int(s, SDFLOW_OPT_TIME_GRID, SDFLOW_GRID_KARRAS), SDFLOW_OK);
                 ck_assert_int_eq(sdflow_sampler_set_double(s, SDFLOW_OPT_T_MIN, 1e-12), SDFLOW_OK);
@@ -332,9 +306,9 @@ START_TEST(test_custom_grid_errors)
      * increasing grid is used reversed; a custom copy of the uniform grid
      * gives the uniform grid's samples bit for bit; steps must match. */
     sdflow_ctx *ctx = test_ctx(34);
-    sdflow_process *p = mkproc(ctx, SDFLOW_PROCESS_VE);
-    sdflow_model *g = mkgauss(ctx);
-    sdflow_sampler *s = mksampler(ctx, SDFLOW_SAMPLER_DPMPP_3M, p, g);
+    sdflow_process *p = tu_process(ctx, SDFLOW_PROCESS_VE);
+    sdflow_model *g = tu_gauss2(ctx);
+    sdflow_sampler *s = tu_sampler(ctx, SDFLOW_SAMPLER_DPMPP_3M, p, g);
     const double dup[5] = { 1.0, 0.5, 0.5, 0.2, 0.1 }, bump[4] = { 1.0, 0.3, 0.5, 0.1 };
     const double nan_[3] = { 1.0, NAN, 0.1 };
     ck_assert_status_msg(ctx, sdflow_sampler_set_time_grid(s, 5, dup), SDFLOW_E_INVALID, "strictly monotone");
@@ -389,13 +363,13 @@ START_TEST(test_karras_grid)
      * exactly at T: the model sees exactly these N times. */
     static const sdflow_process_kind pk[2] = { SDFLOW_PROCESS_VP, SDFLOW_PROCESS_VE };
     sdflow_ctx *ctx = test_ctx(35);
-    sdflow_model *g = mkgauss(ctx);
+    sdflow_model *g = tu_gauss2(ctx);
     for (int k = 0; k < 2; k++) {
-        sdflow_process *p = mkproc(ctx, pk[k]);
+        sdflow_process *p = tu_process(ctx, pk[k]);
         kind_model km = { .g = g, .p = p, .kind = SDFLOW_OUT_X0 };
         sdflow_model *cb = NULL;
         ck_assert_int_eq(sdflow_model_create_callback(ctx, 2, SDFLOW_OUT_X0, kind_fn, &km, &cb), SDFLOW_OK);
-        sdflow_sampler *s = mksampler(ctx, SDFLOW_SAMPLER_DDIM, p, cb);
+        sdflow_sampler *s = tu_sampler(ctx, SDFLOW_SAMPLER_DDIM, p, cb);
         const long N = 20;
         ck_assert_int_eq(sdflow_sampler_set_int(s, SDFLOW_OPT_STEPS, N), SDFLOW_OK);
         ck_assert_int_eq(sdflow_sampler_set_int(s, SDFLOW_OPT_TIME_GRID, SDFLOW_GRID_KARRAS), SDFLOW_OK);
@@ -438,7 +412,7 @@ static sdflow_sampler *stoch_sampler(sdflow_ctx *ctx, int v, const sdflow_proces
 {
     static const sdflow_sampler_kind kinds[4] = { SDFLOW_SAMPLER_DDIM, SDFLOW_SAMPLER_DPMPP_2M_SDE,
                                                   SDFLOW_SAMPLER_DPMPP_3M_SDE, SDFLOW_SAMPLER_EDM_HEUN };
-    sdflow_sampler *s = mksampler(ctx, kinds[v], p, m);
+    sdflow_sampler *s = tu_sampler(ctx, kinds[v], p, m);
     ck_assert_int_eq(sdflow_sampler_set_int(s, SDFLOW_OPT_STEPS, steps), SDFLOW_OK);
     if (kinds[v] == SDFLOW_SAMPLER_DDIM)
         ck_assert_int_eq(sdflow_sampler_set_double(s, SDFLOW_OPT_ETA, 1), SDFLOW_OK);
@@ -453,7 +427,7 @@ START_TEST(test_stochastic_two_sample)
      * with S_churn = 40, at 20 and 50 steps (Karras grid), exact GMM score:
      * E_u below the null threshold; with the GMM shifted by 0.5 above it. */
     sdflow_ctx *ctx = test_ctx(36);
-    sdflow_process *p = mkproc(ctx, SDFLOW_PROCESS_VP);
+    sdflow_process *p = tu_process(ctx, SDFLOW_PROCESS_VP);
     sdflow_model *truth = tu_gmm4(ctx, 0), *wrong = tu_gmm4(ctx, 0.5);
     double thr = null_thr(ctx, truth);
     double *x = malloc(2 * TS_N * sizeof *x), *y = malloc(2 * TS_N * sizeof *y);
@@ -489,7 +463,7 @@ static void det_run(int v, int threads, size_t n, uint64_t first, double *out)
 {
     sdflow_ctx *ctx = test_ctx(37);
     ck_assert_int_eq(sdflow_ctx_set_int(ctx, SDFLOW_CTX_THREADS, threads), SDFLOW_OK);
-    sdflow_process *p = mkproc(ctx, SDFLOW_PROCESS_VE);
+    sdflow_process *p = tu_process(ctx, SDFLOW_PROCESS_VE);
     sdflow_model *m = tu_gmm4(ctx, 0);
     sdflow_sampler *s = stoch_sampler(ctx, v, p, m, 15);
     ck_assert_int_eq(sdflow_sampler_set_u64(s, SDFLOW_OPT_FIRST_INDEX, first), SDFLOW_OK);

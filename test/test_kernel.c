@@ -421,6 +421,69 @@ START_TEST(test_kernel_concurrent_gemm_path)
 }
 END_TEST
 
+/* One kernel model evaluated by two threads at once (distinct samplers
+ * sharing a model do that): the cached workspace serves one call, a
+ * concurrent call works in its own block, and every result equals the
+ * serial one bit for bit. With one shared workspace (the model before
+ * 0.x: "must not be evaluated concurrently") the threads overwrite each
+ * other's query rows and this fails. */
+typedef struct shared_job {
+    sdflow_model *km;
+    const double *x, *t;
+    size_t n, d;
+    int reps, bad;
+    double *out;
+    const double *ref;
+} shared_job;
+
+static void *shared_job_run(void *arg)
+{
+    shared_job *j = arg;
+    for (int r = 0; r < j->reps; r++) {
+        if (sdflow_model_score(j->km, NULL, j->n, j->x, j->t, j->out) != SDFLOW_OK ||
+            memcmp(j->out, j->ref, j->n * j->d * sizeof(double)) != 0)
+            j->bad++;
+    }
+    return NULL;
+}
+
+START_TEST(test_kernel_shared_model_concurrent)
+{
+    enum { M = 3000, N = 300 };
+    static const size_t dims[2] = { 2, 16 }; /* fused and GEMM paths */
+    for (int di = 0; di < 2; di++) {
+        size_t d = dims[di];
+        sdflow_ctx *ctx = test_ctx(23);
+        double *y = normals(ctx, 50, M, d, 1.0, 0.0), *x[2], *ref[2], *out[2], t[N];
+        for (size_t i = 0; i < N; i++)
+            t[i] = 0.3 + 0.001 * (double)i;
+        sdflow_model *km = NULL;
+        ck_assert_int_eq(sdflow_model_create_kernel(ctx, M, d, y, &km), SDFLOW_OK);
+        shared_job jobs[2];
+        for (int k = 0; k < 2; k++) {
+            x[k] = normals(ctx, 60 + (uint64_t)k, N, d, 1.0, 0.0);
+            ref[k] = malloc(N * d * sizeof(double));
+            out[k] = malloc(N * d * sizeof(double));
+            ck_assert_int_eq(sdflow_model_score(km, NULL, N, x[k], t, ref[k]), SDFLOW_OK);
+            jobs[k] = (shared_job){ km, x[k], t, N, d, 40, 0, out[k], ref[k] };
+        }
+        pthread_t th[2];
+        for (int k = 0; k < 2; k++)
+            ck_assert_int_eq(pthread_create(&th[k], NULL, shared_job_run, &jobs[k]), 0);
+        for (int k = 0; k < 2; k++)
+            pthread_join(th[k], NULL);
+        for (int k = 0; k < 2; k++) {
+            ck_assert_msg(jobs[k].bad == 0, "d=%zu thread %d: %d of 40 concurrent evaluations differ", d, k,
+                          jobs[k].bad);
+            free(x[k]), free(ref[k]), free(out[k]);
+        }
+        sdflow_model_free(km);
+        free(y);
+        sdflow_ctx_free(ctx);
+    }
+}
+END_TEST
+
 /* The derivative ops used by likelihood estimators (score + divergence in
  * one pass, Jacobian-vector products): on one fixed RK4 grid the PF-ODE
  * log-density with the analytic divergence equals the one with central
@@ -539,6 +602,7 @@ Suite *kernel_suite(void)
     tcase_add_test(num, test_kernel_extreme_sigma);
     tcase_add_test(num, test_kernel_threads_identical);
     tcase_add_test(num, test_kernel_concurrent_gemm_path);
+    tcase_add_test(num, test_kernel_shared_model_concurrent);
     tcase_add_test(num, test_kernel_derivative_ops_in_likelihood);
     suite_add_tcase(s, num);
     TCase *api = tcase_create("api");

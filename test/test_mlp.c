@@ -588,13 +588,6 @@ START_TEST(test_mlp_concurrent)
 }
 END_TEST
 
-static sdflow_process *vp(sdflow_ctx *ctx)
-{
-    sdflow_process *p;
-    ck_assert_int_eq(sdflow_process_create(ctx, SDFLOW_PROCESS_VP, &p), SDFLOW_OK);
-    return p;
-}
-
 static void run_sampler(sdflow_ctx *ctx, sdflow_model *m, sdflow_process *p, sdflow_sampler_kind kind, long solver,
                         size_t n, uint64_t first, double *x)
 {
@@ -617,7 +610,7 @@ static void run_sampler(sdflow_ctx *ctx, sdflow_model *m, sdflow_process *p, sdf
 START_TEST(test_mlp_samplers_and_estimators)
 {
     sdflow_ctx *ctx = test_ctx(8);
-    sdflow_process *p = vp(ctx);
+    sdflow_process *p = tu_process(ctx, SDFLOW_PROCESS_VP);
     sdflow_model *m, *e;
     ck_assert_int_eq(sdflow_model_create_mlp(ctx, 2, &m), SDFLOW_OK);
     ck_assert_int_eq(sdflow_model_set_int(m, SDFLOW_OPT_MLP_WIDTH, 32), SDFLOW_OK);
@@ -688,7 +681,7 @@ END_TEST
 START_TEST(test_mlp_hutchinson_d1)
 {
     sdflow_ctx *ctx = test_ctx(8);
-    sdflow_process *p = vp(ctx);
+    sdflow_process *p = tu_process(ctx, SDFLOW_PROCESS_VP);
     sdflow_model *m;
     ck_assert_int_eq(sdflow_model_create_mlp(ctx, 1, &m), SDFLOW_OK);
     ck_assert_int_eq(sdflow_model_set_int(m, SDFLOW_OPT_MLP_WIDTH, 24), SDFLOW_OK);

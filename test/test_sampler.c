@@ -10,35 +10,8 @@
 
 /* ---- shared set-up -------------------------------------------------------- */
 
-/* Gaussian data N(gm, diag(glam)) in d = 2 (diagonal: the eigenbasis is the
+/* Gaussian data N(tu_gm, diag(tu_glam)) in d = 2 (diagonal: the eigenbasis is the
  * coordinate basis, so §12.b.1 applies per coordinate). */
-static const double gm[2] = { 1.0, -0.5 };
-static const double glam[2] = { 1.0, 0.25 };
-
-static sdflow_process *make_proc(sdflow_ctx *ctx, sdflow_process_kind kind)
-{
-    sdflow_process *p = NULL;
-    ck_assert_int_eq(sdflow_process_create(ctx, kind, &p), SDFLOW_OK);
-    return p;
-}
-
-static sdflow_model *make_gauss(sdflow_ctx *ctx)
-{
-    double cov[4] = { glam[0], 0, 0, glam[1] };
-    sdflow_model *m = NULL;
-    ck_assert_int_eq(sdflow_model_create_gaussian(ctx, 2, gm, cov, &m), SDFLOW_OK);
-    return m;
-}
-
-static sdflow_sampler *make_sampler(sdflow_ctx *ctx, sdflow_sampler_kind kind, const sdflow_process *p,
-                                    sdflow_model *m)
-{
-    sdflow_sampler *s = NULL;
-    ck_assert_int_eq(sdflow_sampler_create(ctx, kind, &s), SDFLOW_OK);
-    ck_assert_int_eq(sdflow_sampler_set_process(s, p), SDFLOW_OK);
-    ck_assert_int_eq(sdflow_sampler_set_model(s, SDFLOW_ROLE_SCORE, m), SDFLOW_OK);
-    return s;
-}
 
 static void coef(const sdflow_process *p, double t, double *alpha, double *sigma, double *f, double *g2)
 {
@@ -54,8 +27,8 @@ static void exact_flow(const sdflow_process *p, double ts, double tt, const doub
     coef(p, ts, &as, &ss, &f, &g2);
     coef(p, tt, &at, &st_, &f, &g2);
     for (int j = 0; j < 2; j++) {
-        double cs = as * as * glam[j] + ss * ss, ct = at * at * glam[j] + st_ * st_;
-        xt[j] = at * gm[j] + sqrt(ct / cs) * (xs[j] - as * gm[j]);
+        double cs = as * as * tu_glam[j] + ss * ss, ct = at * at * tu_glam[j] + st_ * st_;
+        xt[j] = at * tu_gm[j] + sqrt(ct / cs) * (xs[j] - as * tu_gm[j]);
     }
 }
 
@@ -68,9 +41,9 @@ static const double xstart[NSTART][2] = { { 0.3, -1.2 }, { -1.5, 0.7 }, { 2.0, 2
 static double pf_error(sdflow_process_kind kind, int solver, long steps, double tol, double t_end, double *nfe)
 {
     sdflow_ctx *ctx = test_ctx(1);
-    sdflow_process *p = make_proc(ctx, kind);
-    sdflow_model *m = make_gauss(ctx);
-    sdflow_sampler *s = make_sampler(ctx, SDFLOW_SAMPLER_PF_ODE, p, m);
+    sdflow_process *p = tu_process(ctx, kind);
+    sdflow_model *m = tu_gauss2(ctx);
+    sdflow_sampler *s = tu_sampler(ctx, SDFLOW_SAMPLER_PF_ODE, p, m);
     double scale = kind == SDFLOW_PROCESS_VE ? 50.0 : 1.0; /* prior std */
     double x[NSTART][2], out[NSTART][2];
     for (int i = 0; i < NSTART; i++)
@@ -193,9 +166,9 @@ START_TEST(test_pf_ode_all_processes)
                                                   SDFLOW_PROCESS_VE };
     for (int k = 0; k < 4; k++) {
         sdflow_ctx *ctx = test_ctx(2);
-        sdflow_process *p = make_proc(ctx, kinds[k]);
-        sdflow_model *m = make_gauss(ctx);
-        sdflow_sampler *s = make_sampler(ctx, SDFLOW_SAMPLER_PF_ODE, p, m);
+        sdflow_process *p = tu_process(ctx, kinds[k]);
+        sdflow_model *m = tu_gauss2(ctx);
+        sdflow_sampler *s = tu_sampler(ctx, SDFLOW_SAMPLER_PF_ODE, p, m);
         double T;
         ck_assert_int_eq(sdflow_process_time_range(p, NULL, &T), SDFLOW_OK);
         ck_assert_int_eq(sdflow_sampler_set_int(s, SDFLOW_OPT_SOLVER, SDFLOW_SOLVER_RK4), SDFLOW_OK);
@@ -261,10 +234,10 @@ START_TEST(test_em_moments)
      * var sqrt(2/(n-1))), while the continuous-time moments are many standard
      * errors away: the check sees the discretization, not just the target. */
     sdflow_ctx *ctx = test_ctx(3);
-    sdflow_process *p = make_proc(ctx, SDFLOW_PROCESS_VP);
+    sdflow_process *p = tu_process(ctx, SDFLOW_PROCESS_VP);
     sdflow_model *m = NULL;
     ck_assert_int_eq(sdflow_model_create_gaussian(ctx, 1, &em_m, &em_v, &m), SDFLOW_OK);
-    sdflow_sampler *s = make_sampler(ctx, SDFLOW_SAMPLER_REVERSE_SDE, p, m);
+    sdflow_sampler *s = tu_sampler(ctx, SDFLOW_SAMPLER_REVERSE_SDE, p, m);
     const long N = 16;
     const size_t n = 100000;
     ck_assert_int_eq(sdflow_sampler_set_int(s, SDFLOW_OPT_STEPS, N), SDFLOW_OK);
@@ -301,7 +274,7 @@ START_TEST(test_em_weak_order)
      * scheme (via the recursion the previous test ties to the library) at
      * N = 64 .. 1024 fits order 1 within 0.2. */
     sdflow_ctx *ctx = test_ctx(4);
-    sdflow_process *p = make_proc(ctx, SDFLOW_PROCESS_VP);
+    sdflow_process *p = tu_process(ctx, SDFLOW_PROCESS_VP);
     double cm, cv, err[5];
     long steps[5];
     em_exact(p, 1e-3, &cm, &cv);
@@ -327,10 +300,10 @@ START_TEST(test_pc_gaussian)
      * the EM bias at N = 250 (< 6e-3: the weak-order test measures 2.0e-2 at
      * N = 64 with order 0.94). */
     sdflow_ctx *ctx = test_ctx(8);
-    sdflow_process *p = make_proc(ctx, SDFLOW_PROCESS_VP);
+    sdflow_process *p = tu_process(ctx, SDFLOW_PROCESS_VP);
     sdflow_model *m = NULL;
     ck_assert_int_eq(sdflow_model_create_gaussian(ctx, 1, &em_m, &em_v, &m), SDFLOW_OK);
-    sdflow_sampler *s = make_sampler(ctx, SDFLOW_SAMPLER_PC, p, m);
+    sdflow_sampler *s = tu_sampler(ctx, SDFLOW_SAMPLER_PC, p, m);
     const size_t n = 10000;
     ck_assert_int_eq(sdflow_sampler_set_int(s, SDFLOW_OPT_STEPS, 250), SDFLOW_OK);
     ck_assert_int_eq(sdflow_sampler_set_int(s, SDFLOW_OPT_CORRECTOR_STEPS, 2), SDFLOW_OK);
@@ -370,7 +343,7 @@ static double null_threshold(sdflow_ctx *ctx, sdflow_model *truth)
 static double sampler_energy(sdflow_ctx *ctx, const sdflow_process *p, sdflow_model *model, sdflow_model *truth,
                              sdflow_sampler_kind kind)
 {
-    sdflow_sampler *s = make_sampler(ctx, kind, p, model);
+    sdflow_sampler *s = tu_sampler(ctx, kind, p, model);
     if (kind != SDFLOW_SAMPLER_PF_ODE)
         ck_assert_int_eq(sdflow_sampler_set_int(s, SDFLOW_OPT_STEPS, 500), SDFLOW_OK);
     double *x = malloc(2 * TS_N * sizeof *x), *y = malloc(2 * TS_N * sizeof *y), e;
@@ -393,7 +366,7 @@ START_TEST(test_gmm_two_sample)
     static const sdflow_sampler_kind kinds[3] = { SDFLOW_SAMPLER_REVERSE_SDE, SDFLOW_SAMPLER_PC,
                                                   SDFLOW_SAMPLER_PF_ODE };
     sdflow_ctx *ctx = test_ctx(5);
-    sdflow_process *p = make_proc(ctx, SDFLOW_PROCESS_VP);
+    sdflow_process *p = tu_process(ctx, SDFLOW_PROCESS_VP);
     sdflow_model *truth = tu_gmm4(ctx, 0), *wrong = tu_gmm4(ctx, 0.5);
     double thr = null_threshold(ctx, truth);
     for (int k = 0; k < 3; k++) {
@@ -419,9 +392,9 @@ START_TEST(test_encode_decode)
      * returns GMM data points to 1e-6 (each leg's global error is ~10 rtol
      * times the solution scale ~4). */
     sdflow_ctx *ctx = test_ctx(6);
-    sdflow_process *p = make_proc(ctx, SDFLOW_PROCESS_VP);
+    sdflow_process *p = tu_process(ctx, SDFLOW_PROCESS_VP);
     sdflow_model *m = tu_gmm4(ctx, 0);
-    sdflow_sampler *s = make_sampler(ctx, SDFLOW_SAMPLER_PF_ODE, p, m);
+    sdflow_sampler *s = tu_sampler(ctx, SDFLOW_SAMPLER_PF_ODE, p, m);
     ck_assert_int_eq(sdflow_sampler_set_double(s, SDFLOW_OPT_RTOL, 1e-9), SDFLOW_OK);
     ck_assert_int_eq(sdflow_sampler_set_double(s, SDFLOW_OPT_ATOL, 1e-9), SDFLOW_OK);
     enum { N = 100 };
@@ -452,9 +425,9 @@ static void det_run(sdflow_sampler_kind kind, int threads, size_t n, uint64_t fi
 {
     sdflow_ctx *ctx = test_ctx(11);
     ck_assert_int_eq(sdflow_ctx_set_int(ctx, SDFLOW_CTX_THREADS, threads), SDFLOW_OK);
-    sdflow_process *p = make_proc(ctx, SDFLOW_PROCESS_VP);
+    sdflow_process *p = tu_process(ctx, SDFLOW_PROCESS_VP);
     sdflow_model *m = tu_gmm4(ctx, 0);
-    sdflow_sampler *s = make_sampler(ctx, kind, p, m);
+    sdflow_sampler *s = tu_sampler(ctx, kind, p, m);
     if (kind != SDFLOW_SAMPLER_PF_ODE)
         ck_assert_int_eq(sdflow_sampler_set_int(s, SDFLOW_OPT_STEPS, 40), SDFLOW_OK);
     ck_assert_int_eq(sdflow_sampler_set_u64(s, SDFLOW_OPT_FIRST_INDEX, first), SDFLOW_OK);
@@ -508,9 +481,9 @@ START_TEST(test_cancel)
         sdflow_ctx *ctx = test_ctx(12);
         int calls = 0;
         ck_assert_int_eq(sdflow_ctx_set_progress(ctx, cancel_at_3, &calls), SDFLOW_OK);
-        sdflow_process *p = make_proc(ctx, SDFLOW_PROCESS_VE);
+        sdflow_process *p = tu_process(ctx, SDFLOW_PROCESS_VE);
         sdflow_model *m = tu_gmm4(ctx, 0);
-        sdflow_sampler *s = make_sampler(ctx, kinds[k < 3 ? k : 2], p, m);
+        sdflow_sampler *s = tu_sampler(ctx, kinds[k < 3 ? k : 2], p, m);
         if (k >= 2)
             ck_assert_int_eq(sdflow_sampler_set_int(s, SDFLOW_OPT_SOLVER, solvers[k - 2]), SDFLOW_OK);
         double x[20 * 2];
@@ -543,10 +516,10 @@ START_TEST(test_nan_model)
     static const int solvers[4] = { SDFLOW_SOLVER_EULER, SDFLOW_SOLVER_HEUN, SDFLOW_SOLVER_RK4, SDFLOW_SOLVER_DOPRI5 };
     for (int k = 0; k < 6; k++) {
         sdflow_ctx *ctx = test_ctx(13);
-        sdflow_process *p = make_proc(ctx, SDFLOW_PROCESS_VP);
+        sdflow_process *p = tu_process(ctx, SDFLOW_PROCESS_VP);
         sdflow_model *m = NULL;
         ck_assert_int_eq(sdflow_model_create_callback(ctx, 2, SDFLOW_OUT_SCORE, nan_model, NULL, &m), SDFLOW_OK);
-        sdflow_sampler *s = make_sampler(ctx, kinds[k < 2 ? k : 2], p, m);
+        sdflow_sampler *s = tu_sampler(ctx, kinds[k < 2 ? k : 2], p, m);
         ck_assert_int_eq(sdflow_sampler_set_int(s, SDFLOW_OPT_STEPS, 20), SDFLOW_OK);
         if (k >= 2)
             ck_assert_int_eq(sdflow_sampler_set_int(s, SDFLOW_OPT_SOLVER, solvers[k - 2]), SDFLOW_OK);
@@ -624,7 +597,7 @@ START_TEST(test_options_and_state)
     ck_assert_int_eq(sdflow_sampler_kind_from_name(NULL, &kind), SDFLOW_E_UNSUPPORTED);
     ck_assert_int_eq(sdflow_sampler_kind_from_name("pc", NULL), SDFLOW_E_INVALID);
     /* t_min >= t_start */
-    sdflow_process *p = make_proc(ctx, SDFLOW_PROCESS_VP);
+    sdflow_process *p = tu_process(ctx, SDFLOW_PROCESS_VP);
     ck_assert_int_eq(sdflow_sampler_set_process(s, p), SDFLOW_OK);
     ck_assert_int_eq(sdflow_sampler_set_double(s, SDFLOW_OPT_T_MIN, 0.6), SDFLOW_OK);
     ck_assert_int_eq(sdflow_sampler_set_double(s, SDFLOW_OPT_T_START, 0.5), SDFLOW_OK);
@@ -700,10 +673,10 @@ START_TEST(test_grids_and_denoise)
      * test) and Tweedie denoising on the Gaussian moves the PF-ODE output
      * x to (x + sigma^2 s)/alpha at t_min exactly as the model's x0 output. */
     sdflow_ctx *ctx = test_ctx(15);
-    sdflow_process *p = make_proc(ctx, SDFLOW_PROCESS_VE);
-    sdflow_model *m = make_gauss(ctx);
+    sdflow_process *p = tu_process(ctx, SDFLOW_PROCESS_VE);
+    sdflow_model *m = tu_gauss2(ctx);
     for (int grid = 0; grid < 3; grid++) {
-        sdflow_sampler *s = make_sampler(ctx, SDFLOW_SAMPLER_PF_ODE, p, m);
+        sdflow_sampler *s = tu_sampler(ctx, SDFLOW_SAMPLER_PF_ODE, p, m);
         ck_assert_int_eq(sdflow_sampler_set_int(s, SDFLOW_OPT_SOLVER, SDFLOW_SOLVER_RK4), SDFLOW_OK);
         ck_assert_int_eq(sdflow_sampler_set_int(s, SDFLOW_OPT_STEPS, 200), SDFLOW_OK);
         ck_assert_int_eq(sdflow_sampler_set_int(s, SDFLOW_OPT_TIME_GRID, grid), SDFLOW_OK);

@@ -46,13 +46,6 @@ static sdflow_trainer *trainer_for(sdflow_ctx *ctx, sdflow_model *m, const sdflo
     return t;
 }
 
-static sdflow_process *vp(sdflow_ctx *ctx)
-{
-    sdflow_process *p;
-    ck_assert_int_eq(sdflow_process_create(ctx, SDFLOW_PROCESS_VP, &p), SDFLOW_OK);
-    return p;
-}
-
 static double *params(sdflow_model *m, size_t *np)
 {
     ck_assert_int_eq(sdflow_model_param_count(m, np), SDFLOW_OK);
@@ -117,7 +110,7 @@ END_TEST
 START_TEST(test_trainer_bad_data)
 {
     sdflow_ctx *ctx = test_ctx(2);
-    sdflow_process *p = vp(ctx);
+    sdflow_process *p = tu_process(ctx, SDFLOW_PROCESS_VP);
     sdflow_model *m = small_mlp(ctx, 2, 16, SDFLOW_OUT_EPS), *g = tu_gmm4(ctx, 0);
     double x[40];
     for (int i = 0; i < 40; i++)
@@ -198,7 +191,7 @@ END_TEST
 static void adam_case(int adamw)
 {
     sdflow_ctx *ctx = test_ctx(3);
-    sdflow_process *p = vp(ctx);
+    sdflow_process *p = tu_process(ctx, SDFLOW_PROCESS_VP);
     sdflow_model *m = small_mlp(ctx, 2, 8, SDFLOW_OUT_EPS);
     double *x = gmm_rows(ctx, 5, 64);
     sdflow_trainer *t = trainer_for(ctx, m, p, 64, 2, x, 32);
@@ -261,7 +254,7 @@ END_TEST
 START_TEST(test_trainer_schedule_and_ema)
 {
     sdflow_ctx *ctx = test_ctx(4);
-    sdflow_process *p = vp(ctx);
+    sdflow_process *p = tu_process(ctx, SDFLOW_PROCESS_VP);
     sdflow_model *m = small_mlp(ctx, 2, 8, SDFLOW_OUT_EPS);
     double *x = gmm_rows(ctx, 6, 64);
     sdflow_trainer *t = trainer_for(ctx, m, p, 64, 2, x, 16);
@@ -324,7 +317,7 @@ END_TEST
 START_TEST(test_trainer_clipping)
 {
     sdflow_ctx *ctx = test_ctx(5);
-    sdflow_process *p = vp(ctx);
+    sdflow_process *p = tu_process(ctx, SDFLOW_PROCESS_VP);
     sdflow_model *m = small_mlp(ctx, 2, 8, SDFLOW_OUT_EPS);
     double *x = gmm_rows(ctx, 7, 64);
     sdflow_trainer *t = trainer_for(ctx, m, p, 64, 2, x, 32);
@@ -372,7 +365,7 @@ static long grad_variant; /* 1: residual blocks and learned frequencies */
 static void grad_case(long output, long weighting, long tsample, double gamma)
 {
     sdflow_ctx *ctx = test_ctx(6);
-    sdflow_process *p = vp(ctx);
+    sdflow_process *p = tu_process(ctx, SDFLOW_PROCESS_VP);
     sdflow_model *m;
     ck_assert_int_eq(sdflow_model_create_mlp(ctx, 2, &m), SDFLOW_OK);
     ck_assert_int_eq(sdflow_model_set_int(m, SDFLOW_OPT_MLP_WIDTH, 12), SDFLOW_OK);
@@ -455,7 +448,7 @@ END_TEST
 START_TEST(test_trainer_time_sampling)
 {
     sdflow_ctx *ctx = test_ctx(7);
-    sdflow_process *p = vp(ctx);
+    sdflow_process *p = tu_process(ctx, SDFLOW_PROCESS_VP);
     sdflow_model *m = small_mlp(ctx, 2, 16, SDFLOW_OUT_EPS);
     double *x = gmm_rows(ctx, 9, 2000);
     sdflow_trainer *t = trainer_for(ctx, m, p, 2000, 2, x, 64);
@@ -523,7 +516,7 @@ static int cancel_at(void *user, long done, long total)
 START_TEST(test_trainer_nan_and_callbacks)
 {
     sdflow_ctx *ctx = test_ctx(8);
-    sdflow_process *p = vp(ctx);
+    sdflow_process *p = tu_process(ctx, SDFLOW_PROCESS_VP);
     sdflow_model *m = small_mlp(ctx, 2, 8, SDFLOW_OUT_EPS), *e = small_mlp(ctx, 2, 8, SDFLOW_OUT_EPS);
     double *x = gmm_rows(ctx, 10, 100);
     feed f = { x, 100, 3, 5 };
@@ -603,7 +596,7 @@ static double *train_weights(long threads, long world, long rank, sdflow_allredu
     ck_assert_int_eq(sdflow_ctx_set_int(ctx, SDFLOW_CTX_THREADS, threads), SDFLOW_OK);
     if (fn)
         ck_assert_int_eq(sdflow_ctx_set_allreduce(ctx, fn, user), SDFLOW_OK);
-    sdflow_process *p = vp(ctx);
+    sdflow_process *p = tu_process(ctx, SDFLOW_PROCESS_VP);
     sdflow_model *m = small_mlp(ctx, 2, 32, output);
     double *x = gmm_rows(ctx, 12, 1000);
     sdflow_trainer *t = trainer_for(ctx, m, p, 1000, 2, x, 200);
@@ -820,7 +813,7 @@ static sdflow_trainer *gmm_trainer(sdflow_ctx *ctx, sdflow_model *m, const sdflo
 static void gmm_learning(long output, long steps)
 {
     sdflow_ctx *ctx = test_ctx(21);
-    sdflow_process *p = vp(ctx);
+    sdflow_process *p = tu_process(ctx, SDFLOW_PROCESS_VP);
     sdflow_model *g = tu_gmm4(ctx, 0), *m = small_mlp(ctx, 2, 64, output);
     double *x = gmm_rows(ctx, 31, GMM_N), *xs = malloc(2 * MMD_M * sizeof *xs);
     double thr = mmd_null(ctx, g);
@@ -893,7 +886,7 @@ static double asymmetry(sdflow_model *m, const sdflow_process *p, const double *
 START_TEST(test_trainer_qcsgm)
 {
     sdflow_ctx *ctx = test_ctx(21);
-    sdflow_process *p = vp(ctx);
+    sdflow_process *p = tu_process(ctx, SDFLOW_PROCESS_VP);
     double *x = gmm_rows(ctx, 31, GMM_N), *xv = gmm_rows(ctx, 32, MMD_M), *xs = malloc(2 * MMD_M * sizeof *xs);
     double asym[2], val[2], nfe[2];
     const double gammas[2] = { 0, 100 };

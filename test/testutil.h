@@ -587,6 +587,40 @@ static inline void test_note(const char *fmt, ...)
 }
 
 
+/* ---- fixtures shared by the suites -------------------------------------- */
+
+/* A process of the given kind with its defaults. */
+static inline sdflow_process *tu_process(sdflow_ctx *ctx, sdflow_process_kind kind)
+{
+    sdflow_process *p = NULL;
+    ck_assert_int_eq(sdflow_process_create(ctx, kind, &p), SDFLOW_OK);
+    return p;
+}
+
+/* The 2-D Gaussian data N(tu_gm, diag(tu_glam)) of the sampler suites,
+ * whose noised marginals and transition moments have closed forms
+ * (test_sampler.c, test_fewstep.c). */
+static const double tu_gm[2] = { 1.0, -0.5 };
+static const double tu_glam[2] = { 1.0, 0.25 };
+static inline sdflow_model *tu_gauss2(sdflow_ctx *ctx)
+{
+    double cov[4] = { tu_glam[0], 0, 0, tu_glam[1] };
+    sdflow_model *m = NULL;
+    ck_assert_int_eq(sdflow_model_create_gaussian(ctx, 2, tu_gm, cov, &m), SDFLOW_OK);
+    return m;
+}
+
+/* A sampler of kind bound to process p and score model m. */
+static inline sdflow_sampler *tu_sampler(sdflow_ctx *ctx, sdflow_sampler_kind kind, const sdflow_process *p,
+                                         sdflow_model *m)
+{
+    sdflow_sampler *s = NULL;
+    ck_assert_int_eq(sdflow_sampler_create(ctx, kind, &s), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_sampler_set_process(s, p), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_sampler_set_model(s, SDFLOW_ROLE_SCORE, m), SDFLOW_OK);
+    return s;
+}
+
 /* ---- the 2-D, 4-component GMM of the two-sample tests ---------------------
  * (test_sampler.c, test_fewstep.c). Means shifted by `shift` along x0 give
  * the "wrong model" that a two-sample test must reject. */

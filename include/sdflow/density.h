@@ -10,10 +10,24 @@
 #define SDFLOW_DENSITY_H
 
 #include "model.h"
+#include "sampler.h" /* sdflow_solver: the PF-ODE estimators integrate with the samplers' ODE solvers */
 
 SDFLOW_BEGIN_DECLS
 
 typedef struct sdflow_density sdflow_density;
+
+/** Hutchinson probe distributions (SDFLOW_OPT_PROBE_KIND). */
+typedef enum sdflow_probe {
+    SDFLOW_PROBE_RADEMACHER = 0,
+    SDFLOW_PROBE_GAUSSIAN = 1
+} sdflow_probe;
+
+/** Divergence methods of exact estimators (SDFLOW_OPT_DIVERGENCE). */
+typedef enum sdflow_divergence {
+    SDFLOW_DIV_AUTO = 0,        /**< analytic Jacobian if the model has one, else JVP callback, else differences */
+    SDFLOW_DIV_ANALYTIC = 1,
+    SDFLOW_DIV_FINITE_DIFF = 2  /**< central differences, step h = cbrt(eps) (1 + |x_i|); error O(h^2) */
+} sdflow_divergence;
 
 typedef enum sdflow_density_kind {
     SDFLOW_DENSITY_PF_ODE_EXACT = 1,      /**< PF-ODE with the exact divergence */

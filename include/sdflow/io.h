@@ -33,6 +33,13 @@
 
 SDFLOW_BEGIN_DECLS
 
+/** Tensor element types of model files (SDFLOW_CTX_FILE_DTYPE). Loaders
+ *  read both; F32 values are widened to double exactly. */
+typedef enum sdflow_dtype {
+    SDFLOW_DTYPE_F64 = 0, /**< IEEE binary64, little endian ("F64") */
+    SDFLOW_DTYPE_F32 = 1  /**< IEEE binary32, little endian ("F32"), rounded to nearest on save */
+} sdflow_dtype;
+
 /** The file format version this library writes, and the newest it reads
  *  (every older version is read too). */
 #define SDFLOW_FILE_FORMAT_VERSION 1

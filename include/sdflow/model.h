@@ -11,9 +11,12 @@
  * Arrays are row-major doubles: x is n x d, t has n entries (one time per
  * row), outputs are n x d unless stated. Inputs are checked for NaN/Inf.
  *
- * Thread safety: evaluation functions do not modify the model, except for
- * models with internal workspaces (kernel), which are documented as not safe
- * to evaluate concurrently. Distinct models may be used in parallel.
+ * Thread safety: evaluation functions do not modify the model and may run
+ * concurrently on one model (a callback model: if its callback allows it;
+ * a kernel model's cached workspace serves one call at a time, and a
+ * concurrent call works in a block of its own, with the same results). Setting options
+ * or freeing a model is not safe concurrently with any use of it. Distinct
+ * models may be used in parallel.
  */
 #ifndef SDFLOW_MODEL_H
 #define SDFLOW_MODEL_H
@@ -23,6 +26,18 @@
 SDFLOW_BEGIN_DECLS
 
 typedef struct sdflow_model sdflow_model;
+
+/** MLP activations (SDFLOW_OPT_MLP_ACTIVATION). */
+typedef enum sdflow_activation {
+    SDFLOW_ACT_SILU = 0,
+    SDFLOW_ACT_TANH = 1,
+    SDFLOW_ACT_SOFTPLUS = 2,
+    SDFLOW_ACT_GELU = 3,  /**< tanh approximation (PyTorch approximate="tanh") */
+    SDFLOW_ACT_RELU = 4   /**< first order only: refused for the energy output */
+} sdflow_activation;
+
+/** SDFLOW_OPT_MLP_OUTPUT value of an energy MLP: scalar E(x, t), score = -grad_x E. */
+#define SDFLOW_MLP_ENERGY 5
 
 typedef enum sdflow_model_kind {
     SDFLOW_MODEL_GAUSSIAN = 1,
@@ -181,9 +196,10 @@ SDFLOW_API sdflow_status sdflow_model_param_grad_jac(sdflow_model *m, const sdfl
  *  an online log-sum-exp, so memory is O(block_q x block_y + block_q x d),
  *  never O(n x m); stable for sigma from 1e-3 to 1e3 times the data scale.
  *  Results are bit-identical for any SDFLOW_CTX_THREADS on one machine.
- *  Thread safety: the model keeps a workspace, so it must not be evaluated
- *  concurrently (not even with const-looking calls); distinct kernel models
- *  may be used in parallel. */
+ *  Thread safety: evaluation may run concurrently on one model: the model
+ *  caches its workspace (grown through the allocator's realloc hook) for one
+ *  call at a time, and a call that finds it in use allocates its own for
+ *  the call, so results never depend on concurrency. */
 SDFLOW_API sdflow_status sdflow_model_create_kernel(sdflow_ctx *ctx, size_t m, size_t d, const double *y,
                                                     sdflow_model **out);
 

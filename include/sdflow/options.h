@@ -110,9 +110,8 @@ typedef enum sdflow_option {
     SDFLOW_OPT_DEQUANTIZE = 407,  /**< int 0/1: uniform dequantization of 0..255 data for bits/dim */
     SDFLOW_OPT_DIVERGENCE = 408,  /**< int: sdflow_divergence method of exact estimators */
 
-    /* metrics (500..549) */
-    SDFLOW_OPT_BANDWIDTH = 500,   /**< double: MMD kernel bandwidth (0: median heuristic) */
-    SDFLOW_OPT_DIRECTIONS = 501,  /**< int: sliced-Wasserstein directions (default 128) */
+    /* metrics (500..549): 500 (bandwidth) and 501 (directions) are retired, never reused -- no
+       object accepted them; the metric functions take these as arguments (metrics.h) */
 
     /* stochastic interpolants: sampler, density and trainer (850..899); t = 0 base, t = 1 data */
     SDFLOW_OPT_INTERP_T0 = 850,       /**< double in [0, 1]: start time of an interpolant sampler run (default 0, the base) */
@@ -174,12 +173,11 @@ typedef enum sdflow_option {
                                           SDFLOW_DTYPE_F64, bit-exact; SDFLOW_DTYPE_F32 rounds) */
 } sdflow_option;
 
-/** Tensor element types of model files (SDFLOW_CTX_FILE_DTYPE). Loaders
- *  read both; F32 values are widened to double exactly. */
-typedef enum sdflow_dtype {
-    SDFLOW_DTYPE_F64 = 0, /**< IEEE binary64, little endian ("F64") */
-    SDFLOW_DTYPE_F32 = 1  /**< IEEE binary32, little endian ("F32"), rounded to nearest on save */
-} sdflow_dtype;
+/* The value enums of int options live with the objects that use them:
+ * sdflow_solver, sdflow_time_grid, sdflow_start and the DSB enums in
+ * sampler.h, sdflow_probe and sdflow_divergence in density.h,
+ * sdflow_activation in model.h, sdflow_dtype in io.h (all included by
+ * sdflow.h, with the same names and values as before). */
 
 /** Value type of an option key. */
 typedef enum sdflow_option_type {
@@ -188,82 +186,6 @@ typedef enum sdflow_option_type {
     SDFLOW_TYPE_DOUBLE = 2,
     SDFLOW_TYPE_U64 = 3
 } sdflow_option_type;
-
-/** MLP activations (SDFLOW_OPT_MLP_ACTIVATION). */
-typedef enum sdflow_activation {
-    SDFLOW_ACT_SILU = 0,
-    SDFLOW_ACT_TANH = 1,
-    SDFLOW_ACT_SOFTPLUS = 2,
-    SDFLOW_ACT_GELU = 3,  /**< tanh approximation (PyTorch approximate="tanh") */
-    SDFLOW_ACT_RELU = 4   /**< first order only: refused for the energy output */
-} sdflow_activation;
-
-/** SDFLOW_OPT_MLP_OUTPUT value of an energy MLP: scalar E(x, t), score = -grad_x E. */
-#define SDFLOW_MLP_ENERGY 5
-
-/** Time grids of reverse-time samplers (SDFLOW_OPT_TIME_GRID). */
-typedef enum sdflow_time_grid {
-    SDFLOW_GRID_UNIFORM = 0,    /**< t_k = T - k (T - t_min)/N */
-    SDFLOW_GRID_QUADRATIC = 1,  /**< steps shrink quadratically towards t_min */
-    SDFLOW_GRID_LOGSNR = 2,     /**< uniform in log-SNR */
-    SDFLOW_GRID_KARRAS = 3,     /**< Karras et al. 2022: uniform in (sigma/alpha)^(1/rho), t = sigma^-1 of the process */
-    SDFLOW_GRID_CUSTOM = 4      /**< the times given to sdflow_sampler_set_time_grid() */
-} sdflow_time_grid;
-
-/** SD-flow start distributions (SDFLOW_OPT_START), used when x_init is NULL. */
-typedef enum sdflow_start {
-    SDFLOW_START_MATCHED = 0,   /**< N(mean, diag(var)) of the kernel target's samples (other targets: N(0, I)) */
-    SDFLOW_START_NORMAL = 1,    /**< N(0, I) */
-    SDFLOW_START_MODEL = 2      /**< exact samples of the model bound as SDFLOW_ROLE_START (sdflow_model_sample) */
-} sdflow_start;
-
-/** DSB step-size schedules (SDFLOW_OPT_DSB_SCHEDULE), as the reference code's
- *  get_gammas: a ramp of N/2 steps from gamma_min to gamma_max and its mirror. */
-typedef enum sdflow_dsb_schedule {
-    SDFLOW_DSB_CONSTANT = 0,    /**< gamma_k = gamma_max */
-    SDFLOW_DSB_SYMMETRIC_LINEAR = 1,    /**< linspace(gamma_min, gamma_max, N/2), then reversed (N even) */
-    SDFLOW_DSB_SYMMETRIC_GEOMETRIC = 2  /**< geomspace(gamma_min, gamma_max, N/2), then reversed (N even) */
-} sdflow_dsb_schedule;
-
-/** DSB reference drifts (SDFLOW_OPT_DSB_REFERENCE). */
-typedef enum sdflow_dsb_reference {
-    SDFLOW_DSB_OU = 0,          /**< f(x) = -(x - prior_mean)/prior_var: Langevin toward the Gaussian prior */
-    SDFLOW_DSB_BROWNIAN = 1     /**< f = 0 */
-} sdflow_dsb_reference;
-
-/** Time label of the transition between steps k and k + 1 given to DSB
- *  networks (SDFLOW_OPT_DSB_TIME_INPUT); both are > 0. */
-typedef enum sdflow_dsb_time {
-    SDFLOW_DSB_TIME_CUMULATIVE = 0, /**< t_{k+1} = gamma_1 + ... + gamma_{k+1} */
-    SDFLOW_DSB_TIME_INDEX = 1       /**< k + 1 */
-} sdflow_dsb_time;
-
-/** Direction of a DSB run (SDFLOW_OPT_DSB_DIRECTION). */
-typedef enum sdflow_dsb_direction {
-    SDFLOW_DSB_PRIOR_TO_DATA = 0, /**< backward chain from the k = N end (generation) */
-    SDFLOW_DSB_DATA_TO_PRIOR = 1  /**< forward chain from the k = 0 end */
-} sdflow_dsb_direction;
-
-/** ODE solvers (SDFLOW_OPT_SOLVER). */
-typedef enum sdflow_solver {
-    SDFLOW_SOLVER_EULER = 0,
-    SDFLOW_SOLVER_HEUN = 1,
-    SDFLOW_SOLVER_RK4 = 2,
-    SDFLOW_SOLVER_DOPRI5 = 3    /**< adaptive Dormand-Prince 5(4), step size per sample */
-} sdflow_solver;
-
-/** Hutchinson probe distributions (SDFLOW_OPT_PROBE_KIND). */
-typedef enum sdflow_probe {
-    SDFLOW_PROBE_RADEMACHER = 0,
-    SDFLOW_PROBE_GAUSSIAN = 1
-} sdflow_probe;
-
-/** Divergence methods of exact estimators (SDFLOW_OPT_DIVERGENCE). */
-typedef enum sdflow_divergence {
-    SDFLOW_DIV_AUTO = 0,        /**< analytic Jacobian if the model has one, else JVP callback, else differences */
-    SDFLOW_DIV_ANALYTIC = 1,
-    SDFLOW_DIV_FINITE_DIFF = 2  /**< central differences, step h = cbrt(eps) (1 + |x_i|); error O(h^2) */
-} sdflow_divergence;
 
 /** @return the value type of @p key, SDFLOW_TYPE_NONE when unknown. Thread safety: safe. */
 SDFLOW_API sdflow_option_type sdflow_option_get_type(sdflow_option key);

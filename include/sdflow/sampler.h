@@ -14,7 +14,7 @@
  *
  * Thread safety: not safe on the same sampler concurrently; distinct
  * samplers may run in parallel, even when they share a ctx, process or
- * (non-kernel) model.
+ * model (kernel models included: model.h).
  */
 #ifndef SDFLOW_SAMPLER_H
 #define SDFLOW_SAMPLER_H
@@ -24,6 +24,57 @@
 SDFLOW_BEGIN_DECLS
 
 typedef struct sdflow_sampler sdflow_sampler;
+
+/** ODE solvers (SDFLOW_OPT_SOLVER). */
+typedef enum sdflow_solver {
+    SDFLOW_SOLVER_EULER = 0,
+    SDFLOW_SOLVER_HEUN = 1,
+    SDFLOW_SOLVER_RK4 = 2,
+    SDFLOW_SOLVER_DOPRI5 = 3    /**< adaptive Dormand-Prince 5(4), step size per sample */
+} sdflow_solver;
+
+/** Time grids of reverse-time samplers (SDFLOW_OPT_TIME_GRID). */
+typedef enum sdflow_time_grid {
+    SDFLOW_GRID_UNIFORM = 0,    /**< t_k = T - k (T - t_min)/N */
+    SDFLOW_GRID_QUADRATIC = 1,  /**< steps shrink quadratically towards t_min */
+    SDFLOW_GRID_LOGSNR = 2,     /**< uniform in log-SNR */
+    SDFLOW_GRID_KARRAS = 3,     /**< Karras et al. 2022: uniform in (sigma/alpha)^(1/rho), t = sigma^-1 of the process */
+    SDFLOW_GRID_CUSTOM = 4      /**< the times given to sdflow_sampler_set_time_grid() */
+} sdflow_time_grid;
+
+/** SD-flow start distributions (SDFLOW_OPT_START), used when x_init is NULL. */
+typedef enum sdflow_start {
+    SDFLOW_START_MATCHED = 0,   /**< N(mean, diag(var)) of the kernel target's samples (other targets: N(0, I)) */
+    SDFLOW_START_NORMAL = 1,    /**< N(0, I) */
+    SDFLOW_START_MODEL = 2      /**< exact samples of the model bound as SDFLOW_ROLE_START (sdflow_model_sample) */
+} sdflow_start;
+
+/** DSB step-size schedules (SDFLOW_OPT_DSB_SCHEDULE), as the reference code's
+ *  get_gammas: a ramp of N/2 steps from gamma_min to gamma_max and its mirror. */
+typedef enum sdflow_dsb_schedule {
+    SDFLOW_DSB_CONSTANT = 0,    /**< gamma_k = gamma_max */
+    SDFLOW_DSB_SYMMETRIC_LINEAR = 1,    /**< linspace(gamma_min, gamma_max, N/2), then reversed (N even) */
+    SDFLOW_DSB_SYMMETRIC_GEOMETRIC = 2  /**< geomspace(gamma_min, gamma_max, N/2), then reversed (N even) */
+} sdflow_dsb_schedule;
+
+/** DSB reference drifts (SDFLOW_OPT_DSB_REFERENCE). */
+typedef enum sdflow_dsb_reference {
+    SDFLOW_DSB_OU = 0,          /**< f(x) = -(x - prior_mean)/prior_var: Langevin toward the Gaussian prior */
+    SDFLOW_DSB_BROWNIAN = 1     /**< f = 0 */
+} sdflow_dsb_reference;
+
+/** Time label of the transition between steps k and k + 1 given to DSB
+ *  networks (SDFLOW_OPT_DSB_TIME_INPUT); both are > 0. */
+typedef enum sdflow_dsb_time {
+    SDFLOW_DSB_TIME_CUMULATIVE = 0, /**< t_{k+1} = gamma_1 + ... + gamma_{k+1} */
+    SDFLOW_DSB_TIME_INDEX = 1       /**< k + 1 */
+} sdflow_dsb_time;
+
+/** Direction of a DSB run (SDFLOW_OPT_DSB_DIRECTION). */
+typedef enum sdflow_dsb_direction {
+    SDFLOW_DSB_PRIOR_TO_DATA = 0, /**< backward chain from the k = N end (generation) */
+    SDFLOW_DSB_DATA_TO_PRIOR = 1  /**< forward chain from the k = 0 end */
+} sdflow_dsb_direction;
 
 typedef enum sdflow_sampler_kind {
     SDFLOW_SAMPLER_REVERSE_SDE = 1, /**< Euler-Maruyama on the reverse-time SDE */

@@ -37,6 +37,10 @@ struct sdflow_ctx {
 
 /* Formats the message into ctx->err (never allocates) and returns code. */
 sdflow_status sdflow__fail(sdflow_ctx *ctx, sdflow_status code, const char *fmt, ...) SDFLOW__PRINTF(3, 4);
+/* Adds context to the message already in ctx->err: prepends the formatted
+ * prefix (operation, step, time) and returns code. The one way a layer
+ * wraps a lower layer's message: the reason stays exactly as reported. */
+sdflow_status sdflow__fail_prefix(sdflow_ctx *ctx, sdflow_status code, const char *fmt, ...) SDFLOW__PRINTF(3, 4);
 void sdflow__log(sdflow_ctx *ctx, int level, const char *fmt, ...) SDFLOW__PRINTF(3, 4);
 
 /* Allocation through the ctx allocator. sdflow__alloc_array checks n*size
@@ -86,6 +90,15 @@ sdflow_status sdflow__check_option_value(sdflow_ctx *ctx, sdflow_option key, sdf
 sdflow_status sdflow__check_same_ctx(sdflow_ctx *ctx, const sdflow_ctx *other_ctx, const char *what);
 /* A result array produced by the library: SDFLOW_E_NUMERIC naming row/col. */
 sdflow_status sdflow__check_result(sdflow_ctx *ctx, const double *a, size_t n, size_t d, const char *what);
+/* Index of the first row of a (n x d) holding a NaN or Inf, or n when all
+ * are finite. */
+size_t sdflow__first_nonfinite_row(const double *a, size_t n, size_t d);
+/* The output check of internal evaluations (one scan): SDFLOW_E_NUMERIC
+ * "<what> is NaN/Inf for sample <r>" at the first non-finite row i of a
+ * (n x d), with r = rows[i] -- the caller's sample of a compacted batch --
+ * or r = i when rows is NULL. */
+sdflow_status sdflow__check_rows(sdflow_ctx *ctx, const double *a, size_t n, size_t d, const size_t *rows,
+                                 const char *what);
 
 /* True if n*d*extra elements of 8 bytes can be allocated without overflow. */
 int sdflow__size_ok(size_t n, size_t d);

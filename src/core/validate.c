@@ -55,6 +55,23 @@ sdflow_status sdflow__check_result(sdflow_ctx *ctx, const double *a, size_t n, s
     return SDFLOW_OK;
 }
 
+size_t sdflow__first_nonfinite_row(const double *a, size_t n, size_t d)
+{
+    for (size_t i = 0; i < n * d; i++)
+        if (!isfinite(a[i]))
+            return i / d;
+    return n;
+}
+
+sdflow_status sdflow__check_rows(sdflow_ctx *ctx, const double *a, size_t n, size_t d, const size_t *rows,
+                                 const char *what)
+{
+    size_t bad = sdflow__first_nonfinite_row(a, n, d);
+    if (bad == n)
+        return SDFLOW_OK;
+    return sdflow__fail(ctx, SDFLOW_E_NUMERIC, "%s is NaN/Inf for sample %zu", what, rows ? rows[bad] : bad);
+}
+
 sdflow_status sdflow__check_same_ctx(sdflow_ctx *ctx, const sdflow_ctx *other_ctx, const char *what)
 {
     if (other_ctx && other_ctx != ctx)

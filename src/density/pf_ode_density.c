@@ -20,24 +20,10 @@ typedef struct aug_rhs {
     double *pv;         /* n x L x d probes gathered for the rows of one call */
 } aug_rhs;
 
-/* A model call that failed on a NaN/Inf output: name the caller's sample
- * (the model layer's message counts the rows of this call only). Scans a
- * (n x wa), then b (n x wb) when given. */
-static sdflow_status name_sample(sdflow_ctx *ctx, sdflow_status st, size_t n, const size_t *rows, const double *a,
-                                 size_t wa, const double *b, size_t wb)
-{
-    if (st != SDFLOW_E_NUMERIC)
-        return st;
-    for (size_t i = 0; i < n * wa; i++)
-        if (!isfinite(a[i]))
-            return sdflow__fail(ctx, SDFLOW_E_NUMERIC, "model output of sample %zu is not finite", rows[i / wa]);
-    for (size_t i = 0; b && i < n * wb; i++)
-        if (!isfinite(b[i]))
-            return sdflow__fail(ctx, SDFLOW_E_NUMERIC, "score derivative of sample %zu is not finite",
-                                rows[i / wb]);
-    return st;
-}
-
+/* dydt = (v, div v) with v = f x - g^2/2 s and div v = d f - g^2/2 div s
+ * (or the probes' quadratic forms), formed by the process. The state was
+ * checked by the solver; the model evaluation is the unchecked one and
+ * names the caller's sample (rows) itself, as does the drift check. */
 static sdflow_status aug_eval(void *user, size_t n, const size_t *rows, const double *t, const double *y,
                               double *dydt)
 {
@@ -50,29 +36,20 @@ static sdflow_status aug_eval(void *user, size_t n, const size_t *rows, const do
     if (!u->probes) {
         /* score and divergence in one model pass where the model offers it */
         st = sdflow__model_score_and_divergence(e->model, e->proc, n, u->xs, t, (int)e->divergence, u->score,
-                                                u->acc);
-        if (st)
-            return name_sample(e->ctx, st, n, rows, u->score, d, u->acc, 1);
+                                                u->acc, rows);
     } else {
         for (size_t i = 0; i < n; i++)
             memcpy(u->pv + i * L * d, u->probes + rows[i] * L * d, L * d * sizeof(double));
         st = sdflow__model_score_and_quadform(e->model, e->proc, n, u->xs, t, L, u->pv, (int)e->divergence,
-                                              u->score, u->acc);
-        if (st)
-            return name_sample(e->ctx, st, n, rows, u->score, d, u->acc, L);
+                                              u->score, u->acc, rows);
     }
-    sdflow__coef c;
-    for (size_t i = 0; i < n; i++) {
-        if (i == 0 || t[i] != t[i - 1]) /* rows often share their time (fixed-step solvers) */
-            sdflow__process_coef(e->proc, t[i], &c);
-        /* drift v = f x - g^2/2 score */
-        for (size_t j = 0; j < d; j++)
-            dydt[i * dim + j] = c.f * u->xs[i * d + j] - 0.5 * c.g2 * u->score[i * d + j];
-        /* the linear part f x of the drift has the exact trace d f, so
-         * probes only estimate the score part (lower variance) */
-        for (size_t k = 0; k < L; k++)
-            dydt[i * dim + d + k] = (double)d * c.f - 0.5 * c.g2 * u->acc[i * L + k];
-    }
+    if (st)
+        return st;
+    /* the linear part f x of the drift has the exact trace d f, so probes
+     * only estimate the score part (lower variance) */
+    size_t bad = sdflow__process_velocity_of_score(e->proc, n, d, t, u->xs, u->score, L, u->acc, dydt, dim);
+    if (bad < n)
+        return sdflow__fail(e->ctx, SDFLOW_E_NUMERIC, "right-hand side is NaN/Inf for sample %zu", rows[bad]);
     return SDFLOW_OK;
 }
 
@@ -108,9 +85,8 @@ sdflow_status sdflow__pf_ode_logpdf(sdflow_density *e, const sdflow__density_pla
     double *prior = sdflow__alloc_array(ctx, n, sizeof(double), "prior log-density");
     double *xT = sdflow__alloc_array(ctx, n, d * sizeof(double), "ODE end points");
     u.xs = sdflow__alloc_array(ctx, n, d * sizeof(double), "ODE positions");
-    /* zeroed: name_sample scans them after a model call that may have failed before writing */
-    u.score = sdflow__calloc_array(ctx, n, d * sizeof(double), "ODE scores");
-    u.acc = sdflow__calloc_array(ctx, n, L * sizeof(double), "divergence accumulators");
+    u.score = sdflow__alloc_array(ctx, n, d * sizeof(double), "ODE scores");
+    u.acc = sdflow__alloc_array(ctx, n, L * sizeof(double), "divergence accumulators");
     if (hutch) {
         u.probes = sdflow__alloc_array(ctx, n, L * d * sizeof(double), "Hutchinson probes");
         u.pv = sdflow__alloc_array(ctx, n, L * d * sizeof(double), "gathered probes");

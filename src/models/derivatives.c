@@ -142,7 +142,8 @@ static sdflow_status quadform_directional(sdflow_model *m, const sdflow_process 
 /* score = a native + b x, so v^T J_score v = a v^T J_native v + b |v|^2 (and
  * the native output, when given, becomes the score). */
 static sdflow_status quadform_to_score(sdflow_model *m, const sdflow_process *p, size_t n, const double *x,
-                                       const double *t, size_t K, const double *v, double *out, double *q)
+                                       const double *t, size_t K, const double *v, double *out, double *q,
+                                       const size_t *rows)
 {
     size_t d = m->d;
     sdflow_status st = SDFLOW_OK;
@@ -160,9 +161,9 @@ static sdflow_status quadform_to_score(sdflow_model *m, const sdflow_process *p,
             q[i * K + k] = a.a * q[i * K + k] + a.b * vv;
         }
     }
-    if (out && (st = sdflow__check_result(m->ctx, out, n, d, "model output")))
+    if (out && (st = sdflow__check_rows(m->ctx, out, n, d, rows, "model output")))
         return st;
-    return sdflow__check_result(m->ctx, q, n, K, "score quadratic form");
+    return sdflow__check_rows(m->ctx, q, n, K, rows, "score quadratic form");
 }
 
 sdflow_status sdflow__model_score_quadform(sdflow_model *m, const sdflow_process *p, size_t n, const double *x,
@@ -174,7 +175,7 @@ sdflow_status sdflow__model_score_quadform(sdflow_model *m, const sdflow_process
     if (method != SDFLOW_DIV_FINITE_DIFF && m->ops->eval_quadform) {
         if ((st = m->ops->eval_quadform(m, p, n, x, t, K, v, NULL, q)))
             return st;
-        return quadform_to_score(m, p, n, x, t, K, v, NULL, q);
+        return quadform_to_score(m, p, n, x, t, K, v, NULL, q, NULL);
     }
     if (method != SDFLOW_DIV_FINITE_DIFF && m->ops->jvp)
         return quadform_directional(m, p, n, x, t, K, v, 0, q);
@@ -185,19 +186,18 @@ sdflow_status sdflow__model_score_quadform(sdflow_model *m, const sdflow_process
 
 sdflow_status sdflow__model_score_and_quadform(sdflow_model *m, const sdflow_process *p, size_t n,
                                                const double *x, const double *t, size_t K, const double *v,
-                                               int method, double *score, double *q)
+                                               int method, double *score, double *q, const size_t *rows)
 {
     sdflow_status st = check_method(m, method, 1);
     if (st)
         return st;
     if (method == SDFLOW_DIV_FINITE_DIFF || !m->ops->eval_quadform) {
-        st = sdflow_model_eval(m, p, n, x, t, SDFLOW_OUT_SCORE, score);
+        st = sdflow__model_eval_rows(m, p, n, x, t, SDFLOW_OUT_SCORE, score, rows);
         return st ? st : sdflow__model_score_quadform(m, p, n, x, t, K, v, method, q);
     }
-    if ((st = sdflow__model_check_eval_args(m, p, n, x, t, score, "score")) ||
-        (st = m->ops->eval_quadform(m, p, n, x, t, K, v, score, q)))
+    if ((st = m->ops->eval_quadform(m, p, n, x, t, K, v, score, q)))
         return st;
-    return quadform_to_score(m, p, n, x, t, K, v, score, q);
+    return quadform_to_score(m, p, n, x, t, K, v, score, q, rows);
 }
 
 /* Central differences along the d axes: one batch of 2 d rows per point. */
@@ -254,17 +254,16 @@ sdflow_status sdflow__model_score_divergence(sdflow_model *m, const sdflow_proce
 
 sdflow_status sdflow__model_score_and_divergence(sdflow_model *m, const sdflow_process *p, size_t n,
                                                  const double *x, const double *t, int method, double *score,
-                                                 double *div)
+                                                 double *div, const size_t *rows)
 {
     sdflow_status st = check_method(m, method, 0);
     if (st)
         return st;
     if (method == SDFLOW_DIV_FINITE_DIFF || !m->ops->eval_div) {
-        st = sdflow_model_eval(m, p, n, x, t, SDFLOW_OUT_SCORE, score);
+        st = sdflow__model_eval_rows(m, p, n, x, t, SDFLOW_OUT_SCORE, score, rows);
         return st ? st : sdflow__model_score_divergence(m, p, n, x, t, method, div);
     }
-    if ((st = sdflow__model_check_eval_args(m, p, n, x, t, score, "score")) ||
-        (st = m->ops->eval_div(m, p, n, x, t, score, div)))
+    if ((st = m->ops->eval_div(m, p, n, x, t, score, div)))
         return st;
     size_t d = m->d;
     for (size_t i = 0; i < n && m->native != SDFLOW_OUT_SCORE; i++) {
@@ -275,7 +274,7 @@ sdflow_status sdflow__model_score_and_divergence(sdflow_model *m, const sdflow_p
             score[i * d + j] = a.a * score[i * d + j] + a.b * x[i * d + j];
         div[i] = a.a * div[i] + a.b * (double)d;
     }
-    if ((st = sdflow__check_result(m->ctx, score, n, d, "model output")))
+    if ((st = sdflow__check_rows(m->ctx, score, n, d, rows, "model output")))
         return st;
-    return sdflow__check_result(m->ctx, div, n, 1, "divergence");
+    return sdflow__check_rows(m->ctx, div, n, 1, rows, "divergence");
 }

@@ -17,6 +17,7 @@
 #include <cblas.h>
 #include <limits.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <omp.h>
 #include <stdint.h>
 #include <stddef.h>
@@ -553,11 +554,22 @@ void sdflow__kernel_nn(const sdflow__kref *r, size_t n, const double *x, const s
 
 /* ---- the model ------------------------------------------------------------------ */
 
+/* The workspace (chunk x (2 d + 3) + the engine's blocks, up to ~8 MB per
+ * thread for d >= 12) is cached in the model and grown on demand through the
+ * allocator's realloc hook: a sampler or likelihood run evaluates the model
+ * thousands of times with the same sizes, and a fresh block per call would
+ * cost an allocation (and, above the allocator's mmap threshold, page
+ * faults) per call. The cache is claimed with an atomic flag, so evaluation
+ * stays reentrant: a call that finds it claimed -- another thread evaluating
+ * the same model, as distinct samplers sharing it may -- works in a block of
+ * its own, allocated and freed within the call. Results do not depend on
+ * which buffer a call uses (scratch only). */
 typedef struct kmodel {
     sdflow__kref ref;
     long bq, by;
-    double *work; /* cached workspace, grown on demand: evaluation is not reentrant */
+    double *work; /* cached workspace, owned by whoever holds busy */
     size_t work_len;
+    atomic_flag busy;
 } kmodel;
 
 const sdflow__kref *sdflow__kernel_ref(const sdflow_model *m)
@@ -616,28 +628,15 @@ static void row_moment(const sdflow__kref *r, const double *q, double hb, double
                 out[a * d + b] = out[b * d + a];
 }
 
-static sdflow_status kernel_pass(sdflow_model *mdl, const sdflow_process *p, size_t n, const double *x,
-                                 const double *t, ksink o)
+/* One pass over all n rows in chunks of chunk rows, in the workspace buf of
+ * chunk (2 d + 3) + sdflow__kernel_work_size() doubles. */
+static void kernel_sweep(sdflow_model *mdl, const sdflow_process *p, size_t n, const double *x, const double *t,
+                         ksink o, size_t chunk, int nt, double *buf)
 {
-    kmodel *km = mdl->impl;
+    const kmodel *km = mdl->impl;
     const sdflow__kref *r = &km->ref;
     size_t d = r->d, bq = (size_t)km->bq, by = (size_t)km->by;
-    size_t chunk = bq * ((1024 + bq - 1) / bq);
-    if (chunk > n)
-        chunk = n;
-    int nt = sdflow__threads_for(mdl->ctx, chunk);
-    size_t engine = sdflow__kernel_work_size(d, bq, by < r->m ? by : r->m, nt);
-    size_t need = chunk * (2 * d + 3) + engine;
-    if (km->work_len < need) {
-        /* realloc keeps the old workspace if growing fails (no state changed on NOMEM); its
-         * contents are scratch, so the copy an allocator without realloc makes is wasted but rare */
-        double *w = sdflow__realloc_array(mdl->ctx, km->work, km->work_len, need, sizeof(double), "kernel workspace");
-        if (!w)
-            return SDFLOW_E_NOMEM;
-        km->work = w;
-        km->work_len = need;
-    }
-    double *q = km->work, *beta = q + chunk * d, *mx = beta + chunk, *s = mx + chunk, *v = s + chunk,
+    double *q = buf, *beta = q + chunk * d, *mx = beta + chunk, *s = mx + chunk, *v = s + chunk,
            *work = v + chunk * d;
     for (size_t i0 = 0; i0 < n; i0 += chunk) {
         size_t nc = n - i0 < chunk ? n - i0 : chunk;
@@ -712,6 +711,44 @@ static sdflow_status kernel_pass(sdflow_model *mdl, const sdflow_process *p, siz
             }
         }
     }
+}
+
+static sdflow_status kernel_pass(sdflow_model *mdl, const sdflow_process *p, size_t n, const double *x,
+                                 const double *t, ksink o)
+{
+    kmodel *km = mdl->impl;
+    const sdflow__kref *r = &km->ref;
+    size_t d = r->d, bq = (size_t)km->bq, by = (size_t)km->by;
+    size_t chunk = bq * ((1024 + bq - 1) / bq);
+    if (chunk > n)
+        chunk = n;
+    int nt = sdflow__threads_for(mdl->ctx, chunk);
+    size_t engine = sdflow__kernel_work_size(d, bq, by < r->m ? by : r->m, nt);
+    size_t need = chunk * (2 * d + 3) + engine;
+    double *buf;
+    int own = !atomic_flag_test_and_set_explicit(&km->busy, memory_order_acquire);
+    if (own) {
+        if (km->work_len < need) {
+            /* realloc keeps the old workspace if growing fails (no state changed on NOMEM); its
+             * contents are scratch, so the copy an allocator without realloc makes is wasted but rare */
+            double *w = sdflow__realloc_array(mdl->ctx, km->work, km->work_len, need, sizeof(double),
+                                              "kernel workspace");
+            if (!w) {
+                atomic_flag_clear_explicit(&km->busy, memory_order_release);
+                return SDFLOW_E_NOMEM;
+            }
+            km->work = w;
+            km->work_len = need;
+        }
+        buf = km->work;
+    } else if (!(buf = sdflow__alloc_array(mdl->ctx, need, sizeof(double), "kernel workspace of a concurrent call"))) {
+        return SDFLOW_E_NOMEM;
+    }
+    kernel_sweep(mdl, p, n, x, t, o, chunk, nt, buf);
+    if (own)
+        atomic_flag_clear_explicit(&km->busy, memory_order_release);
+    else
+        sdflow__free(mdl->ctx, buf);
     return SDFLOW_OK;
 }
 
@@ -797,6 +834,8 @@ static sdflow_status create_kernel(sdflow_ctx *ctx, size_t m, size_t d, const do
         return sdflow__fail(ctx, SDFLOW_E_UNSUPPORTED, "kernel model with m=%zu, d=%zu exceeds the BLAS index range",
                             m, d);
     kmodel *km = sdflow__calloc_array(ctx, 1, sizeof *km, "kernel model");
+    if (km)
+        atomic_flag_clear(&km->busy); /* a zeroed atomic_flag need not be clear */
     if (!km)
         return SDFLOW_E_NOMEM;
     sdflow__opt_defaults(&k_options, 1, km);

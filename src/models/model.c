@@ -88,6 +88,25 @@ sdflow_status sdflow__model_conversion_at(sdflow_model *m, const sdflow_process 
     return SDFLOW_OK;
 }
 
+/* ops->eval, then the conversion to kind (coefficients once per run of
+ * equal times); no checks of inputs or outputs. */
+static sdflow_status eval_as(sdflow_model *m, const sdflow_process *p, size_t n, const double *x, const double *t,
+                             sdflow_output kind, double *out)
+{
+    sdflow_status st = m->ops->eval(m, p, n, x, t, out);
+    if (st || kind == m->native)
+        return st;
+    size_t d = m->d;
+    sdflow__affine a;
+    for (size_t i = 0; i < n; i++) {
+        if ((i == 0 || !(t[i] == t[i - 1])) && (st = sdflow__model_conversion_at(m, p, t[i], m->native, kind, &a)))
+            return st;
+        for (size_t j = 0; j < d; j++)
+            out[i * d + j] = a.a * out[i * d + j] + a.b * x[i * d + j];
+    }
+    return SDFLOW_OK;
+}
+
 sdflow_status sdflow_model_eval(sdflow_model *m, const sdflow_process *p, size_t n, const double *x, const double *t,
                                 sdflow_output kind, double *out)
 {
@@ -96,18 +115,16 @@ sdflow_status sdflow_model_eval(sdflow_model *m, const sdflow_process *p, size_t
         return st;
     if (kind < SDFLOW_OUT_SCORE || kind > SDFLOW_OUT_V)
         return sdflow__fail(m->ctx, SDFLOW_E_INVALID, "unknown output kind %d", (int)kind);
-    if ((st = m->ops->eval(m, p, n, x, t, out)))
+    if ((st = eval_as(m, p, n, x, t, kind, out)))
         return st;
-    size_t d = m->d;
-    if (kind != m->native)
-        for (size_t i = 0; i < n; i++) {
-            sdflow__affine a;
-            if ((st = sdflow__model_conversion_at(m, p, t[i], m->native, kind, &a)))
-                return st;
-            for (size_t j = 0; j < d; j++)
-                out[i * d + j] = a.a * out[i * d + j] + a.b * x[i * d + j];
-        }
-    return sdflow__check_result(m->ctx, out, n, d, "model output");
+    return sdflow__check_result(m->ctx, out, n, m->d, "model output");
+}
+
+sdflow_status sdflow__model_eval_rows(sdflow_model *m, const sdflow_process *p, size_t n, const double *x,
+                                      const double *t, sdflow_output kind, double *out, const size_t *rows)
+{
+    sdflow_status st = eval_as(m, p, n, x, t, kind, out);
+    return st ? st : sdflow__check_rows(m->ctx, out, n, m->d, rows, "model output");
 }
 
 sdflow_status sdflow_model_score(sdflow_model *m, const sdflow_process *p, size_t n, const double *x, const double *t,

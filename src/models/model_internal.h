@@ -14,25 +14,6 @@
 #  define SDFLOW__ALWAYS_INLINE inline __attribute__((always_inline))
 #else
 #  define SDFLOW__ALWAYS_INLINE inline
-/* ---- velocity fields (velocity.c) ---------------------------------------
- * The SDFLOW_OUT_VELOCITY output of a model and the derivatives of that
- * field, for interpolant flows (and any velocity-native model): a model whose
- * native output is VELOCITY is used as is -- valid at every t of the process,
- * including the ends t = 0, 1 of an interpolant -- with its own JVP op,
- * Jacobian or eval_div/eval_quadform ops (SDFLOW_DIV_AUTO / ANALYTIC), or
- * central differences of the velocity (FINITE_DIFF, or AUTO without exact
- * derivatives). Other models go through the score: v = f x - g^2/2 s and
- * div v = d f - g^2/2 div s (SDFLOW_E_NUMERIC where f or g^2 is infinite,
- * e.g. t = 0 of an interpolant). */
-sdflow_status sdflow__model_velocity_and_divergence(sdflow_model *m, const sdflow_process *p, size_t n,
-                                                    const double *x, const double *t, int method, double *v,
-                                                    double *div);
-/* Velocity and the quadratic forms q[i K + k] = u_ik^T J_v u_ik of K probe
- * directions per row (u: n x K x d). */
-sdflow_status sdflow__model_velocity_and_quadform(sdflow_model *m, const sdflow_process *p, size_t n,
-                                                  const double *x, const double *t, size_t K, const double *u,
-                                                  int method, double *v, double *q);
-
 #endif
 
 typedef struct sdflow__model_ops {
@@ -87,6 +68,13 @@ sdflow_status sdflow__model_new(sdflow_ctx *ctx, sdflow_model_kind kind, size_t 
  * finite x, times in the process's range, output pointer. */
 sdflow_status sdflow__model_check_eval_args(sdflow_model *m, const sdflow_process *p, size_t n, const double *x,
                                            const double *t, const void *out, const char *out_name);
+/* The evaluation of internal callers, whose inputs were validated once at
+ * their API edge (the dispatcher) and whose solvers check their own states:
+ * no scan of x or t, the conversion to kind, and one scan of the output
+ * that reports a NaN/Inf as SDFLOW_E_NUMERIC "model output is NaN/Inf for
+ * sample rows[i]" (rows: the caller's sample of each batch row, NULL: i). */
+sdflow_status sdflow__model_eval_rows(sdflow_model *m, const sdflow_process *p, size_t n, const double *x,
+                                      const double *t, sdflow_output kind, double *out, const size_t *rows);
 /* The affine map (out = a.a * native + a.b * x) from output kind from to
  * kind to at time t; SDFLOW_E_NUMERIC with a message where it is undefined. */
 sdflow_status sdflow__model_conversion_at(sdflow_model *m, const sdflow_process *p, double t, sdflow_output from,
@@ -123,19 +111,22 @@ sdflow_status sdflow__model_score_quadform(sdflow_model *m, const sdflow_process
                                            const double *t, size_t K, const double *v, int method, double *q);
 /* Score and the quadratic forms above in one model pass where the model has
  * an eval_quadform op (exact methods), else the model's score and the call
- * above. */
+ * above. Internal callers only (inputs validated at their API edge, as
+ * sdflow__model_eval_rows): x and t are not scanned; a NaN/Inf output names
+ * the caller's sample rows[i] (rows NULL: i). */
 sdflow_status sdflow__model_score_and_quadform(sdflow_model *m, const sdflow_process *p, size_t n,
                                                const double *x, const double *t, size_t K, const double *v,
-                                               int method, double *score, double *q);
+                                               int method, double *score, double *q, const size_t *rows);
 /* Divergence of the score: sdflow_model_divergence for exact methods, 2 d
  * score evaluations per row for central differences. */
 sdflow_status sdflow__model_score_divergence(sdflow_model *m, const sdflow_process *p, size_t n, const double *x,
                                              const double *t, int method, double *div);
 /* Score and its divergence at n points: one pass through the model's
- * eval_div op when it has one (exact methods), else the two calls above. */
+ * eval_div op when it has one (exact methods), else the two calls above.
+ * Internal callers only, rows as sdflow__model_score_and_quadform. */
 sdflow_status sdflow__model_score_and_divergence(sdflow_model *m, const sdflow_process *p, size_t n,
                                                  const double *x, const double *t, int method, double *score,
-                                                 double *div);
+                                                 double *div, const size_t *rows);
 
 /* ---- velocity fields (velocity.c) ---------------------------------------
  * The SDFLOW_OUT_VELOCITY output of a model and the derivatives of that

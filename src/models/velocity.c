@@ -127,7 +127,7 @@ sdflow_status sdflow__model_velocity_and_divergence(sdflow_model *m, const sdflo
         return st;
     size_t d = m->d;
     if (m->native != SDFLOW_OUT_VELOCITY) {
-        if ((st = sdflow__model_score_and_divergence(m, p, n, x, t, method, v, div)))
+        if ((st = sdflow__model_score_and_divergence(m, p, n, x, t, method, v, div, NULL)))
             return st;
         for (size_t i = 0; i < n; i++) {
             sdflow__coef c;
@@ -190,7 +190,7 @@ sdflow_status sdflow__model_velocity_and_quadform(sdflow_model *m, const sdflow_
         return st;
     size_t d = m->d;
     if (m->native != SDFLOW_OUT_VELOCITY) {
-        if ((st = sdflow__model_score_and_quadform(m, p, n, x, t, K, u, method, v, q)))
+        if ((st = sdflow__model_score_and_quadform(m, p, n, x, t, K, u, method, v, q, NULL)))
             return st;
         for (size_t i = 0; i < n; i++) {
             sdflow__coef c;

@@ -504,6 +504,31 @@ int sdflow__conversion(sdflow_output from, sdflow_output to, const sdflow__coef 
     return 1;
 }
 
+size_t sdflow__process_velocity_of_score(const sdflow_process *p, size_t n, size_t d, const double *t,
+                                         const double *x, const double *s, size_t L, const double *ds, double *v,
+                                         size_t ldv)
+{
+    sdflow__coef c;
+    size_t bad = n;
+    for (size_t i = 0; i < n; i++) {
+        if (i == 0 || !(t[i] == t[i - 1]))
+            sdflow__process_coef(p, t[i], &c);
+        double *vi = v + i * ldv;
+        int ok = 1;
+        for (size_t j = 0; j < d; j++) {
+            vi[j] = c.f * x[i * d + j] - 0.5 * c.g2 * s[i * d + j];
+            ok &= isfinite(vi[j]) != 0;
+        }
+        for (size_t k = 0; k < L; k++) {
+            vi[d + k] = (double)d * c.f - 0.5 * c.g2 * ds[i * L + k];
+            ok &= isfinite(vi[d + k]) != 0;
+        }
+        if (!ok && bad == n)
+            bad = i;
+    }
+    return bad;
+}
+
 static int valid_output(sdflow_output k) { return k >= SDFLOW_OUT_SCORE && k <= SDFLOW_OUT_V; }
 
 sdflow_status sdflow_process_convert(const sdflow_process *p, size_t n, size_t d, const double *x, const double *t,

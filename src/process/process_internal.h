@@ -75,4 +75,18 @@ int sdflow__from_score(sdflow_output kind, const sdflow__coef *c, sdflow__affine
 /* Composition: out(kind to) = a * in(kind from) + b * x. */
 int sdflow__conversion(sdflow_output from, sdflow_output to, const sdflow__coef *c, sdflow__affine *m);
 
+/* The probability-flow velocity of a score, the one place it is formed
+ * (PF-ODE sampler drift, PF-ODE likelihood, velocity fields): for each of
+ * n rows at time t[i],
+ *   v[i ldv + j]     = f x[i d + j] - g^2/2 s[i d + j]     (j < d)
+ *   v[i ldv + d + k] = d f          - g^2/2 ds[i L + k]    (k < L, L may be 0)
+ * i.e. v = f x - g^2/2 s and div v = d f - g^2/2 div s (or a probe's
+ * quadratic form of the score). The coefficients are computed once per run
+ * of equal times (fixed-step solvers evaluate all rows at one time). v may
+ * be s when ldv == d. Returns the first row whose outputs are not all
+ * finite, or n (the check is fused into the same pass). */
+size_t sdflow__process_velocity_of_score(const sdflow_process *p, size_t n, size_t d, const double *t,
+                                         const double *x, const double *s, size_t L, const double *ds, double *v,
+                                         size_t ldv);
+
 #endif

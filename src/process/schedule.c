@@ -35,9 +35,17 @@ double sdflow__process_time_of_log_snr(const sdflow_process *p, double lam)
         break;
     }
     case SDFLOW_PROCESS_VP_COSINE: {
-        double s = p->cosine_s, th0 = s / (1 + s) * HALF_PI;
-        double a2 = 1.0 / (1.0 + exp(-lam));
-        t = acos(cos(th0) * sqrt(a2)) * (1 + s) / HALF_PI - s;
+        /* cos th = cos th0 alpha with alpha^2 = sigmoid(lambda). acos of a
+         * number near 1 and (1 + s) th / (pi/2) - s both cancel at small t
+         * (8e-10 relative at t_eps); instead, with
+         *   D = sin^2 th - sin^2 th0 = cos^2 th0 (1 - alpha^2) = cos^2 th0 sigmoid(-lambda),
+         * th = atan2(sqrt(sin^2 th0 + D), cos th0 alpha) and, near th0,
+         * th - th0 = asin(D / sin(th + th0)) (sin(a - b) sin(a + b) = sin^2 a - sin^2 b) */
+        double s = p->cosine_s, th0 = s / (1 + s) * HALF_PI, c0 = cos(th0), s0 = sin(th0);
+        double a2 = 1.0 / (1.0 + exp(-lam)), D = c0 * c0 / (1.0 + exp(lam));
+        double th = atan2(sqrt(s0 * s0 + D), c0 * sqrt(a2));
+        double dth = th > 2 * th0 ? th - th0 : asin(D / sin(th + th0));
+        t = dth * (1 + s) / HALF_PI;
         break;
     }
     case SDFLOW_PROCESS_VE: {
@@ -70,18 +78,11 @@ void sdflow__process_time_grid(const sdflow_process *p, int kind, long steps, do
         if (kind == SDFLOW_GRID_QUADRATIC) {
             t = lo + (hi - lo) * (1 - u) * (1 - u);
         } else if (kind == SDFLOW_GRID_LOGSNR && l_hi < l_lo) {
-            /* Bisection on the monotone lambda, not the closed-form inverse
-             * above: the grids stay bit-identical to the releases before the
-             * move (the two agree to ~1 ulp; switching is a separate change). */
-            double target = l_hi + u * (l_lo - l_hi), a = lo, b = hi;
-            for (int it = 0; it < 200 && b - a > 1e-15 * b; it++) {
-                double mid = 0.5 * (a + b);
-                if (sdflow__process_log_snr(p, mid) > target)
-                    a = mid;
-                else
-                    b = mid;
-            }
-            t = 0.5 * (a + b);
+            /* the closed-form inverse of each process's log-SNR (it replaced
+             * a 200-step bisection: docs/design.md, "Log-SNR grids"), kept
+             * inside [lo, hi] where rounding would step past an end */
+            t = sdflow__process_time_of_log_snr(p, l_hi + u * (l_lo - l_hi));
+            t = t < lo ? lo : t > hi ? hi : t;
         } else {
             t = hi - u * (hi - lo);
         }

@@ -30,15 +30,13 @@ static sdflow_status velocity_rhs(void *user, size_t n, const size_t *rows, cons
 {
     const interp_rhs *u = user;
     size_t d = u->d;
-    (void)rows;
-    if (!u->kinetic) {
-        memset(dydt, 0, n * d * sizeof *dydt); /* defined even where a failing model wrote nothing */
-        return sdflow_model_eval(u->m, u->p, n, y, t, SDFLOW_OUT_VELOCITY, dydt);
-    }
+    if (!u->kinetic)
+        return sdflow__model_eval_rows(u->m, u->p, n, y, t, SDFLOW_OUT_VELOCITY, dydt, rows);
     for (size_t i = 0; i < n; i++)
         memcpy(u->xs + i * d, y + i * (d + 1), d * sizeof(double));
-    memset(u->vs, 0, n * d * sizeof(double));
-    sdflow_status st = sdflow_model_eval(u->m, u->p, n, u->xs, t, SDFLOW_OUT_VELOCITY, u->vs);
+    sdflow_status st = sdflow__model_eval_rows(u->m, u->p, n, u->xs, t, SDFLOW_OUT_VELOCITY, u->vs, rows);
+    if (st)
+        return st;
     for (size_t i = 0; i < n; i++) {
         double e = 0;
         for (size_t j = 0; j < d; j++) {
@@ -47,8 +45,10 @@ static sdflow_status velocity_rhs(void *user, size_t n, const size_t *rows, cons
             e += v * v;
         }
         dydt[i * (d + 1) + d] = u->sign * e;
+        if (!isfinite(e)) /* |v|^2 can overflow from a finite v */
+            return sdflow__fail(u->m->ctx, SDFLOW_E_NUMERIC, "right-hand side is NaN/Inf for sample %zu", rows[i]);
     }
-    return st;
+    return SDFLOW_OK;
 }
 
 static sdflow_status run_ode(sdflow_sampler *s, const sdflow__sampler_plan *plan, size_t n, double *x)

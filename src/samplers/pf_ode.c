@@ -12,36 +12,22 @@ typedef struct pf_rhs {
 } pf_rhs;
 
 /* The PF-ODE drift f x - g^2/2 score is the model's VELOCITY output. A
- * score model's drift is formed here with the coefficients computed once per
- * distinct time (fixed-step solvers evaluate all rows at one time) instead
- * of once per row in the generic conversion. */
+ * score model's drift is formed by the process (coefficients once per
+ * distinct time) from the unchecked model evaluation: the state was checked
+ * by the solver, the score and the drift are each scanned once here, and
+ * either names the caller's sample. */
 static sdflow_status pf_drift(void *user, size_t n, const size_t *rows, const double *t, const double *y,
                               double *dydt)
 {
     const pf_rhs *u = user;
-    int score = u->m->native == SDFLOW_OUT_SCORE;
-    memset(dydt, 0, n * u->m->d * sizeof *dydt); /* defined even where a failing model wrote nothing */
-    sdflow_status st = sdflow_model_eval(u->m, u->p, n, y, t, score ? SDFLOW_OUT_SCORE : SDFLOW_OUT_VELOCITY, dydt);
-    if (st == SDFLOW_E_NUMERIC) {
-        /* the model's output check wrote dydt and counts the rows of this
-         * call: name the caller's sample */
-        size_t bad = sdflow__first_nonfinite_row(dydt, n, u->m->d);
-        if (bad < n)
-            return sdflow__fail(u->m->ctx, SDFLOW_E_NUMERIC, "model output is NaN/Inf for sample %zu", rows[bad]);
-    }
-    if (st || !score)
+    if (u->m->native != SDFLOW_OUT_SCORE)
+        return sdflow__model_eval_rows(u->m, u->p, n, y, t, SDFLOW_OUT_VELOCITY, dydt, rows);
+    sdflow_status st = sdflow__model_eval_rows(u->m, u->p, n, y, t, SDFLOW_OUT_SCORE, dydt, rows);
+    if (st)
         return st;
-    size_t d = u->m->d;
-    sdflow__coef c;
-    double tc = NAN;
-    for (size_t i = 0; i < n; i++) {
-        if (!(t[i] == tc)) {
-            sdflow__process_coef(u->p, t[i], &c);
-            tc = t[i];
-        }
-        for (size_t j = 0; j < d; j++)
-            dydt[i * d + j] = c.f * y[i * d + j] - 0.5 * c.g2 * dydt[i * d + j];
-    }
+    size_t bad = sdflow__process_velocity_of_score(u->p, n, u->m->d, t, y, dydt, 0, NULL, dydt, u->m->d);
+    if (bad < n)
+        return sdflow__fail(u->m->ctx, SDFLOW_E_NUMERIC, "right-hand side is NaN/Inf for sample %zu", rows[bad]);
     return SDFLOW_OK;
 }
 

@@ -21,31 +21,26 @@ typedef struct sde_work {
 } sde_work;
 
 /* Score at (x, t) for all rows; NaN/Inf in the state or the model output
- * becomes SDFLOW_E_NUMERIC naming the step, the time and the sample (row of x). */
+ * becomes SDFLOW_E_NUMERIC naming the step, the time and the sample (row of
+ * x). The model evaluation is the unchecked one: the run's inputs were
+ * validated by the dispatcher, the state is scanned here once, the output
+ * once by the model. */
 static sdflow_status score_at(sde_work *w, const double *x, double t, long step)
 {
     sdflow_sampler *s = w->s;
     sdflow_ctx *ctx = s->ctx;
-    const char *what = w->what;
     for (size_t i = 0; i < w->n; i++)
         w->tv[i] = t;
     size_t bad = sdflow__first_nonfinite_row(x, w->n, w->d);
     if (bad < w->n)
         return sdflow__fail(ctx, SDFLOW_E_NUMERIC, "%s sampler: state of sample %zu became non-finite at step %ld, t = %.17g",
-                            what, bad, step, t);
-    sdflow_status st =
-        sdflow_model_eval(s->model[SDFLOW_ROLE_SCORE], s->proc, w->n, x, w->tv, SDFLOW_OUT_SCORE, w->score);
+                            w->what, bad, step, t);
+    sdflow_status st = sdflow__model_eval_rows(s->model[SDFLOW_ROLE_SCORE], s->proc, w->n, x, w->tv,
+                                               SDFLOW_OUT_SCORE, w->score, NULL);
     s->stats[SDFLOW_STAT_NFE] += (double)w->n;
-    if (st != SDFLOW_E_NUMERIC)
-        return st;
-    bad = sdflow__first_nonfinite_row(w->score, w->n, w->d);
-    if (bad < w->n)
-        return sdflow__fail(ctx, SDFLOW_E_NUMERIC, "%s sampler: model output is NaN/Inf for sample %zu at step %ld, t = %.17g",
-                            what, bad, step, t);
-    char why[SDFLOW__ERRMAX]; /* failed before producing outputs: keep its reason, add where */
-    memcpy(why, ctx->err, sizeof why);
-    why[sizeof why - 1] = 0;
-    return sdflow__fail(ctx, SDFLOW_E_NUMERIC, "%s sampler at step %ld, t = %.17g: %s", what, step, t, why);
+    if (st == SDFLOW_E_NUMERIC)
+        return sdflow__fail_prefix(ctx, st, "%s sampler at step %ld, t = %.17g: ", w->what, step, t);
+    return st;
 }
 
 /* Langevin step size factor a: 1 - beta_i of the discrete VP chain for

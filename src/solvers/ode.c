@@ -22,16 +22,11 @@ static const double dp_e[7] = { 71.0 / 57600, 0, -71.0 / 16695, 71.0 / 1920, -17
 
 static const char *op_name(const sdflow__ode_opts *o) { return o->what ? o->what : "ODE solve"; }
 
-size_t sdflow__first_nonfinite_row(const double *a, size_t m, size_t dim)
-{
-    for (size_t i = 0; i < m * dim; i++)
-        if (!isfinite(a[i]))
-            return i / dim;
-    return m;
-}
-
-/* Evaluates the right-hand side and turns a NaN/Inf, in its input or its
- * output, into SDFLOW_E_NUMERIC naming the step, time and caller's row. */
+/* Evaluates the right-hand side at a state the solver made: a NaN/Inf in
+ * the state is SDFLOW_E_NUMERIC naming the caller's row, step and time; the
+ * rhs checks its own outputs (ode_internal.h), and its SDFLOW_E_NUMERIC
+ * message gets the operation, step and time in front. One scan of the
+ * state per evaluation; the inputs were validated at the API edge. */
 static sdflow_status eval_rhs(sdflow_ctx *ctx, const sdflow__ode_opts *o, long step, size_t m, size_t dim,
                               const size_t *rows, const double *t, const double *y, double *dydt,
                               sdflow__ode_rhs rhs, void *user)
@@ -41,21 +36,9 @@ static sdflow_status eval_rhs(sdflow_ctx *ctx, const sdflow__ode_opts *o, long s
         return sdflow__fail(ctx, SDFLOW_E_NUMERIC, "%s: state of sample %zu became non-finite at step %ld, t = %.17g",
                             op_name(o), rows[bad], step, t[bad]);
     sdflow_status st = rhs(user, m, rows, t, y, dydt);
-    if (st && st != SDFLOW_E_NUMERIC)
-        return st;
-    /* a failed rhs may not have written dydt: its message names the sample */
-    bad = st ? m : sdflow__first_nonfinite_row(dydt, m, dim);
-    if (bad < m)
-        return sdflow__fail(ctx, SDFLOW_E_NUMERIC, "%s: right-hand side is NaN/Inf for sample %zu at step %ld, t = %.17g",
-                            op_name(o), rows[bad], step, t[bad]);
-    if (st) {
-        /* the rhs failed numerically: keep its reason, add where */
-        char why[SDFLOW__ERRMAX];
-        memcpy(why, ctx->err, sizeof why);
-        why[sizeof why - 1] = 0;
-        return sdflow__fail(ctx, SDFLOW_E_NUMERIC, "%s at step %ld, t = %.17g: %s", op_name(o), step, t[0], why);
-    }
-    return SDFLOW_OK;
+    if (st == SDFLOW_E_NUMERIC)
+        return sdflow__fail_prefix(ctx, st, "%s at step %ld, t = %.17g: ", op_name(o), step, t[0]);
+    return st;
 }
 
 /* ---- fixed-step solvers ------------------------------------------------ */

@@ -11,7 +11,10 @@
 /* Right-hand side for a batch of rows: dydt[i] = F(t[i], y[i]) for i < n,
  * y and dydt are n x dim row-major. rows[i] is the caller's original row
  * index of batch row i (so F can look up per-row data such as probes).
- * Returns SDFLOW_OK or a failure already reported into the ctx. */
+ * Returns SDFLOW_OK or a failure already reported into the ctx; a NaN/Inf
+ * in dydt must be reported by F itself as SDFLOW_E_NUMERIC naming rows[i]
+ * (sdflow__check_rows, sdflow__model_eval_rows): the solver does not
+ * re-scan the outputs, it prefixes F's message with the step and time. */
 typedef sdflow_status (*sdflow__ode_rhs)(void *user, size_t n, const size_t *rows, const double *t,
                                          const double *y, double *dydt);
 
@@ -38,9 +41,5 @@ typedef struct sdflow__ode_stats {
  * stats (may be NULL) is accumulated into, not reset. */
 sdflow_status sdflow__ode_solve(sdflow_ctx *ctx, const sdflow__ode_opts *o, size_t n, size_t dim, double t0,
                                 double t1, double *y, sdflow__ode_rhs rhs, void *user, sdflow__ode_stats *stats);
-
-/* Index of the first row of a (n x dim) holding a NaN or Inf, or n when all
- * are finite; used to name the sample in SDFLOW_E_NUMERIC messages. */
-size_t sdflow__first_nonfinite_row(const double *a, size_t n, size_t dim);
 
 #endif
