@@ -106,8 +106,6 @@ const SDFLOW_OPT_LAMBDA_MAX = Cint(405)
 const SDFLOW_OPT_DATA_SCALE = Cint(406)
 const SDFLOW_OPT_DEQUANTIZE = Cint(407)
 const SDFLOW_OPT_DIVERGENCE = Cint(408)
-const SDFLOW_OPT_BANDWIDTH = Cint(500)
-const SDFLOW_OPT_DIRECTIONS = Cint(501)
 const SDFLOW_OPT_INTERP_T0 = Cint(850)
 const SDFLOW_OPT_INTERP_T1 = Cint(851)
 const SDFLOW_OPT_INTERP_DIFFUSION = Cint(852)
@@ -151,12 +149,7 @@ const SDFLOW_TRAIN_VAL_EVERY = Cint(723)
 const SDFLOW_TRAIN_DSB_MEAN_MATCH = Cint(930)
 const SDFLOW_CTX_FILE_MAX_BYTES = Cint(800)
 const SDFLOW_CTX_FILE_DTYPE = Cint(801)
-const sdflow_option_values = Dict{String,Cint}("ctx_seed" => Cint(100), "ctx_threads" => Cint(101), "ctx_log_level" => Cint(102), "ctx_blas_pool" => Cint(103), "proc_beta_min" => Cint(150), "proc_beta_max" => Cint(151), "proc_sigma_min" => Cint(152), "proc_sigma_max" => Cint(153), "proc_cosine_s" => Cint(154), "proc_t_max" => Cint(155), "proc_t_eps" => Cint(156), "proc_ve_exact_std" => Cint(157), "proc_interp_eps" => Cint(160), "opt_steps" => Cint(200), "opt_sigma_max" => Cint(201), "opt_first_index" => Cint(202), "opt_sigma_min" => Cint(203), "opt_t_min" => Cint(204), "opt_time_grid" => Cint(205), "opt_denoise" => Cint(206), "opt_solver" => Cint(207), "opt_snr" => Cint(208), "opt_corrector_steps" => Cint(209), "opt_max_steps" => Cint(210), "opt_h_init" => Cint(211), "opt_step_frac" => Cint(212), "opt_inner_steps" => Cint(213), "opt_noise" => Cint(214), "opt_self_exclude" => Cint(215), "opt_eval_noisy" => Cint(216), "opt_t_start" => Cint(217), "opt_stream" => Cint(218), "opt_block_q" => Cint(219), "opt_block_y" => Cint(220), "opt_sigma_min_nn" => Cint(221), "opt_start" => Cint(222), "opt_eta" => Cint(223), "opt_s_churn" => Cint(224), "opt_s_tmin" => Cint(225), "opt_s_tmax" => Cint(226), "opt_s_noise" => Cint(227), "opt_rho" => Cint(228), "opt_dsb_schedule" => Cint(900), "opt_dsb_gamma_min" => Cint(901), "opt_dsb_gamma_max" => Cint(902), "opt_dsb_reference" => Cint(903), "opt_dsb_prior_mean" => Cint(904), "opt_dsb_prior_var" => Cint(905), "opt_dsb_mean_match" => Cint(906), "opt_dsb_time_input" => Cint(907), "opt_dsb_direction" => Cint(908), "opt_dsb_npar" => Cint(909), "opt_dsb_batch" => Cint(910), "opt_dsb_train_steps" => Cint(911), "opt_dsb_cache_refresh" => Cint(912), "opt_dsb_lr" => Cint(913), "opt_dsb_lr_cosine" => Cint(914), "opt_rtol" => Cint(300), "opt_atol" => Cint(301), "opt_probes" => Cint(400), "opt_probe_kind" => Cint(401), "opt_liyan_times" => Cint(402), "opt_liyan_draws" => Cint(403), "opt_lambda_min" => Cint(404), "opt_lambda_max" => Cint(405), "opt_data_scale" => Cint(406), "opt_dequantize" => Cint(407), "opt_divergence" => Cint(408), "opt_bandwidth" => Cint(500), "opt_directions" => Cint(501), "opt_interp_t0" => Cint(850), "opt_interp_t1" => Cint(851), "opt_interp_diffusion" => Cint(852), "opt_interp_kinetic" => Cint(853), "opt_interp_time" => Cint(854), "opt_coupling" => Cint(855), "opt_coupling_eps" => Cint(856), "opt_mlp_depth" => Cint(600), "opt_mlp_width" => Cint(601), "opt_mlp_activation" => Cint(602), "opt_mlp_freqs" => Cint(603), "opt_mlp_residual" => Cint(604), "opt_mlp_output" => Cint(605), "opt_mlp_time_input" => Cint(606), "opt_mlp_learn_freqs" => Cint(607), "opt_mlp_freq_scale" => Cint(608), "train_batch" => Cint(700), "train_weighting" => Cint(701), "train_t_sampling" => Cint(702), "train_stratified" => Cint(703), "train_t_eps" => Cint(704), "train_reduce_mean" => Cint(705), "train_lr" => Cint(706), "train_beta1" => Cint(707), "train_beta2" => Cint(708), "train_adam_eps" => Cint(709), "train_weight_decay" => Cint(710), "train_optimizer" => Cint(711), "train_schedule" => Cint(712), "train_warmup" => Cint(713), "train_total_steps" => Cint(714), "train_lr_min" => Cint(715), "train_clip_norm" => Cint(716), "train_ema_decay" => Cint(717), "train_ema_warmup" => Cint(718), "train_qcsgm_weight" => Cint(719), "train_qcsgm_probes" => Cint(720), "train_rank" => Cint(721), "train_world_size" => Cint(722), "train_val_every" => Cint(723), "train_dsb_mean_match" => Cint(930), "ctx_file_max_bytes" => Cint(800), "ctx_file_dtype" => Cint(801))
-
-# sdflow_dtype (sdflow/options.h)
-const SDFLOW_DTYPE_F64 = Cint(0)
-const SDFLOW_DTYPE_F32 = Cint(1)
-const sdflow_dtype_values = Dict{String,Cint}("f64" => Cint(0), "f32" => Cint(1))
+const sdflow_option_values = Dict{String,Cint}("ctx_seed" => Cint(100), "ctx_threads" => Cint(101), "ctx_log_level" => Cint(102), "ctx_blas_pool" => Cint(103), "proc_beta_min" => Cint(150), "proc_beta_max" => Cint(151), "proc_sigma_min" => Cint(152), "proc_sigma_max" => Cint(153), "proc_cosine_s" => Cint(154), "proc_t_max" => Cint(155), "proc_t_eps" => Cint(156), "proc_ve_exact_std" => Cint(157), "proc_interp_eps" => Cint(160), "opt_steps" => Cint(200), "opt_sigma_max" => Cint(201), "opt_first_index" => Cint(202), "opt_sigma_min" => Cint(203), "opt_t_min" => Cint(204), "opt_time_grid" => Cint(205), "opt_denoise" => Cint(206), "opt_solver" => Cint(207), "opt_snr" => Cint(208), "opt_corrector_steps" => Cint(209), "opt_max_steps" => Cint(210), "opt_h_init" => Cint(211), "opt_step_frac" => Cint(212), "opt_inner_steps" => Cint(213), "opt_noise" => Cint(214), "opt_self_exclude" => Cint(215), "opt_eval_noisy" => Cint(216), "opt_t_start" => Cint(217), "opt_stream" => Cint(218), "opt_block_q" => Cint(219), "opt_block_y" => Cint(220), "opt_sigma_min_nn" => Cint(221), "opt_start" => Cint(222), "opt_eta" => Cint(223), "opt_s_churn" => Cint(224), "opt_s_tmin" => Cint(225), "opt_s_tmax" => Cint(226), "opt_s_noise" => Cint(227), "opt_rho" => Cint(228), "opt_dsb_schedule" => Cint(900), "opt_dsb_gamma_min" => Cint(901), "opt_dsb_gamma_max" => Cint(902), "opt_dsb_reference" => Cint(903), "opt_dsb_prior_mean" => Cint(904), "opt_dsb_prior_var" => Cint(905), "opt_dsb_mean_match" => Cint(906), "opt_dsb_time_input" => Cint(907), "opt_dsb_direction" => Cint(908), "opt_dsb_npar" => Cint(909), "opt_dsb_batch" => Cint(910), "opt_dsb_train_steps" => Cint(911), "opt_dsb_cache_refresh" => Cint(912), "opt_dsb_lr" => Cint(913), "opt_dsb_lr_cosine" => Cint(914), "opt_rtol" => Cint(300), "opt_atol" => Cint(301), "opt_probes" => Cint(400), "opt_probe_kind" => Cint(401), "opt_liyan_times" => Cint(402), "opt_liyan_draws" => Cint(403), "opt_lambda_min" => Cint(404), "opt_lambda_max" => Cint(405), "opt_data_scale" => Cint(406), "opt_dequantize" => Cint(407), "opt_divergence" => Cint(408), "opt_interp_t0" => Cint(850), "opt_interp_t1" => Cint(851), "opt_interp_diffusion" => Cint(852), "opt_interp_kinetic" => Cint(853), "opt_interp_time" => Cint(854), "opt_coupling" => Cint(855), "opt_coupling_eps" => Cint(856), "opt_mlp_depth" => Cint(600), "opt_mlp_width" => Cint(601), "opt_mlp_activation" => Cint(602), "opt_mlp_freqs" => Cint(603), "opt_mlp_residual" => Cint(604), "opt_mlp_output" => Cint(605), "opt_mlp_time_input" => Cint(606), "opt_mlp_learn_freqs" => Cint(607), "opt_mlp_freq_scale" => Cint(608), "train_batch" => Cint(700), "train_weighting" => Cint(701), "train_t_sampling" => Cint(702), "train_stratified" => Cint(703), "train_t_eps" => Cint(704), "train_reduce_mean" => Cint(705), "train_lr" => Cint(706), "train_beta1" => Cint(707), "train_beta2" => Cint(708), "train_adam_eps" => Cint(709), "train_weight_decay" => Cint(710), "train_optimizer" => Cint(711), "train_schedule" => Cint(712), "train_warmup" => Cint(713), "train_total_steps" => Cint(714), "train_lr_min" => Cint(715), "train_clip_norm" => Cint(716), "train_ema_decay" => Cint(717), "train_ema_warmup" => Cint(718), "train_qcsgm_weight" => Cint(719), "train_qcsgm_probes" => Cint(720), "train_rank" => Cint(721), "train_world_size" => Cint(722), "train_val_every" => Cint(723), "train_dsb_mean_match" => Cint(930), "ctx_file_max_bytes" => Cint(800), "ctx_file_dtype" => Cint(801))
 
 # sdflow_option_type (sdflow/options.h)
 const SDFLOW_TYPE_NONE = Cint(0)
@@ -164,67 +157,6 @@ const SDFLOW_TYPE_INT = Cint(1)
 const SDFLOW_TYPE_DOUBLE = Cint(2)
 const SDFLOW_TYPE_U64 = Cint(3)
 const sdflow_option_type_values = Dict{String,Cint}("none" => Cint(0), "int" => Cint(1), "double" => Cint(2), "u64" => Cint(3))
-
-# sdflow_activation (sdflow/options.h)
-const SDFLOW_ACT_SILU = Cint(0)
-const SDFLOW_ACT_TANH = Cint(1)
-const SDFLOW_ACT_SOFTPLUS = Cint(2)
-const SDFLOW_ACT_GELU = Cint(3)
-const SDFLOW_ACT_RELU = Cint(4)
-const sdflow_activation_values = Dict{String,Cint}("silu" => Cint(0), "tanh" => Cint(1), "softplus" => Cint(2), "gelu" => Cint(3), "relu" => Cint(4))
-
-# sdflow_time_grid (sdflow/options.h)
-const SDFLOW_GRID_UNIFORM = Cint(0)
-const SDFLOW_GRID_QUADRATIC = Cint(1)
-const SDFLOW_GRID_LOGSNR = Cint(2)
-const SDFLOW_GRID_KARRAS = Cint(3)
-const SDFLOW_GRID_CUSTOM = Cint(4)
-const sdflow_time_grid_values = Dict{String,Cint}("uniform" => Cint(0), "quadratic" => Cint(1), "logsnr" => Cint(2), "karras" => Cint(3), "custom" => Cint(4))
-
-# sdflow_start (sdflow/options.h)
-const SDFLOW_START_MATCHED = Cint(0)
-const SDFLOW_START_NORMAL = Cint(1)
-const SDFLOW_START_MODEL = Cint(2)
-const sdflow_start_values = Dict{String,Cint}("matched" => Cint(0), "normal" => Cint(1), "model" => Cint(2))
-
-# sdflow_dsb_schedule (sdflow/options.h)
-const SDFLOW_DSB_CONSTANT = Cint(0)
-const SDFLOW_DSB_SYMMETRIC_LINEAR = Cint(1)
-const SDFLOW_DSB_SYMMETRIC_GEOMETRIC = Cint(2)
-const sdflow_dsb_schedule_values = Dict{String,Cint}("constant" => Cint(0), "symmetric_linear" => Cint(1), "symmetric_geometric" => Cint(2))
-
-# sdflow_dsb_reference (sdflow/options.h)
-const SDFLOW_DSB_OU = Cint(0)
-const SDFLOW_DSB_BROWNIAN = Cint(1)
-const sdflow_dsb_reference_values = Dict{String,Cint}("ou" => Cint(0), "brownian" => Cint(1))
-
-# sdflow_dsb_time (sdflow/options.h)
-const SDFLOW_DSB_TIME_CUMULATIVE = Cint(0)
-const SDFLOW_DSB_TIME_INDEX = Cint(1)
-const sdflow_dsb_time_values = Dict{String,Cint}("cumulative" => Cint(0), "index" => Cint(1))
-
-# sdflow_dsb_direction (sdflow/options.h)
-const SDFLOW_DSB_PRIOR_TO_DATA = Cint(0)
-const SDFLOW_DSB_DATA_TO_PRIOR = Cint(1)
-const sdflow_dsb_direction_values = Dict{String,Cint}("prior_to_data" => Cint(0), "data_to_prior" => Cint(1))
-
-# sdflow_solver (sdflow/options.h)
-const SDFLOW_SOLVER_EULER = Cint(0)
-const SDFLOW_SOLVER_HEUN = Cint(1)
-const SDFLOW_SOLVER_RK4 = Cint(2)
-const SDFLOW_SOLVER_DOPRI5 = Cint(3)
-const sdflow_solver_values = Dict{String,Cint}("euler" => Cint(0), "heun" => Cint(1), "rk4" => Cint(2), "dopri5" => Cint(3))
-
-# sdflow_probe (sdflow/options.h)
-const SDFLOW_PROBE_RADEMACHER = Cint(0)
-const SDFLOW_PROBE_GAUSSIAN = Cint(1)
-const sdflow_probe_values = Dict{String,Cint}("rademacher" => Cint(0), "gaussian" => Cint(1))
-
-# sdflow_divergence (sdflow/options.h)
-const SDFLOW_DIV_AUTO = Cint(0)
-const SDFLOW_DIV_ANALYTIC = Cint(1)
-const SDFLOW_DIV_FINITE_DIFF = Cint(2)
-const sdflow_divergence_values = Dict{String,Cint}("auto" => Cint(0), "analytic" => Cint(1), "finite_diff" => Cint(2))
 
 # sdflow_log_level (sdflow/ctx.h)
 const SDFLOW_LOG_ERROR = Cint(0)
@@ -256,6 +188,14 @@ const SDFLOW_OUT_VELOCITY = Cint(3)
 const SDFLOW_OUT_V = Cint(4)
 const sdflow_output_values = Dict{String,Cint}("score" => Cint(0), "eps" => Cint(1), "x0" => Cint(2), "velocity" => Cint(3), "v" => Cint(4))
 
+# sdflow_activation (sdflow/model.h)
+const SDFLOW_ACT_SILU = Cint(0)
+const SDFLOW_ACT_TANH = Cint(1)
+const SDFLOW_ACT_SOFTPLUS = Cint(2)
+const SDFLOW_ACT_GELU = Cint(3)
+const SDFLOW_ACT_RELU = Cint(4)
+const sdflow_activation_values = Dict{String,Cint}("silu" => Cint(0), "tanh" => Cint(1), "softplus" => Cint(2), "gelu" => Cint(3), "relu" => Cint(4))
+
 # sdflow_model_kind (sdflow/model.h)
 const SDFLOW_MODEL_GAUSSIAN = Cint(1)
 const SDFLOW_MODEL_GMM = Cint(2)
@@ -263,6 +203,48 @@ const SDFLOW_MODEL_KERNEL = Cint(3)
 const SDFLOW_MODEL_MLP = Cint(4)
 const SDFLOW_MODEL_CALLBACK = Cint(5)
 const sdflow_model_kind_values = Dict{String,Cint}("gaussian" => Cint(1), "gmm" => Cint(2), "kernel" => Cint(3), "mlp" => Cint(4), "callback" => Cint(5))
+
+# sdflow_solver (sdflow/sampler.h)
+const SDFLOW_SOLVER_EULER = Cint(0)
+const SDFLOW_SOLVER_HEUN = Cint(1)
+const SDFLOW_SOLVER_RK4 = Cint(2)
+const SDFLOW_SOLVER_DOPRI5 = Cint(3)
+const sdflow_solver_values = Dict{String,Cint}("euler" => Cint(0), "heun" => Cint(1), "rk4" => Cint(2), "dopri5" => Cint(3))
+
+# sdflow_time_grid (sdflow/sampler.h)
+const SDFLOW_GRID_UNIFORM = Cint(0)
+const SDFLOW_GRID_QUADRATIC = Cint(1)
+const SDFLOW_GRID_LOGSNR = Cint(2)
+const SDFLOW_GRID_KARRAS = Cint(3)
+const SDFLOW_GRID_CUSTOM = Cint(4)
+const sdflow_time_grid_values = Dict{String,Cint}("uniform" => Cint(0), "quadratic" => Cint(1), "logsnr" => Cint(2), "karras" => Cint(3), "custom" => Cint(4))
+
+# sdflow_start (sdflow/sampler.h)
+const SDFLOW_START_MATCHED = Cint(0)
+const SDFLOW_START_NORMAL = Cint(1)
+const SDFLOW_START_MODEL = Cint(2)
+const sdflow_start_values = Dict{String,Cint}("matched" => Cint(0), "normal" => Cint(1), "model" => Cint(2))
+
+# sdflow_dsb_schedule (sdflow/sampler.h)
+const SDFLOW_DSB_CONSTANT = Cint(0)
+const SDFLOW_DSB_SYMMETRIC_LINEAR = Cint(1)
+const SDFLOW_DSB_SYMMETRIC_GEOMETRIC = Cint(2)
+const sdflow_dsb_schedule_values = Dict{String,Cint}("constant" => Cint(0), "symmetric_linear" => Cint(1), "symmetric_geometric" => Cint(2))
+
+# sdflow_dsb_reference (sdflow/sampler.h)
+const SDFLOW_DSB_OU = Cint(0)
+const SDFLOW_DSB_BROWNIAN = Cint(1)
+const sdflow_dsb_reference_values = Dict{String,Cint}("ou" => Cint(0), "brownian" => Cint(1))
+
+# sdflow_dsb_time (sdflow/sampler.h)
+const SDFLOW_DSB_TIME_CUMULATIVE = Cint(0)
+const SDFLOW_DSB_TIME_INDEX = Cint(1)
+const sdflow_dsb_time_values = Dict{String,Cint}("cumulative" => Cint(0), "index" => Cint(1))
+
+# sdflow_dsb_direction (sdflow/sampler.h)
+const SDFLOW_DSB_PRIOR_TO_DATA = Cint(0)
+const SDFLOW_DSB_DATA_TO_PRIOR = Cint(1)
+const sdflow_dsb_direction_values = Dict{String,Cint}("prior_to_data" => Cint(0), "data_to_prior" => Cint(1))
 
 # sdflow_sampler_kind (sdflow/sampler.h)
 const SDFLOW_SAMPLER_REVERSE_SDE = Cint(1)
@@ -309,6 +291,17 @@ const SDFLOW_STAT_FIT_MSE = Cint(11)
 const SDFLOW_STAT_KINETIC_ENERGY = Cint(12)
 const sdflow_stat_values = Dict{String,Cint}("nfe" => Cint(0), "steps_accepted" => Cint(1), "steps_rejected" => Cint(2), "memorization_ratio" => Cint(3), "sigma_min" => Cint(4), "sigma_max" => Cint(5), "h_nn" => Cint(6), "fresh_nn" => Cint(7), "levels" => Cint(8), "sigma_ratio" => Cint(9), "half_bridges" => Cint(10), "fit_mse" => Cint(11), "kinetic_energy" => Cint(12))
 
+# sdflow_probe (sdflow/density.h)
+const SDFLOW_PROBE_RADEMACHER = Cint(0)
+const SDFLOW_PROBE_GAUSSIAN = Cint(1)
+const sdflow_probe_values = Dict{String,Cint}("rademacher" => Cint(0), "gaussian" => Cint(1))
+
+# sdflow_divergence (sdflow/density.h)
+const SDFLOW_DIV_AUTO = Cint(0)
+const SDFLOW_DIV_ANALYTIC = Cint(1)
+const SDFLOW_DIV_FINITE_DIFF = Cint(2)
+const sdflow_divergence_values = Dict{String,Cint}("auto" => Cint(0), "analytic" => Cint(1), "finite_diff" => Cint(2))
+
 # sdflow_density_kind (sdflow/density.h)
 const SDFLOW_DENSITY_PF_ODE_EXACT = Cint(1)
 const SDFLOW_DENSITY_PF_ODE_HUTCHINSON = Cint(2)
@@ -352,6 +345,11 @@ const SDFLOW_TRAIN_STAT_VAL_LOSS = Cint(5)
 const SDFLOW_TRAIN_STAT_DSM_LOSS = Cint(6)
 const SDFLOW_TRAIN_STAT_PENALTY = Cint(7)
 const sdflow_train_stat_values = Dict{String,Cint}("step" => Cint(0), "loss" => Cint(1), "running_loss" => Cint(2), "grad_norm" => Cint(3), "lr" => Cint(4), "val_loss" => Cint(5), "dsm_loss" => Cint(6), "penalty" => Cint(7))
+
+# sdflow_dtype (sdflow/io.h)
+const SDFLOW_DTYPE_F64 = Cint(0)
+const SDFLOW_DTYPE_F32 = Cint(1)
+const sdflow_dtype_values = Dict{String,Cint}("f64" => Cint(0), "f32" => Cint(1))
 
 # sdflow_coupling (sdflow/coupling.h)
 const SDFLOW_COUPLING_INDEPENDENT = Cint(0)
@@ -885,7 +883,7 @@ sdflow_model_param_grad_jac(m, p, n, x, t, a, b, grad) = ccall((:sdflow_model_pa
 """
     sdflow_model_create_kernel(ctx::sdflow_ctx*, m::size_t, d::size_t, y::constdouble*, out::sdflow_model**) -> sdflow_status
 
-Kernel (empirical) model of the m x d sample set y (copied): under a process p its noised distribution is (1/m) sum_j N(alpha(t) y_j, sigma(t)^2 I); with p == NULL it is the Gaussian smoothing of the samples at sigma = t. Score (native output), log-density, analytic Jacobian alpha^2 Cov_w(y)/sigma^4 - I/sigma^2 and divergence are exact for that mixture. Sums over y are blocked (options SDFLOW_OPT_BLOCK_Q, default 256, and SDFLOW_OPT_BLOCK_Y, default 4096, via sdflow_model_set_int) with an online log-sum-exp, so memory is O(block_q x block_y + block_q x d), never O(n x m); stable for sigma from 1e-3 to 1e3 times the data scale. Results are bit-identical for any SDFLOW_CTX_THREADS on one machine. Thread safety: the model keeps a workspace, so it must not be evaluated concurrently (not even with const-looking calls); distinct kernel models may be used in parallel.
+Kernel (empirical) model of the m x d sample set y (copied): under a process p its noised distribution is (1/m) sum_j N(alpha(t) y_j, sigma(t)^2 I); with p == NULL it is the Gaussian smoothing of the samples at sigma = t. Score (native output), log-density, analytic Jacobian alpha^2 Cov_w(y)/sigma^4 - I/sigma^2 and divergence are exact for that mixture. Sums over y are blocked (options SDFLOW_OPT_BLOCK_Q, default 256, and SDFLOW_OPT_BLOCK_Y, default 4096, via sdflow_model_set_int) with an online log-sum-exp, so memory is O(block_q x block_y + block_q x d), never O(n x m); stable for sigma from 1e-3 to 1e3 times the data scale. Results are bit-identical for any SDFLOW_CTX_THREADS on one machine. Thread safety: evaluation may run concurrently on one model: the model caches its workspace (grown through the allocator's realloc hook) for one call at a time, and a call that finds it in use allocates its own for the call, so results never depend on concurrency.
 """
 sdflow_model_create_kernel(ctx, m, d, y, out) = ccall((:sdflow_model_create_kernel, libsdflow), Cint, (Ptr{Cvoid}, Csize_t, Csize_t, Ptr{Cdouble}, Ptr{Ptr{Cvoid}}), ctx, m, d, y, out)
 
@@ -1301,6 +1299,54 @@ sdflow_trainer_get_stat(t, stat, value) = ccall((:sdflow_trainer_get_stat, libsd
 Copies the EMA weights into m, an MLP with the bound model's parameter count (it may be the bound model itself). The EMA starts from the bound model's weights at the first step (or at this call, if it comes first).
 """
 sdflow_trainer_copy_ema(t, m) = ccall((:sdflow_trainer_copy_ema, libsdflow), Cint, (Ptr{Cvoid}, Ptr{Cvoid}), t, m)
+
+"""
+    sdflow_trainer_checkpoint_save(t::sdflow_trainer*, path::constchar*) -> sdflow_status
+
+Saves the trainer's resumable state as a checkpoint (docs/model-files.md, "Trainer checkpoints"): a model file of the bound model (and process, when bound) plus the Adam/AdamW moments, the EMA weights, the step and update counts (the EMA warm-up and the learning-rate schedule position follow from them; a checkpoint taken from the progress callback inside sdflow_trainer_fit() also records the fit's cosine horizon), the statistics, every trainer option, the ctx seed and a fingerprint of the data array (rows and a 64-bit hash). Every random draw of step k is keyed by (seed, SDFLOW_OPT_STREAM, k, row), so these are the RNG position. Always F64, with a checksum of the tensor bytes. A trainer that has not stepped yet saves step 0 (moments zero, EMA = weights). Path form: written to "<path>.tmp" and renamed, like sdflow_model_save().
+
+@return
+
+SDFLOW_E_STATE without a bound model, SDFLOW_E_IO when the file cannot be written. Thread safety: not concurrently with steps of t.
+"""
+sdflow_trainer_checkpoint_save(t, path) = ccall((:sdflow_trainer_checkpoint_save, libsdflow), Cint, (Ptr{Cvoid}, Cstring), t, path)
+
+"""
+    sdflow_trainer_checkpoint_save_buffer(t::sdflow_trainer*, buf::void*, cap::size_t, size::size_t*) -> sdflow_status
+
+Checkpoint into the caller's buffer: *size always receives its size; with buf NULL nothing else happens (a size query); with cap < *size it fails with SDFLOW_E_INVALID and writes nothing.
+"""
+sdflow_trainer_checkpoint_save_buffer(t, buf, cap, size) = ccall((:sdflow_trainer_checkpoint_save_buffer, libsdflow), Cint, (Ptr{Cvoid}, Ptr{Cvoid}, Csize_t, Ptr{Csize_t}), t, buf, cap, size)
+
+"""
+    sdflow_trainer_checkpoint_restore(t::sdflow_trainer*, path::constchar*) -> sdflow_status
+
+Restores a checkpoint into t, a trainer configured like the one that saved it: the same loss kind, every option equal (except SDFLOW_TRAIN_RANK, which is not saved: each rank restores the same file), the same ctx seed, a bound MLP of the same architecture (dimension, every architecture option, parameter count; its weights are replaced), the same process kind and options (or none bound when the file has none), and, when t has data bound, the same data (rows and hash for an array; a callback when the saver had one). Continuing then gives bit-identical weights, moments, EMA and statistics to the uninterrupted run, for any SDFLOW_CTX_THREADS. To change an option on resume, restore first, then set it. The input is read as hostile, like sdflow_model_load_buffer().
+
+@return
+
+SDFLOW_E_FORMAT (byte offset and reason) for a malformed file or one that is not a checkpoint, SDFLOW_E_INVALID naming the first difference for a mismatch, SDFLOW_E_STATE without a bound model. On failure t, its model and its statistics are unchanged.
+"""
+sdflow_trainer_checkpoint_restore(t, path) = ccall((:sdflow_trainer_checkpoint_restore, libsdflow), Cint, (Ptr{Cvoid}, Cstring), t, path)
+
+"""
+    sdflow_trainer_checkpoint_restore_buffer(t::sdflow_trainer*, buf::constvoid*, size::size_t) -> sdflow_status
+
+"""
+sdflow_trainer_checkpoint_restore_buffer(t, buf, size) = ccall((:sdflow_trainer_checkpoint_restore_buffer, libsdflow), Cint, (Ptr{Cvoid}, Ptr{Cvoid}, Csize_t), t, buf, size)
+
+"""
+    sdflow_trainer_checkpoint_load(ctx::sdflow_ctx*, path::constchar*, trainer::sdflow_trainer**, model::sdflow_model**, process::sdflow_process**) -> sdflow_status
+
+Rebuilds a trainer from a checkpoint alone: *trainer gets a new trainer of the file's loss kind with the file's options and state, bound to *model (a new MLP with the saved weights) and *process (the file's process, NULL when it has none); the caller owns all three (free the trainer first or together) and binds the data (sdflow_trainer_set_data or _set_batch_fn; not checked against the fingerprint) before stepping. The ctx seed must equal the saved one (SDFLOW_E_INVALID naming it otherwise). On failure all outputs are NULL.
+"""
+sdflow_trainer_checkpoint_load(ctx, path, trainer, model, process) = ccall((:sdflow_trainer_checkpoint_load, libsdflow), Cint, (Ptr{Cvoid}, Cstring, Ptr{Ptr{Cvoid}}, Ptr{Ptr{Cvoid}}, Ptr{Ptr{Cvoid}}), ctx, path, trainer, model, process)
+
+"""
+    sdflow_trainer_checkpoint_load_buffer(ctx::sdflow_ctx*, buf::constvoid*, size::size_t, trainer::sdflow_trainer**, model::sdflow_model**, process::sdflow_process**) -> sdflow_status
+
+"""
+sdflow_trainer_checkpoint_load_buffer(ctx, buf, size, trainer, model, process) = ccall((:sdflow_trainer_checkpoint_load_buffer, libsdflow), Cint, (Ptr{Cvoid}, Ptr{Cvoid}, Csize_t, Ptr{Ptr{Cvoid}}, Ptr{Ptr{Cvoid}}, Ptr{Ptr{Cvoid}}), ctx, buf, size, trainer, model, process)
 
 """
     sdflow_model_save(m::sdflow_model*, p::constsdflow_process*, path::constchar*) -> sdflow_status

@@ -182,10 +182,6 @@ pub const SDFLOW_OPT_DATA_SCALE: sdflow_option = 406;
 pub const SDFLOW_OPT_DEQUANTIZE: sdflow_option = 407;
 /// int: sdflow_divergence method of exact estimators
 pub const SDFLOW_OPT_DIVERGENCE: sdflow_option = 408;
-/// double: MMD kernel bandwidth (0: median heuristic)
-pub const SDFLOW_OPT_BANDWIDTH: sdflow_option = 500;
-/// int: sliced-Wasserstein directions (default 128)
-pub const SDFLOW_OPT_DIRECTIONS: sdflow_option = 501;
 /// double in [0, 1]: start time of an interpolant sampler run (default 0, the base)
 pub const SDFLOW_OPT_INTERP_T0: sdflow_option = 850;
 /// double in [0, 1]: end time of an interpolant sampler run (default 1, the data)
@@ -273,13 +269,6 @@ pub const SDFLOW_CTX_FILE_MAX_BYTES: sdflow_option = 800;
 /// int sdflow_dtype: element type the model savers write (default SDFLOW_DTYPE_F64, bit-exact; SDFLOW_DTYPE_F32 rounds)
 pub const SDFLOW_CTX_FILE_DTYPE: sdflow_option = 801;
 
-/// Tensor element types of model files (SDFLOW_CTX_FILE_DTYPE). Loaders read both; F32 values are widened to double exactly.
-pub type sdflow_dtype = c_int;
-/// IEEE binary64, little endian ("F64")
-pub const SDFLOW_DTYPE_F64: sdflow_dtype = 0;
-/// IEEE binary32, little endian ("F32"), rounded to nearest on save
-pub const SDFLOW_DTYPE_F32: sdflow_dtype = 1;
-
 /// Value type of an option key.
 pub type sdflow_option_type = c_int;
 /// unknown key
@@ -287,6 +276,46 @@ pub const SDFLOW_TYPE_NONE: sdflow_option_type = 0;
 pub const SDFLOW_TYPE_INT: sdflow_option_type = 1;
 pub const SDFLOW_TYPE_DOUBLE: sdflow_option_type = 2;
 pub const SDFLOW_TYPE_U64: sdflow_option_type = 3;
+
+/// Log levels (SDFLOW_CTX_LOG_LEVEL).
+pub type sdflow_log_level = c_int;
+pub const SDFLOW_LOG_ERROR: sdflow_log_level = 0;
+pub const SDFLOW_LOG_WARN: sdflow_log_level = 1;
+pub const SDFLOW_LOG_INFO: sdflow_log_level = 2;
+pub const SDFLOW_LOG_DEBUG: sdflow_log_level = 3;
+pub const SDFLOW_LOG_TRACE: sdflow_log_level = 4;
+
+/// Values of SDFLOW_CTX_BLAS_POOL. Some loops (kernel models from d = 12, the metrics from d = 16) run on SDFLOW_CTX_THREADS threads that each call cblas_dgemm. OpenBLAS's thread count is process-global, so who threads those GEMMs is the host's choice: - SDFLOW_BLAS_POOL_HOST (default): libsdflow never changes OpenBLAS's settings. With OpenBLAS threads > 1 the GEMMs of our threads use OpenBLAS's pool too (the two pools can oversubscribe the cores; set OPENBLAS_NUM_THREADS=1 or openblas_set_num_threads(1) to avoid it). Results are bit-identical for any SDFLOW_CTX_THREADS at a fixed OpenBLAS thread count, but may differ in the last bits between OpenBLAS thread counts (a threaded GEMM may sum in another order). - SDFLOW_BLAS_POOL_SINGLE: during such a loop libsdflow sets OpenBLAS to 1 thread and restores the previous count afterwards (reference-counted across concurrent calls). Results then do not depend on OpenBLAS's thread count either (and equal those of version 0.1.0 before this option). This is a process-global change for the duration of the call: a GEMM another thread of the host program runs meanwhile is single-threaded too, and an openblas_set_num_threads() made meanwhile is reverted at the end.
+pub type sdflow_blas_pool = c_int;
+pub const SDFLOW_BLAS_POOL_HOST: sdflow_blas_pool = 0;
+pub const SDFLOW_BLAS_POOL_SINGLE: sdflow_blas_pool = 1;
+
+pub type sdflow_process_kind = c_int;
+/// variance preserving, linear beta(t)
+pub const SDFLOW_PROCESS_VP: sdflow_process_kind = 1;
+/// variance preserving, cosine alpha(t) (Nichol & Dhariwal)
+pub const SDFLOW_PROCESS_VP_COSINE: sdflow_process_kind = 2;
+/// sub-VP: alpha as VP, sigma = 1 - exp(-B(t))
+pub const SDFLOW_PROCESS_SUBVP: sdflow_process_kind = 3;
+/// variance exploding, geometric sigma(t)
+pub const SDFLOW_PROCESS_VE: sdflow_process_kind = 4;
+/// interpolant a = 1 - t, b = t (t = 0 base, t = 1 data)
+pub const SDFLOW_PROCESS_INTERP_LINEAR: sdflow_process_kind = 5;
+/// interpolant a = cos(pi t/2), b = sin(pi t/2): the default interpolant
+pub const SDFLOW_PROCESS_INTERP_TRIG: sdflow_process_kind = 6;
+
+/// Model output parameterizations.
+pub type sdflow_output = c_int;
+/// grad_x log p_t(x)
+pub const SDFLOW_OUT_SCORE: sdflow_output = 0;
+/// E[eps | x_t] = -sigma score
+pub const SDFLOW_OUT_EPS: sdflow_output = 1;
+/// E[x_0 | x_t] = (x + sigma^2 score)/alpha
+pub const SDFLOW_OUT_X0: sdflow_output = 2;
+/// probability-flow drift f x - g^2/2 score
+pub const SDFLOW_OUT_VELOCITY: sdflow_output = 3;
+/// v-prediction alpha eps - sigma x0 (Salimans & Ho)
+pub const SDFLOW_OUT_V: sdflow_output = 4;
 
 /// MLP activations (SDFLOW_OPT_MLP_ACTIVATION).
 pub type sdflow_activation = c_int;
@@ -297,6 +326,21 @@ pub const SDFLOW_ACT_SOFTPLUS: sdflow_activation = 2;
 pub const SDFLOW_ACT_GELU: sdflow_activation = 3;
 /// first order only: refused for the energy output
 pub const SDFLOW_ACT_RELU: sdflow_activation = 4;
+
+pub type sdflow_model_kind = c_int;
+pub const SDFLOW_MODEL_GAUSSIAN: sdflow_model_kind = 1;
+pub const SDFLOW_MODEL_GMM: sdflow_model_kind = 2;
+pub const SDFLOW_MODEL_KERNEL: sdflow_model_kind = 3;
+pub const SDFLOW_MODEL_MLP: sdflow_model_kind = 4;
+pub const SDFLOW_MODEL_CALLBACK: sdflow_model_kind = 5;
+
+/// ODE solvers (SDFLOW_OPT_SOLVER).
+pub type sdflow_solver = c_int;
+pub const SDFLOW_SOLVER_EULER: sdflow_solver = 0;
+pub const SDFLOW_SOLVER_HEUN: sdflow_solver = 1;
+pub const SDFLOW_SOLVER_RK4: sdflow_solver = 2;
+/// adaptive Dormand-Prince 5(4), step size per sample
+pub const SDFLOW_SOLVER_DOPRI5: sdflow_solver = 3;
 
 /// Time grids of reverse-time samplers (SDFLOW_OPT_TIME_GRID).
 pub type sdflow_time_grid = c_int;
@@ -349,74 +393,6 @@ pub type sdflow_dsb_direction = c_int;
 pub const SDFLOW_DSB_PRIOR_TO_DATA: sdflow_dsb_direction = 0;
 /// forward chain from the k = 0 end
 pub const SDFLOW_DSB_DATA_TO_PRIOR: sdflow_dsb_direction = 1;
-
-/// ODE solvers (SDFLOW_OPT_SOLVER).
-pub type sdflow_solver = c_int;
-pub const SDFLOW_SOLVER_EULER: sdflow_solver = 0;
-pub const SDFLOW_SOLVER_HEUN: sdflow_solver = 1;
-pub const SDFLOW_SOLVER_RK4: sdflow_solver = 2;
-/// adaptive Dormand-Prince 5(4), step size per sample
-pub const SDFLOW_SOLVER_DOPRI5: sdflow_solver = 3;
-
-/// Hutchinson probe distributions (SDFLOW_OPT_PROBE_KIND).
-pub type sdflow_probe = c_int;
-pub const SDFLOW_PROBE_RADEMACHER: sdflow_probe = 0;
-pub const SDFLOW_PROBE_GAUSSIAN: sdflow_probe = 1;
-
-/// Divergence methods of exact estimators (SDFLOW_OPT_DIVERGENCE).
-pub type sdflow_divergence = c_int;
-/// analytic Jacobian if the model has one, else JVP callback, else differences
-pub const SDFLOW_DIV_AUTO: sdflow_divergence = 0;
-pub const SDFLOW_DIV_ANALYTIC: sdflow_divergence = 1;
-/// central differences, step h = cbrt(eps) (1 + |x_i|); error O(h^2)
-pub const SDFLOW_DIV_FINITE_DIFF: sdflow_divergence = 2;
-
-/// Log levels (SDFLOW_CTX_LOG_LEVEL).
-pub type sdflow_log_level = c_int;
-pub const SDFLOW_LOG_ERROR: sdflow_log_level = 0;
-pub const SDFLOW_LOG_WARN: sdflow_log_level = 1;
-pub const SDFLOW_LOG_INFO: sdflow_log_level = 2;
-pub const SDFLOW_LOG_DEBUG: sdflow_log_level = 3;
-pub const SDFLOW_LOG_TRACE: sdflow_log_level = 4;
-
-/// Values of SDFLOW_CTX_BLAS_POOL. Some loops (kernel models from d = 12, the metrics from d = 16) run on SDFLOW_CTX_THREADS threads that each call cblas_dgemm. OpenBLAS's thread count is process-global, so who threads those GEMMs is the host's choice: - SDFLOW_BLAS_POOL_HOST (default): libsdflow never changes OpenBLAS's settings. With OpenBLAS threads > 1 the GEMMs of our threads use OpenBLAS's pool too (the two pools can oversubscribe the cores; set OPENBLAS_NUM_THREADS=1 or openblas_set_num_threads(1) to avoid it). Results are bit-identical for any SDFLOW_CTX_THREADS at a fixed OpenBLAS thread count, but may differ in the last bits between OpenBLAS thread counts (a threaded GEMM may sum in another order). - SDFLOW_BLAS_POOL_SINGLE: during such a loop libsdflow sets OpenBLAS to 1 thread and restores the previous count afterwards (reference-counted across concurrent calls). Results then do not depend on OpenBLAS's thread count either (and equal those of version 0.1.0 before this option). This is a process-global change for the duration of the call: a GEMM another thread of the host program runs meanwhile is single-threaded too, and an openblas_set_num_threads() made meanwhile is reverted at the end.
-pub type sdflow_blas_pool = c_int;
-pub const SDFLOW_BLAS_POOL_HOST: sdflow_blas_pool = 0;
-pub const SDFLOW_BLAS_POOL_SINGLE: sdflow_blas_pool = 1;
-
-pub type sdflow_process_kind = c_int;
-/// variance preserving, linear beta(t)
-pub const SDFLOW_PROCESS_VP: sdflow_process_kind = 1;
-/// variance preserving, cosine alpha(t) (Nichol & Dhariwal)
-pub const SDFLOW_PROCESS_VP_COSINE: sdflow_process_kind = 2;
-/// sub-VP: alpha as VP, sigma = 1 - exp(-B(t))
-pub const SDFLOW_PROCESS_SUBVP: sdflow_process_kind = 3;
-/// variance exploding, geometric sigma(t)
-pub const SDFLOW_PROCESS_VE: sdflow_process_kind = 4;
-/// interpolant a = 1 - t, b = t (t = 0 base, t = 1 data)
-pub const SDFLOW_PROCESS_INTERP_LINEAR: sdflow_process_kind = 5;
-/// interpolant a = cos(pi t/2), b = sin(pi t/2): the default interpolant
-pub const SDFLOW_PROCESS_INTERP_TRIG: sdflow_process_kind = 6;
-
-/// Model output parameterizations.
-pub type sdflow_output = c_int;
-/// grad_x log p_t(x)
-pub const SDFLOW_OUT_SCORE: sdflow_output = 0;
-/// E[eps | x_t] = -sigma score
-pub const SDFLOW_OUT_EPS: sdflow_output = 1;
-/// E[x_0 | x_t] = (x + sigma^2 score)/alpha
-pub const SDFLOW_OUT_X0: sdflow_output = 2;
-/// probability-flow drift f x - g^2/2 score
-pub const SDFLOW_OUT_VELOCITY: sdflow_output = 3;
-/// v-prediction alpha eps - sigma x0 (Salimans & Ho)
-pub const SDFLOW_OUT_V: sdflow_output = 4;
-
-pub type sdflow_model_kind = c_int;
-pub const SDFLOW_MODEL_GAUSSIAN: sdflow_model_kind = 1;
-pub const SDFLOW_MODEL_GMM: sdflow_model_kind = 2;
-pub const SDFLOW_MODEL_KERNEL: sdflow_model_kind = 3;
-pub const SDFLOW_MODEL_MLP: sdflow_model_kind = 4;
-pub const SDFLOW_MODEL_CALLBACK: sdflow_model_kind = 5;
 
 pub type sdflow_sampler_kind = c_int;
 /// Euler-Maruyama on the reverse-time SDE
@@ -498,6 +474,19 @@ pub const SDFLOW_STAT_FIT_MSE: sdflow_stat = 11;
 /// interpolant (SDFLOW_OPT_INTERP_KINETIC): mean over samples of the path's int |v(t, x(t))|^2 dt between the run's times
 pub const SDFLOW_STAT_KINETIC_ENERGY: sdflow_stat = 12;
 
+/// Hutchinson probe distributions (SDFLOW_OPT_PROBE_KIND).
+pub type sdflow_probe = c_int;
+pub const SDFLOW_PROBE_RADEMACHER: sdflow_probe = 0;
+pub const SDFLOW_PROBE_GAUSSIAN: sdflow_probe = 1;
+
+/// Divergence methods of exact estimators (SDFLOW_OPT_DIVERGENCE).
+pub type sdflow_divergence = c_int;
+/// analytic Jacobian if the model has one, else JVP callback, else differences
+pub const SDFLOW_DIV_AUTO: sdflow_divergence = 0;
+pub const SDFLOW_DIV_ANALYTIC: sdflow_divergence = 1;
+/// central differences, step h = cbrt(eps) (1 + |x_i|); error O(h^2)
+pub const SDFLOW_DIV_FINITE_DIFF: sdflow_divergence = 2;
+
 pub type sdflow_density_kind = c_int;
 /// PF-ODE with the exact divergence
 pub const SDFLOW_DENSITY_PF_ODE_EXACT: sdflow_density_kind = 1;
@@ -562,6 +551,13 @@ pub const SDFLOW_TRAIN_STAT_VAL_LOSS: sdflow_train_stat = 5;
 pub const SDFLOW_TRAIN_STAT_DSM_LOSS: sdflow_train_stat = 6;
 /// last step's QCSGM estimate E[sigma^2 |(J - J^T) v|^2] (J: score Jacobian), not multiplied by gamma; 0 when the penalty is off
 pub const SDFLOW_TRAIN_STAT_PENALTY: sdflow_train_stat = 7;
+
+/// Tensor element types of model files (SDFLOW_CTX_FILE_DTYPE). Loaders read both; F32 values are widened to double exactly.
+pub type sdflow_dtype = c_int;
+/// IEEE binary64, little endian ("F64")
+pub const SDFLOW_DTYPE_F64: sdflow_dtype = 0;
+/// IEEE binary32, little endian ("F32"), rounded to nearest on save
+pub const SDFLOW_DTYPE_F32: sdflow_dtype = 1;
 
 /// How x0 and x1 rows of a batch are paired (sdflow_coupling_pair, and the interpolant trainer option of the same name).
 pub type sdflow_coupling = c_int;
@@ -778,7 +774,7 @@ extern "C" {
     pub fn sdflow_model_param_grad(m: *mut sdflow_model, p: *const sdflow_process, n: usize, x: *const f64, t: *const f64, w: *const f64, grad: *mut f64, grad_x: *mut f64) -> sdflow_status;
     /// Second order: grad = d/dtheta of sum_i a_i^T J(x_i, t_i) b_i, J the Jacobian of the native output (a, b: n x d). SDFLOW_E_UNSUPPORTED for an energy MLP (third order) and for ReLU (no second derivative).
     pub fn sdflow_model_param_grad_jac(m: *mut sdflow_model, p: *const sdflow_process, n: usize, x: *const f64, t: *const f64, a: *const f64, b: *const f64, grad: *mut f64) -> sdflow_status;
-    /// Kernel (empirical) model of the m x d sample set y (copied): under a process p its noised distribution is (1/m) sum_j N(alpha(t) y_j, sigma(t)^2 I); with p == NULL it is the Gaussian smoothing of the samples at sigma = t. Score (native output), log-density, analytic Jacobian alpha^2 Cov_w(y)/sigma^4 - I/sigma^2 and divergence are exact for that mixture. Sums over y are blocked (options SDFLOW_OPT_BLOCK_Q, default 256, and SDFLOW_OPT_BLOCK_Y, default 4096, via sdflow_model_set_int) with an online log-sum-exp, so memory is O(block_q x block_y + block_q x d), never O(n x m); stable for sigma from 1e-3 to 1e3 times the data scale. Results are bit-identical for any SDFLOW_CTX_THREADS on one machine. Thread safety: the model keeps a workspace, so it must not be evaluated concurrently (not even with const-looking calls); distinct kernel models may be used in parallel.
+    /// Kernel (empirical) model of the m x d sample set y (copied): under a process p its noised distribution is (1/m) sum_j N(alpha(t) y_j, sigma(t)^2 I); with p == NULL it is the Gaussian smoothing of the samples at sigma = t. Score (native output), log-density, analytic Jacobian alpha^2 Cov_w(y)/sigma^4 - I/sigma^2 and divergence are exact for that mixture. Sums over y are blocked (options SDFLOW_OPT_BLOCK_Q, default 256, and SDFLOW_OPT_BLOCK_Y, default 4096, via sdflow_model_set_int) with an online log-sum-exp, so memory is O(block_q x block_y + block_q x d), never O(n x m); stable for sigma from 1e-3 to 1e3 times the data scale. Results are bit-identical for any SDFLOW_CTX_THREADS on one machine. Thread safety: evaluation may run concurrently on one model: the model caches its workspace (grown through the allocator's realloc hook) for one call at a time, and a call that finds it in use allocates its own for the call, so results never depend on concurrency.
     pub fn sdflow_model_create_kernel(ctx: *mut sdflow_ctx, m: usize, d: usize, y: *const f64, out: *mut *mut sdflow_model) -> sdflow_status;
     /// Shard API: partial sums of a kernel model whose samples are one shard of a larger set, at n queries x (n x d) and times t (n). With logits l_j = -|x - alpha y_j|^2 / (2 sigma^2) over the shard's samples it writes per query mx[i] = max_j l_j (-inf never occurs for a non-empty shard), s[i] = sum_j e^(l_j - mx[i]) and v[i*d + k] = sum_j e^(l_j - mx[i]) y_jk (data coordinates). Triples of shards combine with sdflow_kernel_merge() in any order and sdflow_kernel_finalize() turns them into the score, mean or log-density of the whole set (equal to the unsharded model up to rounding). For MPI: Allreduce(MAX) on mx, rescale s and v by e^(mx_r - mx) locally, Allreduce(SUM) on (s, v). Thread safety: as for evaluating the model.
     pub fn sdflow_model_kernel_partial(m: *mut sdflow_model, p: *const sdflow_process, n: usize, x: *const f64, t: *const f64, mx: *mut f64, s: *mut f64, v: *mut f64) -> sdflow_status;
@@ -883,6 +879,24 @@ extern "C" {
     pub fn sdflow_trainer_get_stat(t: *const sdflow_trainer, stat: sdflow_train_stat, value: *mut f64) -> sdflow_status;
     /// Copies the EMA weights into m, an MLP with the bound model's parameter count (it may be the bound model itself). The EMA starts from the bound model's weights at the first step (or at this call, if it comes first).
     pub fn sdflow_trainer_copy_ema(t: *mut sdflow_trainer, m: *mut sdflow_model) -> sdflow_status;
+    /// Saves the trainer's resumable state as a checkpoint (docs/model-files.md, "Trainer checkpoints"): a model file of the bound model (and process, when bound) plus the Adam/AdamW moments, the EMA weights, the step and update counts (the EMA warm-up and the learning-rate schedule position follow from them; a checkpoint taken from the progress callback inside sdflow_trainer_fit() also records the fit's cosine horizon), the statistics, every trainer option, the ctx seed and a fingerprint of the data array (rows and a 64-bit hash). Every random draw of step k is keyed by (seed, SDFLOW_OPT_STREAM, k, row), so these are the RNG position. Always F64, with a checksum of the tensor bytes. A trainer that has not stepped yet saves step 0 (moments zero, EMA = weights). Path form: written to "<path>.tmp" and renamed, like sdflow_model_save().
+    ///
+    /// @return
+    ///
+    /// SDFLOW_E_STATE without a bound model, SDFLOW_E_IO when the file cannot be written. Thread safety: not concurrently with steps of t.
+    pub fn sdflow_trainer_checkpoint_save(t: *mut sdflow_trainer, path: *const c_char) -> sdflow_status;
+    /// Checkpoint into the caller's buffer: *size always receives its size; with buf NULL nothing else happens (a size query); with cap < *size it fails with SDFLOW_E_INVALID and writes nothing.
+    pub fn sdflow_trainer_checkpoint_save_buffer(t: *mut sdflow_trainer, buf: *mut c_void, cap: usize, size: *mut usize) -> sdflow_status;
+    /// Restores a checkpoint into t, a trainer configured like the one that saved it: the same loss kind, every option equal (except SDFLOW_TRAIN_RANK, which is not saved: each rank restores the same file), the same ctx seed, a bound MLP of the same architecture (dimension, every architecture option, parameter count; its weights are replaced), the same process kind and options (or none bound when the file has none), and, when t has data bound, the same data (rows and hash for an array; a callback when the saver had one). Continuing then gives bit-identical weights, moments, EMA and statistics to the uninterrupted run, for any SDFLOW_CTX_THREADS. To change an option on resume, restore first, then set it. The input is read as hostile, like sdflow_model_load_buffer().
+    ///
+    /// @return
+    ///
+    /// SDFLOW_E_FORMAT (byte offset and reason) for a malformed file or one that is not a checkpoint, SDFLOW_E_INVALID naming the first difference for a mismatch, SDFLOW_E_STATE without a bound model. On failure t, its model and its statistics are unchanged.
+    pub fn sdflow_trainer_checkpoint_restore(t: *mut sdflow_trainer, path: *const c_char) -> sdflow_status;
+    pub fn sdflow_trainer_checkpoint_restore_buffer(t: *mut sdflow_trainer, buf: *const c_void, size: usize) -> sdflow_status;
+    /// Rebuilds a trainer from a checkpoint alone: *trainer gets a new trainer of the file's loss kind with the file's options and state, bound to *model (a new MLP with the saved weights) and *process (the file's process, NULL when it has none); the caller owns all three (free the trainer first or together) and binds the data (sdflow_trainer_set_data or _set_batch_fn; not checked against the fingerprint) before stepping. The ctx seed must equal the saved one (SDFLOW_E_INVALID naming it otherwise). On failure all outputs are NULL.
+    pub fn sdflow_trainer_checkpoint_load(ctx: *mut sdflow_ctx, path: *const c_char, trainer: *mut *mut sdflow_trainer, model: *mut *mut sdflow_model, process: *mut *mut sdflow_process) -> sdflow_status;
+    pub fn sdflow_trainer_checkpoint_load_buffer(ctx: *mut sdflow_ctx, buf: *const c_void, size: usize, trainer: *mut *mut sdflow_trainer, model: *mut *mut sdflow_model, process: *mut *mut sdflow_process) -> sdflow_status;
     /// Saves model m, and process p unless NULL, to the file at path in the element type SDFLOW_CTX_FILE_DTYPE of the model's ctx. The bytes go to "<path>.tmp", which is then renamed to path (an existing file is replaced only by a complete one; the temporary is removed on failure).
     ///
     /// @return
@@ -904,7 +918,7 @@ extern "C" {
 }
 
 /// Every function of the API, in header order (the safe crate's tests check each is wrapped).
-pub const FUNCTIONS: [&str; 142] = [
+pub const FUNCTIONS: [&str; 148] = [
     "sdflow_version",
     "sdflow_version_string",
     "sdflow_strerror",
@@ -1040,6 +1054,12 @@ pub const FUNCTIONS: [&str; 142] = [
     "sdflow_trainer_validate",
     "sdflow_trainer_get_stat",
     "sdflow_trainer_copy_ema",
+    "sdflow_trainer_checkpoint_save",
+    "sdflow_trainer_checkpoint_save_buffer",
+    "sdflow_trainer_checkpoint_restore",
+    "sdflow_trainer_checkpoint_restore_buffer",
+    "sdflow_trainer_checkpoint_load",
+    "sdflow_trainer_checkpoint_load_buffer",
     "sdflow_model_save",
     "sdflow_model_save_buffer",
     "sdflow_model_load",

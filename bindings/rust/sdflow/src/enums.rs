@@ -214,10 +214,6 @@ pub enum Key {
     Dequantize = sys::SDFLOW_OPT_DEQUANTIZE,
     /// int: sdflow_divergence method of exact estimators
     Divergence = sys::SDFLOW_OPT_DIVERGENCE,
-    /// double: MMD kernel bandwidth (0: median heuristic)
-    Bandwidth = sys::SDFLOW_OPT_BANDWIDTH,
-    /// int: sliced-Wasserstein directions (default 128)
-    Directions = sys::SDFLOW_OPT_DIRECTIONS,
     /// double in [0, 1]: start time of an interpolant sampler run (default 0, the base)
     InterpT0 = sys::SDFLOW_OPT_INTERP_T0,
     /// double in [0, 1]: end time of an interpolant sampler run (default 1, the data)
@@ -308,7 +304,7 @@ pub enum Key {
 
 impl Key {
     /// Every value, in header order.
-    pub const ALL: [Key; 113] = [Key::CtxSeed, Key::CtxThreads, Key::CtxLogLevel, Key::CtxBlasPool, Key::ProcBetaMin, Key::ProcBetaMax, Key::ProcSigmaMin, Key::ProcSigmaMax, Key::ProcCosineS, Key::ProcTMax, Key::ProcTEps, Key::ProcVeExactStd, Key::ProcInterpEps, Key::Steps, Key::SigmaMax, Key::FirstIndex, Key::SigmaMin, Key::TMin, Key::TimeGrid, Key::Denoise, Key::Solver, Key::Snr, Key::CorrectorSteps, Key::MaxSteps, Key::HInit, Key::StepFrac, Key::InnerSteps, Key::Noise, Key::SelfExclude, Key::EvalNoisy, Key::TStart, Key::Stream, Key::BlockQ, Key::BlockY, Key::SigmaMinNn, Key::Start, Key::Eta, Key::SChurn, Key::STmin, Key::STmax, Key::SNoise, Key::Rho, Key::DsbSchedule, Key::DsbGammaMin, Key::DsbGammaMax, Key::DsbReference, Key::DsbPriorMean, Key::DsbPriorVar, Key::DsbMeanMatch, Key::DsbTimeInput, Key::DsbDirection, Key::DsbNpar, Key::DsbBatch, Key::DsbTrainSteps, Key::DsbCacheRefresh, Key::DsbLr, Key::DsbLrCosine, Key::Rtol, Key::Atol, Key::Probes, Key::ProbeKind, Key::LiyanTimes, Key::LiyanDraws, Key::LambdaMin, Key::LambdaMax, Key::DataScale, Key::Dequantize, Key::Divergence, Key::Bandwidth, Key::Directions, Key::InterpT0, Key::InterpT1, Key::InterpDiffusion, Key::InterpKinetic, Key::InterpTime, Key::Coupling, Key::CouplingEps, Key::MlpDepth, Key::MlpWidth, Key::MlpActivation, Key::MlpFreqs, Key::MlpResidual, Key::MlpOutput, Key::MlpTimeInput, Key::MlpLearnFreqs, Key::MlpFreqScale, Key::TrainBatch, Key::TrainWeighting, Key::TrainTSampling, Key::TrainStratified, Key::TrainTEps, Key::TrainReduceMean, Key::TrainLr, Key::TrainBeta1, Key::TrainBeta2, Key::TrainAdamEps, Key::TrainWeightDecay, Key::TrainOptimizer, Key::TrainSchedule, Key::TrainWarmup, Key::TrainTotalSteps, Key::TrainLrMin, Key::TrainClipNorm, Key::TrainEmaDecay, Key::TrainEmaWarmup, Key::TrainQcsgmWeight, Key::TrainQcsgmProbes, Key::TrainRank, Key::TrainWorldSize, Key::TrainValEvery, Key::TrainDsbMeanMatch, Key::CtxFileMaxBytes, Key::CtxFileDtype];
+    pub const ALL: [Key; 111] = [Key::CtxSeed, Key::CtxThreads, Key::CtxLogLevel, Key::CtxBlasPool, Key::ProcBetaMin, Key::ProcBetaMax, Key::ProcSigmaMin, Key::ProcSigmaMax, Key::ProcCosineS, Key::ProcTMax, Key::ProcTEps, Key::ProcVeExactStd, Key::ProcInterpEps, Key::Steps, Key::SigmaMax, Key::FirstIndex, Key::SigmaMin, Key::TMin, Key::TimeGrid, Key::Denoise, Key::Solver, Key::Snr, Key::CorrectorSteps, Key::MaxSteps, Key::HInit, Key::StepFrac, Key::InnerSteps, Key::Noise, Key::SelfExclude, Key::EvalNoisy, Key::TStart, Key::Stream, Key::BlockQ, Key::BlockY, Key::SigmaMinNn, Key::Start, Key::Eta, Key::SChurn, Key::STmin, Key::STmax, Key::SNoise, Key::Rho, Key::DsbSchedule, Key::DsbGammaMin, Key::DsbGammaMax, Key::DsbReference, Key::DsbPriorMean, Key::DsbPriorVar, Key::DsbMeanMatch, Key::DsbTimeInput, Key::DsbDirection, Key::DsbNpar, Key::DsbBatch, Key::DsbTrainSteps, Key::DsbCacheRefresh, Key::DsbLr, Key::DsbLrCosine, Key::Rtol, Key::Atol, Key::Probes, Key::ProbeKind, Key::LiyanTimes, Key::LiyanDraws, Key::LambdaMin, Key::LambdaMax, Key::DataScale, Key::Dequantize, Key::Divergence, Key::InterpT0, Key::InterpT1, Key::InterpDiffusion, Key::InterpKinetic, Key::InterpTime, Key::Coupling, Key::CouplingEps, Key::MlpDepth, Key::MlpWidth, Key::MlpActivation, Key::MlpFreqs, Key::MlpResidual, Key::MlpOutput, Key::MlpTimeInput, Key::MlpLearnFreqs, Key::MlpFreqScale, Key::TrainBatch, Key::TrainWeighting, Key::TrainTSampling, Key::TrainStratified, Key::TrainTEps, Key::TrainReduceMean, Key::TrainLr, Key::TrainBeta1, Key::TrainBeta2, Key::TrainAdamEps, Key::TrainWeightDecay, Key::TrainOptimizer, Key::TrainSchedule, Key::TrainWarmup, Key::TrainTotalSteps, Key::TrainLrMin, Key::TrainClipNorm, Key::TrainEmaDecay, Key::TrainEmaWarmup, Key::TrainQcsgmWeight, Key::TrainQcsgmProbes, Key::TrainRank, Key::TrainWorldSize, Key::TrainValEvery, Key::TrainDsbMeanMatch, Key::CtxFileMaxBytes, Key::CtxFileDtype];
     /// The C value.
     pub fn raw(self) -> sys::sdflow_option {
         self as sys::sdflow_option
@@ -384,8 +380,6 @@ impl Key {
             sys::SDFLOW_OPT_DATA_SCALE => Some(Key::DataScale),
             sys::SDFLOW_OPT_DEQUANTIZE => Some(Key::Dequantize),
             sys::SDFLOW_OPT_DIVERGENCE => Some(Key::Divergence),
-            sys::SDFLOW_OPT_BANDWIDTH => Some(Key::Bandwidth),
-            sys::SDFLOW_OPT_DIRECTIONS => Some(Key::Directions),
             sys::SDFLOW_OPT_INTERP_T0 => Some(Key::InterpT0),
             sys::SDFLOW_OPT_INTERP_T1 => Some(Key::InterpT1),
             sys::SDFLOW_OPT_INTERP_DIFFUSION => Some(Key::InterpDiffusion),
@@ -503,8 +497,6 @@ impl Key {
             Key::DataScale => "SDFLOW_OPT_DATA_SCALE",
             Key::Dequantize => "SDFLOW_OPT_DEQUANTIZE",
             Key::Divergence => "SDFLOW_OPT_DIVERGENCE",
-            Key::Bandwidth => "SDFLOW_OPT_BANDWIDTH",
-            Key::Directions => "SDFLOW_OPT_DIRECTIONS",
             Key::InterpT0 => "SDFLOW_OPT_INTERP_T0",
             Key::InterpT1 => "SDFLOW_OPT_INTERP_T1",
             Key::InterpDiffusion => "SDFLOW_OPT_INTERP_DIFFUSION",
@@ -548,42 +540,6 @@ impl Key {
             Key::TrainDsbMeanMatch => "SDFLOW_TRAIN_DSB_MEAN_MATCH",
             Key::CtxFileMaxBytes => "SDFLOW_CTX_FILE_MAX_BYTES",
             Key::CtxFileDtype => "SDFLOW_CTX_FILE_DTYPE",
-        }
-    }
-}
-
-/// Tensor element types of model files (SDFLOW_CTX_FILE_DTYPE). Loaders read both; F32 values are widened to double exactly.
-///
-/// C type: `sdflow_dtype`.
-#[repr(i32)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Dtype {
-    /// IEEE binary64, little endian ("F64")
-    F64 = sys::SDFLOW_DTYPE_F64,
-    /// IEEE binary32, little endian ("F32"), rounded to nearest on save
-    F32 = sys::SDFLOW_DTYPE_F32,
-}
-
-impl Dtype {
-    /// Every value, in header order.
-    pub const ALL: [Dtype; 2] = [Dtype::F64, Dtype::F32];
-    /// The C value.
-    pub fn raw(self) -> sys::sdflow_dtype {
-        self as sys::sdflow_dtype
-    }
-    /// The enum of a C value; `None` when this version has no such value.
-    pub fn from_raw(v: sys::sdflow_dtype) -> Option<Self> {
-        match v {
-            sys::SDFLOW_DTYPE_F64 => Some(Dtype::F64),
-            sys::SDFLOW_DTYPE_F32 => Some(Dtype::F32),
-            _ => None,
-        }
-    }
-    /// The C constant's name ("SDFLOW_DTYPE_F64", ...).
-    pub fn c_name(self) -> &'static str {
-        match self {
-            Dtype::F64 => "SDFLOW_DTYPE_F64",
-            Dtype::F32 => "SDFLOW_DTYPE_F32",
         }
     }
 }
@@ -632,6 +588,189 @@ impl OptionType {
     }
 }
 
+/// Log levels (SDFLOW_CTX_LOG_LEVEL).
+///
+/// C type: `sdflow_log_level`.
+#[repr(i32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LogLevel {
+    /// SDFLOW_LOG_ERROR
+    Error = sys::SDFLOW_LOG_ERROR,
+    /// SDFLOW_LOG_WARN
+    Warn = sys::SDFLOW_LOG_WARN,
+    /// SDFLOW_LOG_INFO
+    Info = sys::SDFLOW_LOG_INFO,
+    /// SDFLOW_LOG_DEBUG
+    Debug = sys::SDFLOW_LOG_DEBUG,
+    /// SDFLOW_LOG_TRACE
+    Trace = sys::SDFLOW_LOG_TRACE,
+}
+
+impl LogLevel {
+    /// Every value, in header order.
+    pub const ALL: [LogLevel; 5] = [LogLevel::Error, LogLevel::Warn, LogLevel::Info, LogLevel::Debug, LogLevel::Trace];
+    /// The C value.
+    pub fn raw(self) -> sys::sdflow_log_level {
+        self as sys::sdflow_log_level
+    }
+    /// The enum of a C value; `None` when this version has no such value.
+    pub fn from_raw(v: sys::sdflow_log_level) -> Option<Self> {
+        match v {
+            sys::SDFLOW_LOG_ERROR => Some(LogLevel::Error),
+            sys::SDFLOW_LOG_WARN => Some(LogLevel::Warn),
+            sys::SDFLOW_LOG_INFO => Some(LogLevel::Info),
+            sys::SDFLOW_LOG_DEBUG => Some(LogLevel::Debug),
+            sys::SDFLOW_LOG_TRACE => Some(LogLevel::Trace),
+            _ => None,
+        }
+    }
+    /// The C constant's name ("SDFLOW_LOG_ERROR", ...).
+    pub fn c_name(self) -> &'static str {
+        match self {
+            LogLevel::Error => "SDFLOW_LOG_ERROR",
+            LogLevel::Warn => "SDFLOW_LOG_WARN",
+            LogLevel::Info => "SDFLOW_LOG_INFO",
+            LogLevel::Debug => "SDFLOW_LOG_DEBUG",
+            LogLevel::Trace => "SDFLOW_LOG_TRACE",
+        }
+    }
+}
+
+/// Values of SDFLOW_CTX_BLAS_POOL. Some loops (kernel models from d = 12, the metrics from d = 16) run on SDFLOW_CTX_THREADS threads that each call cblas_dgemm. OpenBLAS's thread count is process-global, so who threads those GEMMs is the host's choice: - SDFLOW_BLAS_POOL_HOST (default): libsdflow never changes OpenBLAS's settings. With OpenBLAS threads > 1 the GEMMs of our threads use OpenBLAS's pool too (the two pools can oversubscribe the cores; set OPENBLAS_NUM_THREADS=1 or openblas_set_num_threads(1) to avoid it). Results are bit-identical for any SDFLOW_CTX_THREADS at a fixed OpenBLAS thread count, but may differ in the last bits between OpenBLAS thread counts (a threaded GEMM may sum in another order). - SDFLOW_BLAS_POOL_SINGLE: during such a loop libsdflow sets OpenBLAS to 1 thread and restores the previous count afterwards (reference-counted across concurrent calls). Results then do not depend on OpenBLAS's thread count either (and equal those of version 0.1.0 before this option). This is a process-global change for the duration of the call: a GEMM another thread of the host program runs meanwhile is single-threaded too, and an openblas_set_num_threads() made meanwhile is reverted at the end.
+///
+/// C type: `sdflow_blas_pool`.
+#[repr(i32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BlasPool {
+    /// SDFLOW_BLAS_POOL_HOST
+    Host = sys::SDFLOW_BLAS_POOL_HOST,
+    /// SDFLOW_BLAS_POOL_SINGLE
+    Single = sys::SDFLOW_BLAS_POOL_SINGLE,
+}
+
+impl BlasPool {
+    /// Every value, in header order.
+    pub const ALL: [BlasPool; 2] = [BlasPool::Host, BlasPool::Single];
+    /// The C value.
+    pub fn raw(self) -> sys::sdflow_blas_pool {
+        self as sys::sdflow_blas_pool
+    }
+    /// The enum of a C value; `None` when this version has no such value.
+    pub fn from_raw(v: sys::sdflow_blas_pool) -> Option<Self> {
+        match v {
+            sys::SDFLOW_BLAS_POOL_HOST => Some(BlasPool::Host),
+            sys::SDFLOW_BLAS_POOL_SINGLE => Some(BlasPool::Single),
+            _ => None,
+        }
+    }
+    /// The C constant's name ("SDFLOW_BLAS_POOL_HOST", ...).
+    pub fn c_name(self) -> &'static str {
+        match self {
+            BlasPool::Host => "SDFLOW_BLAS_POOL_HOST",
+            BlasPool::Single => "SDFLOW_BLAS_POOL_SINGLE",
+        }
+    }
+}
+
+///
+/// C type: `sdflow_process_kind`.
+#[repr(i32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProcessKind {
+    /// variance preserving, linear beta(t)
+    Vp = sys::SDFLOW_PROCESS_VP,
+    /// variance preserving, cosine alpha(t) (Nichol & Dhariwal)
+    VpCosine = sys::SDFLOW_PROCESS_VP_COSINE,
+    /// sub-VP: alpha as VP, sigma = 1 - exp(-B(t))
+    Subvp = sys::SDFLOW_PROCESS_SUBVP,
+    /// variance exploding, geometric sigma(t)
+    Ve = sys::SDFLOW_PROCESS_VE,
+    /// interpolant a = 1 - t, b = t (t = 0 base, t = 1 data)
+    InterpLinear = sys::SDFLOW_PROCESS_INTERP_LINEAR,
+    /// interpolant a = cos(pi t/2), b = sin(pi t/2): the default interpolant
+    InterpTrig = sys::SDFLOW_PROCESS_INTERP_TRIG,
+}
+
+impl ProcessKind {
+    /// Every value, in header order.
+    pub const ALL: [ProcessKind; 6] = [ProcessKind::Vp, ProcessKind::VpCosine, ProcessKind::Subvp, ProcessKind::Ve, ProcessKind::InterpLinear, ProcessKind::InterpTrig];
+    /// The C value.
+    pub fn raw(self) -> sys::sdflow_process_kind {
+        self as sys::sdflow_process_kind
+    }
+    /// The enum of a C value; `None` when this version has no such value.
+    pub fn from_raw(v: sys::sdflow_process_kind) -> Option<Self> {
+        match v {
+            sys::SDFLOW_PROCESS_VP => Some(ProcessKind::Vp),
+            sys::SDFLOW_PROCESS_VP_COSINE => Some(ProcessKind::VpCosine),
+            sys::SDFLOW_PROCESS_SUBVP => Some(ProcessKind::Subvp),
+            sys::SDFLOW_PROCESS_VE => Some(ProcessKind::Ve),
+            sys::SDFLOW_PROCESS_INTERP_LINEAR => Some(ProcessKind::InterpLinear),
+            sys::SDFLOW_PROCESS_INTERP_TRIG => Some(ProcessKind::InterpTrig),
+            _ => None,
+        }
+    }
+    /// The C constant's name ("SDFLOW_PROCESS_VP", ...).
+    pub fn c_name(self) -> &'static str {
+        match self {
+            ProcessKind::Vp => "SDFLOW_PROCESS_VP",
+            ProcessKind::VpCosine => "SDFLOW_PROCESS_VP_COSINE",
+            ProcessKind::Subvp => "SDFLOW_PROCESS_SUBVP",
+            ProcessKind::Ve => "SDFLOW_PROCESS_VE",
+            ProcessKind::InterpLinear => "SDFLOW_PROCESS_INTERP_LINEAR",
+            ProcessKind::InterpTrig => "SDFLOW_PROCESS_INTERP_TRIG",
+        }
+    }
+}
+
+/// Model output parameterizations.
+///
+/// C type: `sdflow_output`.
+#[repr(i32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Output {
+    /// grad_x log p_t(x)
+    Score = sys::SDFLOW_OUT_SCORE,
+    /// E[eps | x_t] = -sigma score
+    Eps = sys::SDFLOW_OUT_EPS,
+    /// E[x_0 | x_t] = (x + sigma^2 score)/alpha
+    X0 = sys::SDFLOW_OUT_X0,
+    /// probability-flow drift f x - g^2/2 score
+    Velocity = sys::SDFLOW_OUT_VELOCITY,
+    /// v-prediction alpha eps - sigma x0 (Salimans & Ho)
+    V = sys::SDFLOW_OUT_V,
+}
+
+impl Output {
+    /// Every value, in header order.
+    pub const ALL: [Output; 5] = [Output::Score, Output::Eps, Output::X0, Output::Velocity, Output::V];
+    /// The C value.
+    pub fn raw(self) -> sys::sdflow_output {
+        self as sys::sdflow_output
+    }
+    /// The enum of a C value; `None` when this version has no such value.
+    pub fn from_raw(v: sys::sdflow_output) -> Option<Self> {
+        match v {
+            sys::SDFLOW_OUT_SCORE => Some(Output::Score),
+            sys::SDFLOW_OUT_EPS => Some(Output::Eps),
+            sys::SDFLOW_OUT_X0 => Some(Output::X0),
+            sys::SDFLOW_OUT_VELOCITY => Some(Output::Velocity),
+            sys::SDFLOW_OUT_V => Some(Output::V),
+            _ => None,
+        }
+    }
+    /// The C constant's name ("SDFLOW_OUT_SCORE", ...).
+    pub fn c_name(self) -> &'static str {
+        match self {
+            Output::Score => "SDFLOW_OUT_SCORE",
+            Output::Eps => "SDFLOW_OUT_EPS",
+            Output::X0 => "SDFLOW_OUT_X0",
+            Output::Velocity => "SDFLOW_OUT_VELOCITY",
+            Output::V => "SDFLOW_OUT_V",
+        }
+    }
+}
+
 /// MLP activations (SDFLOW_OPT_MLP_ACTIVATION).
 ///
 /// C type: `sdflow_activation`.
@@ -676,6 +815,97 @@ impl Activation {
             Activation::Softplus => "SDFLOW_ACT_SOFTPLUS",
             Activation::Gelu => "SDFLOW_ACT_GELU",
             Activation::Relu => "SDFLOW_ACT_RELU",
+        }
+    }
+}
+
+///
+/// C type: `sdflow_model_kind`.
+#[repr(i32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ModelKind {
+    /// SDFLOW_MODEL_GAUSSIAN
+    Gaussian = sys::SDFLOW_MODEL_GAUSSIAN,
+    /// SDFLOW_MODEL_GMM
+    Gmm = sys::SDFLOW_MODEL_GMM,
+    /// SDFLOW_MODEL_KERNEL
+    Kernel = sys::SDFLOW_MODEL_KERNEL,
+    /// SDFLOW_MODEL_MLP
+    Mlp = sys::SDFLOW_MODEL_MLP,
+    /// SDFLOW_MODEL_CALLBACK
+    Callback = sys::SDFLOW_MODEL_CALLBACK,
+}
+
+impl ModelKind {
+    /// Every value, in header order.
+    pub const ALL: [ModelKind; 5] = [ModelKind::Gaussian, ModelKind::Gmm, ModelKind::Kernel, ModelKind::Mlp, ModelKind::Callback];
+    /// The C value.
+    pub fn raw(self) -> sys::sdflow_model_kind {
+        self as sys::sdflow_model_kind
+    }
+    /// The enum of a C value; `None` when this version has no such value.
+    pub fn from_raw(v: sys::sdflow_model_kind) -> Option<Self> {
+        match v {
+            sys::SDFLOW_MODEL_GAUSSIAN => Some(ModelKind::Gaussian),
+            sys::SDFLOW_MODEL_GMM => Some(ModelKind::Gmm),
+            sys::SDFLOW_MODEL_KERNEL => Some(ModelKind::Kernel),
+            sys::SDFLOW_MODEL_MLP => Some(ModelKind::Mlp),
+            sys::SDFLOW_MODEL_CALLBACK => Some(ModelKind::Callback),
+            _ => None,
+        }
+    }
+    /// The C constant's name ("SDFLOW_MODEL_GAUSSIAN", ...).
+    pub fn c_name(self) -> &'static str {
+        match self {
+            ModelKind::Gaussian => "SDFLOW_MODEL_GAUSSIAN",
+            ModelKind::Gmm => "SDFLOW_MODEL_GMM",
+            ModelKind::Kernel => "SDFLOW_MODEL_KERNEL",
+            ModelKind::Mlp => "SDFLOW_MODEL_MLP",
+            ModelKind::Callback => "SDFLOW_MODEL_CALLBACK",
+        }
+    }
+}
+
+/// ODE solvers (SDFLOW_OPT_SOLVER).
+///
+/// C type: `sdflow_solver`.
+#[repr(i32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Solver {
+    /// SDFLOW_SOLVER_EULER
+    Euler = sys::SDFLOW_SOLVER_EULER,
+    /// SDFLOW_SOLVER_HEUN
+    Heun = sys::SDFLOW_SOLVER_HEUN,
+    /// SDFLOW_SOLVER_RK4
+    Rk4 = sys::SDFLOW_SOLVER_RK4,
+    /// adaptive Dormand-Prince 5(4), step size per sample
+    Dopri5 = sys::SDFLOW_SOLVER_DOPRI5,
+}
+
+impl Solver {
+    /// Every value, in header order.
+    pub const ALL: [Solver; 4] = [Solver::Euler, Solver::Heun, Solver::Rk4, Solver::Dopri5];
+    /// The C value.
+    pub fn raw(self) -> sys::sdflow_solver {
+        self as sys::sdflow_solver
+    }
+    /// The enum of a C value; `None` when this version has no such value.
+    pub fn from_raw(v: sys::sdflow_solver) -> Option<Self> {
+        match v {
+            sys::SDFLOW_SOLVER_EULER => Some(Solver::Euler),
+            sys::SDFLOW_SOLVER_HEUN => Some(Solver::Heun),
+            sys::SDFLOW_SOLVER_RK4 => Some(Solver::Rk4),
+            sys::SDFLOW_SOLVER_DOPRI5 => Some(Solver::Dopri5),
+            _ => None,
+        }
+    }
+    /// The C constant's name ("SDFLOW_SOLVER_EULER", ...).
+    pub fn c_name(self) -> &'static str {
+        match self {
+            Solver::Euler => "SDFLOW_SOLVER_EULER",
+            Solver::Heun => "SDFLOW_SOLVER_HEUN",
+            Solver::Rk4 => "SDFLOW_SOLVER_RK4",
+            Solver::Dopri5 => "SDFLOW_SOLVER_DOPRI5",
         }
     }
 }
@@ -916,356 +1146,6 @@ impl DsbDirection {
     }
 }
 
-/// ODE solvers (SDFLOW_OPT_SOLVER).
-///
-/// C type: `sdflow_solver`.
-#[repr(i32)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Solver {
-    /// SDFLOW_SOLVER_EULER
-    Euler = sys::SDFLOW_SOLVER_EULER,
-    /// SDFLOW_SOLVER_HEUN
-    Heun = sys::SDFLOW_SOLVER_HEUN,
-    /// SDFLOW_SOLVER_RK4
-    Rk4 = sys::SDFLOW_SOLVER_RK4,
-    /// adaptive Dormand-Prince 5(4), step size per sample
-    Dopri5 = sys::SDFLOW_SOLVER_DOPRI5,
-}
-
-impl Solver {
-    /// Every value, in header order.
-    pub const ALL: [Solver; 4] = [Solver::Euler, Solver::Heun, Solver::Rk4, Solver::Dopri5];
-    /// The C value.
-    pub fn raw(self) -> sys::sdflow_solver {
-        self as sys::sdflow_solver
-    }
-    /// The enum of a C value; `None` when this version has no such value.
-    pub fn from_raw(v: sys::sdflow_solver) -> Option<Self> {
-        match v {
-            sys::SDFLOW_SOLVER_EULER => Some(Solver::Euler),
-            sys::SDFLOW_SOLVER_HEUN => Some(Solver::Heun),
-            sys::SDFLOW_SOLVER_RK4 => Some(Solver::Rk4),
-            sys::SDFLOW_SOLVER_DOPRI5 => Some(Solver::Dopri5),
-            _ => None,
-        }
-    }
-    /// The C constant's name ("SDFLOW_SOLVER_EULER", ...).
-    pub fn c_name(self) -> &'static str {
-        match self {
-            Solver::Euler => "SDFLOW_SOLVER_EULER",
-            Solver::Heun => "SDFLOW_SOLVER_HEUN",
-            Solver::Rk4 => "SDFLOW_SOLVER_RK4",
-            Solver::Dopri5 => "SDFLOW_SOLVER_DOPRI5",
-        }
-    }
-}
-
-/// Hutchinson probe distributions (SDFLOW_OPT_PROBE_KIND).
-///
-/// C type: `sdflow_probe`.
-#[repr(i32)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Probe {
-    /// SDFLOW_PROBE_RADEMACHER
-    Rademacher = sys::SDFLOW_PROBE_RADEMACHER,
-    /// SDFLOW_PROBE_GAUSSIAN
-    Gaussian = sys::SDFLOW_PROBE_GAUSSIAN,
-}
-
-impl Probe {
-    /// Every value, in header order.
-    pub const ALL: [Probe; 2] = [Probe::Rademacher, Probe::Gaussian];
-    /// The C value.
-    pub fn raw(self) -> sys::sdflow_probe {
-        self as sys::sdflow_probe
-    }
-    /// The enum of a C value; `None` when this version has no such value.
-    pub fn from_raw(v: sys::sdflow_probe) -> Option<Self> {
-        match v {
-            sys::SDFLOW_PROBE_RADEMACHER => Some(Probe::Rademacher),
-            sys::SDFLOW_PROBE_GAUSSIAN => Some(Probe::Gaussian),
-            _ => None,
-        }
-    }
-    /// The C constant's name ("SDFLOW_PROBE_RADEMACHER", ...).
-    pub fn c_name(self) -> &'static str {
-        match self {
-            Probe::Rademacher => "SDFLOW_PROBE_RADEMACHER",
-            Probe::Gaussian => "SDFLOW_PROBE_GAUSSIAN",
-        }
-    }
-}
-
-/// Divergence methods of exact estimators (SDFLOW_OPT_DIVERGENCE).
-///
-/// C type: `sdflow_divergence`.
-#[repr(i32)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Divergence {
-    /// analytic Jacobian if the model has one, else JVP callback, else differences
-    Auto = sys::SDFLOW_DIV_AUTO,
-    /// SDFLOW_DIV_ANALYTIC
-    Analytic = sys::SDFLOW_DIV_ANALYTIC,
-    /// central differences, step h = cbrt(eps) (1 + |x_i|); error O(h^2)
-    FiniteDiff = sys::SDFLOW_DIV_FINITE_DIFF,
-}
-
-impl Divergence {
-    /// Every value, in header order.
-    pub const ALL: [Divergence; 3] = [Divergence::Auto, Divergence::Analytic, Divergence::FiniteDiff];
-    /// The C value.
-    pub fn raw(self) -> sys::sdflow_divergence {
-        self as sys::sdflow_divergence
-    }
-    /// The enum of a C value; `None` when this version has no such value.
-    pub fn from_raw(v: sys::sdflow_divergence) -> Option<Self> {
-        match v {
-            sys::SDFLOW_DIV_AUTO => Some(Divergence::Auto),
-            sys::SDFLOW_DIV_ANALYTIC => Some(Divergence::Analytic),
-            sys::SDFLOW_DIV_FINITE_DIFF => Some(Divergence::FiniteDiff),
-            _ => None,
-        }
-    }
-    /// The C constant's name ("SDFLOW_DIV_AUTO", ...).
-    pub fn c_name(self) -> &'static str {
-        match self {
-            Divergence::Auto => "SDFLOW_DIV_AUTO",
-            Divergence::Analytic => "SDFLOW_DIV_ANALYTIC",
-            Divergence::FiniteDiff => "SDFLOW_DIV_FINITE_DIFF",
-        }
-    }
-}
-
-/// Log levels (SDFLOW_CTX_LOG_LEVEL).
-///
-/// C type: `sdflow_log_level`.
-#[repr(i32)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum LogLevel {
-    /// SDFLOW_LOG_ERROR
-    Error = sys::SDFLOW_LOG_ERROR,
-    /// SDFLOW_LOG_WARN
-    Warn = sys::SDFLOW_LOG_WARN,
-    /// SDFLOW_LOG_INFO
-    Info = sys::SDFLOW_LOG_INFO,
-    /// SDFLOW_LOG_DEBUG
-    Debug = sys::SDFLOW_LOG_DEBUG,
-    /// SDFLOW_LOG_TRACE
-    Trace = sys::SDFLOW_LOG_TRACE,
-}
-
-impl LogLevel {
-    /// Every value, in header order.
-    pub const ALL: [LogLevel; 5] = [LogLevel::Error, LogLevel::Warn, LogLevel::Info, LogLevel::Debug, LogLevel::Trace];
-    /// The C value.
-    pub fn raw(self) -> sys::sdflow_log_level {
-        self as sys::sdflow_log_level
-    }
-    /// The enum of a C value; `None` when this version has no such value.
-    pub fn from_raw(v: sys::sdflow_log_level) -> Option<Self> {
-        match v {
-            sys::SDFLOW_LOG_ERROR => Some(LogLevel::Error),
-            sys::SDFLOW_LOG_WARN => Some(LogLevel::Warn),
-            sys::SDFLOW_LOG_INFO => Some(LogLevel::Info),
-            sys::SDFLOW_LOG_DEBUG => Some(LogLevel::Debug),
-            sys::SDFLOW_LOG_TRACE => Some(LogLevel::Trace),
-            _ => None,
-        }
-    }
-    /// The C constant's name ("SDFLOW_LOG_ERROR", ...).
-    pub fn c_name(self) -> &'static str {
-        match self {
-            LogLevel::Error => "SDFLOW_LOG_ERROR",
-            LogLevel::Warn => "SDFLOW_LOG_WARN",
-            LogLevel::Info => "SDFLOW_LOG_INFO",
-            LogLevel::Debug => "SDFLOW_LOG_DEBUG",
-            LogLevel::Trace => "SDFLOW_LOG_TRACE",
-        }
-    }
-}
-
-/// Values of SDFLOW_CTX_BLAS_POOL. Some loops (kernel models from d = 12, the metrics from d = 16) run on SDFLOW_CTX_THREADS threads that each call cblas_dgemm. OpenBLAS's thread count is process-global, so who threads those GEMMs is the host's choice: - SDFLOW_BLAS_POOL_HOST (default): libsdflow never changes OpenBLAS's settings. With OpenBLAS threads > 1 the GEMMs of our threads use OpenBLAS's pool too (the two pools can oversubscribe the cores; set OPENBLAS_NUM_THREADS=1 or openblas_set_num_threads(1) to avoid it). Results are bit-identical for any SDFLOW_CTX_THREADS at a fixed OpenBLAS thread count, but may differ in the last bits between OpenBLAS thread counts (a threaded GEMM may sum in another order). - SDFLOW_BLAS_POOL_SINGLE: during such a loop libsdflow sets OpenBLAS to 1 thread and restores the previous count afterwards (reference-counted across concurrent calls). Results then do not depend on OpenBLAS's thread count either (and equal those of version 0.1.0 before this option). This is a process-global change for the duration of the call: a GEMM another thread of the host program runs meanwhile is single-threaded too, and an openblas_set_num_threads() made meanwhile is reverted at the end.
-///
-/// C type: `sdflow_blas_pool`.
-#[repr(i32)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum BlasPool {
-    /// SDFLOW_BLAS_POOL_HOST
-    Host = sys::SDFLOW_BLAS_POOL_HOST,
-    /// SDFLOW_BLAS_POOL_SINGLE
-    Single = sys::SDFLOW_BLAS_POOL_SINGLE,
-}
-
-impl BlasPool {
-    /// Every value, in header order.
-    pub const ALL: [BlasPool; 2] = [BlasPool::Host, BlasPool::Single];
-    /// The C value.
-    pub fn raw(self) -> sys::sdflow_blas_pool {
-        self as sys::sdflow_blas_pool
-    }
-    /// The enum of a C value; `None` when this version has no such value.
-    pub fn from_raw(v: sys::sdflow_blas_pool) -> Option<Self> {
-        match v {
-            sys::SDFLOW_BLAS_POOL_HOST => Some(BlasPool::Host),
-            sys::SDFLOW_BLAS_POOL_SINGLE => Some(BlasPool::Single),
-            _ => None,
-        }
-    }
-    /// The C constant's name ("SDFLOW_BLAS_POOL_HOST", ...).
-    pub fn c_name(self) -> &'static str {
-        match self {
-            BlasPool::Host => "SDFLOW_BLAS_POOL_HOST",
-            BlasPool::Single => "SDFLOW_BLAS_POOL_SINGLE",
-        }
-    }
-}
-
-///
-/// C type: `sdflow_process_kind`.
-#[repr(i32)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ProcessKind {
-    /// variance preserving, linear beta(t)
-    Vp = sys::SDFLOW_PROCESS_VP,
-    /// variance preserving, cosine alpha(t) (Nichol & Dhariwal)
-    VpCosine = sys::SDFLOW_PROCESS_VP_COSINE,
-    /// sub-VP: alpha as VP, sigma = 1 - exp(-B(t))
-    Subvp = sys::SDFLOW_PROCESS_SUBVP,
-    /// variance exploding, geometric sigma(t)
-    Ve = sys::SDFLOW_PROCESS_VE,
-    /// interpolant a = 1 - t, b = t (t = 0 base, t = 1 data)
-    InterpLinear = sys::SDFLOW_PROCESS_INTERP_LINEAR,
-    /// interpolant a = cos(pi t/2), b = sin(pi t/2): the default interpolant
-    InterpTrig = sys::SDFLOW_PROCESS_INTERP_TRIG,
-}
-
-impl ProcessKind {
-    /// Every value, in header order.
-    pub const ALL: [ProcessKind; 6] = [ProcessKind::Vp, ProcessKind::VpCosine, ProcessKind::Subvp, ProcessKind::Ve, ProcessKind::InterpLinear, ProcessKind::InterpTrig];
-    /// The C value.
-    pub fn raw(self) -> sys::sdflow_process_kind {
-        self as sys::sdflow_process_kind
-    }
-    /// The enum of a C value; `None` when this version has no such value.
-    pub fn from_raw(v: sys::sdflow_process_kind) -> Option<Self> {
-        match v {
-            sys::SDFLOW_PROCESS_VP => Some(ProcessKind::Vp),
-            sys::SDFLOW_PROCESS_VP_COSINE => Some(ProcessKind::VpCosine),
-            sys::SDFLOW_PROCESS_SUBVP => Some(ProcessKind::Subvp),
-            sys::SDFLOW_PROCESS_VE => Some(ProcessKind::Ve),
-            sys::SDFLOW_PROCESS_INTERP_LINEAR => Some(ProcessKind::InterpLinear),
-            sys::SDFLOW_PROCESS_INTERP_TRIG => Some(ProcessKind::InterpTrig),
-            _ => None,
-        }
-    }
-    /// The C constant's name ("SDFLOW_PROCESS_VP", ...).
-    pub fn c_name(self) -> &'static str {
-        match self {
-            ProcessKind::Vp => "SDFLOW_PROCESS_VP",
-            ProcessKind::VpCosine => "SDFLOW_PROCESS_VP_COSINE",
-            ProcessKind::Subvp => "SDFLOW_PROCESS_SUBVP",
-            ProcessKind::Ve => "SDFLOW_PROCESS_VE",
-            ProcessKind::InterpLinear => "SDFLOW_PROCESS_INTERP_LINEAR",
-            ProcessKind::InterpTrig => "SDFLOW_PROCESS_INTERP_TRIG",
-        }
-    }
-}
-
-/// Model output parameterizations.
-///
-/// C type: `sdflow_output`.
-#[repr(i32)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Output {
-    /// grad_x log p_t(x)
-    Score = sys::SDFLOW_OUT_SCORE,
-    /// E[eps | x_t] = -sigma score
-    Eps = sys::SDFLOW_OUT_EPS,
-    /// E[x_0 | x_t] = (x + sigma^2 score)/alpha
-    X0 = sys::SDFLOW_OUT_X0,
-    /// probability-flow drift f x - g^2/2 score
-    Velocity = sys::SDFLOW_OUT_VELOCITY,
-    /// v-prediction alpha eps - sigma x0 (Salimans & Ho)
-    V = sys::SDFLOW_OUT_V,
-}
-
-impl Output {
-    /// Every value, in header order.
-    pub const ALL: [Output; 5] = [Output::Score, Output::Eps, Output::X0, Output::Velocity, Output::V];
-    /// The C value.
-    pub fn raw(self) -> sys::sdflow_output {
-        self as sys::sdflow_output
-    }
-    /// The enum of a C value; `None` when this version has no such value.
-    pub fn from_raw(v: sys::sdflow_output) -> Option<Self> {
-        match v {
-            sys::SDFLOW_OUT_SCORE => Some(Output::Score),
-            sys::SDFLOW_OUT_EPS => Some(Output::Eps),
-            sys::SDFLOW_OUT_X0 => Some(Output::X0),
-            sys::SDFLOW_OUT_VELOCITY => Some(Output::Velocity),
-            sys::SDFLOW_OUT_V => Some(Output::V),
-            _ => None,
-        }
-    }
-    /// The C constant's name ("SDFLOW_OUT_SCORE", ...).
-    pub fn c_name(self) -> &'static str {
-        match self {
-            Output::Score => "SDFLOW_OUT_SCORE",
-            Output::Eps => "SDFLOW_OUT_EPS",
-            Output::X0 => "SDFLOW_OUT_X0",
-            Output::Velocity => "SDFLOW_OUT_VELOCITY",
-            Output::V => "SDFLOW_OUT_V",
-        }
-    }
-}
-
-///
-/// C type: `sdflow_model_kind`.
-#[repr(i32)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ModelKind {
-    /// SDFLOW_MODEL_GAUSSIAN
-    Gaussian = sys::SDFLOW_MODEL_GAUSSIAN,
-    /// SDFLOW_MODEL_GMM
-    Gmm = sys::SDFLOW_MODEL_GMM,
-    /// SDFLOW_MODEL_KERNEL
-    Kernel = sys::SDFLOW_MODEL_KERNEL,
-    /// SDFLOW_MODEL_MLP
-    Mlp = sys::SDFLOW_MODEL_MLP,
-    /// SDFLOW_MODEL_CALLBACK
-    Callback = sys::SDFLOW_MODEL_CALLBACK,
-}
-
-impl ModelKind {
-    /// Every value, in header order.
-    pub const ALL: [ModelKind; 5] = [ModelKind::Gaussian, ModelKind::Gmm, ModelKind::Kernel, ModelKind::Mlp, ModelKind::Callback];
-    /// The C value.
-    pub fn raw(self) -> sys::sdflow_model_kind {
-        self as sys::sdflow_model_kind
-    }
-    /// The enum of a C value; `None` when this version has no such value.
-    pub fn from_raw(v: sys::sdflow_model_kind) -> Option<Self> {
-        match v {
-            sys::SDFLOW_MODEL_GAUSSIAN => Some(ModelKind::Gaussian),
-            sys::SDFLOW_MODEL_GMM => Some(ModelKind::Gmm),
-            sys::SDFLOW_MODEL_KERNEL => Some(ModelKind::Kernel),
-            sys::SDFLOW_MODEL_MLP => Some(ModelKind::Mlp),
-            sys::SDFLOW_MODEL_CALLBACK => Some(ModelKind::Callback),
-            _ => None,
-        }
-    }
-    /// The C constant's name ("SDFLOW_MODEL_GAUSSIAN", ...).
-    pub fn c_name(self) -> &'static str {
-        match self {
-            ModelKind::Gaussian => "SDFLOW_MODEL_GAUSSIAN",
-            ModelKind::Gmm => "SDFLOW_MODEL_GMM",
-            ModelKind::Kernel => "SDFLOW_MODEL_KERNEL",
-            ModelKind::Mlp => "SDFLOW_MODEL_MLP",
-            ModelKind::Callback => "SDFLOW_MODEL_CALLBACK",
-        }
-    }
-}
-
 ///
 /// C type: `sdflow_sampler_kind`.
 #[repr(i32)]
@@ -1489,6 +1369,82 @@ impl Stat {
             Stat::HalfBridges => "SDFLOW_STAT_HALF_BRIDGES",
             Stat::FitMse => "SDFLOW_STAT_FIT_MSE",
             Stat::KineticEnergy => "SDFLOW_STAT_KINETIC_ENERGY",
+        }
+    }
+}
+
+/// Hutchinson probe distributions (SDFLOW_OPT_PROBE_KIND).
+///
+/// C type: `sdflow_probe`.
+#[repr(i32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Probe {
+    /// SDFLOW_PROBE_RADEMACHER
+    Rademacher = sys::SDFLOW_PROBE_RADEMACHER,
+    /// SDFLOW_PROBE_GAUSSIAN
+    Gaussian = sys::SDFLOW_PROBE_GAUSSIAN,
+}
+
+impl Probe {
+    /// Every value, in header order.
+    pub const ALL: [Probe; 2] = [Probe::Rademacher, Probe::Gaussian];
+    /// The C value.
+    pub fn raw(self) -> sys::sdflow_probe {
+        self as sys::sdflow_probe
+    }
+    /// The enum of a C value; `None` when this version has no such value.
+    pub fn from_raw(v: sys::sdflow_probe) -> Option<Self> {
+        match v {
+            sys::SDFLOW_PROBE_RADEMACHER => Some(Probe::Rademacher),
+            sys::SDFLOW_PROBE_GAUSSIAN => Some(Probe::Gaussian),
+            _ => None,
+        }
+    }
+    /// The C constant's name ("SDFLOW_PROBE_RADEMACHER", ...).
+    pub fn c_name(self) -> &'static str {
+        match self {
+            Probe::Rademacher => "SDFLOW_PROBE_RADEMACHER",
+            Probe::Gaussian => "SDFLOW_PROBE_GAUSSIAN",
+        }
+    }
+}
+
+/// Divergence methods of exact estimators (SDFLOW_OPT_DIVERGENCE).
+///
+/// C type: `sdflow_divergence`.
+#[repr(i32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Divergence {
+    /// analytic Jacobian if the model has one, else JVP callback, else differences
+    Auto = sys::SDFLOW_DIV_AUTO,
+    /// SDFLOW_DIV_ANALYTIC
+    Analytic = sys::SDFLOW_DIV_ANALYTIC,
+    /// central differences, step h = cbrt(eps) (1 + |x_i|); error O(h^2)
+    FiniteDiff = sys::SDFLOW_DIV_FINITE_DIFF,
+}
+
+impl Divergence {
+    /// Every value, in header order.
+    pub const ALL: [Divergence; 3] = [Divergence::Auto, Divergence::Analytic, Divergence::FiniteDiff];
+    /// The C value.
+    pub fn raw(self) -> sys::sdflow_divergence {
+        self as sys::sdflow_divergence
+    }
+    /// The enum of a C value; `None` when this version has no such value.
+    pub fn from_raw(v: sys::sdflow_divergence) -> Option<Self> {
+        match v {
+            sys::SDFLOW_DIV_AUTO => Some(Divergence::Auto),
+            sys::SDFLOW_DIV_ANALYTIC => Some(Divergence::Analytic),
+            sys::SDFLOW_DIV_FINITE_DIFF => Some(Divergence::FiniteDiff),
+            _ => None,
+        }
+    }
+    /// The C constant's name ("SDFLOW_DIV_AUTO", ...).
+    pub fn c_name(self) -> &'static str {
+        match self {
+            Divergence::Auto => "SDFLOW_DIV_AUTO",
+            Divergence::Analytic => "SDFLOW_DIV_ANALYTIC",
+            Divergence::FiniteDiff => "SDFLOW_DIV_FINITE_DIFF",
         }
     }
 }
@@ -1776,6 +1732,42 @@ impl TrainStat {
             TrainStat::ValLoss => "SDFLOW_TRAIN_STAT_VAL_LOSS",
             TrainStat::DsmLoss => "SDFLOW_TRAIN_STAT_DSM_LOSS",
             TrainStat::Penalty => "SDFLOW_TRAIN_STAT_PENALTY",
+        }
+    }
+}
+
+/// Tensor element types of model files (SDFLOW_CTX_FILE_DTYPE). Loaders read both; F32 values are widened to double exactly.
+///
+/// C type: `sdflow_dtype`.
+#[repr(i32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dtype {
+    /// IEEE binary64, little endian ("F64")
+    F64 = sys::SDFLOW_DTYPE_F64,
+    /// IEEE binary32, little endian ("F32"), rounded to nearest on save
+    F32 = sys::SDFLOW_DTYPE_F32,
+}
+
+impl Dtype {
+    /// Every value, in header order.
+    pub const ALL: [Dtype; 2] = [Dtype::F64, Dtype::F32];
+    /// The C value.
+    pub fn raw(self) -> sys::sdflow_dtype {
+        self as sys::sdflow_dtype
+    }
+    /// The enum of a C value; `None` when this version has no such value.
+    pub fn from_raw(v: sys::sdflow_dtype) -> Option<Self> {
+        match v {
+            sys::SDFLOW_DTYPE_F64 => Some(Dtype::F64),
+            sys::SDFLOW_DTYPE_F32 => Some(Dtype::F32),
+            _ => None,
+        }
+    }
+    /// The C constant's name ("SDFLOW_DTYPE_F64", ...).
+    pub fn c_name(self) -> &'static str {
+        match self {
+            Dtype::F64 => "SDFLOW_DTYPE_F64",
+            Dtype::F32 => "SDFLOW_DTYPE_F32",
         }
     }
 }
