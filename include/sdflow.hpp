@@ -1170,6 +1170,8 @@ inline int batch_tramp(long step, std::uint64_t first_row, std::size_t rows_, st
 }
 } // namespace detail
 
+struct loaded_trainer;
+
 /** Fits an MLP score model (trainer.h). */
 class trainer : public detail::handle<sdflow_trainer, sdflow_trainer_free> {
 public:
@@ -1259,7 +1261,64 @@ public:
     }
     void copy_ema(model &m) { detail::check(s_, sdflow_trainer_copy_ema(h_, m.get())); }
 
+    /** Interpolant loss only: the base at t = 0 is @p base (gaussian or gmm;
+     *  not copied: it must outlive the trainer's steps); nullptr restores
+     *  N(0, I). Replaces base data. */
+    void set_base_model(const model *base)
+    {
+        if (base && d_ && base->dim() != d_)
+            detail::fail(SDFLOW_E_INVALID, "base model has dimension " + std::to_string(base->dim()) +
+                                               ", the trainer's model " + std::to_string(d_));
+        detail::check(s_, sdflow_trainer_set_base_model(h_, base ? base->get() : nullptr));
+    }
+    /** Interpolant loss only: the base is a second data array (n x d rows,
+     *  copied, finite); an empty view restores N(0, I). Replaces a base model. */
+    void set_base_data(span<const double> x)
+    {
+        std::size_t d = need_dim();
+        std::size_t n = detail::rows(x.size(), d, "base data");
+        detail::check(s_, sdflow_trainer_set_base_data(h_, n, d, n ? x.data() : nullptr));
+    }
+
+    /** Saves a checkpoint (docs/model-files.md, "Trainer checkpoints") to
+     *  @p path (via "<path>.tmp" and a rename). */
+    void save_checkpoint(const std::string &path)
+    {
+        detail::check(s_, sdflow_trainer_checkpoint_save(h_, path.c_str()));
+    }
+    /** The checkpoint as bytes. */
+    std::vector<unsigned char> save_checkpoint()
+    {
+        std::size_t size = 0;
+        detail::check(s_, sdflow_trainer_checkpoint_save_buffer(h_, nullptr, 0, &size));
+        std::vector<unsigned char> buf(size);
+        detail::check(s_, sdflow_trainer_checkpoint_save_buffer(h_, buf.data(), buf.size(), &size));
+        buf.resize(size);
+        return buf;
+    }
+    /** Restores a checkpoint into this trainer, configured like the saver;
+     *  the bound model's weights are replaced. Mismatch: SDFLOW_E_INVALID
+     *  naming the first difference; malformed: SDFLOW_E_FORMAT; on failure
+     *  nothing changes. */
+    void restore_checkpoint(const std::string &path)
+    {
+        detail::check(s_, sdflow_trainer_checkpoint_restore(h_, path.c_str()));
+    }
+    void restore_checkpoint(span<const unsigned char> buf)
+    {
+        detail::check(s_, sdflow_trainer_checkpoint_restore_buffer(h_, buf.data(), buf.size()));
+    }
+    /** Rebuilds trainer, model and process from a checkpoint alone (bind the
+     *  data before stepping); the ctx seed must equal the saved one. */
+    static inline loaded_trainer load_checkpoint(const ctx &c, const std::string &path);
+    static inline loaded_trainer load_checkpoint(const ctx &c, span<const unsigned char> buf);
+
 private:
+    trainer(detail::ctx_state *s, sdflow_trainer *adopt, std::size_t d, sdflow_model *m) noexcept
+        : handle(s, adopt), d_(d), m_(m)
+    {
+    }
+    static inline loaded_trainer adopt(const ctx &c, sdflow_trainer *t, sdflow_model *m, sdflow_process *p);
     std::size_t need_dim() const
     {
         if (d_ == 0)
@@ -1270,6 +1329,47 @@ private:
     std::size_t d_ = 0;
     sdflow_model *m_ = nullptr;
 };
+
+/** What a checkpoint rebuilds: the model, the process (nullptr when the file
+ *  has none) and the trainer bound to them. Declared in this order so that
+ *  the trainer is destroyed first: it points at the model and process. */
+struct loaded_trainer {
+    model m;
+    std::unique_ptr<process> p;
+    trainer t;
+};
+inline loaded_trainer trainer::adopt(const ctx &c, sdflow_trainer *t, sdflow_model *m, sdflow_process *p)
+{
+    /* Nothing below throws before every handle has an owner. */
+    model mm(c.state(), m);
+    std::unique_ptr<process> pp;
+    try {
+        if (p)
+            pp.reset(new process(c, p));
+    } catch (...) {
+        sdflow_trainer_free(t);
+        sdflow_process_free(p);
+        throw;
+    }
+    std::size_t d = mm.dim();
+    return loaded_trainer{std::move(mm), std::move(pp), trainer(c.state(), t, d, m)};
+}
+inline loaded_trainer trainer::load_checkpoint(const ctx &c, const std::string &path)
+{
+    sdflow_trainer *t = nullptr;
+    sdflow_model *m = nullptr;
+    sdflow_process *p = nullptr;
+    detail::check(c.state(), sdflow_trainer_checkpoint_load(c.get(), path.c_str(), &t, &m, &p));
+    return adopt(c, t, m, p);
+}
+inline loaded_trainer trainer::load_checkpoint(const ctx &c, span<const unsigned char> buf)
+{
+    sdflow_trainer *t = nullptr;
+    sdflow_model *m = nullptr;
+    sdflow_process *p = nullptr;
+    detail::check(c.state(), sdflow_trainer_checkpoint_load_buffer(c.get(), buf.data(), buf.size(), &t, &m, &p));
+    return adopt(c, t, m, p);
+}
 
 } // namespace sdflow
 

@@ -5,8 +5,10 @@ free functions, on top of the raw layer of _ffi.py."""
 from __future__ import annotations
 
 import ctypes as C
+import json
 import logging
 import os
+import struct
 import weakref
 from contextlib import contextmanager
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
@@ -1237,6 +1239,36 @@ class Trainer(_Object):
         m = self._keep.get("model")
         return m.dim if m is not None else None
 
+    def set_base_model(self, model: Optional[Model]) -> "Trainer":
+        """Interpolant loss only: the base distribution at t = 0 is @p model
+        (gaussian or gmm, drawn with Model.sample; kept alive by the trainer
+        because the C trainer does not copy it). None restores N(0, I).
+        Replaces base data."""
+        if model is not None:
+            _same_ctx(self.ctx, model, "base model")
+            d = self._dim()
+            if d is not None and model.dim != d:
+                raise ValueError("base model has dimension %d, the trainer's model %d" % (model.dim, d))
+        _call(self.ctx, "sdflow_trainer_set_base_model", self._handle(), _ph(model))
+        if model is None:
+            self._keep.pop("base_model", None)
+        else:
+            self._keep["base_model"] = model
+        return self
+
+    def set_base_data(self, x: Optional[ArrayLike]) -> "Trainer":
+        """Interpolant loss only: the base at t = 0 is a second data array
+        (n x d, copied, finite; d the model's dimension). None restores
+        N(0, I). Replaces a base model."""
+        if x is None:
+            _call(self.ctx, "sdflow_trainer_set_base_data", self._handle(), 0, self._dim() or 1, None)
+        else:
+            x = _mat(x, "base data", cols=self._dim())
+            _call(self.ctx, "sdflow_trainer_set_base_data", self._handle(), x.shape[0], x.shape[1], _p(x))
+        # Either form replaces a base model in C, so it no longer needs keeping alive.
+        self._keep.pop("base_model", None)
+        return self
+
     def set_data(self, x: ArrayLike) -> "Trainer":
         """Training data, n x d (copied); d must equal the model's dimension."""
         x = _mat(x, "data", cols=self._dim())
@@ -1328,6 +1360,81 @@ class Trainer(_Object):
         _same_ctx(self.ctx, model, "model")
         _call(self.ctx, "sdflow_trainer_copy_ema", self._handle(), _ph(model))
         return model
+
+    # --- checkpoints (docs/model-files.md, "Trainer checkpoints") ---
+    def save_checkpoint(self, path: Optional[Union[str, os.PathLike]] = None) -> Optional[bytes]:
+        """Saves the resumable state (weights, Adam moments, EMA, counts,
+        statistics, options, seed, data fingerprint). With @p path writes the
+        file (atomically, via "<path>.tmp") and returns None; without, returns
+        the checkpoint as bytes."""
+        if path is not None:
+            _call(self.ctx, "sdflow_trainer_checkpoint_save", self._handle(), os.fsencode(path))
+            return None
+        n = C.c_size_t()
+        _call(self.ctx, "sdflow_trainer_checkpoint_save_buffer", self._handle(), None, 0, C.byref(n))
+        buf = C.create_string_buffer(n.value)
+        _call(self.ctx, "sdflow_trainer_checkpoint_save_buffer", self._handle(), buf, n.value, C.byref(n))
+        return buf.raw[:n.value]
+
+    def restore_checkpoint(self, path_or_bytes: Union[str, os.PathLike, bytes, bytearray, memoryview]) -> "Trainer":
+        """Restores a checkpoint (a path, or its bytes) into this trainer,
+        configured like the saver (same kind, options, seed, MLP
+        architecture, process, data). The bound model's weights are
+        replaced. A mismatch raises InvalidArgumentError naming the first
+        difference, a malformed file FormatError; on failure nothing changes."""
+        if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
+            data = bytes(path_or_bytes)
+            _call(self.ctx, "sdflow_trainer_checkpoint_restore_buffer", self._handle(), data, len(data))
+        else:
+            _call(self.ctx, "sdflow_trainer_checkpoint_restore", self._handle(), os.fsencode(path_or_bytes))
+        return self
+
+    @classmethod
+    def load_checkpoint(cls, ctx: Ctx, path_or_bytes: Union[str, os.PathLike, bytes, bytearray, memoryview]
+                        ) -> Tuple["Trainer", Model, Optional[Process]]:
+        """Rebuilds (trainer, model, process or None) from a checkpoint alone.
+        Each is an owned object like the constructors' (the trainer keeps the
+        model and process alive); bind the data (set_data or set_batch_fn)
+        before stepping. The ctx seed must equal the saved one."""
+        h, m, p = C.c_void_p(), C.c_void_p(), C.c_void_p()
+        if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
+            data = bytes(path_or_bytes)
+            _call(ctx, "sdflow_trainer_checkpoint_load_buffer", ctx._handle(), data, len(data), C.byref(h),
+                  C.byref(m), C.byref(p))
+            header = data
+        else:
+            _call(ctx, "sdflow_trainer_checkpoint_load", ctx._handle(), os.fsencode(path_or_bytes), C.byref(h),
+                  C.byref(m), C.byref(p))
+            header = None
+        # Own the model and process first: they must outlive the trainer (it points at them).
+        model = Model(ctx, m)
+        process = Process(ctx, _handle=p) if p.value else None
+        t = cls.__new__(cls)
+        t._own(ctx, h)
+        t._keep = {"model": model}
+        if process is not None:
+            t._keep["process"] = process
+        t.kind = _checkpoint_kind(header if header is not None else path_or_bytes)
+        return t, model, process
+
+
+def _checkpoint_kind(src: Any) -> str:
+    """The loss kind of a checkpoint the C loader accepted, from its
+    "sdflow.train.loss" metadata (the C API has no trainer kind getter).
+    Only the safetensors header is read."""
+    try:
+        if isinstance(src, (bytes, bytearray, memoryview)):
+            raw = bytes(src[:8])
+            (n,) = struct.unpack("<Q", raw)
+            head = bytes(src[8:8 + n])
+        else:
+            with open(os.fsencode(src), "rb") as f:
+                (n,) = struct.unpack("<Q", f.read(8))
+                head = f.read(n)
+        kind = json.loads(head.decode("utf-8"))["__metadata__"]["sdflow.train.loss"]
+        return str(kind)
+    except Exception:  # the file was valid for the C loader; a re-read race is not worth failing for
+        return "unknown"
 
 
 # ---- free functions -------------------------------------------------------
