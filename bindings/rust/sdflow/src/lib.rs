@@ -1433,13 +1433,16 @@ pub struct Trainer<'a> {
     model: *mut sys::sdflow_model,
     d: usize,
     batch: Option<Box<BatchHook<'a>>>,
+    // The model and process a checkpoint load rebuilt: owned here (not
+    // borrowed) and dropped after the C trainer that points at them.
+    owned: Option<(Model<'a>, Option<Process<'a>>)>,
 }
 
 impl<'a> Trainer<'a> {
     pub fn new(ctx: &'a Ctx, kind: LossKind) -> Result<Trainer<'a>> {
         let mut raw = ptr::null_mut();
         ctx.check(unsafe { sys::sdflow_trainer_create(ctx.raw, kind.raw(), &mut raw) })?;
-        Ok(Trainer { raw, ctx, model: ptr::null_mut(), d: 0, batch: None })
+        Ok(Trainer { raw, ctx, model: ptr::null_mut(), d: 0, batch: None, owned: None })
     }
     pub fn as_ptr(&self) -> *mut sys::sdflow_trainer {
         self.raw
@@ -1527,6 +1530,99 @@ impl<'a> Trainer<'a> {
     /// Copies the EMA weights into `m` (an MLP of the same architecture).
     pub fn copy_ema(&mut self, m: &Model<'_>) -> Result<()> {
         self.ctx.check(unsafe { sys::sdflow_trainer_copy_ema(self.raw, m.raw) })
+    }
+
+    /// Interpolant loss only: the base at t = 0 is `base` (gaussian or gmm;
+    /// borrowed, the C trainer does not copy it); `None` restores N(0, I).
+    /// Replaces base data.
+    pub fn set_base_model(&mut self, base: Option<&'a Model<'_>>) -> Result<()> {
+        if let Some(b) = base {
+            if self.d != 0 && b.dim() != self.d {
+                return Err(invalid(format!("base model has dimension {}, the trainer's model {}", b.dim(), self.d)));
+            }
+        }
+        let raw = base.map_or(ptr::null_mut(), |b| b.raw);
+        self.ctx.check(unsafe { sys::sdflow_trainer_set_base_model(self.raw, raw) })
+    }
+    /// Interpolant loss only: the base is a second data array (n x d rows,
+    /// copied, finite); an empty slice restores N(0, I). Replaces a base model.
+    pub fn set_base_data(&mut self, x: &[f64]) -> Result<()> {
+        let d = self.need_dim()?;
+        let n = rows(x.len(), d, "base data")?;
+        let p = if n == 0 { ptr::null() } else { x.as_ptr() };
+        self.ctx.check(unsafe { sys::sdflow_trainer_set_base_data(self.raw, n, d, p) })
+    }
+
+    /// Saves a checkpoint (docs/model-files.md, "Trainer checkpoints") to
+    /// `path` (written to "<path>.tmp" and renamed).
+    pub fn save_checkpoint(&mut self, path: impl AsRef<Path>) -> Result<()> {
+        let s = path.as_ref().to_str().ok_or_else(|| invalid("path is not UTF-8".to_string()))?;
+        let c = cstring(s, "path")?;
+        self.ctx.check(unsafe { sys::sdflow_trainer_checkpoint_save(self.raw, c.as_ptr()) })
+    }
+    /// The checkpoint's bytes.
+    pub fn save_checkpoint_buffer(&mut self) -> Result<Vec<u8>> {
+        let mut size = 0;
+        self.ctx.check(unsafe { sys::sdflow_trainer_checkpoint_save_buffer(self.raw, ptr::null_mut(), 0, &mut size) })?;
+        let mut buf = vec![0u8; size];
+        self.ctx.check(unsafe {
+            sys::sdflow_trainer_checkpoint_save_buffer(self.raw, buf.as_mut_ptr() as *mut c_void, buf.len(), &mut size)
+        })?;
+        buf.truncate(size);
+        Ok(buf)
+    }
+    /// Restores a checkpoint file into this trainer, configured like the
+    /// saver; the bound model's weights are replaced. A mismatch is
+    /// `EInvalid` naming the first difference, a malformed file `EFormat`;
+    /// on failure nothing changes.
+    pub fn restore_checkpoint(&mut self, path: impl AsRef<Path>) -> Result<()> {
+        let s = path.as_ref().to_str().ok_or_else(|| invalid("path is not UTF-8".to_string()))?;
+        let c = cstring(s, "path")?;
+        self.ctx.check(unsafe { sys::sdflow_trainer_checkpoint_restore(self.raw, c.as_ptr()) })
+    }
+    /// Restores a checkpoint from memory.
+    pub fn restore_checkpoint_buffer(&mut self, buf: &[u8]) -> Result<()> {
+        self.ctx.check(unsafe {
+            sys::sdflow_trainer_checkpoint_restore_buffer(self.raw, buf.as_ptr() as *const c_void, buf.len())
+        })
+    }
+    /// Rebuilds a trainer from a checkpoint file alone: it owns the rebuilt
+    /// model and process ([`Trainer::model`], [`Trainer::process`]); bind the
+    /// data before stepping. The ctx seed must equal the saved one.
+    pub fn load_checkpoint(ctx: &'a Ctx, path: impl AsRef<Path>) -> Result<Trainer<'a>> {
+        let s = path.as_ref().to_str().ok_or_else(|| invalid("path is not UTF-8".to_string()))?;
+        let c = cstring(s, "path")?;
+        let (mut t, mut m, mut p) = (ptr::null_mut(), ptr::null_mut(), ptr::null_mut());
+        let st = unsafe { sys::sdflow_trainer_checkpoint_load(ctx.raw, c.as_ptr(), &mut t, &mut m, &mut p) };
+        Trainer::loaded(ctx, st, t, m, p)
+    }
+    /// Rebuilds a trainer from a checkpoint in memory.
+    pub fn load_checkpoint_buffer(ctx: &'a Ctx, buf: &[u8]) -> Result<Trainer<'a>> {
+        let (mut t, mut m, mut p) = (ptr::null_mut(), ptr::null_mut(), ptr::null_mut());
+        let st = unsafe {
+            sys::sdflow_trainer_checkpoint_load_buffer(ctx.raw, buf.as_ptr() as *const c_void, buf.len(), &mut t,
+                                                       &mut m, &mut p)
+        };
+        Trainer::loaded(ctx, st, t, m, p)
+    }
+    fn loaded(ctx: &'a Ctx, st: sys::sdflow_status, t: *mut sys::sdflow_trainer, m: *mut sys::sdflow_model,
+              p: *mut sys::sdflow_process) -> Result<Trainer<'a>> {
+        ctx.check(st)?; // on failure the C outputs are all NULL
+        let model = Model { raw: m, ctx, hook: None };
+        let d = model.dim();
+        let process = if p.is_null() { None } else { Some(Process { raw: p, ctx }) };
+        Ok(Trainer { raw: t, ctx, model: m, d, batch: None, owned: Some((model, process)) })
+    }
+    /// The model a checkpoint load rebuilt (trained in place by step/fit);
+    /// `None` for a trainer made with [`Trainer::new`]. Shared only: the
+    /// trainer points at it, so it cannot be moved out or replaced.
+    pub fn model(&self) -> Option<&Model<'a>> {
+        self.owned.as_ref().map(|o| &o.0)
+    }
+    /// The process a checkpoint load rebuilt (`None` when the file had none
+    /// or the trainer was not loaded).
+    pub fn process(&self) -> Option<&Process<'a>> {
+        self.owned.as_ref().and_then(|o| o.1.as_ref())
     }
 }
 
