@@ -1194,8 +1194,9 @@ class Trainer(_Object):
     """Fits an MLP model (docs/training.md).
 
     ``Trainer(ctx, "dsm", model=mlp, process=vp, data=x, batch=256, lr=2e-3)``;
-    kinds dsm, interpolant. Keywords model=, process=, data=, validation=,
-    batch_fn= bind; the others are options, with or without the ``train_``
+    kinds dsm, interpolant, dsb_mean. Keywords model=, process=, data=,
+    validation=, base_model=, base_data= (interpolant), batch_fn= bind; the
+    others are options, with or without the ``train_``
     prefix (``lr`` = ``train_lr``; ``optimizer="adamw"``, ``schedule="cosine"``)."""
 
     _c_name = "trainer"
@@ -1208,7 +1209,7 @@ class Trainer(_Object):
         self._own(ctx, h)
         self.kind: str = enum_names("sdflow_loss_kind")[k]
         self._keep: Dict[str, Any] = {}
-        for key in ("model", "process", "data", "validation"):
+        for key in ("model", "process", "data", "validation", "base_model", "base_data"):
             if key in kwargs:
                 getattr(self, "set_" + key)(kwargs.pop(key))
         if "batch_fn" in kwargs:
@@ -1245,6 +1246,8 @@ class Trainer(_Object):
         because the C trainer does not copy it). None restores N(0, I).
         Replaces base data."""
         if model is not None:
+            if not isinstance(model, Model):
+                raise TypeError("base model must be a sdflow.Model or None, is %r" % (model,))
             _same_ctx(self.ctx, model, "base model")
             d = self._dim()
             if d is not None and model.dim != d:

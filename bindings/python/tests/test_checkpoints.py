@@ -60,8 +60,9 @@ def test_resume_is_bit_identical(ctx, tmp_path):
         assert np.array_equal(_ema(ctx, fresh), ref_ema)
         assert fresh.stat("loss") == ref.stat("loss")
 
-    # rebuild everything from the file in a new ctx with the same seed
-    with sdflow.Ctx(seed=1234) as c2:
+    # rebuild everything from the file in a new ctx with the same seed (and
+    # another thread count: the draws are keyed by (seed, stream, step, row))
+    with sdflow.Ctx(seed=1234, threads=2) as c2:
         for src in (blob, path):
             tr, model, process = sdflow.Trainer.load_checkpoint(c2, src)
             assert tr.kind == "dsm" and model.kind == "mlp" and process is not None and process.kind == "vp"
@@ -152,6 +153,15 @@ def test_set_base_data_and_model(ctx):
     tr.step()
     assert np.isfinite(tr.stat("loss"))
     # another loss kind refuses a base
+    with pytest.raises(TypeError):
+        tr.set_base_model(np.zeros(2))
+    # constructor keywords bind the base like the setters
+    kw = sdflow.Trainer(ctx, "interpolant", model=mlp, process=proc, data=data, batch=32, base_model=g)
+    assert kw._keep["base_model"] is g
+    assert kw.eval_batch(0) == tr.eval_batch(0)  # same weights (shared MLP), options and base g
+    kw2 = sdflow.Trainer(ctx, "interpolant", model=mlp, process=proc, data=data, batch=32, base_data=base)
+    tr.set_base_data(base)
+    assert kw2.eval_batch(0) == tr.eval_batch(0) != kw.eval_batch(0)
     dsm = sdflow.Trainer(ctx, "dsm", model=sdflow.Model.mlp(ctx, 2, depth=1, width=8, freqs=2), process=sdflow.Process(ctx, "vp"), data=data, batch=32)
     with pytest.raises(sdflow.UnsupportedError):
         dsm.set_base_data(base)
