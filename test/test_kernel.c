@@ -600,9 +600,6 @@ Suite *kernel_suite(void)
     tcase_add_test(num, test_kernel_derivatives_fd);
     tcase_add_test(num, test_kernel_shards_merge);
     tcase_add_test(num, test_kernel_extreme_sigma);
-    tcase_add_test(num, test_kernel_threads_identical);
-    tcase_add_test(num, test_kernel_concurrent_gemm_path);
-    tcase_add_test(num, test_kernel_shared_model_concurrent);
     tcase_add_test(num, test_kernel_derivative_ops_in_likelihood);
     suite_add_tcase(s, num);
     TCase *api = tcase_create("api");
@@ -610,5 +607,20 @@ Suite *kernel_suite(void)
     tcase_add_test(api, test_kernel_blas_pool);
     tcase_add_test(api, test_kernel_bad_input);
     suite_add_tcase(s, api);
+    return s;
+}
+
+/* The multi-threaded tests apart: valgrind (make valgrind) runs threads one
+ * at a time, so it says nothing about races there and makes these evaluations
+ * ~50x slower; the native and ASan runs keep them. */
+Suite *kernel_threads_suite(void)
+{
+    Suite *s = suite_create("kernel_threads");
+    TCase *tc = tcase_create("threads");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_kernel_threads_identical);
+    tcase_add_test(tc, test_kernel_concurrent_gemm_path);
+    tcase_add_test(tc, test_kernel_shared_model_concurrent);
+    suite_add_tcase(s, tc);
     return s;
 }
