@@ -792,9 +792,10 @@ sdflow_status sdflow_trainer_checkpoint_restore(sdflow_trainer *t, const char *p
     return st;
 }
 
-sdflow_status sdflow_trainer_checkpoint_load_buffer(sdflow_ctx *ctx, const void *buf, size_t size,
-                                                    sdflow_trainer **trainer, sdflow_model **model,
-                                                    sdflow_process **process)
+/* The loaders' common start: clear the outputs, then check them (before any
+ * file is read). */
+static sdflow_status load_outputs(sdflow_ctx *ctx, sdflow_trainer **trainer, sdflow_model **model,
+                                  sdflow_process **process)
 {
     if (trainer)
         *trainer = NULL;
@@ -807,6 +808,16 @@ sdflow_status sdflow_trainer_checkpoint_load_buffer(sdflow_ctx *ctx, const void 
     sdflow_status st;
     if ((st = sdflow__check_ptr(ctx, trainer, "trainer")) || (st = sdflow__check_ptr(ctx, model, "model")) ||
         (st = sdflow__check_ptr(ctx, process, "process")))
+        return st;
+    return SDFLOW_OK;
+}
+
+sdflow_status sdflow_trainer_checkpoint_load_buffer(sdflow_ctx *ctx, const void *buf, size_t size,
+                                                    sdflow_trainer **trainer, sdflow_model **model,
+                                                    sdflow_process **process)
+{
+    sdflow_status st = load_outputs(ctx, trainer, model, process);
+    if (st)
         return st;
     if (!buf && size)
         return sdflow__fail(ctx, SDFLOW_E_INVALID, "buf is NULL");
@@ -840,17 +851,8 @@ sdflow_status sdflow_trainer_checkpoint_load_buffer(sdflow_ctx *ctx, const void 
 sdflow_status sdflow_trainer_checkpoint_load(sdflow_ctx *ctx, const char *path, sdflow_trainer **trainer,
                                              sdflow_model **model, sdflow_process **process)
 {
-    if (trainer)
-        *trainer = NULL;
-    if (model)
-        *model = NULL;
-    if (process)
-        *process = NULL;
-    if (!ctx)
-        return SDFLOW_E_INVALID;
-    sdflow_status st;
-    if ((st = sdflow__check_ptr(ctx, path, "path")) || (st = sdflow__check_ptr(ctx, trainer, "trainer")) ||
-        (st = sdflow__check_ptr(ctx, model, "model")) || (st = sdflow__check_ptr(ctx, process, "process")))
+    sdflow_status st = load_outputs(ctx, trainer, model, process);
+    if (st || (st = sdflow__check_ptr(ctx, path, "path")))
         return st;
     unsigned char *buf;
     size_t size;
