@@ -28,7 +28,7 @@ static double step_flops(double d) { return 3.0 * 2.0 * ((d + 64) * 128 + 2 * 12
 
 static int step(void *arg) { return sdflow_trainer_step(arg) != SDFLOW_OK; }
 
-static void one(const char *workload, size_t d, long output, double gamma, sdflow_process *vp)
+static void one(const char *workload, size_t d, long output, double gamma, sdflow_process *vp, const char *tag)
 {
     sdflow_model *m;
     sdflow_trainer *t;
@@ -42,8 +42,8 @@ static void one(const char *workload, size_t d, long output, double gamma, sdflo
         sdflow_trainer_set_double(t, SDFLOW_TRAIN_QCSGM_WEIGHT, gamma))
         die("setup");
     char size[96];
-    snprintf(size, sizeof size, "B=%d d=%zu mlp3x128 silu%s", B, d,
-             output == SDFLOW_MLP_ENERGY ? " energy" : gamma > 0 ? " qcsgm K=1" : "");
+    snprintf(size, sizeof size, "B=%d d=%zu mlp3x128 silu%s%s", B, d,
+             output == SDFLOW_MLP_ENERGY ? " energy" : gamma > 0 ? " qcsgm K=1" : "", tag);
     bench_run(workload, size, THREADS, 15, step, t, B * step_flops((double)d), B * 384.0);
     sdflow_trainer_free(t);
     sdflow_model_free(m);
@@ -56,10 +56,18 @@ int main(void)
     if (sdflow_ctx_create(&ctx, NULL) || sdflow_ctx_set_int(ctx, SDFLOW_CTX_THREADS, THREADS) ||
         sdflow_process_create(ctx, SDFLOW_PROCESS_VP, &vp))
         return 1;
-    one("b_dsm_train_step", 2, SDFLOW_OUT_EPS, 0, vp);
-    one("b_dsm_train_step", 64, SDFLOW_OUT_EPS, 0, vp);
-    one("b_energy_train_step", 2, SDFLOW_MLP_ENERGY, 0, vp);
-    one("b_qcsgm_train_step", 2, SDFLOW_OUT_EPS, 1.0, vp);
+    one("b_dsm_train_step", 2, SDFLOW_OUT_EPS, 0, vp, "");
+    one("b_dsm_train_step", 64, SDFLOW_OUT_EPS, 0, vp, "");
+    one("b_energy_train_step", 2, SDFLOW_MLP_ENERGY, 0, vp, "");
+    one("b_qcsgm_train_step", 2, SDFLOW_OUT_EPS, 1.0, vp, "");
+    /* The same steps with one thread pool (SDFLOW_BLAS_POOL_SINGLE): the
+     * MLP's GEMMs are per-thread blocks that OpenBLAS runs on the calling
+     * thread anyway, but an idle OpenBLAS pool of the host's default size
+     * still competes for the 2 cores (docs/benchmarks.md, "Two pools"). */
+    if (sdflow_ctx_set_int(ctx, SDFLOW_CTX_BLAS_POOL, SDFLOW_BLAS_POOL_SINGLE))
+        die("blas_pool");
+    one("b_dsm_train_step", 2, SDFLOW_OUT_EPS, 0, vp, " blas_pool=single");
+    one("b_dsm_train_step", 64, SDFLOW_OUT_EPS, 0, vp, " blas_pool=single");
     sdflow_process_free(vp);
     sdflow_ctx_free(ctx);
     return 0;
