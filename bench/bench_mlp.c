@@ -8,6 +8,7 @@
  *   c_dpmpp_2m      10^4 samples, DPM-Solver++(2M) x 20, d = 2 (few-step)
  *   d_loglik_exact  1000 points, d = 64, RK4 x 100, exact divergence
  *   d_loglik_hutch  the same with one Rademacher probe
+ * b_mlp_forward is printed twice more with SDFLOW_BLAS_POOL_SINGLE.
  * SDFLOW_BENCH_MLP_SCALE = s (default 1) divides the sample/point counts of
  * the four long workloads by s (the shared machine: report the size used).
  * Work counted as in docs/performance.md: an MLP evaluation at d is
@@ -96,20 +97,25 @@ int main(void)
         sdflow_process_create(ctx, SDFLOW_PROCESS_VP, &vp))
         return 1;
     char size[128];
-    /* b_mlp_forward */
-    for (int di = 0; di < 2; di++) {
-        size_t d = di ? 64 : 2, n = 512;
+    /* b_mlp_forward; the second pair with the single BLAS pool
+     * (docs/benchmarks.md, "Two pools"), then the host's pool again */
+    for (int di = 0; di < 4; di++) {
+        size_t d = di % 2 ? 64 : 2, n = 512;
+        if (sdflow_ctx_set_int(ctx, SDFLOW_CTX_BLAS_POOL, di < 2 ? SDFLOW_BLAS_POOL_HOST : SDFLOW_BLAS_POOL_SINGLE))
+            die("blas_pool");
         sdflow_model *m = make_mlp(d);
         fwd_job j = { m, n, malloc(n * d * 8), malloc(n * 8), malloc(n * d * 8) };
         if (sdflow_rng_normal(ctx, 1, 0, n, d, j.x))
             die("rng");
         for (size_t i = 0; i < n; i++)
             j.t[i] = 0.5;
-        snprintf(size, sizeof size, "B=512 d=%zu mlp3x128 silu", d);
+        snprintf(size, sizeof size, "B=512 d=%zu mlp3x128 silu%s", d, di < 2 ? "" : " blas_pool=single");
         bench_run("b_mlp_forward", size, THREADS, 21, fwd, &j, n * eval_flops((double)d), n * EVAL_EXPS);
         free(j.x), free(j.t), free(j.out);
         sdflow_model_free(m);
     }
+    if (sdflow_ctx_set_int(ctx, SDFLOW_CTX_BLAS_POOL, SDFLOW_BLAS_POOL_HOST))
+        die("blas_pool");
     /* samplers, d = 2 */
     sdflow_model *m2 = make_mlp(2);
     size_t ns = 10000 / scale;
