@@ -63,3 +63,10 @@ done:
     return st;
 }
 
+
+const sdflow__sampler_kind_ops sdflow__dsb_kind = {
+    .kind = SDFLOW_SAMPLER_DSB, .name = "dsb", .roles = SDFLOW__ROLE_RANGE(SDFLOW_ROLE_FORWARD, SDFLOW_ROLE_PRIOR),
+    .roles_hint = "use SDFLOW_ROLE_FORWARD / SDFLOW_ROLE_BACKWARD / SDFLOW_ROLE_DATA / SDFLOW_ROLE_PRIOR",
+    .primary = SDFLOW_ROLE_FORWARD, .primary_name = "forward", .process = SDFLOW__SK_PROC_NONE,
+    .flags = SDFLOW__SK_WHOLE_RUN, .whole_run = sdflow__dsb_run,
+};

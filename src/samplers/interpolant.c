@@ -166,3 +166,52 @@ sdflow_status sdflow__interp_run(sdflow_sampler *s, const sdflow__sampler_plan *
 {
     return s->interp_diffusion > 0 ? run_sde(s, plan, n, x) : run_ode(s, plan, n, x);
 }
+
+/* The ODE with adaptive DOPRI5 picks its own times; the SDE steps on a grid. */
+static int interp_uses_grid(const sdflow_sampler *s)
+{
+    return s->interp_diffusion > 0 || s->solver != SDFLOW_SOLVER_DOPRI5;
+}
+
+/* The interpolant's own checks, in check_run's order (the messages of
+ * several failing checks name the first). */
+static sdflow_status interp_check(sdflow_sampler *s, const sdflow_model *m, const double *x_in, int run, int phase)
+{
+    sdflow_ctx *ctx = s->ctx;
+    if (phase == SDFLOW__SK_CHECK_BIND) {
+        for (int r = SDFLOW_ROLE_DENOISER; r <= SDFLOW_ROLE_BASE; r++)
+            if (s->model[r] && s->model[r]->d != m->d)
+                return sdflow__fail(ctx, SDFLOW_E_INVALID, "%s model d=%zu differs from velocity d=%zu",
+                                    r == SDFLOW_ROLE_BASE ? "base" : "denoiser", s->model[r]->d, m->d);
+        if (s->interp_diffusion > 0 && !s->model[SDFLOW_ROLE_DENOISER])
+            return sdflow__fail(ctx, SDFLOW_E_STATE,
+                                "interp_diffusion=%g needs a denoiser model (SDFLOW_ROLE_DENOISER) for the score",
+                                s->interp_diffusion);
+        if (s->time_grid == SDFLOW_GRID_CUSTOM)
+            return sdflow__fail(ctx, SDFLOW_E_UNSUPPORTED,
+                                "the interpolant sampler steps on a uniform grid (no custom grid)");
+    } else if (phase == SDFLOW__SK_CHECK_INPUT) {
+        if (run && s->interp_t0 == s->interp_t1)
+            return sdflow__fail(ctx, SDFLOW_E_INVALID, "interp_t0 = interp_t1 = %g: nothing to transport",
+                                s->interp_t0);
+    } else if (run && !x_in && s->interp_t0 != 0) {
+        return sdflow__fail(ctx, SDFLOW_E_INVALID,
+                            "interp_t0=%g: a run that does not start at the base (t = 0) needs x_init", s->interp_t0);
+    }
+    return SDFLOW_OK;
+}
+
+static void interp_run_times(const sdflow_sampler *s, double *t_from, double *t_to)
+{
+    *t_from = s->interp_t0;
+    *t_to = s->interp_t1;
+}
+
+const sdflow__sampler_kind_ops sdflow__interpolant_kind = {
+    .kind = SDFLOW_SAMPLER_INTERPOLANT, .name = "interpolant",
+    .roles = SDFLOW__ROLE_RANGE(SDFLOW_ROLE_VELOCITY, SDFLOW_ROLE_BASE),
+    .roles_hint = "use SDFLOW_ROLE_VELOCITY / SDFLOW_ROLE_DENOISER / SDFLOW_ROLE_BASE",
+    .primary = SDFLOW_ROLE_VELOCITY, .primary_name = "velocity", .process = SDFLOW__SK_PROC_INTERP,
+    .flags = SDFLOW__SK_STEPPED, .start_role = SDFLOW_ROLE_BASE, .transport = 1, .uses_grid = interp_uses_grid,
+    .check = interp_check, .run_times = interp_run_times, .run = sdflow__interp_run,
+};

@@ -45,3 +45,13 @@ sdflow_status sdflow__ode_run(sdflow_sampler *s, const sdflow__sampler_plan *pla
     s->stats[SDFLOW_STAT_STEPS_REJECTED] += stats.rejected;
     return st;
 }
+
+/* Adaptive DOPRI5 picks its own times: no grid. */
+static int pf_ode_uses_grid(const sdflow_sampler *s) { return s->solver != SDFLOW_SOLVER_DOPRI5; }
+
+const sdflow__sampler_kind_ops sdflow__pf_ode_kind = {
+    .kind = SDFLOW_SAMPLER_PF_ODE, .name = "pf_ode", .roles = SDFLOW__ROLE_BIT(SDFLOW_ROLE_SCORE),
+    .roles_hint = "use SDFLOW_ROLE_SCORE", .primary = SDFLOW_ROLE_SCORE, .primary_name = "score",
+    .process = SDFLOW__SK_PROC_DIFFUSION, .flags = SDFLOW__SK_STEPPED, .transport = 1,
+    .uses_grid = pf_ode_uses_grid, .run = sdflow__ode_run,
+};

@@ -42,22 +42,38 @@ static const sdflow__opt_slot slots[] = {
 };
 static const sdflow__opt_store store = { "sampler", slots, sizeof slots / sizeof slots[0], NULL, resolve_option };
 
-static const sdflow__name kind_names[] = { { SDFLOW_SAMPLER_REVERSE_SDE, "reverse_sde" },
-                                           { SDFLOW_SAMPLER_PC, "pc" },
-                                           { SDFLOW_SAMPLER_PF_ODE, "pf_ode" },
-                                           { SDFLOW_SAMPLER_SDFLOW, "sdflow" },
-                                           { SDFLOW_SAMPLER_DDIM, "ddim" },
-                                           { SDFLOW_SAMPLER_DPMPP_2M, "dpmpp_2m" },
-                                           { SDFLOW_SAMPLER_DPMPP_3M, "dpmpp_3m" },
-                                           { SDFLOW_SAMPLER_DPMPP_2M_SDE, "dpmpp_2m_sde" },
-                                           { SDFLOW_SAMPLER_DPMPP_3M_SDE, "dpmpp_3m_sde" },
-                                           { SDFLOW_SAMPLER_EDM_HEUN, "edm_heun" },
-                                           { SDFLOW_SAMPLER_DSB, "dsb" },
-                                           { SDFLOW_SAMPLER_INTERPOLANT, "interpolant" },
-                                           { 0, NULL } };
+/* The kinds' descriptors (sampler_kinds.def). */
+#define SDFLOW__SAMPLER_KIND(name) &name,
+static const sdflow__sampler_kind_ops *const kinds[] = {
+#include "sampler_kinds.def"
+};
+#undef SDFLOW__SAMPLER_KIND
 
-/* sdflow_sampler_kind_name() and sdflow_sampler_kind_from_name() */
-SDFLOW__DEFINE_KIND_NAMES(sdflow_sampler, sdflow_sampler_kind, kind_names)
+static const sdflow__sampler_kind_ops *find_kind(int kind)
+{
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+        if ((int)kinds[i]->kind == kind)
+            return kinds[i];
+    return NULL;
+}
+
+const char *sdflow_sampler_kind_name(sdflow_sampler_kind kind)
+{
+    const sdflow__sampler_kind_ops *k = find_kind((int)kind);
+    return k ? k->name : NULL;
+}
+
+sdflow_status sdflow_sampler_kind_from_name(const char *name, sdflow_sampler_kind *out)
+{
+    if (!out)
+        return SDFLOW_E_INVALID;
+    for (size_t i = 0; name && i < sizeof kinds / sizeof kinds[0]; i++)
+        if (!strcmp(kinds[i]->name, name)) {
+            *out = kinds[i]->kind;
+            return SDFLOW_OK;
+        }
+    return SDFLOW_E_UNSUPPORTED;
+}
 
 sdflow_status sdflow_sampler_create(sdflow_ctx *ctx, sdflow_sampler_kind kind, sdflow_sampler **out)
 {
@@ -70,6 +86,7 @@ sdflow_status sdflow_sampler_create(sdflow_ctx *ctx, sdflow_sampler_kind kind, s
         return st;
     s->ctx = ctx;
     s->kind = kind;
+    s->ops = find_kind((int)kind);
     sdflow__opt_defaults(&store, 1u << kind, s);
     s->stream = (uint64_t)kind;
     *out = s;
@@ -134,19 +151,9 @@ sdflow_status sdflow_sampler_set_model(sdflow_sampler *s, sdflow_role role, sdfl
         return SDFLOW_E_INVALID;
     if (role < SDFLOW_ROLE_SCORE || role >= SDFLOW__NROLES)
         return sdflow__fail(s->ctx, SDFLOW_E_INVALID, "unknown model role %d", (int)role);
-    int sdf = s->kind == SDFLOW_SAMPLER_SDFLOW, itp = s->kind == SDFLOW_SAMPLER_INTERPOLANT;
-    int dsb = s->kind == SDFLOW_SAMPLER_DSB;
-    int fits = sdf   ? role >= SDFLOW_ROLE_TARGET && role <= SDFLOW_ROLE_START
-               : itp ? role >= SDFLOW_ROLE_VELOCITY && role <= SDFLOW_ROLE_BASE
-               : dsb ? role >= SDFLOW_ROLE_FORWARD && role <= SDFLOW_ROLE_PRIOR
-                     : role == SDFLOW_ROLE_SCORE;
-    if (!fits)
+    if (!(s->ops->roles & SDFLOW__ROLE_BIT(role)))
         return sdflow__fail(s->ctx, SDFLOW_E_INVALID, "role %d does not apply to a %s sampler (%s)", (int)role,
-                            sdflow_sampler_kind_name(s->kind),
-                            sdf   ? "use SDFLOW_ROLE_TARGET / SDFLOW_ROLE_SOURCE / SDFLOW_ROLE_START"
-                            : itp ? "use SDFLOW_ROLE_VELOCITY / SDFLOW_ROLE_DENOISER / SDFLOW_ROLE_BASE"
-                            : dsb ? "use SDFLOW_ROLE_FORWARD / SDFLOW_ROLE_BACKWARD / SDFLOW_ROLE_DATA / SDFLOW_ROLE_PRIOR"
-                                  : "use SDFLOW_ROLE_SCORE");
+                            s->ops->name, s->ops->roles_hint);
     sdflow_status st = sdflow__check_same_ctx(s->ctx, m ? m->ctx : NULL, "model");
     if (!st)
         s->model[role] = m;
@@ -192,40 +199,29 @@ static sdflow_status check_run(sdflow_sampler *s, size_t n, const double *x_in, 
                                int run)
 {
     sdflow_ctx *ctx = s->ctx;
-    int sdf = s->kind == SDFLOW_SAMPLER_SDFLOW, itp = s->kind == SDFLOW_SAMPLER_INTERPOLANT;
-    sdflow_model *m = s->model[sdf ? SDFLOW_ROLE_TARGET : itp ? SDFLOW_ROLE_VELOCITY : SDFLOW_ROLE_SCORE];
+    const sdflow__sampler_kind_ops *k = s->ops;
+    sdflow_model *m = s->model[k->primary];
     if (!m)
-        return sdflow__fail(ctx, SDFLOW_E_STATE, "no %s model bound (sdflow_sampler_set_model)",
-                            sdf ? "target" : itp ? "velocity" : "score");
-    if (!sdf && !s->proc)
+        return sdflow__fail(ctx, SDFLOW_E_STATE, "no %s model bound (sdflow_sampler_set_model)", k->primary_name);
+    int itp = k->process == SDFLOW__SK_PROC_INTERP;
+    if (k->process != SDFLOW__SK_PROC_NONE && !s->proc)
         return sdflow__fail(ctx, SDFLOW_E_STATE, "no process bound (sdflow_sampler_set_process)");
     /* t = 0 base, t = 1 data for interpolants: the diffusion samplers' time maths does not apply */
-    if (!sdf && itp != sdflow__process_is_interp(s->proc))
-        return sdflow__fail(ctx, SDFLOW_E_INVALID, "a %s sampler needs %s process, not %s",
-                            sdflow_sampler_kind_name(s->kind), itp ? "an interpolant" : "a diffusion",
-                            sdflow_process_kind_name(s->proc->kind));
-    for (int r = SDFLOW_ROLE_DENOISER; itp && r <= SDFLOW_ROLE_BASE; r++)
-        if (s->model[r] && s->model[r]->d != m->d)
-            return sdflow__fail(ctx, SDFLOW_E_INVALID, "%s model d=%zu differs from velocity d=%zu",
-                                r == SDFLOW_ROLE_BASE ? "base" : "denoiser", s->model[r]->d, m->d);
-    if (itp && s->interp_diffusion > 0 && !s->model[SDFLOW_ROLE_DENOISER])
-        return sdflow__fail(ctx, SDFLOW_E_STATE,
-                            "interp_diffusion=%g needs a denoiser model (SDFLOW_ROLE_DENOISER) for the score",
-                            s->interp_diffusion);
-    if (itp && s->time_grid == SDFLOW_GRID_CUSTOM)
-        return sdflow__fail(ctx, SDFLOW_E_UNSUPPORTED, "the interpolant sampler steps on a uniform grid (no custom grid)");
-    if (sdf && s->model[SDFLOW_ROLE_SOURCE] && s->model[SDFLOW_ROLE_SOURCE]->d != m->d)
-        return sdflow__fail(ctx, SDFLOW_E_INVALID, "source model d=%zu differs from target d=%zu",
-                            s->model[SDFLOW_ROLE_SOURCE]->d, m->d);
+    if (k->process != SDFLOW__SK_PROC_NONE && itp != sdflow__process_is_interp(s->proc))
+        return sdflow__fail(ctx, SDFLOW_E_INVALID, "a %s sampler needs %s process, not %s", k->name,
+                            itp ? "an interpolant" : "a diffusion", sdflow_process_kind_name(s->proc->kind));
+    sdflow_status st;
+    if (k->check && (st = k->check(s, m, x_in, run, SDFLOW__SK_CHECK_BIND)))
+        return st;
     *d = m->d;
-    sdflow_status st = sdflow__check_dims(ctx, n, *d);
+    st = sdflow__check_dims(ctx, n, *d);
     if (st || (st = sdflow__check_ptr(ctx, x_out, "x_out")))
         return st;
     if (x_in && (st = sdflow__check_finite(ctx, x_in, n, *d, "x_init")))
         return st;
-    if (itp && run && s->interp_t0 == s->interp_t1)
-        return sdflow__fail(ctx, SDFLOW_E_INVALID, "interp_t0 = interp_t1 = %g: nothing to transport", s->interp_t0);
-    if (!sdf && !itp && run) { /* t_min and t_start are run's interval; transport gets its own */
+    if (k->check && (st = k->check(s, m, x_in, run, SDFLOW__SK_CHECK_INPUT)))
+        return st;
+    if (k->process == SDFLOW__SK_PROC_DIFFUSION && run) { /* t_min and t_start are run's interval; transport gets its own */
         double lo = s->proc->t_eps, hi = s->proc->t_max, t0 = resolved_t_min(s), t1 = resolved_t_start(s);
         if (t0 < lo || t1 > hi || !(t0 < t1))
             return sdflow__fail(ctx, SDFLOW_E_INVALID, "need t_eps=%g <= t_min=%g < t_start=%g <= T=%g", lo, t0, t1,
@@ -240,6 +236,8 @@ static sdflow_status check_run(sdflow_sampler *s, size_t n, const double *x_in, 
         return sdflow__fail(ctx, SDFLOW_E_INVALID, "sigma_min=%g must be <= sigma_max=%g", s->sigma_min,
                             s->sigma_max);
     memset(s->stats, 0, sizeof s->stats);
+    if (run && k->check)
+        return k->check(s, m, x_in, run, SDFLOW__SK_CHECK_START);
     return SDFLOW_OK;
 }
 
@@ -248,12 +246,12 @@ static sdflow_status check_run(sdflow_sampler *s, size_t n, const double *x_in, 
 static sdflow_status make_plan(sdflow_sampler *s, double t_from, double t_to, sdflow__sampler_plan *plan,
                                double **grid)
 {
-    plan->what = sdflow_sampler_kind_name(s->kind);
+    plan->what = s->ops->name;
     plan->t_from = t_from;
     plan->t_to = t_to;
     plan->grid = *grid = NULL;
-    int ode = s->kind == SDFLOW_SAMPLER_PF_ODE || (s->kind == SDFLOW_SAMPLER_INTERPOLANT && !(s->interp_diffusion > 0));
-    int stepped = s->kind != SDFLOW_SAMPLER_SDFLOW && !(ode && s->solver == SDFLOW_SOLVER_DOPRI5);
+    plan->draw_start = 0;
+    int stepped = (s->ops->flags & SDFLOW__SK_STEPPED) && (!s->ops->uses_grid || s->ops->uses_grid(s));
     if (!stepped)
         return SDFLOW_OK;
     long N = s->steps;
@@ -305,47 +303,42 @@ sdflow_status sdflow_sampler_run(sdflow_sampler *s, size_t n, const double *x_in
 {
     if (!s)
         return SDFLOW_E_INVALID;
-    if (s->kind == SDFLOW_SAMPLER_DSB)
-        return sdflow__dsb_run(s, n, x_init, x_out);
+    const sdflow__sampler_kind_ops *k = s->ops;
+    if (k->flags & SDFLOW__SK_WHOLE_RUN)
+        return k->whole_run(s, n, x_init, x_out);
     size_t d;
     sdflow_status st = check_run(s, n, x_init, x_out, &d, 1);
     if (st)
         return st;
-    if (!x_init && s->kind == SDFLOW_SAMPLER_INTERPOLANT && s->interp_t0 != 0)
-        return sdflow__fail(s->ctx, SDFLOW_E_INVALID,
-                            "interp_t0=%g: a run that does not start at the base (t = 0) needs x_init", s->interp_t0);
+    sdflow__sampler_plan plan;
+    double *grid;
+    if (k->flags & SDFLOW__SK_OWN_START) { /* no process times: the kind's own levels */
+        plan = (sdflow__sampler_plan){ k->name, 0, 0, NULL, !x_init };
+        if (x_init && x_out != x_init)
+            memmove(x_out, x_init, n * d * sizeof *x_out);
+        return k->run(s, &plan, n, x_out);
+    }
     if (x_init) {
         if (x_out != x_init)
             memmove(x_out, x_init, n * d * sizeof *x_out);
-    } else if (s->kind == SDFLOW_SAMPLER_SDFLOW) {
-        return sdflow__sdflow_run(s, NULL, n, 1, x_out); /* draws its own start */
-    } else if (s->kind == SDFLOW_SAMPLER_INTERPOLANT && s->model[SDFLOW_ROLE_BASE]) {
-        if ((st = sdflow_model_sample(s->model[SDFLOW_ROLE_BASE], sdflow__stream(s->stream, 0x696e6974ull, 0),
+    } else if (k->start_role != SDFLOW_ROLE_SCORE && s->model[k->start_role]) {
+        if ((st = sdflow_model_sample(s->model[k->start_role], sdflow__stream(s->stream, 0x696e6974ull, 0),
                                       s->first_index, n, x_out)))
             return st;
     } else if ((st = sdflow_process_prior_sample(s->proc, sdflow__stream(s->stream, 0x696e6974ull, 0),
                                                  s->first_index, n, d, x_out))) {
         return st;
     }
-    if (s->kind == SDFLOW_SAMPLER_SDFLOW)
-        return sdflow__sdflow_run(s, NULL, n, 0, x_out);
-    sdflow__sampler_plan plan;
-    double *grid;
-    int itp = s->kind == SDFLOW_SAMPLER_INTERPOLANT;
-    if ((st = make_plan(s, itp ? s->interp_t0 : resolved_t_start(s), itp ? s->interp_t1 : resolved_t_min(s), &plan,
-                        &grid)))
-        return st;
-    switch (s->kind) {
-    case SDFLOW_SAMPLER_INTERPOLANT: st = sdflow__interp_run(s, &plan, n, x_out); break;
-    case SDFLOW_SAMPLER_PF_ODE: st = sdflow__ode_run(s, &plan, n, x_out); break;
-    case SDFLOW_SAMPLER_DDIM: st = sdflow__ddim_run(s, &plan, n, x_out); break;
-    case SDFLOW_SAMPLER_DPMPP_2M:
-    case SDFLOW_SAMPLER_DPMPP_3M:
-    case SDFLOW_SAMPLER_DPMPP_2M_SDE:
-    case SDFLOW_SAMPLER_DPMPP_3M_SDE: st = sdflow__dpmpp_run(s, &plan, n, x_out); break;
-    case SDFLOW_SAMPLER_EDM_HEUN: st = sdflow__edm_run(s, &plan, n, x_out); break;
-    default: st = sdflow__sde_run(s, &plan, n, x_out); break;
+    double t_from, t_to;
+    if (k->run_times) {
+        k->run_times(s, &t_from, &t_to);
+    } else {
+        t_from = resolved_t_start(s);
+        t_to = resolved_t_min(s);
     }
+    if ((st = make_plan(s, t_from, t_to, &plan, &grid)))
+        return st;
+    st = k->run(s, &plan, n, x_out);
     sdflow__free(s->ctx, grid);
     if (!st && s->denoise)
         st = denoise(s, n, d, x_out);
@@ -357,9 +350,9 @@ sdflow_status sdflow_sampler_transport(sdflow_sampler *s, size_t n, double t_fro
 {
     if (!s)
         return SDFLOW_E_INVALID;
-    if (s->kind != SDFLOW_SAMPLER_PF_ODE && s->kind != SDFLOW_SAMPLER_INTERPOLANT)
+    if (!s->ops->transport)
         return sdflow__fail(s->ctx, SDFLOW_E_UNSUPPORTED, "transport needs a pf_ode or interpolant sampler, not %s",
-                            sdflow_sampler_kind_name(s->kind));
+                            s->ops->name);
     size_t d;
     sdflow_status st = check_run(s, n, x_in, x_out, &d, 0);
     if (st || (st = sdflow__check_ptr(s->ctx, x_in, "x_in")))
@@ -378,8 +371,7 @@ sdflow_status sdflow_sampler_transport(sdflow_sampler *s, size_t n, double t_fro
         return st;
     if (x_out != x_in)
         memmove(x_out, x_in, n * d * sizeof *x_out);
-    st = s->kind == SDFLOW_SAMPLER_INTERPOLANT ? sdflow__interp_run(s, &plan, n, x_out)
-                                                : sdflow__ode_run(s, &plan, n, x_out);
+    st = s->ops->run(s, &plan, n, x_out);
     sdflow__free(s->ctx, grid);
     return st;
 }

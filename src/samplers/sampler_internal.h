@@ -11,9 +11,12 @@
 
 struct sdflow__dsb; /* DSB fitted state (dsb.c) */
 
+typedef struct sdflow__sampler_kind_ops sdflow__sampler_kind_ops;
+
 struct sdflow_sampler {
     sdflow_ctx *ctx;
     sdflow_sampler_kind kind;
+    const sdflow__sampler_kind_ops *ops; /* the kind's descriptor (sampler_kinds.def) */
     const sdflow_process *proc;
     sdflow_model *model[SDFLOW__NROLES]; /* indexed by sdflow_role */
     /* options (NaN / 0 where the default depends on the process or data) */
@@ -47,7 +50,45 @@ typedef struct sdflow__sampler_plan {
     const char *what;     /* names the kind in progress reports and messages */
     double t_from, t_to;  /* run: t_start -> t_min; transport: the caller's ends */
     const double *grid;   /* steps + 1 times t_from..t_to (SDFLOW_OPT_TIME_GRID) or NULL (DOPRI5, sdflow) */
+    int draw_start;       /* SDFLOW__SK_OWN_START kinds: x_init was NULL, the run draws its start */
 } sdflow__sampler_plan;
+
+/* A kind's descriptor: what the dispatcher (sampler.c) asks of a kind, so
+ * that it never tests the kind itself. Each algorithm file defines its
+ * descriptors; sampler_kinds.def lists them. */
+#define SDFLOW__ROLE_BIT(r) (1u << (r))
+#define SDFLOW__ROLE_RANGE(a, b) ((SDFLOW__ROLE_BIT((b) + 1) - 1u) & ~(SDFLOW__ROLE_BIT(a) - 1u))
+enum { SDFLOW__SK_PROC_NONE, SDFLOW__SK_PROC_DIFFUSION, SDFLOW__SK_PROC_INTERP }; /* ops->process */
+enum {
+    SDFLOW__SK_STEPPED = 1u,   /* steps on a time grid (make_plan builds it) unless ops->uses_grid says no */
+    SDFLOW__SK_OWN_START = 2u, /* draws its own start when x_init is NULL (plan->draw_start); no denoise step */
+    SDFLOW__SK_WHOLE_RUN = 4u  /* ops->whole_run does the whole run, argument checks included */
+};
+enum { SDFLOW__SK_CHECK_BIND, SDFLOW__SK_CHECK_INPUT, SDFLOW__SK_CHECK_START }; /* phases of ops->check */
+struct sdflow__sampler_kind_ops {
+    sdflow_sampler_kind kind;
+    const char *name;
+    unsigned roles;          /* SDFLOW__ROLE_BIT mask of the roles set_model accepts */
+    const char *roles_hint;  /* the message's hint for any other role */
+    sdflow_role primary;     /* the role whose model must be bound and gives d */
+    const char *primary_name;
+    int process;             /* SDFLOW__SK_PROC_*: the process the kind needs */
+    unsigned flags;          /* SDFLOW__SK_* */
+    sdflow_role start_role;  /* a bound model of this role draws the start (its SDFLOW_ROLE_SCORE = 0: none) */
+    int transport;           /* sdflow_sampler_transport supported */
+    /* NULL or: whether this run steps on a grid (STEPPED kinds whose ODE solver may be adaptive) */
+    int (*uses_grid)(const sdflow_sampler *s);
+    /* NULL or the kind's own checks of check_run at phase SDFLOW__SK_CHECK_* (m: the primary model) */
+    sdflow_status (*check)(sdflow_sampler *s, const sdflow_model *m, const double *x_in, int run, int phase);
+    /* NULL or the run's times (default: t_start -> t_min of the process) */
+    void (*run_times)(const sdflow_sampler *s, double *t_from, double *t_to);
+    sdflow_status (*run)(sdflow_sampler *s, const sdflow__sampler_plan *plan, size_t n, double *x);
+    sdflow_status (*whole_run)(sdflow_sampler *s, size_t n, const double *x_init, double *x_out);
+};
+
+#define SDFLOW__SAMPLER_KIND(name) extern const sdflow__sampler_kind_ops name;
+#include "sampler_kinds.def"
+#undef SDFLOW__SAMPLER_KIND
 
 /* Algorithm entry points; arguments are validated by sampler.c, x_out holds
  * a copy of the start state (or NULL start was replaced by prior draws),

@@ -422,3 +422,28 @@ sdflow_status sdflow__sdflow_run(sdflow_sampler *s, const sdflow__sampler_plan *
     run_free(&r);
     return st;
 }
+
+/* The source model, when bound, must match the target's dimension. */
+static sdflow_status sdflow_kind_check(sdflow_sampler *s, const sdflow_model *m, const double *x_in, int is_run,
+                                       int phase)
+{
+    (void)x_in;
+    (void)is_run;
+    if (phase == SDFLOW__SK_CHECK_BIND && s->model[SDFLOW_ROLE_SOURCE] && s->model[SDFLOW_ROLE_SOURCE]->d != m->d)
+        return sdflow__fail(s->ctx, SDFLOW_E_INVALID, "source model d=%zu differs from target d=%zu",
+                            s->model[SDFLOW_ROLE_SOURCE]->d, m->d);
+    return SDFLOW_OK;
+}
+
+static sdflow_status sdflow_kind_run(sdflow_sampler *s, const sdflow__sampler_plan *plan, size_t n, double *x)
+{
+    return sdflow__sdflow_run(s, plan, n, plan->draw_start, x);
+}
+
+/* No process: the flow runs on sigma levels and draws its own start. */
+const sdflow__sampler_kind_ops sdflow__sdflow_kind = {
+    .kind = SDFLOW_SAMPLER_SDFLOW, .name = "sdflow", .roles = SDFLOW__ROLE_RANGE(SDFLOW_ROLE_TARGET, SDFLOW_ROLE_START),
+    .roles_hint = "use SDFLOW_ROLE_TARGET / SDFLOW_ROLE_SOURCE / SDFLOW_ROLE_START", .primary = SDFLOW_ROLE_TARGET,
+    .primary_name = "target", .process = SDFLOW__SK_PROC_NONE, .flags = SDFLOW__SK_OWN_START,
+    .check = sdflow_kind_check, .run = sdflow_kind_run,
+};
