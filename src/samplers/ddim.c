@@ -43,8 +43,5 @@ sdflow_status sdflow__ddim_run(sdflow_sampler *s, const sdflow__sampler_plan *pl
     return st;
 }
 
-const sdflow__sampler_kind_ops sdflow__ddim_kind = {
-    .kind = SDFLOW_SAMPLER_DDIM, .name = "ddim", .roles = SDFLOW__ROLE_BIT(SDFLOW_ROLE_SCORE),
-    .roles_hint = "use SDFLOW_ROLE_SCORE", .primary = SDFLOW_ROLE_SCORE, .primary_name = "score",
-    .process = SDFLOW__SK_PROC_DIFFUSION, .flags = SDFLOW__SK_STEPPED, .run = sdflow__ddim_run,
-};
+const sdflow__sampler_kind_ops sdflow__ddim_kind =
+    SDFLOW__SCORE_GRID_KIND(SDFLOW_SAMPLER_DDIM, "ddim", sdflow__ddim_run);

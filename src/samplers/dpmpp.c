@@ -96,26 +96,14 @@ sdflow_status sdflow__dpmpp_run(sdflow_sampler *s, const sdflow__sampler_plan *p
     return st;
 }
 
-const sdflow__sampler_kind_ops sdflow__dpmpp_2m_kind = {
-    .kind = SDFLOW_SAMPLER_DPMPP_2M, .name = "dpmpp_2m", .roles = SDFLOW__ROLE_BIT(SDFLOW_ROLE_SCORE),
-    .roles_hint = "use SDFLOW_ROLE_SCORE", .primary = SDFLOW_ROLE_SCORE, .primary_name = "score",
-    .process = SDFLOW__SK_PROC_DIFFUSION, .flags = SDFLOW__SK_STEPPED, .run = sdflow__dpmpp_run,
-};
+const sdflow__sampler_kind_ops sdflow__dpmpp_2m_kind =
+    SDFLOW__SCORE_GRID_KIND(SDFLOW_SAMPLER_DPMPP_2M, "dpmpp_2m", sdflow__dpmpp_run);
 
-const sdflow__sampler_kind_ops sdflow__dpmpp_3m_kind = {
-    .kind = SDFLOW_SAMPLER_DPMPP_3M, .name = "dpmpp_3m", .roles = SDFLOW__ROLE_BIT(SDFLOW_ROLE_SCORE),
-    .roles_hint = "use SDFLOW_ROLE_SCORE", .primary = SDFLOW_ROLE_SCORE, .primary_name = "score",
-    .process = SDFLOW__SK_PROC_DIFFUSION, .flags = SDFLOW__SK_STEPPED, .run = sdflow__dpmpp_run,
-};
+const sdflow__sampler_kind_ops sdflow__dpmpp_3m_kind =
+    SDFLOW__SCORE_GRID_KIND(SDFLOW_SAMPLER_DPMPP_3M, "dpmpp_3m", sdflow__dpmpp_run);
 
-const sdflow__sampler_kind_ops sdflow__dpmpp_2m_sde_kind = {
-    .kind = SDFLOW_SAMPLER_DPMPP_2M_SDE, .name = "dpmpp_2m_sde", .roles = SDFLOW__ROLE_BIT(SDFLOW_ROLE_SCORE),
-    .roles_hint = "use SDFLOW_ROLE_SCORE", .primary = SDFLOW_ROLE_SCORE, .primary_name = "score",
-    .process = SDFLOW__SK_PROC_DIFFUSION, .flags = SDFLOW__SK_STEPPED, .run = sdflow__dpmpp_run,
-};
+const sdflow__sampler_kind_ops sdflow__dpmpp_2m_sde_kind =
+    SDFLOW__SCORE_GRID_KIND(SDFLOW_SAMPLER_DPMPP_2M_SDE, "dpmpp_2m_sde", sdflow__dpmpp_run);
 
-const sdflow__sampler_kind_ops sdflow__dpmpp_3m_sde_kind = {
-    .kind = SDFLOW_SAMPLER_DPMPP_3M_SDE, .name = "dpmpp_3m_sde", .roles = SDFLOW__ROLE_BIT(SDFLOW_ROLE_SCORE),
-    .roles_hint = "use SDFLOW_ROLE_SCORE", .primary = SDFLOW_ROLE_SCORE, .primary_name = "score",
-    .process = SDFLOW__SK_PROC_DIFFUSION, .flags = SDFLOW__SK_STEPPED, .run = sdflow__dpmpp_run,
-};
+const sdflow__sampler_kind_ops sdflow__dpmpp_3m_sde_kind =
+    SDFLOW__SCORE_GRID_KIND(SDFLOW_SAMPLER_DPMPP_3M_SDE, "dpmpp_3m_sde", sdflow__dpmpp_run);

@@ -63,7 +63,6 @@ done:
     return st;
 }
 
-
 const sdflow__sampler_kind_ops sdflow__dsb_kind = {
     .kind = SDFLOW_SAMPLER_DSB, .name = "dsb", .roles = SDFLOW__ROLE_RANGE(SDFLOW_ROLE_FORWARD, SDFLOW_ROLE_PRIOR),
     .roles_hint = "use SDFLOW_ROLE_FORWARD / SDFLOW_ROLE_BACKWARD / SDFLOW_ROLE_DATA / SDFLOW_ROLE_PRIOR",

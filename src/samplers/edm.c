@@ -104,8 +104,5 @@ sdflow_status sdflow__edm_run(sdflow_sampler *s, const sdflow__sampler_plan *pla
     return st;
 }
 
-const sdflow__sampler_kind_ops sdflow__edm_heun_kind = {
-    .kind = SDFLOW_SAMPLER_EDM_HEUN, .name = "edm_heun", .roles = SDFLOW__ROLE_BIT(SDFLOW_ROLE_SCORE),
-    .roles_hint = "use SDFLOW_ROLE_SCORE", .primary = SDFLOW_ROLE_SCORE, .primary_name = "score",
-    .process = SDFLOW__SK_PROC_DIFFUSION, .flags = SDFLOW__SK_STEPPED, .run = sdflow__edm_run,
-};
+const sdflow__sampler_kind_ops sdflow__edm_heun_kind =
+    SDFLOW__SCORE_GRID_KIND(SDFLOW_SAMPLER_EDM_HEUN, "edm_heun", sdflow__edm_run);

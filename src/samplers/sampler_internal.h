@@ -86,6 +86,16 @@ struct sdflow__sampler_kind_ops {
     sdflow_status (*whole_run)(sdflow_sampler *s, size_t n, const double *x_init, double *x_out);
 };
 
+/* The initializer of a diffusion kind that steps a score model on the
+ * process's time grid with no hooks (reverse_sde, pc, ddim, dpmpp_*,
+ * edm_heun): only its enum value, name and algorithm differ. */
+#define SDFLOW__SCORE_GRID_KIND(kind_, name_, run_)                                                                  \
+    {                                                                                                              \
+        .kind = kind_, .name = name_, .roles = SDFLOW__ROLE_BIT(SDFLOW_ROLE_SCORE),                                  \
+        .roles_hint = "use SDFLOW_ROLE_SCORE", .primary = SDFLOW_ROLE_SCORE, .primary_name = "score",                \
+        .process = SDFLOW__SK_PROC_DIFFUSION, .flags = SDFLOW__SK_STEPPED, .run = run_                               \
+    }
+
 #define SDFLOW__SAMPLER_KIND(name) extern const sdflow__sampler_kind_ops name;
 #include "sampler_kinds.def"
 #undef SDFLOW__SAMPLER_KIND

@@ -160,14 +160,7 @@ done:
     return st;
 }
 
-const sdflow__sampler_kind_ops sdflow__reverse_sde_kind = {
-    .kind = SDFLOW_SAMPLER_REVERSE_SDE, .name = "reverse_sde", .roles = SDFLOW__ROLE_BIT(SDFLOW_ROLE_SCORE),
-    .roles_hint = "use SDFLOW_ROLE_SCORE", .primary = SDFLOW_ROLE_SCORE, .primary_name = "score",
-    .process = SDFLOW__SK_PROC_DIFFUSION, .flags = SDFLOW__SK_STEPPED, .run = sdflow__sde_run,
-};
+const sdflow__sampler_kind_ops sdflow__reverse_sde_kind =
+    SDFLOW__SCORE_GRID_KIND(SDFLOW_SAMPLER_REVERSE_SDE, "reverse_sde", sdflow__sde_run);
 
-const sdflow__sampler_kind_ops sdflow__pc_kind = {
-    .kind = SDFLOW_SAMPLER_PC, .name = "pc", .roles = SDFLOW__ROLE_BIT(SDFLOW_ROLE_SCORE),
-    .roles_hint = "use SDFLOW_ROLE_SCORE", .primary = SDFLOW_ROLE_SCORE, .primary_name = "score",
-    .process = SDFLOW__SK_PROC_DIFFUSION, .flags = SDFLOW__SK_STEPPED, .run = sdflow__sde_run,
-};
+const sdflow__sampler_kind_ops sdflow__pc_kind = SDFLOW__SCORE_GRID_KIND(SDFLOW_SAMPLER_PC, "pc", sdflow__sde_run);
