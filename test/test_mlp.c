@@ -314,6 +314,51 @@ START_TEST(test_mlp_parameters)
 }
 END_TEST
 
+/* Parameter writes between evaluations take effect: the passes keep the
+ * transposed weights from one call to the next and must rebuild them after
+ * set_param / set_params (a stale copy would give the old outputs). */
+START_TEST(test_mlp_params_after_eval)
+{
+    sdflow_ctx *ctx = test_ctx(9);
+    sdflow_process *p;
+    sdflow_model *m, *fresh;
+    ck_assert_int_eq(sdflow_process_create(ctx, SDFLOW_PROCESS_VP, &p), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_model_create_mlp(ctx, 2, &m), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_model_create_mlp(ctx, 2, &fresh), SDFLOW_OK);
+    size_t np, n = 40;
+    ck_assert_int_eq(sdflow_model_param_count(m, &np), SDFLOW_OK);
+    double x[80], t[40], y0[80], y1[80], y2[80], *th = malloc(np * 8), w0[128 * 66];
+    ck_assert_int_eq(sdflow_rng_normal(ctx, 3, 0, n, 2, x), SDFLOW_OK);
+    for (size_t i = 0; i < n; i++)
+        t[i] = 0.1 + 0.02 * (double)i;
+    ck_assert_int_eq(sdflow_model_eval(m, p, n, x, t, SDFLOW_OUT_EPS, y0), SDFLOW_OK);
+    /* one tensor by name: layers.0.weight scaled by 1/2 */
+    ck_assert_int_eq(sdflow_model_get_param(m, "layers.0.weight", 128 * 66, w0), SDFLOW_OK);
+    for (size_t j = 0; j < 128 * 66; j++)
+        w0[j] *= 0.5;
+    ck_assert_int_eq(sdflow_model_set_param(m, "layers.0.weight", 128 * 66, w0), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_model_eval(m, p, n, x, t, SDFLOW_OUT_EPS, y1), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_model_set_param(fresh, "layers.0.weight", 128 * 66, w0), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_model_eval(fresh, p, n, x, t, SDFLOW_OUT_EPS, y2), SDFLOW_OK);
+    ck_assert_int_eq(memcmp(y1, y2, sizeof y1), 0);
+    ck_assert_int_ne(memcmp(y0, y1, sizeof y1), 0);
+    /* the flat vector: the last hidden layer's weights negated */
+    ck_assert_int_eq(sdflow_model_get_params(m, np, th), SDFLOW_OK);
+    for (size_t j = 67 * 128 + 129 * 128; j < 67 * 128 + 129 * 128 + 128 * 128; j++)
+        th[j] = -th[j];
+    ck_assert_int_eq(sdflow_model_set_params(m, np, th), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_model_eval(m, p, n, x, t, SDFLOW_OUT_EPS, y1), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_model_set_params(fresh, np, th), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_model_eval(fresh, p, n, x, t, SDFLOW_OUT_EPS, y2), SDFLOW_OK);
+    ck_assert_int_eq(memcmp(y1, y2, sizeof y1), 0);
+    free(th);
+    sdflow_model_free(m);
+    sdflow_model_free(fresh);
+    sdflow_process_free(p);
+    sdflow_ctx_free(ctx);
+}
+END_TEST
+
 START_TEST(test_mlp_bad_input)
 {
     sdflow_ctx *ctx = test_ctx(9);
@@ -734,6 +779,7 @@ Suite *mlp_suite(void)
     tcase_add_test(tc, test_mlp_finite_differences);
     tcase_add_test(tc, test_mlp_fd_detects_wrong_gradient);
     tcase_add_test(tc, test_mlp_parameters);
+    tcase_add_test(tc, test_mlp_params_after_eval);
     tcase_add_test(tc, test_mlp_bad_input);
     tcase_add_test(tc, test_mlp_activations_by_name);
     tcase_add_test(tc, test_mlp_architecture_options);

@@ -144,6 +144,7 @@ static sdflow_status materialize(sdflow_model *m)
     snprintf(mm->names[2 * net->nlayers], NAME_LEN, "time_embed.freqs");
     for (size_t k = 0; k < net->nfreq; k++)
         net->freqs[k] = mm->freq_scale * (double)(k + 1);
+    sdflow__mlp_params_changed(net);
     mm->ready = 1;
     return SDFLOW_OK;
 }
@@ -485,6 +486,7 @@ sdflow_status sdflow_model_set_param(sdflow_model *m, const char *name, size_t c
         (st = sdflow__check_finite(m->ctx, values, 1, count, name)))
         return st;
     memcpy(dst, values, count * sizeof *values);
+    sdflow__mlp_params_changed(&mm->net);
     return SDFLOW_OK;
 }
 
@@ -512,6 +514,7 @@ sdflow_status sdflow_model_set_params(sdflow_model *m, size_t count, const doubl
     if (st || (st = check_flat(m, mm, count, theta)) || (st = sdflow__check_finite(m->ctx, theta, 1, count, "theta")))
         return st;
     memcpy(mm->net.theta, theta, count * sizeof *theta);
+    sdflow__mlp_params_changed(&mm->net);
     return SDFLOW_OK;
 }
 

@@ -43,6 +43,7 @@ void sdflow__mlp_scratch_init(sdflow__mlp *net, sdflow_ctx *ctx)
         pthread_mutex_init(&net->scratch[k].lock, NULL);
         net->scratch[k].buf = NULL;
         net->scratch[k].cap = 0;
+        net->scratch[k].wt_of = 0;
     }
     net->scratch_ctx = ctx;
 }
@@ -76,6 +77,7 @@ double *sdflow__mlp_scratch_get(sdflow_ctx *ctx, const sdflow__mlp *net, int slo
             sdflow__free(net->scratch_ctx, sc->buf);
             sc->buf = nb;
             sc->cap = n;
+            sc->wt_of = 0;
         }
         *held = 1;
         return sc->buf;
@@ -179,6 +181,20 @@ static void transpose_weights(const sdflow__mlp *net, double *wt)
                     for (size_t k = k0; k < in && k < k0 + 16; k++)
                         t[k * out + j] = w[j * in + k];
     }
+}
+
+/* The transposed weights at the head of a pass's scratch wt (foff doubles):
+ * kept from the previous pass when the net's PASS buffer was held by both
+ * and no parameter was written since (samplers evaluate one net thousands
+ * of times; the transpose was ~4 % of a forward pass, on one thread). */
+static void transposed_weights(const sdflow__mlp *net, double *wt, int held)
+{
+    sdflow__mlp_scratch *sc = (sdflow__mlp_scratch *)&net->scratch[SDFLOW__MLP_SCRATCH_PASS];
+    if (held && sc->wt_of == net->version && net->version != 0)
+        return;
+    transpose_weights(net, wt);
+    if (held)
+        sc->wt_of = net->version;
 }
 
 /* C (rows x in) += A (rows x out) W (out x in, ldw), columns 0..in-1 of W:
@@ -382,7 +398,7 @@ static sdflow_status run_blocks(sdflow_ctx *ctx, pass_args *p, size_t n, block_f
     if (!wt)
         return SDFLOW_E_NOMEM;
     double *w = wt + p->net->foff;
-    transpose_weights(p->net, wt);
+    transposed_weights(p->net, wt, held);
     p->wt = wt;
     int blas = sdflow__blas_team_begin(ctx, nt); /* the blocks call GEMMs from our threads */
 #pragma omp parallel for num_threads(nt) schedule(static)
@@ -557,7 +573,7 @@ static sdflow_status run_groups(sdflow_ctx *ctx, rev_args *p, size_t n, rev_fn f
     if (!wt)
         return SDFLOW_E_NOMEM;
     double *w = wt + net->foff, *part = gtheta ? w + (size_t)nt * per : NULL;
-    transpose_weights(net, wt);
+    transposed_weights(net, wt, held);
     p->wt = wt;
     int blas = sdflow__blas_team_begin(ctx, nt);
 #pragma omp parallel num_threads(nt)

@@ -44,7 +44,8 @@ enum { SDFLOW__MLP_SCRATCH_PASS = 0, SDFLOW__MLP_SCRATCH_INPUT = 1, SDFLOW__MLP_
 typedef struct sdflow__mlp_scratch {
     pthread_mutex_t lock;
     double *buf;
-    size_t cap; /* doubles */
+    size_t cap;          /* doubles */
+    unsigned long wt_of; /* PASS: its first foff doubles hold W^T of parameter version wt_of (0: none) */
 } sdflow__mlp_scratch;
 
 typedef struct sdflow__mlp {
@@ -61,6 +62,7 @@ typedef struct sdflow__mlp {
     size_t foff;                              /* their offset in theta (learn_freqs) */
     unsigned char linear[SDFLOW__MLP_MAXLAYERS]; /* hidden layer l has no activation */
     int skip[SDFLOW__MLP_MAXLAYERS];          /* z_{l+1} += z_{skip[l]}; -1: none (never 0) */
+    unsigned long version;                    /* of theta: sdflow__mlp_params_changed after every write */
     sdflow_ctx *scratch_ctx;                  /* allocator of the scratch; NULL: no reusable scratch */
     sdflow__mlp_scratch scratch[SDFLOW__MLP_NSCRATCH];
 } sdflow__mlp;
@@ -76,6 +78,10 @@ void sdflow__mlp_scratch_free(sdflow__mlp *net);
  * with sdflow__mlp_scratch_put. */
 double *sdflow__mlp_scratch_get(sdflow_ctx *ctx, const sdflow__mlp *net, int slot, size_t n, int *held);
 void sdflow__mlp_scratch_put(sdflow_ctx *ctx, const sdflow__mlp *net, int slot, double *p, int held);
+
+/* Every write into theta ends with this: the passes' cached transposed
+ * weights (the PASS scratch) are then rebuilt on their next use. */
+static inline void sdflow__mlp_params_changed(sdflow__mlp *net) { net->version++; }
 
 /* Fills in the layer shapes, skips and nparam from d, nfreq, width, depth,
  * d_out, residual and learn_freqs (a residual BLOCKS net needs an odd depth). */
