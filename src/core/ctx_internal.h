@@ -83,6 +83,7 @@ sdflow_status sdflow__check_ptr(sdflow_ctx *ctx, const void *ptr, const char *na
 sdflow_status sdflow__check_size(sdflow_ctx *ctx, size_t v, const char *name);     /* v >= 1 */
 sdflow_status sdflow__check_dims(sdflow_ctx *ctx, size_t n, size_t d);              /* n, d >= 1, n*d fits */
 sdflow_status sdflow__check_finite(sdflow_ctx *ctx, const double *a, size_t n, size_t d, const char *name);
+size_t sdflow__find_nonfinite(const double *a, size_t n); /* index of the first NaN/Inf, or n */
 sdflow_status sdflow__check_option_value(sdflow_ctx *ctx, sdflow_option key, sdflow_option_type type,
                                          double value);
 /* An object bound to a handle of ctx must come from ctx (its allocator and

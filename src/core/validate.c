@@ -2,7 +2,35 @@
 /* Argument validation shared by every public function: each failure names
  * exactly what is wrong. */
 #include <math.h>
+#include <stdint.h>
+#include <string.h>
 #include "ctx_internal.h"
+
+/* The index of the first NaN or Inf of a[0..n-1], or n: the scan every
+ * finiteness check runs (inputs, results, gradients, parameters), so it
+ * is branch-free in blocks of 256 (exponent bits all ones, an integer OR
+ * the vectorizer takes in any order) and only a block that has one is
+ * searched element by element. */
+size_t sdflow__find_nonfinite(const double *a, size_t n)
+{
+    enum { BLK = 256 };
+    const uint64_t EXP = 0x7ff0000000000000ull;
+    for (size_t i0 = 0; i0 < n; i0 += BLK) {
+        size_t m = n - i0 < BLK ? n - i0 : BLK;
+        uint64_t bad = 0;
+#pragma omp simd reduction(| : bad)
+        for (size_t j = 0; j < m; j++) {
+            uint64_t u;
+            memcpy(&u, a + i0 + j, sizeof u);
+            bad |= (uint64_t)((u & EXP) == EXP);
+        }
+        if (bad)
+            for (size_t j = 0; j < m; j++)
+                if (!isfinite(a[i0 + j]))
+                    return i0 + j;
+    }
+    return n;
+}
 
 sdflow_status sdflow__check_ptr(sdflow_ctx *ctx, const void *ptr, const char *name)
 {
@@ -36,31 +64,26 @@ sdflow_status sdflow__check_finite(sdflow_ctx *ctx, const double *a, size_t n, s
 {
     if (!a)
         return sdflow__fail(ctx, SDFLOW_E_INVALID, "%s is NULL", name);
-    for (size_t i = 0; i < n * d; i++)
-        if (!isfinite(a[i])) {
-            if (d == 1)
-                return sdflow__fail(ctx, SDFLOW_E_INVALID, "%s[%zu] is %s", name, i, isnan(a[i]) ? "NaN" : "Inf");
-            return sdflow__fail(ctx, SDFLOW_E_INVALID, "%s[%zu][%zu] is %s", name, i / d, i % d,
-                                isnan(a[i]) ? "NaN" : "Inf");
-        }
-    return SDFLOW_OK;
+    size_t i = sdflow__find_nonfinite(a, n * d);
+    if (i == n * d)
+        return SDFLOW_OK;
+    if (d == 1)
+        return sdflow__fail(ctx, SDFLOW_E_INVALID, "%s[%zu] is %s", name, i, isnan(a[i]) ? "NaN" : "Inf");
+    return sdflow__fail(ctx, SDFLOW_E_INVALID, "%s[%zu][%zu] is %s", name, i / d, i % d, isnan(a[i]) ? "NaN" : "Inf");
 }
 
 sdflow_status sdflow__check_result(sdflow_ctx *ctx, const double *a, size_t n, size_t d, const char *what)
 {
-    for (size_t i = 0; i < n * d; i++)
-        if (!isfinite(a[i]))
-            return sdflow__fail(ctx, SDFLOW_E_NUMERIC, "%s: row %zu, coordinate %zu is %s", what, i / d, i % d,
-                                isnan(a[i]) ? "NaN" : "Inf");
-    return SDFLOW_OK;
+    size_t i = sdflow__find_nonfinite(a, n * d);
+    if (i == n * d)
+        return SDFLOW_OK;
+    return sdflow__fail(ctx, SDFLOW_E_NUMERIC, "%s: row %zu, coordinate %zu is %s", what, i / d, i % d,
+                        isnan(a[i]) ? "NaN" : "Inf");
 }
 
 size_t sdflow__first_nonfinite_row(const double *a, size_t n, size_t d)
 {
-    for (size_t i = 0; i < n * d; i++)
-        if (!isfinite(a[i]))
-            return i / d;
-    return n;
+    return d ? sdflow__find_nonfinite(a, n * d) / d : n;
 }
 
 sdflow_status sdflow__check_rows(sdflow_ctx *ctx, const double *a, size_t n, size_t d, const size_t *rows,

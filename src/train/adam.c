@@ -97,24 +97,37 @@ double sdflow__lr_at(int sched, double lr, double lr_min, long warmup, long tota
 
 double sdflow__clip_grad(double *g, size_t n, double max_norm)
 {
-    /* scaled sum of squares: no overflow for gradients up to DBL_MAX */
-    double scale = 0.0, ssq = 1.0;
-    for (size_t i = 0; i < n; i++) {
-        double ai = fabs(g[i]);
-        if (ai == 0.0)
-            continue;
-        if (scale < ai) {
-            ssq = 1.0 + ssq * (scale / ai) * (scale / ai);
-            scale = ai;
-        } else {
-            ssq += (ai / scale) * (ai / scale);
+    /* max |g| (exact in any order), then the sum of squares of g scaled by
+     * the power of two 2^-e of that maximum (exact; no overflow for any
+     * finite g) in 8 interleaved partial sums: a fixed order written out
+     * here, so the bits do not depend on threads or vector width, and 8
+     * lanes the vectorizer keeps (the sequential scaled update it replaced,
+     * with two divisions per value, took 7 % of a B = 16 training step). */
+    double mx = 0.0;
+#pragma omp simd reduction(max : mx)
+    for (size_t i = 0; i < n; i++)
+        mx = fabs(g[i]) > mx ? fabs(g[i]) : mx;
+    if (mx == 0.0)
+        return 0.0;
+    int e = ilogb(mx);
+    e = e < -1000 ? -1000 : e > 1000 ? 1000 : e; /* 2^-e stays normal (subnormal maxima: squares stay > 0) */
+    double s = ldexp(1.0, -e), acc[8] = { 0 };
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) {
+            double v = g[i + k] * s;
+            acc[k] += v * v;
         }
+    for (; i < n; i++) {
+        double v = g[i] * s;
+        acc[0] += v * v;
     }
-    double norm = scale * sqrt(ssq);
+    double ssq = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    double norm = ldexp(sqrt(ssq), e);
     if (max_norm > 0 && norm > max_norm) {
         double c = max_norm / (norm + 1e-6);
-        for (size_t i = 0; i < n; i++)
-            g[i] *= c;
+        for (size_t j = 0; j < n; j++)
+            g[j] *= c;
     }
     return norm;
 }

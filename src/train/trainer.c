@@ -372,11 +372,11 @@ static sdflow_status check_finite_result(sdflow_trainer *t, long k, const double
         return sdflow__fail(t->ctx, SDFLOW_E_NUMERIC,
                             "step %ld: the loss is %g; weights and optimizer state are those of step %ld", k + 1,
                             acc[SDFLOW__ACC_LOSS], k);
-    for (size_t j = 0; with_grad && j < np; j++)
-        if (!isfinite(g[j]))
-            return sdflow__fail(t->ctx, SDFLOW_E_NUMERIC,
-                                "step %ld: gradient[%zu] is %g; weights and optimizer state are those of step %ld",
-                                k + 1, j, g[j], k);
+    size_t j = with_grad ? sdflow__find_nonfinite(g, np) : np;
+    if (j < np)
+        return sdflow__fail(t->ctx, SDFLOW_E_NUMERIC,
+                            "step %ld: gradient[%zu] is %g; weights and optimizer state are those of step %ld", k + 1,
+                            j, g[j], k);
     return SDFLOW_OK;
 }
 
