@@ -173,11 +173,17 @@ sdflow_status sdflow__opt_set(const sdflow__opt_bind *b, sdflow_option key, sdfl
 sdflow_status sdflow__opt_get(const sdflow__opt_bind *b, sdflow_option key, sdflow_option_type type, void *value);
 
 /* The bind of a handle h with fields ctx and kind (kind names from
- * prefix##_kind_name), whose options are fields of the handle itself. */
-#define SDFLOW__KIND_BIND(prefix, h, store)                                                                        \
+ * prefix##_kind_name), whose options are fields of the handle itself
+ * (_STORES: and kind_store / kind_obj after them). */
+#define SDFLOW__KIND_BIND_STORES(prefix, h, store, kind_store_, kind_obj_)                                         \
     ((h) ? (sdflow__opt_bind){ (h)->ctx, &(store), prefix##_kind_name((h)->kind), 1u << (h)->kind, (void *)(h),     \
-                               (void *)(h), NULL, NULL }                                                           \
+                               (void *)(h), kind_store_, kind_obj_ }                                               \
          : (sdflow__opt_bind){ 0 })
+#define SDFLOW__KIND_BIND(prefix, h, store) SDFLOW__KIND_BIND_STORES(prefix, h, store, NULL, NULL)
+/* ... of a handle that also has a kind descriptor ops whose opts store
+ * holds the kind's own options in the handle's block priv (samplers,
+ * density estimators). */
+#define SDFLOW__KIND_BIND_PRIV(prefix, h, store) SDFLOW__KIND_BIND_STORES(prefix, h, store, (h)->ops->opts, (h)->priv)
 
 /* The public typed setter and getter prefix_set_<suffix> / prefix_get_<suffix>
  * of one option type over bind(h) (a function or macro giving the handle's

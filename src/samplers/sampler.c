@@ -187,15 +187,7 @@ static double resolved_t_start(const sdflow_sampler *s)
 }
 
 /* The shared options, then the kind's own (ops->opts in s->priv). */
-static sdflow__opt_bind bind(const sdflow_sampler *h)
-{
-    sdflow__opt_bind b = SDFLOW__KIND_BIND(sdflow_sampler, h, store);
-    if (h) {
-        b.kind_store = h->ops->opts;
-        b.kind_obj = h->priv;
-    }
-    return b;
-}
+static sdflow__opt_bind bind(const sdflow_sampler *h) { return SDFLOW__KIND_BIND_PRIV(sdflow_sampler, h, store); }
 
 SDFLOW__DEFINE_OPTION_ACCESSORS(sdflow_sampler, sdflow_sampler, bind, int, SDFLOW_TYPE_INT, long)
 SDFLOW__DEFINE_OPTION_ACCESSORS(sdflow_sampler, sdflow_sampler, bind, double, SDFLOW_TYPE_DOUBLE, double)
