@@ -118,6 +118,10 @@ typedef struct sdflow__opt_slot {
     size_t offset;  /* of the field in the store's object */
     double def;     /* default (exact for u64 values below 2^53) */
 } sdflow__opt_slot;
+/* The kind bit of a slot's mask, and a row of a slot table whose fields are
+ * in a struct of type priv_type (a kind's own block, not the handle). */
+#define SDFLOW__KIND_BIT(kind) (1u << (kind))
+#define SDFLOW__PRIV_SLOT(priv_type, key, kinds, field, def) { key, kinds, offsetof(priv_type, field), def }
 
 /* What an object's options are: its slot table and two optional hooks. */
 typedef struct sdflow__opt_store {
@@ -143,13 +147,19 @@ void sdflow__opt_defaults(const sdflow__opt_store *store, unsigned kind_bit, voi
 /* Where one object's options are: its store, its kind (name NULL and bit 1
  * for kindless objects), the handle (owner: what the hooks get) and the
  * struct holding the fields (obj: the handle, or a model kind's state).
- * owner NULL: no handle was given. */
+ * owner NULL: no handle was given. kind_store / kind_obj (NULL: none) are
+ * a second store searched after the first, for the options private to the
+ * object's kind (a sampler kind's own block): a key is looked up in store,
+ * then in kind_store, and the hooks of the store that holds it are called
+ * with its obj. Messages name the object by store's noun. */
 typedef struct sdflow__opt_bind {
     sdflow_ctx *ctx; /* messages go here (getters too: the error slot is the ctx's mutable part) */
     const sdflow__opt_store *store;
     const char *kind;
     unsigned kind_bit;
     void *owner, *obj;
+    const sdflow__opt_store *kind_store;
+    void *kind_obj;
 } sdflow__opt_bind;
 
 /* Typed setter/getter of one object: key must have a row for kind_bit, be
@@ -164,11 +174,17 @@ sdflow_status sdflow__opt_set(const sdflow__opt_bind *b, sdflow_option key, sdfl
 sdflow_status sdflow__opt_get(const sdflow__opt_bind *b, sdflow_option key, sdflow_option_type type, void *value);
 
 /* The bind of a handle h with fields ctx and kind (kind names from
- * prefix##_kind_name), whose options are fields of the handle itself. */
-#define SDFLOW__KIND_BIND(prefix, h, store)                                                                        \
+ * prefix##_kind_name), whose options are fields of the handle itself
+ * (_STORES: and kind_store / kind_obj after them). */
+#define SDFLOW__KIND_BIND_STORES(prefix, h, store, kind_store_, kind_obj_)                                         \
     ((h) ? (sdflow__opt_bind){ (h)->ctx, &(store), prefix##_kind_name((h)->kind), 1u << (h)->kind, (void *)(h),     \
-                               (void *)(h) }                                                                       \
+                               (void *)(h), kind_store_, kind_obj_ }                                               \
          : (sdflow__opt_bind){ 0 })
+#define SDFLOW__KIND_BIND(prefix, h, store) SDFLOW__KIND_BIND_STORES(prefix, h, store, NULL, NULL)
+/* ... of a handle that also has a kind descriptor ops whose opts store
+ * holds the kind's own options in the handle's block priv (samplers,
+ * density estimators). */
+#define SDFLOW__KIND_BIND_PRIV(prefix, h, store) SDFLOW__KIND_BIND_STORES(prefix, h, store, (h)->ops->opts, (h)->priv)
 
 /* The public typed setter and getter prefix_set_<suffix> / prefix_get_<suffix>
  * of one option type over bind(h) (a function or macro giving the handle's

@@ -23,7 +23,7 @@ void sdflow__ctx_option_defaults(sdflow_ctx *ctx) { sdflow__opt_defaults(&store,
  * one mutable part of a const context; every ctx is allocated writable). */
 static sdflow__opt_bind bind(const sdflow_ctx *ctx)
 {
-    return (sdflow__opt_bind){ (sdflow_ctx *)ctx, &store, NULL, 1, (void *)ctx, (void *)ctx };
+    return (sdflow__opt_bind){ (sdflow_ctx *)ctx, &store, NULL, 1, (void *)ctx, (void *)ctx, NULL, NULL };
 }
 
 SDFLOW__DEFINE_OPTION_ACCESSORS(sdflow_ctx, sdflow_ctx, bind, int, SDFLOW_TYPE_INT, long)

@@ -117,22 +117,30 @@ static size_t type_size(sdflow_option_type type)
     return type == SDFLOW_TYPE_INT ? sizeof(long) : type == SDFLOW_TYPE_DOUBLE ? sizeof(double) : sizeof(uint64_t);
 }
 
-/* The row of key for kind_bit and of the given type, or a message naming
- * the key and the object. */
-static sdflow_status lookup(sdflow_ctx *ctx, const sdflow__opt_store *store, const char *kind, unsigned kind_bit,
-                            sdflow_option key, sdflow_option_type type, const sdflow__opt_slot **slot)
+/* The row of key for kind_bit and of the given type, in b's store or else
+ * its kind store (*obj: the struct that row's offset is into, *where: the
+ * store holding it), or a message naming the key and the object. */
+static sdflow_status lookup(const sdflow__opt_bind *b, sdflow_option key, sdflow_option_type type,
+                            const sdflow__opt_slot **slot, const sdflow__opt_store **where, char **obj)
 {
-    char obj[96];
-    *slot = find_slot(store, kind_bit, key);
+    char name_buf[96];
+    *where = b->store;
+    *obj = b->obj;
+    *slot = find_slot(b->store, b->kind_bit, key);
+    if (!*slot && b->kind_store) {
+        *where = b->kind_store;
+        *obj = b->kind_obj;
+        *slot = find_slot(b->kind_store, b->kind_bit, key);
+    }
     if (!*slot) {
         const char *name = sdflow_option_name(key);
-        describe(store, kind, obj, sizeof obj);
-        return sdflow__fail(ctx, SDFLOW_E_UNSUPPORTED, "%s has no %s option %d (%s): the key does not apply to %s",
-                            obj, type_name(type), (int)key, name ? name : "unknown key", obj);
+        describe(b->store, b->kind, name_buf, sizeof name_buf);
+        return sdflow__fail(b->ctx, SDFLOW_E_UNSUPPORTED, "%s has no %s option %d (%s): the key does not apply to %s",
+                            name_buf, type_name(type), (int)key, name ? name : "unknown key", name_buf);
     }
     sdflow_option_type t = sdflow_option_get_type(key);
     if (t != type)
-        return sdflow__fail(ctx, SDFLOW_E_INVALID, "option %s is of type %s, not %s", sdflow_option_name(key),
+        return sdflow__fail(b->ctx, SDFLOW_E_INVALID, "option %s is of type %s, not %s", sdflow_option_name(key),
                             type_name(t), type_name(type));
     return SDFLOW_OK;
 }
@@ -162,7 +170,9 @@ sdflow_status sdflow__opt_set(const sdflow__opt_bind *b, sdflow_option key, sdfl
     if (!b->owner)
         return SDFLOW_E_INVALID;
     const sdflow__opt_slot *slot;
-    sdflow_status st = lookup(b->ctx, b->store, b->kind, b->kind_bit, key, type, &slot);
+    const sdflow__opt_store *where;
+    char *obj;
+    sdflow_status st = lookup(b, key, type, &slot, &where, &obj);
     if (st)
         return st;
     double v = type == SDFLOW_TYPE_INT      ? (double)*(const long *)value
@@ -170,11 +180,11 @@ sdflow_status sdflow__opt_set(const sdflow__opt_bind *b, sdflow_option key, sdfl
                                             : (double)*(const uint64_t *)value;
     if ((st = sdflow__check_option_value(b->ctx, key, type, v)))
         return st;
-    char *field = (char *)b->obj + slot->offset, old[8]; /* long, double or uint64_t */
+    char *field = obj + slot->offset, old[8]; /* long, double or uint64_t */
     size_t size = type_size(type);
     memcpy(old, field, size);
     memcpy(field, value, size);
-    if (b->store->check && (st = b->store->check(b->ctx, b->owner, b->obj, key, memcmp(old, field, size) != 0)))
+    if (where->check && (st = where->check(b->ctx, b->owner, obj, key, memcmp(old, field, size) != 0)))
         memcpy(field, old, size);
     return st;
 }
@@ -184,11 +194,13 @@ sdflow_status sdflow__opt_get(const sdflow__opt_bind *b, sdflow_option key, sdfl
     if (!b->owner || !value)
         return SDFLOW_E_INVALID;
     const sdflow__opt_slot *slot;
-    sdflow_status st = lookup(b->ctx, b->store, b->kind, b->kind_bit, key, type, &slot);
+    const sdflow__opt_store *where;
+    char *obj;
+    sdflow_status st = lookup(b, key, type, &slot, &where, &obj);
     if (st)
         return st;
-    memcpy(value, (const char *)b->obj + slot->offset, type_size(type));
-    if (b->store->resolve)
-        b->store->resolve(b->owner, key, value);
+    memcpy(value, obj + slot->offset, type_size(type));
+    if (where->resolve)
+        where->resolve(b->owner, key, value);
     return SDFLOW_OK;
 }

@@ -33,7 +33,7 @@ sdflow_status sdflow__aug_open(sdflow__aug *a, sdflow_density *e, size_t n, cons
 {
     sdflow_ctx *ctx = e->ctx;
     size_t d = e->model->d;
-    int hutch = e->kind == SDFLOW_DENSITY_PF_ODE_HUTCHINSON;
+    int hutch = e->ops->hutchinson;
     size_t L = hutch ? (size_t)e->probes : 1, dim = d + L;
     memset(a, 0, sizeof *a);
     a->e = e;

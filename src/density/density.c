@@ -6,7 +6,7 @@
 #include <string.h>
 #include "density_internal.h"
 
-/* Which kinds accept an option, and where it lives. */
+/* Which kinds accept a shared option (density_options.def). */
 #define K_EX (1u << SDFLOW_DENSITY_PF_ODE_EXACT)
 #define K_HU (1u << SDFLOW_DENSITY_PF_ODE_HUTCHINSON)
 #define K_LY (1u << SDFLOW_DENSITY_LIYAN)
@@ -31,13 +31,39 @@ static const sdflow__opt_slot slots[] = {
 };
 static const sdflow__opt_store store = { "estimator", slots, sizeof slots / sizeof slots[0], NULL, resolve_option };
 
-static const sdflow__name kind_names[] = { { SDFLOW_DENSITY_PF_ODE_EXACT, "pf_ode_exact" },
-                                           { SDFLOW_DENSITY_PF_ODE_HUTCHINSON, "pf_ode_hutchinson" },
-                                           { SDFLOW_DENSITY_LIYAN, "liyan" },
-                                           { 0, NULL } };
+/* The kinds' descriptors (density_kinds.def). */
+#define SDFLOW__DENSITY_KIND(name) &name,
+static const sdflow__density_kind_ops *const kinds[] = {
+#include "density_kinds.def"
+};
+#undef SDFLOW__DENSITY_KIND
+#define NKINDS (sizeof kinds / sizeof kinds[0])
 
-/* sdflow_density_kind_name() and sdflow_density_kind_from_name() */
-SDFLOW__DEFINE_KIND_NAMES(sdflow_density, sdflow_density_kind, kind_names)
+/* The descriptor of kind, or of the kind named name (name non-NULL). */
+static const sdflow__density_kind_ops *find_kind(int kind, const char *name)
+{
+    for (size_t i = 0; i < NKINDS; i++)
+        if (name ? !strcmp(kinds[i]->name, name) : (int)kinds[i]->kind == kind)
+            return kinds[i];
+    return NULL;
+}
+
+const char *sdflow_density_kind_name(sdflow_density_kind kind)
+{
+    const sdflow__density_kind_ops *k = find_kind((int)kind, NULL);
+    return k ? k->name : NULL;
+}
+
+sdflow_status sdflow_density_kind_from_name(const char *name, sdflow_density_kind *out)
+{
+    if (!out)
+        return SDFLOW_E_INVALID;
+    const sdflow__density_kind_ops *k = name ? find_kind(0, name) : NULL;
+    if (!k)
+        return SDFLOW_E_UNSUPPORTED;
+    *out = k->kind;
+    return SDFLOW_OK;
+}
 
 sdflow_status sdflow_density_create(sdflow_ctx *ctx, sdflow_density_kind kind, sdflow_density **out)
 {
@@ -50,7 +76,14 @@ sdflow_status sdflow_density_create(sdflow_ctx *ctx, sdflow_density_kind kind, s
         return st;
     e->ctx = ctx;
     e->kind = kind;
+    e->ops = find_kind((int)kind, NULL);
+    if (e->ops->priv_size && !(e->priv = sdflow__calloc_array(ctx, 1, e->ops->priv_size, "estimator kind state"))) {
+        sdflow__free(ctx, e);
+        return SDFLOW_E_NOMEM;
+    }
     sdflow__opt_defaults(&store, 1u << kind, e);
+    if (e->ops->opts)
+        sdflow__opt_defaults(e->ops->opts, 1u << kind, e->priv);
     e->stream = 0x64656e73ull /* "dens" */ + (uint64_t)kind;
     *out = e;
     return SDFLOW_OK;
@@ -58,8 +91,10 @@ sdflow_status sdflow_density_create(sdflow_ctx *ctx, sdflow_density_kind kind, s
 
 void sdflow_density_free(sdflow_density *e)
 {
-    if (e)
+    if (e) {
+        sdflow__free(e->ctx, e->priv);
         sdflow__free(e->ctx, e);
+    }
 }
 
 sdflow_status sdflow_density_set_process(sdflow_density *e, const sdflow_process *p)
@@ -102,14 +137,17 @@ static double resolved_t_min(const sdflow_density *e)
     return e->proc->t_eps > 1e-5 ? e->proc->t_eps : 1e-5; /* score_sde likelihood eps */
 }
 
-static sdflow__opt_bind bind(const sdflow_density *h) { return SDFLOW__KIND_BIND(sdflow_density, h, store); }
+/* The shared options, then the kind's own (ops->opts in e->priv). */
+static sdflow__opt_bind bind(const sdflow_density *h) { return SDFLOW__KIND_BIND_PRIV(sdflow_density, h, store); }
 
 SDFLOW__DEFINE_OPTION_ACCESSORS(sdflow_density, sdflow_density, bind, int, SDFLOW_TYPE_INT, long)
 SDFLOW__DEFINE_OPTION_ACCESSORS(sdflow_density, sdflow_density, bind, double, SDFLOW_TYPE_DOUBLE, double)
 SDFLOW__DEFINE_OPTION_ACCESSORS(sdflow_density, sdflow_density, bind, u64, SDFLOW_TYPE_U64, uint64_t)
 
-/* Bindings and option consistency, checked before any work. */
-static sdflow_status check_bound(sdflow_density *e, size_t n, const double *x, const double *logp)
+/* Bindings and option consistency, checked before any work; resolves the
+ * plan of the call. */
+static sdflow_status check_bound(sdflow_density *e, size_t n, const double *x, const double *logp,
+                                 sdflow__density_plan *plan)
 {
     sdflow_ctx *ctx = e->ctx;
     if (!e->model)
@@ -119,47 +157,34 @@ static sdflow_status check_bound(sdflow_density *e, size_t n, const double *x, c
     sdflow_status st = sdflow__check_dims(ctx, n, e->model->d);
     if (st || (st = sdflow__check_ptr(ctx, x, "x")) || (st = sdflow__check_ptr(ctx, logp, "output")))
         return st;
-    int itp = sdflow__process_is_interp(e->proc);
-    if (itp && e->kind == SDFLOW_DENSITY_LIYAN)
-        return sdflow__fail(ctx, SDFLOW_E_UNSUPPORTED,
-                            "the Li-Yan estimator needs a diffusion process (interpolants: the pf_ode kinds)");
+    plan->t_min = resolved_t_min(e);
+    plan->interp = sdflow__process_is_interp(e->proc);
+    const sdflow__density_kind_ops *k = e->ops;
+    if (plan->interp && !k->interp_logpdf)
+        return sdflow__fail(ctx, SDFLOW_E_UNSUPPORTED, "%s", k->no_interp);
     if (e->base && e->base->d != e->model->d)
         return sdflow__fail(ctx, SDFLOW_E_INVALID, "base model d=%zu differs from model d=%zu", e->base->d,
                             e->model->d);
-    if (e->kind == SDFLOW_DENSITY_LIYAN) {
-        if (!(e->lambda_min < e->lambda_max))
-            return sdflow__fail(ctx, SDFLOW_E_INVALID, "lambda_min=%g must be < lambda_max=%g", e->lambda_min,
-                                e->lambda_max);
-    } else {
-        double lo = e->proc->t_eps, hi = e->proc->t_max, t0 = resolved_t_min(e);
-        if (!itp && !(t0 >= lo && t0 < hi))
-            return sdflow__fail(ctx, SDFLOW_E_INVALID, "t_min=%g must lie in [t_eps=%g, T=%g)", t0, lo, hi);
-        if (e->solver != SDFLOW_SOLVER_DOPRI5 && e->solver != SDFLOW_SOLVER_RK4)
-            return sdflow__fail(ctx, SDFLOW_E_UNSUPPORTED,
-                                "solver %ld: density estimators use SDFLOW_SOLVER_DOPRI5 or SDFLOW_SOLVER_RK4",
-                                e->solver);
-    }
-    return SDFLOW_OK;
+    return k->check ? k->check(e, plan) : SDFLOW_OK;
 }
 
-static sdflow_status dispatch(sdflow_density *e, size_t n, const double *x, double *logp, double *se)
+static sdflow_status dispatch(sdflow_density *e, const sdflow__density_plan *plan, size_t n, const double *x,
+                              double *logp, double *se)
 {
-    sdflow__density_plan plan = { .t_min = resolved_t_min(e) };
-    if (sdflow__process_is_interp(e->proc))
-        return sdflow__interp_logpdf(e, n, x, logp, se);
-    if (e->kind == SDFLOW_DENSITY_LIYAN)
-        return sdflow__liyan_logpdf(e, &plan, n, x, logp, se);
-    return sdflow__pf_ode_logpdf(e, &plan, n, x, logp, se);
+    if (plan->interp)
+        return e->ops->interp_logpdf(e, n, x, logp, se);
+    return e->ops->logpdf(e, plan, n, x, logp, se);
 }
 
 sdflow_status sdflow_density_logpdf(sdflow_density *e, size_t n, const double *x, double *logp, double *std_err)
 {
     if (!e)
         return SDFLOW_E_INVALID;
-    sdflow_status st = check_bound(e, n, x, logp);
+    sdflow__density_plan plan;
+    sdflow_status st = check_bound(e, n, x, logp, &plan);
     if (st || (st = sdflow__check_finite(e->ctx, x, n, e->model->d, "x")))
         return st;
-    return dispatch(e, n, x, logp, std_err);
+    return dispatch(e, &plan, n, x, logp, std_err);
 }
 
 sdflow_status sdflow_density_bits_per_dim(sdflow_density *e, size_t n, const double *x, double *bpd,
@@ -167,7 +192,8 @@ sdflow_status sdflow_density_bits_per_dim(sdflow_density *e, size_t n, const dou
 {
     if (!e)
         return SDFLOW_E_INVALID;
-    sdflow_status st = check_bound(e, n, x, bpd);
+    sdflow__density_plan plan;
+    sdflow_status st = check_bound(e, n, x, bpd, &plan);
     if (st)
         return st;
     sdflow_ctx *ctx = e->ctx;
@@ -189,7 +215,7 @@ sdflow_status sdflow_density_bits_per_dim(sdflow_density *e, size_t n, const dou
         for (size_t j = 0; j < d; j++)
             row[j] = a * ((x[i * d + j] + (e->dequantize ? row[j] : 0.5)) / 256.0 - 0.5);
     }
-    st = dispatch(e, n, xm, bpd, std_err);
+    st = dispatch(e, &plan, n, xm, bpd, std_err);
     sdflow__free(ctx, xm);
     if (st)
         return st;

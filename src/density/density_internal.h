@@ -1,43 +1,76 @@
 /* SPDX-License-Identifier: MIT */
 /* Internal: the density-estimator handle shared by the generic layer
- * (density.c) and the algorithm files (pf_ode_density.c, liyan.c). */
+ * (density.c) and the algorithm files (pf_ode_density.c, liyan.c,
+ * interp_density.c), and the kinds' descriptors. */
 #ifndef SDFLOW_DENSITY_INTERNAL_H
 #define SDFLOW_DENSITY_INTERNAL_H
 
 #include "model_internal.h"
 
+typedef struct sdflow__density_kind_ops sdflow__density_kind_ops;
+
 struct sdflow_density {
     sdflow_ctx *ctx;
     sdflow_density_kind kind;
+    const sdflow__density_kind_ops *ops; /* the kind's descriptor (density_kinds.def) */
     const sdflow_process *proc;
     sdflow_model *model;
     sdflow_model *base; /* interpolant base rho_0 (NULL: N(0, I)) */
-    /* options */
-    long probes, probe_kind, liyan_times, liyan_draws, dequantize, divergence;
+    /* the options several kinds share (density_options.def): all kinds,
+     * or the two PF-ODE kinds and their interpolant path */
+    long probes, probe_kind, dequantize, divergence;
     long solver, steps, max_steps;
-    double lambda_min, lambda_max, data_scale, rtol, atol, h_init;
+    double data_scale, rtol, atol, h_init;
     double t_min; /* NaN: max(1e-5, process t_eps) */
     double interp_time; /* interpolant: t of rho_t (default 1) */
     uint64_t first_index, stream;
+    /* the kind's own options: ops->priv_size bytes with the fields of
+     * ops->opts (owned; NULL for a kind without them), read by the kind's
+     * file through a typed accessor */
+    void *priv;
 };
 
 /* What the dispatcher (density.c) resolved for one call; the algorithms
  * take it from here and never call back into it. */
 typedef struct sdflow__density_plan {
     double t_min; /* PF-ODE start time (SDFLOW_OPT_T_MIN or max(1e-5, t_eps)) */
+    int interp;   /* the bound process is an interpolant */
 } sdflow__density_plan;
 
-/* Algorithm entry points. Arguments are validated by density.c: bound
- * process and model, n >= 1, x finite (n x d, d = model dimension), logp
- * non-NULL. se may be NULL. Row i of the results depends only on x[i], the
- * options and (seed, stream, first_index + i). */
-sdflow_status sdflow__pf_ode_logpdf(sdflow_density *e, const sdflow__density_plan *plan, size_t n, const double *x,
-                                    double *logp, double *se);
-/* Interpolant processes (interp_density.c): the velocity ODE from
- * interp_time down to t = 0 and the base log-density there. */
+/* A kind's descriptor: what the dispatcher (density.c) asks of a kind, so
+ * that it never tests the kind itself. pf_ode_density.c and liyan.c define
+ * them; density_kinds.def lists them. */
+struct sdflow__density_kind_ops {
+    sdflow_density_kind kind;
+    const char *name;
+    int hutchinson; /* the augmented state carries SDFLOW_OPT_PROBES probe accumulators */
+    /* NULL or the kind's checks of its options for the call (after the
+     * shared binding checks; plan resolved) */
+    sdflow_status (*check)(const sdflow_density *e, const sdflow__density_plan *plan);
+    /* The estimators (logpdf on a diffusion process, interp_logpdf on an
+     * interpolant). Arguments are validated by density.c: bound process
+     * and model, n >= 1, x finite (n x d, d = model dimension), logp
+     * non-NULL. se may be NULL. Row i of the results depends only on x[i],
+     * the options and (seed, stream, first_index + i). */
+    sdflow_status (*logpdf)(sdflow_density *e, const sdflow__density_plan *plan, size_t n, const double *x,
+                            double *logp, double *se);
+    /* NULL: no interpolants, no_interp is the message refusing them */
+    sdflow_status (*interp_logpdf)(sdflow_density *e, size_t n, const double *x, double *logp, double *se);
+    const char *no_interp;
+    /* NULL or the kind's own options: slots with offsets into e->priv (a
+     * zeroed block of priv_size bytes), searched after the shared ones */
+    const sdflow__opt_store *opts;
+    size_t priv_size;
+};
+
+#define SDFLOW__DENSITY_KIND(name) extern const sdflow__density_kind_ops name;
+#include "density_kinds.def"
+#undef SDFLOW__DENSITY_KIND
+
+/* Interpolant processes (interp_density.c), the PF-ODE kinds' interp_logpdf:
+ * the velocity ODE from interp_time down to t = 0 and the base
+ * log-density there. */
 sdflow_status sdflow__interp_logpdf(sdflow_density *e, size_t n, const double *x, double *logp, double *se);
-sdflow_status sdflow__liyan_logpdf(sdflow_density *e, const sdflow__density_plan *plan, size_t n, const double *x,
-                                   double *logp, double *se);
 
 /* The augmented state (x, l) of the ODE likelihoods (augmented.c): n rows
  * of d positions and L accumulators (L = probes for Hutchinson, else 1). */

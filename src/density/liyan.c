@@ -15,27 +15,46 @@
 #include <string.h>
 #include "density_internal.h"
 
+/* Li-Yan's own options (e->priv). */
+typedef struct liyan_opts {
+    long times, draws;             /* K lambda points, J antithetic pairs per point */
+    double lambda_min, lambda_max; /* the integration range in log-SNR */
+} liyan_opts;
+
+#define SLOT(key, field, def) SDFLOW__PRIV_SLOT(liyan_opts, key, SDFLOW__KIND_BIT(SDFLOW_DENSITY_LIYAN), field, def)
+static const sdflow__opt_slot liyan_slots[] = {
+    SLOT(SDFLOW_OPT_LIYAN_TIMES, times, 256),
+    SLOT(SDFLOW_OPT_LIYAN_DRAWS, draws, 1),
+    SLOT(SDFLOW_OPT_LAMBDA_MIN, lambda_min, -15.0),
+    SLOT(SDFLOW_OPT_LAMBDA_MAX, lambda_max, 15.0),
+};
+static const sdflow__opt_store liyan_store = { "estimator", liyan_slots, sizeof liyan_slots / sizeof liyan_slots[0],
+                                               NULL, NULL };
+
+static const liyan_opts *liyan_of(const sdflow_density *e) { return e->priv; }
+
 typedef struct ly_work {
     double *xr, *tr, *eps, *out; /* rows x d, rows, rows x d, rows x d */
     double *a2;                  /* per sample of the block: VP-equivalent alpha^2 */
 } ly_work;
 
-sdflow_status sdflow__liyan_logpdf(sdflow_density *e, const sdflow__density_plan *plan, size_t n, const double *x,
-                                   double *logp, double *se)
+static sdflow_status liyan_logpdf(sdflow_density *e, const sdflow__density_plan *plan, size_t n, const double *x,
+                                  double *logp, double *se)
 {
     (void)plan; /* log-SNR range from the options */
     sdflow_ctx *ctx = e->ctx;
+    const liyan_opts *opt = liyan_of(e);
     const sdflow_process *p = e->proc;
-    size_t d = e->model->d, K = (size_t)e->liyan_times, J = (size_t)e->liyan_draws, R = 2 * J;
+    size_t d = e->model->d, K = (size_t)opt->times, J = (size_t)opt->draws, R = 2 * J;
     double l_T = sdflow__process_log_snr(p, p->t_max), l_eps = sdflow__process_log_snr(p, p->t_eps);
-    double lo = fmax(e->lambda_min, l_T), hi = fmin(e->lambda_max, l_eps);
+    double lo = fmax(opt->lambda_min, l_T), hi = fmin(opt->lambda_max, l_eps);
     if (!(lo < hi))
         return sdflow__fail(ctx, SDFLOW_E_INVALID,
-                            "lambda range [%g, %g] misses the process's log-SNR range [%g, %g]", e->lambda_min,
-                            e->lambda_max, l_T, l_eps);
-    if (lo > e->lambda_min || hi < e->lambda_max)
+                            "lambda range [%g, %g] misses the process's log-SNR range [%g, %g]", opt->lambda_min,
+                            opt->lambda_max, l_T, l_eps);
+    if (lo > opt->lambda_min || hi < opt->lambda_max)
         sdflow__log(ctx, SDFLOW_LOG_INFO, "liyan: integrating lambda over [%g, %g], the part of [%g, %g] the "
-                    "process reaches; the tails are dropped", lo, hi, e->lambda_min, e->lambda_max);
+                    "process reaches; the tails are dropped", lo, hi, opt->lambda_min, opt->lambda_max);
     if (!sdflow__size_ok(R, d))
         return sdflow__fail(ctx, SDFLOW_E_INVALID, "liyan_draws=%zu with d=%zu overflow size_t", J, d);
     /* samples per block: about 2^18 rows of d entries in each temporary */
@@ -140,3 +159,19 @@ sdflow_status sdflow__liyan_logpdf(sdflow_density *e, const sdflow__density_plan
     sdflow__free(ctx, pair);
     return st;
 }
+
+static sdflow_status liyan_check(const sdflow_density *e, const sdflow__density_plan *plan)
+{
+    (void)plan;
+    const liyan_opts *o = liyan_of(e);
+    if (!(o->lambda_min < o->lambda_max))
+        return sdflow__fail(e->ctx, SDFLOW_E_INVALID, "lambda_min=%g must be < lambda_max=%g", o->lambda_min,
+                            o->lambda_max);
+    return SDFLOW_OK;
+}
+
+const sdflow__density_kind_ops sdflow__liyan_kind = {
+    .kind = SDFLOW_DENSITY_LIYAN, .name = "liyan", .check = liyan_check, .logpdf = liyan_logpdf,
+    .no_interp = "the Li-Yan estimator needs a diffusion process (interpolants: the pf_ode kinds)",
+    .opts = &liyan_store, .priv_size = sizeof(liyan_opts),
+};

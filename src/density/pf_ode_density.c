@@ -38,8 +38,8 @@ static sdflow_status aug_eval(void *user, size_t n, const size_t *rows, const do
     return SDFLOW_OK;
 }
 
-sdflow_status sdflow__pf_ode_logpdf(sdflow_density *e, const sdflow__density_plan *plan, size_t n, const double *x,
-                                    double *logp, double *se)
+static sdflow_status pf_ode_logpdf(sdflow_density *e, const sdflow__density_plan *plan, size_t n, const double *x,
+                                   double *logp, double *se)
 {
     sdflow__aug u;
     sdflow_status st = sdflow__aug_open(&u, e, n, x);
@@ -58,3 +58,26 @@ sdflow_status sdflow__pf_ode_logpdf(sdflow_density *e, const sdflow__density_pla
     sdflow__aug_close(&u);
     return st;
 }
+
+/* The start time and the solver (the interpolant path starts at the base
+ * end, whatever t_min resolves to). */
+static sdflow_status pf_ode_check(const sdflow_density *e, const sdflow__density_plan *plan)
+{
+    double lo = e->proc->t_eps, hi = e->proc->t_max, t0 = plan->t_min;
+    if (!plan->interp && !(t0 >= lo && t0 < hi))
+        return sdflow__fail(e->ctx, SDFLOW_E_INVALID, "t_min=%g must lie in [t_eps=%g, T=%g)", t0, lo, hi);
+    if (e->solver != SDFLOW_SOLVER_DOPRI5 && e->solver != SDFLOW_SOLVER_RK4)
+        return sdflow__fail(e->ctx, SDFLOW_E_UNSUPPORTED,
+                            "solver %ld: density estimators use SDFLOW_SOLVER_DOPRI5 or SDFLOW_SOLVER_RK4", e->solver);
+    return SDFLOW_OK;
+}
+
+const sdflow__density_kind_ops sdflow__pf_ode_exact_kind = {
+    .kind = SDFLOW_DENSITY_PF_ODE_EXACT, .name = "pf_ode_exact", .check = pf_ode_check,
+    .logpdf = pf_ode_logpdf, .interp_logpdf = sdflow__interp_logpdf,
+};
+
+const sdflow__density_kind_ops sdflow__pf_ode_hutchinson_kind = {
+    .kind = SDFLOW_DENSITY_PF_ODE_HUTCHINSON, .name = "pf_ode_hutchinson", .hutchinson = 1, .check = pf_ode_check,
+    .logpdf = pf_ode_logpdf, .interp_logpdf = sdflow__interp_logpdf,
+};

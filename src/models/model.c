@@ -54,7 +54,7 @@ static sdflow__opt_bind bind(const sdflow_model *m)
     if (!m)
         return (sdflow__opt_bind){ 0 };
     const sdflow__opt_store *store = m->ops->options ? m->ops->options : &no_options;
-    return (sdflow__opt_bind){ m->ctx, store, sdflow_model_kind_name(m->kind), 1, (void *)m, m->impl };
+    return (sdflow__opt_bind){ m->ctx, store, sdflow_model_kind_name(m->kind), 1, (void *)m, m->impl, NULL, NULL };
 }
 
 SDFLOW__DEFINE_OPTION_ACCESSORS(sdflow_model, sdflow_model, bind, int, SDFLOW_TYPE_INT, long)

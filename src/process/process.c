@@ -277,7 +277,7 @@ static sdflow__opt_bind bind(const sdflow_process *p)
 {
     if (!p)
         return (sdflow__opt_bind){ 0 };
-    return (sdflow__opt_bind){ p->ctx, &store, NULL, 1u << p->kind, (void *)p, (void *)p };
+    return (sdflow__opt_bind){ p->ctx, &store, NULL, 1u << p->kind, (void *)p, (void *)p, NULL, NULL };
 }
 
 SDFLOW__DEFINE_OPTION_ACCESSORS(sdflow_process, sdflow_process, bind, int, SDFLOW_TYPE_INT, long)

@@ -17,6 +17,7 @@
 sdflow_status sdflow__ddim_run(sdflow_sampler *s, const sdflow__sampler_plan *plan, size_t n, double *x)
 {
     sdflow__fs w;
+    const sdflow__fs_opts *o = sdflow__fs_opts_of(s);
     sdflow_status st = sdflow__fs_open(&w, s, plan, n, 1);
     double *D = w.buf;
     for (long k = 0; k < w.N && !st; k++) {
@@ -24,8 +25,8 @@ sdflow_status sdflow__ddim_run(sdflow_sampler *s, const sdflow__sampler_plan *pl
         if ((st = sdflow__fs_step_begin(&w, x, k, D, &ct, &cu)))
             break;
         double st_ = ct.sigma / ct.alpha, su = cu.sigma / cu.alpha;
-        double up = s->eta > 0 ? fmin(su, s->eta * su * sqrt(fmax(0, 1 - (su / st_) * (su / st_)))) : 0;
-        double keep = sqrt(fmax(0, su * su - up * up)) / st_, noise = s->s_noise * up;
+        double up = o->eta > 0 ? fmin(su, o->eta * su * sqrt(fmax(0, 1 - (su / st_) * (su / st_)))) : 0;
+        double keep = sqrt(fmax(0, su * su - up * up)) / st_, noise = o->s_noise * up;
         size_t d = w.d;
 #pragma omp parallel for num_threads(w.nt) schedule(static)
         for (size_t i = 0; i < n; i++) {
@@ -44,4 +45,5 @@ sdflow_status sdflow__ddim_run(sdflow_sampler *s, const sdflow__sampler_plan *pl
 }
 
 const sdflow__sampler_kind_ops sdflow__ddim_kind =
-    SDFLOW__SCORE_GRID_KIND(SDFLOW_SAMPLER_DDIM, "ddim", sdflow__ddim_run);
+    SDFLOW__SCORE_GRID_KIND_OPTS(SDFLOW_SAMPLER_DDIM, "ddim", sdflow__ddim_run, &sdflow__fs_store,
+                                 sizeof(sdflow__fs_opts), NULL);

@@ -23,12 +23,20 @@
 #define TAG_DPMPP 0x64706d73ull /* "dpms" */
 #define LOWER_ORDER_FINAL_BELOW 15
 
+/* What distinguishes the four kinds: the order here, the noise by their
+ * options (only the SDE variants have eta and s_noise). */
+typedef struct dpmpp_param {
+    int order;
+} dpmpp_param;
+static const dpmpp_param order2 = { 2 }, order3 = { 3 };
+
 sdflow_status sdflow__dpmpp_run(sdflow_sampler *s, const sdflow__sampler_plan *plan, size_t n, double *x)
 {
     sdflow__fs w;
     sdflow_status st = sdflow__fs_open(&w, s, plan, n, 3);
-    int order = s->kind == SDFLOW_SAMPLER_DPMPP_3M || s->kind == SDFLOW_SAMPLER_DPMPP_3M_SDE ? 3 : 2;
-    double eta = s->kind == SDFLOW_SAMPLER_DPMPP_2M_SDE || s->kind == SDFLOW_SAMPLER_DPMPP_3M_SDE ? s->eta : 0;
+    const sdflow__fs_opts *o = sdflow__fs_opts_of(s); /* NULL: 2M / 3M on the ODE */
+    int order = ((const dpmpp_param *)s->ops->param)->order;
+    double eta = o ? o->eta : 0;
     double *D = sdflow__fs_buf(&w, 0), *D1 = sdflow__fs_buf(&w, 1), *D2 = sdflow__fs_buf(&w, 2);
     double h1 = 0, h2 = 0; /* step sizes in lambda of the two previous steps */
     for (long k = 0; k < w.N && !st; k++) {
@@ -65,7 +73,7 @@ sdflow_status sdflow__dpmpp_run(sdflow_sampler *s, const sdflow__sampler_plan *p
                 }
             }
         }
-        double noise = su > 0 && eh > 0 ? s->s_noise * su * sqrt(-expm1(-2 * eh)) : 0;
+        double noise = su > 0 && eh > 0 ? o->s_noise * su * sqrt(-expm1(-2 * eh)) : 0;
         size_t d = w.d;
 #pragma omp parallel for num_threads(w.nt) schedule(static)
         for (size_t i = 0; i < n; i++) {
@@ -97,13 +105,15 @@ sdflow_status sdflow__dpmpp_run(sdflow_sampler *s, const sdflow__sampler_plan *p
 }
 
 const sdflow__sampler_kind_ops sdflow__dpmpp_2m_kind =
-    SDFLOW__SCORE_GRID_KIND(SDFLOW_SAMPLER_DPMPP_2M, "dpmpp_2m", sdflow__dpmpp_run);
+    SDFLOW__SCORE_GRID_KIND_OPTS(SDFLOW_SAMPLER_DPMPP_2M, "dpmpp_2m", sdflow__dpmpp_run, NULL, 0, &order2);
 
 const sdflow__sampler_kind_ops sdflow__dpmpp_3m_kind =
-    SDFLOW__SCORE_GRID_KIND(SDFLOW_SAMPLER_DPMPP_3M, "dpmpp_3m", sdflow__dpmpp_run);
+    SDFLOW__SCORE_GRID_KIND_OPTS(SDFLOW_SAMPLER_DPMPP_3M, "dpmpp_3m", sdflow__dpmpp_run, NULL, 0, &order3);
 
 const sdflow__sampler_kind_ops sdflow__dpmpp_2m_sde_kind =
-    SDFLOW__SCORE_GRID_KIND(SDFLOW_SAMPLER_DPMPP_2M_SDE, "dpmpp_2m_sde", sdflow__dpmpp_run);
+    SDFLOW__SCORE_GRID_KIND_OPTS(SDFLOW_SAMPLER_DPMPP_2M_SDE, "dpmpp_2m_sde", sdflow__dpmpp_run, &sdflow__fs_store,
+                                 sizeof(sdflow__fs_opts), &order2);
 
 const sdflow__sampler_kind_ops sdflow__dpmpp_3m_sde_kind =
-    SDFLOW__SCORE_GRID_KIND(SDFLOW_SAMPLER_DPMPP_3M_SDE, "dpmpp_3m_sde", sdflow__dpmpp_run);
+    SDFLOW__SCORE_GRID_KIND_OPTS(SDFLOW_SAMPLER_DPMPP_3M_SDE, "dpmpp_3m_sde", sdflow__dpmpp_run, &sdflow__fs_store,
+                                 sizeof(sdflow__fs_opts), &order3);

@@ -7,6 +7,7 @@
 
 sdflow_status sdflow__dsb_run(sdflow_sampler *s, size_t n, const double *x_init, double *x_out)
 {
+    sdflow__dsb_opts *o = sdflow__dsb_of(s);
     sdflow_ctx *ctx = s->ctx;
     sdflow__dsb_work w;
     sdflow_status st = sdflow__dsb_work_init(s, n, &w);
@@ -17,9 +18,9 @@ sdflow_status sdflow__dsb_run(sdflow_sampler *s, size_t n, const double *x_init,
     if ((st = sdflow__check_dims(ctx, n, d)) || (st = sdflow__check_ptr(ctx, x_out, "x_out")) ||
         (x_init && (st = sdflow__check_finite(ctx, x_init, n, d, "x_init"))))
         goto done;
-    int fwd = s->dsb_direction == SDFLOW_DSB_DATA_TO_PRIOR;
+    int fwd = o->direction == SDFLOW_DSB_DATA_TO_PRIOR;
     /* backward means are needed before anything is drawn */
-    if (!fwd && !s->model[SDFLOW_ROLE_BACKWARD] && (!s->dsb || s->dsb->halves < 1)) {
+    if (!fwd && !s->model[SDFLOW_ROLE_BACKWARD] && (!o->fit || o->fit->halves < 1)) {
         st = sdflow__dsb_backward_mean(&w, 0, 0, NULL, NULL);
         goto done;
     }
@@ -55,17 +56,26 @@ sdflow_status sdflow__dsb_run(sdflow_sampler *s, size_t n, const double *x_init,
     if (!st)
         st = sdflow__check_result(ctx, x_out, n, d, "dsb final state");
 done:
-    if (s->dsb) {
-        s->stats[SDFLOW_STAT_HALF_BRIDGES] = (double)s->dsb->halves;
+    if (o->fit) {
+        s->stats[SDFLOW_STAT_HALF_BRIDGES] = (double)o->fit->halves;
     }
     sdflow__free(ctx, mean);
     sdflow__dsb_work_free(&w);
     return st;
 }
 
+/* The DSB sampler's own option slots (dsb_options.def): key, field of
+ * sdflow__dsb_opts, default. */
+#define SLOT(key, field, def) SDFLOW__PRIV_SLOT(sdflow__dsb_opts, key, SDFLOW__KIND_BIT(SDFLOW_SAMPLER_DSB), field, def)
+static const sdflow__opt_slot dsb_slots[] = {
+#include "dsb_options.def"
+};
+static const sdflow__opt_store dsb_store = { "sampler", dsb_slots, sizeof dsb_slots / sizeof dsb_slots[0], NULL, NULL };
+
 const sdflow__sampler_kind_ops sdflow__dsb_kind = {
     .kind = SDFLOW_SAMPLER_DSB, .name = "dsb", .roles = SDFLOW__ROLE_RANGE(SDFLOW_ROLE_FORWARD, SDFLOW_ROLE_PRIOR),
     .roles_hint = "use SDFLOW_ROLE_FORWARD / SDFLOW_ROLE_BACKWARD / SDFLOW_ROLE_DATA / SDFLOW_ROLE_PRIOR",
     .primary = SDFLOW_ROLE_FORWARD, .primary_name = "forward", .process = SDFLOW__SK_PROC_NONE,
-    .flags = SDFLOW__SK_WHOLE_RUN, .whole_run = sdflow__dsb_run,
+    .flags = SDFLOW__SK_WHOLE_RUN, .whole_run = sdflow__dsb_run, .opts = &dsb_store,
+    .priv_size = sizeof(sdflow__dsb_opts), .free_priv = sdflow__dsb_free,
 };

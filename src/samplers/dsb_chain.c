@@ -13,11 +13,12 @@
 
 void sdflow__dsb_free(sdflow_sampler *s)
 {
-    if (!s || !s->dsb)
+    sdflow__dsb_opts *o = sdflow__dsb_of(s);
+    if (!o->fit)
         return;
-    sdflow__free(s->ctx, s->dsb->fa); /* one block: fa, fb, ba, bb (NULL for networks) */
-    sdflow__free(s->ctx, s->dsb);
-    s->dsb = NULL;
+    sdflow__free(s->ctx, o->fit->fa); /* one block: fa, fb, ba, bb (NULL for networks) */
+    sdflow__free(s->ctx, o->fit);
+    o->fit = NULL;
 }
 
 /* The step sizes of the reference code's get_gammas (ipf.py): a constant
@@ -25,9 +26,10 @@ void sdflow__dsb_free(sdflow_sampler *s)
 static sdflow_status make_gammas(sdflow__dsb_work *w)
 {
     sdflow_sampler *s = w->s;
+    sdflow__dsb_opts *o = sdflow__dsb_of(s);
     long N = w->N, h = N / 2;
-    double lo = s->dsb_gamma_min, hi = s->dsb_gamma_max;
-    if (s->dsb_schedule == SDFLOW_DSB_CONSTANT) {
+    double lo = o->gamma_min, hi = o->gamma_max;
+    if (o->schedule == SDFLOW_DSB_CONSTANT) {
         for (long k = 0; k < N; k++)
             w->gam[k] = hi;
     } else {
@@ -36,14 +38,14 @@ static sdflow_status make_gammas(sdflow__dsb_work *w)
                                 "dsb: a symmetric gamma schedule needs an even number of steps, got %ld", N);
         for (long j = 0; j < h; j++) {
             double u = h > 1 ? (double)j / (double)(h - 1) : 0;
-            double g = s->dsb_schedule == SDFLOW_DSB_SYMMETRIC_LINEAR ? lo + (hi - lo) * u : lo * pow(hi / lo, u);
+            double g = o->schedule == SDFLOW_DSB_SYMMETRIC_LINEAR ? lo + (hi - lo) * u : lo * pow(hi / lo, u);
             w->gam[j] = w->gam[N - 1 - j] = g;
         }
     }
     double t = 0;
     for (long k = 0; k < N; k++) {
         t += w->gam[k];
-        w->tlab[k] = s->dsb_time_input == SDFLOW_DSB_TIME_INDEX ? (double)(k + 1) : t;
+        w->tlab[k] = o->time_input == SDFLOW_DSB_TIME_INDEX ? (double)(k + 1) : t;
     }
     if (!isfinite(t))
         return sdflow__fail(w->ctx, SDFLOW_E_INVALID, "dsb: the horizon T = sum of the steps is not finite");
@@ -53,7 +55,8 @@ static sdflow_status make_gammas(sdflow__dsb_work *w)
 /* Dimension from the fitted state and the bound models, which must agree. */
 static sdflow_status resolve_dim(sdflow_sampler *s, size_t *d)
 {
-    *d = s->dsb ? s->dsb->d : 0;
+    sdflow__dsb_opts *o = sdflow__dsb_of(s);
+    *d = o->fit ? o->fit->d : 0;
     static const sdflow_role roles[] = { SDFLOW_ROLE_DATA, SDFLOW_ROLE_PRIOR, SDFLOW_ROLE_BACKWARD,
                                          SDFLOW_ROLE_FORWARD };
     for (size_t i = 0; i < sizeof roles / sizeof roles[0]; i++) {
@@ -68,11 +71,11 @@ static sdflow_status resolve_dim(sdflow_sampler *s, size_t *d)
     if (!*d)
         return sdflow__fail(s->ctx, SDFLOW_E_STATE,
                             "dsb: dimension unknown: bind a SDFLOW_ROLE_DATA (or _PRIOR, _BACKWARD) model");
-    if (s->dsb && (s->dsb->N != s->steps || s->dsb->d != *d))
+    if (o->fit && (o->fit->N != s->steps || o->fit->d != *d))
         return sdflow__fail(s->ctx, SDFLOW_E_STATE,
                             "dsb: the fitted means are for N=%ld steps, d=%zu; steps is now %ld (set it back or "
                             "create a new sampler)",
-                            s->dsb->N, s->dsb->d, s->steps);
+                            o->fit->N, o->fit->d, s->steps);
     return SDFLOW_OK;
 }
 
@@ -106,12 +109,13 @@ void sdflow__dsb_work_free(sdflow__dsb_work *w)
 sdflow_status sdflow__dsb_draw_end(sdflow__dsb_work *w, sdflow_role role, uint64_t stream, uint64_t first, size_t n, double *out)
 {
     sdflow_sampler *s = w->s;
+    sdflow__dsb_opts *o = sdflow__dsb_of(s);
     sdflow_model *m = s->model[role];
     size_t d = w->d;
     if (!m) {
         if (role == SDFLOW_ROLE_DATA)
             return sdflow__fail(w->ctx, SDFLOW_E_STATE, "dsb: no SDFLOW_ROLE_DATA model bound (the k = 0 end)");
-        double sd = sqrt(s->dsb_prior_var), mu = s->dsb_prior_mean;
+        double sd = sqrt(o->prior_var), mu = o->prior_mean;
         for (size_t i = 0; i < n; i++) {
             sdflow__rng_normal_row(w->ctx->seed, stream, first + i, 0, d, out + i * d);
             for (size_t j = 0; j < d; j++)
@@ -151,7 +155,7 @@ static sdflow_status net_mean(sdflow__dsb_work *w, sdflow_model *m, long k, cons
         why[sizeof why - 1] = 0;
         return sdflow__fail(w->ctx, st, "dsb: %s network at transition %ld: %s", side, k, why);
     }
-    if (!w->s->dsb_mean_match)
+    if (!sdflow__dsb_of(w->s)->mean_match)
         for (size_t i = 0; i < n * w->d; i++)
             out[i] += x[i];
     return SDFLOW_OK;
@@ -173,28 +177,30 @@ static void affine_rows(const sdflow__dsb_work *w, const double *a, const double
 
 static int forward_fitted(const sdflow_sampler *s)
 {
-    return s->dsb && s->dsb->halves >= 2;
+    sdflow__dsb_opts *o = sdflow__dsb_of(s);
+    return o->fit && o->fit->halves >= 2;
 }
 
 /* F_k(x): network, fitted affine map or (before any forward half-bridge) the reference. */
 sdflow_status sdflow__dsb_forward_mean(sdflow__dsb_work *w, long k, size_t n, const double *x, double *out)
 {
     sdflow_sampler *s = w->s;
+    sdflow__dsb_opts *o = sdflow__dsb_of(s);
     size_t d = w->d;
     if (forward_fitted(s) && s->model[SDFLOW_ROLE_FORWARD])
         return net_mean(w, s->model[SDFLOW_ROLE_FORWARD], k, "forward", n, x, out);
     if (forward_fitted(s)) {
-        if (!s->dsb->fa)
+        if (!o->fit->fa)
             return sdflow__fail(w->ctx, SDFLOW_E_STATE,
                                 "dsb: the forward means were fitted as a network: bind it to SDFLOW_ROLE_FORWARD");
-        affine_rows(w, s->dsb->fa + (size_t)k * d * d, s->dsb->fb + (size_t)k * d, n, x, out);
+        affine_rows(w, o->fit->fa + (size_t)k * d * d, o->fit->fb + (size_t)k * d, n, x, out);
         return SDFLOW_OK;
     }
     double g = w->gam[k];
-    if (s->dsb_reference == SDFLOW_DSB_BROWNIAN) {
+    if (o->reference == SDFLOW_DSB_BROWNIAN) {
         memcpy(out, x, n * d * sizeof *out);
     } else { /* f = grad log N(mu, v I) = -(x - mu)/v (reference code grad_gauss) */
-        double mu = s->dsb_prior_mean, c = g / s->dsb_prior_var;
+        double mu = o->prior_mean, c = g / o->prior_var;
         for (size_t i = 0; i < n * d; i++)
             out[i] = x[i] - c * (x[i] - mu);
     }
@@ -205,16 +211,17 @@ sdflow_status sdflow__dsb_forward_mean(sdflow__dsb_work *w, long k, size_t n, co
 sdflow_status sdflow__dsb_backward_mean(sdflow__dsb_work *w, long k, size_t n, const double *x, double *out)
 {
     sdflow_sampler *s = w->s;
+    sdflow__dsb_opts *o = sdflow__dsb_of(s);
     size_t d = w->d;
     if (s->model[SDFLOW_ROLE_BACKWARD])
         return net_mean(w, s->model[SDFLOW_ROLE_BACKWARD], k, "backward", n, x, out);
-    if (!s->dsb || s->dsb->halves < 1)
+    if (!o->fit || o->fit->halves < 1)
         return sdflow__fail(w->ctx, SDFLOW_E_STATE,
                             "dsb: no backward means yet: run sdflow_sampler_fit or bind SDFLOW_ROLE_BACKWARD");
-    if (!s->dsb->ba)
+    if (!o->fit->ba)
         return sdflow__fail(w->ctx, SDFLOW_E_STATE,
                             "dsb: the backward means were fitted as a network: bind it to SDFLOW_ROLE_BACKWARD");
-    affine_rows(w, s->dsb->ba + (size_t)k * d * d, s->dsb->bb + (size_t)k * d, n, x, out);
+    affine_rows(w, o->fit->ba + (size_t)k * d * d, o->fit->bb + (size_t)k * d, n, x, out);
     return SDFLOW_OK;
 }
 
@@ -247,20 +254,21 @@ sdflow_status sdflow__dsb_check_state(sdflow__dsb_work *w, const double *x, size
 sdflow_status sdflow__dsb_ensure_state(sdflow__dsb_work *w, int nets)
 {
     sdflow_sampler *s = w->s;
-    if (s->dsb && s->dsb->halves > 0 && s->dsb->nets != nets)
+    sdflow__dsb_opts *o = sdflow__dsb_of(s);
+    if (o->fit && o->fit->halves > 0 && o->fit->nets != nets)
         return sdflow__fail(w->ctx, SDFLOW_E_STATE,
                             "dsb fit: the %ld half-bridges so far fitted %s; this fit would fit %s (bind or unbind "
                             "the networks as before, or create a new sampler)",
-                            s->dsb->halves, s->dsb->nets ? "networks" : "affine means", nets ? "networks" : "affine means");
-    if (!s->dsb) {
+                            o->fit->halves, o->fit->nets ? "networks" : "affine means", nets ? "networks" : "affine means");
+    if (!o->fit) {
         struct sdflow__dsb *st = sdflow__alloc(w->ctx, sizeof *st);
         if (!st)
             return SDFLOW_E_NOMEM;
         *st = (struct sdflow__dsb){ .d = w->d, .N = w->N };
-        s->dsb = st;
+        o->fit = st;
     }
-    s->dsb->nets = nets;
-    if (nets || s->dsb->fa)
+    o->fit->nets = nets;
+    if (nets || o->fit->fa)
         return SDFLOW_OK;
     size_t d = w->d, N = (size_t)w->N;
     if (!sdflow__size_ok(N * 2, d * (d + 1)))
@@ -268,7 +276,7 @@ sdflow_status sdflow__dsb_ensure_state(sdflow__dsb_work *w, int nets)
     double *blk = sdflow__alloc_array(w->ctx, 2 * N * d, (d + 1) * sizeof(double), "dsb fitted means");
     if (!blk)
         return SDFLOW_E_NOMEM;
-    struct sdflow__dsb *st = s->dsb;
+    struct sdflow__dsb *st = o->fit;
     st->fa = blk;
     st->fb = st->fa + N * d * d;
     st->ba = st->fb + N * d;

@@ -78,8 +78,9 @@ static void accumulate(sdflow__dsb_work *w, fit_buf *f, long k, size_t n, const 
 static sdflow_status half_bridge(sdflow__dsb_work *w, fit_buf *f, int backward, long *done, long total)
 {
     sdflow_sampler *s = w->s;
-    size_t d = w->d, p = d + 1, npar = (size_t)s->dsb_npar;
-    long N = w->N, h = s->dsb->halves;
+    sdflow__dsb_opts *o = sdflow__dsb_of(s);
+    size_t d = w->d, p = d + 1, npar = (size_t)o->npar;
+    long N = w->N, h = o->fit->halves;
     memset(f->G, 0, (size_t)N * p * p * sizeof *f->G);
     memset(f->R, 0, (size_t)N * p * d * sizeof *f->R);
     memset(f->syy, 0, (size_t)N * sizeof *f->syy);
@@ -120,10 +121,10 @@ static sdflow_status half_bridge(sdflow__dsb_work *w, fit_buf *f, int backward, 
     if (st)
         return st;
     /* commit: the half-bridge is complete */
-    memcpy(backward ? s->dsb->ba : s->dsb->fa, f->na, (size_t)N * d * d * sizeof *f->na);
-    memcpy(backward ? s->dsb->bb : s->dsb->fb, f->nbv, (size_t)N * d * sizeof *f->nbv);
-    s->dsb->halves++;
-    s->stats[SDFLOW_STAT_HALF_BRIDGES] = (double)s->dsb->halves;
+    memcpy(backward ? o->fit->ba : o->fit->fa, f->na, (size_t)N * d * d * sizeof *f->na);
+    memcpy(backward ? o->fit->bb : o->fit->fb, f->nbv, (size_t)N * d * sizeof *f->nbv);
+    o->fit->halves++;
+    s->stats[SDFLOW_STAT_HALF_BRIDGES] = (double)o->fit->halves;
     s->stats[SDFLOW_STAT_FIT_MSE] = mse;
     return SDFLOW_OK;
 }
@@ -136,6 +137,7 @@ sdflow_status sdflow_sampler_fit(sdflow_sampler *s, long iterations)
     if (s->kind != SDFLOW_SAMPLER_DSB)
         return sdflow__fail(ctx, SDFLOW_E_UNSUPPORTED, "sdflow_sampler_fit needs a dsb sampler, not kind %d",
                             (int)s->kind);
+    sdflow__dsb_opts *o = sdflow__dsb_of(s);
     if (iterations < 1 || iterations > 1000000)
         return sdflow__fail(ctx, SDFLOW_E_INVALID, "dsb fit: iterations=%ld must be in 1..1e6", iterations);
     int nets = s->model[SDFLOW_ROLE_FORWARD] || s->model[SDFLOW_ROLE_BACKWARD];
@@ -143,7 +145,7 @@ sdflow_status sdflow_sampler_fit(sdflow_sampler *s, long iterations)
         return sdflow__fail(ctx, SDFLOW_E_STATE,
                             "dsb fit: bind both SDFLOW_ROLE_FORWARD and SDFLOW_ROLE_BACKWARD networks, or neither "
                             "(exact affine means)");
-    size_t nb = (size_t)(s->dsb_batch < s->dsb_npar ? s->dsb_batch : s->dsb_npar);
+    size_t nb = (size_t)(o->batch < o->npar ? o->batch : o->npar);
     sdflow__dsb_work w;
     fit_buf f = { .nb = nb };
     double *blk = NULL;
@@ -158,8 +160,8 @@ sdflow_status sdflow_sampler_fit(sdflow_sampler *s, long iterations)
     if (nets) {
         if ((st = sdflow__dsb_ensure_state(&w, 1)))
             goto done;
-        long cache_fills = s->dsb_cache_refresh > 0 ? (s->dsb_train_steps - 1) / s->dsb_cache_refresh + 1 : 1;
-        long per = s->dsb_train_steps + cache_fills * (long)((s->dsb_npar + (long)nb - 1) / (long)nb);
+        long cache_fills = o->cache_refresh > 0 ? (o->train_steps - 1) / o->cache_refresh + 1 : 1;
+        long per = o->train_steps + cache_fills * (long)((o->npar + (long)nb - 1) / (long)nb);
         long done_n = 0, total = 2 * iterations * per;
         for (long it = 0; it < iterations && !st; it++) {
             st = sdflow__dsb_net_half(&w, 1, &done_n, total);
@@ -172,9 +174,9 @@ sdflow_status sdflow_sampler_fit(sdflow_sampler *s, long iterations)
         st = sdflow__fail(ctx, SDFLOW_E_INVALID, "dsb fit: exact affine means need d <= 65536, got d=%zu", d);
         goto done;
     }
-    if ((size_t)s->dsb_npar < p + 1) {
+    if ((size_t)o->npar < p + 1) {
         st = sdflow__fail(ctx, SDFLOW_E_INVALID, "dsb fit: npar=%ld chains cannot fit d+1=%zu affine coefficients",
-                          s->dsb_npar, p);
+                          o->npar, p);
         goto done;
     }
     if ((st = sdflow__dsb_ensure_state(&w, 0)))
@@ -201,7 +203,7 @@ sdflow_status sdflow_sampler_fit(sdflow_sampler *s, long iterations)
     f.na = f.syy + N;
     f.nbv = f.na + N * d * d;
     f.th = f.nbv + N * d;
-    long per_half = (long)((s->dsb_npar + (long)nb - 1) / (long)nb), done_n = 0, total = 2 * iterations * per_half;
+    long per_half = (long)((o->npar + (long)nb - 1) / (long)nb), done_n = 0, total = 2 * iterations * per_half;
     for (long it = 0; it < iterations && !st; it++) {
         st = half_bridge(&w, &f, 1, &done_n, total);
         if (!st)

@@ -28,7 +28,19 @@
 
 #define TAG_SGD 0x69706700ull      /* "ipg" + half-bridge number: minibatch draws of a network fit */
 
-/* The fitted state of a DSB sampler (s->dsb). */
+/* The DSB sampler's own options and state (s->priv; slot table in dsb.c).
+ * Defaults: the reference code's 2-D ones (algorithms.md §14.1). */
+typedef struct sdflow__dsb_opts {
+    long schedule, reference, mean_match, time_input, direction, npar, batch;
+    long train_steps, cache_refresh, lr_cosine;
+    double gamma_min, gamma_max, prior_mean, prior_var, lr;
+    struct sdflow__dsb *fit; /* fitted means, NULL until the first half-bridge (owned: sdflow__dsb_free) */
+} sdflow__dsb_opts;
+static inline sdflow__dsb_opts *sdflow__dsb_of(const sdflow_sampler *s) { return s->priv; }
+/* The descriptor's free_priv: releases the fitted state. */
+void sdflow__dsb_free(sdflow_sampler *s);
+
+/* The fitted state of a DSB sampler (sdflow__dsb_of(s)->fit). */
 struct sdflow__dsb {
     size_t d;
     long N;

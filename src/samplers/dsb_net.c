@@ -102,6 +102,7 @@ static int cache_rows(long step, uint64_t first_row, size_t rows, size_t cols, d
 static sdflow_status make_trainer(sdflow__dsb_work *w, net_buf *b, sdflow_trainer **out)
 {
     sdflow_sampler *s = w->s;
+    sdflow__dsb_opts *o = sdflow__dsb_of(s);
     sdflow_trainer *t = NULL;
     sdflow_status st = sdflow_trainer_create(w->ctx, SDFLOW_LOSS_DSB_MEAN, &t);
     if (!st)
@@ -111,16 +112,16 @@ static sdflow_status make_trainer(sdflow__dsb_work *w, net_buf *b, sdflow_traine
     if (!st)
         st = sdflow_trainer_set_int(t, SDFLOW_TRAIN_BATCH, (long)b->B);
     if (!st)
-        st = sdflow_trainer_set_double(t, SDFLOW_TRAIN_LR, s->dsb_lr);
+        st = sdflow_trainer_set_double(t, SDFLOW_TRAIN_LR, o->lr);
     if (!st)
         st = sdflow_trainer_set_int(t, SDFLOW_TRAIN_REDUCE_MEAN, 1);
     if (!st)
-        st = sdflow_trainer_set_int(t, SDFLOW_TRAIN_DSB_MEAN_MATCH, s->dsb_mean_match != 0);
+        st = sdflow_trainer_set_int(t, SDFLOW_TRAIN_DSB_MEAN_MATCH, o->mean_match != 0);
     if (!st)
         st = sdflow_trainer_set_double(t, SDFLOW_TRAIN_EMA_DECAY, 0);
-    if (!st && s->dsb_lr_cosine) /* step it of M at lr (1 + cos(pi it / M)) / 2 */
+    if (!st && o->lr_cosine) /* step it of M at lr (1 + cos(pi it / M)) / 2 */
         if (!(st = sdflow_trainer_set_int(t, SDFLOW_TRAIN_SCHEDULE, SDFLOW_LR_COSINE)))
-            st = sdflow_trainer_set_int(t, SDFLOW_TRAIN_TOTAL_STEPS, s->dsb_train_steps);
+            st = sdflow_trainer_set_int(t, SDFLOW_TRAIN_TOTAL_STEPS, o->train_steps);
     if (st) {
         sdflow_trainer_free(t);
         t = NULL;
@@ -132,12 +133,13 @@ static sdflow_status make_trainer(sdflow__dsb_work *w, net_buf *b, sdflow_traine
 sdflow_status sdflow__dsb_net_half(sdflow__dsb_work *w, int backward, long *done, long total)
 {
     sdflow_sampler *s = w->s;
+    sdflow__dsb_opts *o = sdflow__dsb_of(s);
     sdflow_ctx *ctx = w->ctx;
     size_t d = w->d, N = (size_t)w->N;
-    net_buf b = { .m = s->model[backward ? SDFLOW_ROLE_BACKWARD : SDFLOW_ROLE_FORWARD], .npar = (size_t)s->dsb_npar,
-                  .B = (size_t)s->dsb_batch, .h = s->dsb->halves, .w = w };
+    net_buf b = { .m = s->model[backward ? SDFLOW_ROLE_BACKWARD : SDFLOW_ROLE_FORWARD], .npar = (size_t)o->npar,
+                  .B = (size_t)o->batch, .h = o->fit->halves, .w = w };
     b.nb = b.B < b.npar ? b.B : b.npar;
-    long M = s->dsb_train_steps, refresh = s->dsb_cache_refresh;
+    long M = o->train_steps, refresh = o->cache_refresh;
     sdflow_trainer *tr = NULL;
     sdflow_status st = sdflow_model_param_count(b.m, &b.P);
     if (st) { /* keep the model's reason (formatting ctx->err into itself would overlap) */
@@ -187,8 +189,8 @@ sdflow_status sdflow__dsb_net_half(sdflow__dsb_work *w, int backward, long *done
             sdflow__fail(ctx, st, "%s", why);
         goto done;
     }
-    s->dsb->halves++;
-    s->stats[SDFLOW_STAT_HALF_BRIDGES] = (double)s->dsb->halves;
+    o->fit->halves++;
+    s->stats[SDFLOW_STAT_HALF_BRIDGES] = (double)o->fit->halves;
     s->stats[SDFLOW_STAT_FIT_MSE] = run / wsum;
 done:
     sdflow_trainer_free(tr);

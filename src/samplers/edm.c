@@ -35,13 +35,14 @@ static void unscale(const sdflow__fs *w, double alpha, const double *y, double *
 sdflow_status sdflow__edm_run(sdflow_sampler *s, const sdflow__sampler_plan *plan, size_t n, double *x)
 {
     sdflow__fs w;
+    const sdflow__fs_opts *o = sdflow__fs_opts_of(s);
     sdflow_status st = sdflow__fs_open(&w, s, plan, n, 5);
     double *y = sdflow__fs_buf(&w, 0), *D = sdflow__fs_buf(&w, 1), *xe = sdflow__fs_buf(&w, 2);
     double *yp = sdflow__fs_buf(&w, 3), *D2 = sdflow__fs_buf(&w, 4);
     const sdflow_process *p = s->proc;
     size_t d = w.d, len = n * d;
     double T = p->t_max, sT = sdflow__process_sigma_ratio(p, T);
-    double gmax = fmin(s->s_churn / (double)w.N, sqrt(2.0) - 1);
+    double gmax = fmin(o->s_churn / (double)w.N, sqrt(2.0) - 1);
     if (!st) { /* y = x / alpha(t_start) */
         sdflow__coef c0;
         sdflow__process_coef(p, w.grid[0], &c0);
@@ -54,7 +55,7 @@ sdflow_status sdflow__edm_run(sdflow_sampler *s, const sdflow__sampler_plan *pla
         sdflow__process_coef(p, t, &ct);
         sdflow__process_coef(p, u, &cu);
         double sc = ct.sigma / ct.alpha, su = cu.sigma / cu.alpha, th = t, sh = sc, ah = ct.alpha;
-        double gamma = s->s_tmin <= sc && sc <= s->s_tmax ? gmax : 0;
+        double gamma = o->s_tmin <= sc && sc <= o->s_tmax ? gmax : 0;
         if (gamma > 0 && sc < sT) {
             th = sdflow__process_time_of_sigma_ratio(p, fmin(sc * (1 + gamma), sT));
             th = th < t ? t : th > T ? T : th;
@@ -62,7 +63,7 @@ sdflow_status sdflow__edm_run(sdflow_sampler *s, const sdflow__sampler_plan *pla
             sdflow__process_coef(p, th, &ch);
             sh = ch.sigma / ch.alpha; /* the level the model sees at th */
             ah = ch.alpha;
-            double add = s->s_noise * sqrt(fmax(0, sh * sh - sc * sc));
+            double add = o->s_noise * sqrt(fmax(0, sh * sh - sc * sc));
 #pragma omp parallel for num_threads(w.nt) schedule(static)
             for (size_t i = 0; i < n; i++) {
                 const double *z = sdflow__fs_noise(&w, TAG_CHURN, k, i);
@@ -105,4 +106,5 @@ sdflow_status sdflow__edm_run(sdflow_sampler *s, const sdflow__sampler_plan *pla
 }
 
 const sdflow__sampler_kind_ops sdflow__edm_heun_kind =
-    SDFLOW__SCORE_GRID_KIND(SDFLOW_SAMPLER_EDM_HEUN, "edm_heun", sdflow__edm_run);
+    SDFLOW__SCORE_GRID_KIND_OPTS(SDFLOW_SAMPLER_EDM_HEUN, "edm_heun", sdflow__edm_run, &sdflow__fs_store,
+                                 sizeof(sdflow__fs_opts), NULL);

@@ -6,6 +6,21 @@
 #include "fewstep_internal.h"
 #include "ode_internal.h"
 
+#define K_DDIM SDFLOW__KIND_BIT(SDFLOW_SAMPLER_DDIM)
+#define K_DSDE (SDFLOW__KIND_BIT(SDFLOW_SAMPLER_DPMPP_2M_SDE) | SDFLOW__KIND_BIT(SDFLOW_SAMPLER_DPMPP_3M_SDE))
+#define K_EDM SDFLOW__KIND_BIT(SDFLOW_SAMPLER_EDM_HEUN)
+#define SLOT(key, kinds, field, def) SDFLOW__PRIV_SLOT(sdflow__fs_opts, key, kinds, field, def)
+static const sdflow__opt_slot fs_slots[] = {
+    /* k-diffusion's defaults: the SDE variants at eta = 1, DDIM deterministic */
+    SLOT(SDFLOW_OPT_ETA, K_DDIM, eta, 0),
+    SLOT(SDFLOW_OPT_ETA, K_DSDE, eta, 1),
+    SLOT(SDFLOW_OPT_S_CHURN, K_EDM, s_churn, 0),
+    SLOT(SDFLOW_OPT_S_TMIN, K_EDM, s_tmin, 0),
+    SLOT(SDFLOW_OPT_S_TMAX, K_EDM, s_tmax, INFINITY),
+    SLOT(SDFLOW_OPT_S_NOISE, K_DDIM | K_DSDE | K_EDM, s_noise, 1),
+};
+const sdflow__opt_store sdflow__fs_store = { "sampler", fs_slots, sizeof fs_slots / sizeof fs_slots[0], NULL, NULL };
+
 sdflow_status sdflow__fs_open(sdflow__fs *w, sdflow_sampler *s, const sdflow__sampler_plan *plan, size_t n, int nbuf)
 {
     sdflow_ctx *ctx = s->ctx;

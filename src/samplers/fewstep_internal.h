@@ -10,6 +10,18 @@
 
 #include "sampler_internal.h"
 
+/* The few-step kinds' own options (s->priv; fewstep.c's slot table
+ * sdflow__fs_store): ddim, the dpmpp_*_sde and edm_heun have the block,
+ * dpmpp_2m / dpmpp_3m none (deterministic: eta = 0, no noise). */
+typedef struct sdflow__fs_opts {
+    double eta;                     /* ddim, dpmpp_*_sde */
+    double s_churn, s_tmin, s_tmax; /* edm_heun */
+    double s_noise;                 /* all of them */
+} sdflow__fs_opts;
+extern const sdflow__opt_store sdflow__fs_store;
+/* The block of s (NULL for dpmpp_2m / dpmpp_3m). */
+static inline const sdflow__fs_opts *sdflow__fs_opts_of(const sdflow_sampler *s) { return s->priv; }
+
 typedef struct sdflow__fs {
     sdflow_sampler *s;
     const char *what; /* the kind's name (plan) */

@@ -16,6 +16,26 @@
 
 #define TAG_SDE 0x69736465ull /* "isde" */
 
+/* The interpolant's own options (s->priv): base (t = 0) to data (t = 1). */
+typedef struct interp_opts {
+    double t0, t1;    /* run times */
+    double diffusion; /* eps_s of the SDE variant; 0: the ODE */
+    long kinetic;     /* also integrate the kinetic energy */
+} interp_opts;
+
+#define K_INT SDFLOW__KIND_BIT(SDFLOW_SAMPLER_INTERPOLANT)
+#define SLOT(key, field, def) SDFLOW__PRIV_SLOT(interp_opts, key, K_INT, field, def)
+static const sdflow__opt_slot interp_slots[] = {
+    SLOT(SDFLOW_OPT_INTERP_T0, t0, 0),
+    SLOT(SDFLOW_OPT_INTERP_T1, t1, 1.0),
+    SLOT(SDFLOW_OPT_INTERP_DIFFUSION, diffusion, 0),
+    SLOT(SDFLOW_OPT_INTERP_KINETIC, kinetic, 0),
+};
+static const sdflow__opt_store interp_store = { "sampler", interp_slots, sizeof interp_slots / sizeof interp_slots[0],
+                                                NULL, NULL };
+
+static const interp_opts *interp_of(const sdflow_sampler *s) { return s->priv; }
+
 typedef struct interp_rhs {
     sdflow_model *m;
     const sdflow_process *p;
@@ -55,8 +75,9 @@ static sdflow_status run_ode(sdflow_sampler *s, const sdflow__sampler_plan *plan
 {
     sdflow_ctx *ctx = s->ctx;
     sdflow_model *m = s->model[SDFLOW_ROLE_VELOCITY];
-    size_t d = m->d, dim = d + (s->interp_kinetic ? 1 : 0);
-    interp_rhs u = { .m = m, .p = s->proc, .d = d, .kinetic = s->interp_kinetic != 0,
+    const interp_opts *io = interp_of(s);
+    size_t d = m->d, dim = d + (io->kinetic ? 1 : 0);
+    interp_rhs u = { .m = m, .p = s->proc, .d = d, .kinetic = io->kinetic != 0,
                      .sign = plan->t_to > plan->t_from ? 1.0 : -1.0 };
     double *y = x;
     sdflow_status st = SDFLOW_OK;
@@ -106,7 +127,7 @@ static sdflow_status run_sde(sdflow_sampler *s, const sdflow__sampler_plan *plan
     sdflow_model *m = s->model[SDFLOW_ROLE_VELOCITY], *den = s->model[SDFLOW_ROLE_DENOISER];
     size_t d = m->d;
     long N = s->steps;
-    double eps = s->interp_diffusion, ke = 0;
+    double eps = interp_of(s)->diffusion, ke = 0;
     double *v = sdflow__alloc_array(ctx, n, d * sizeof(double), "velocities");
     double *eta = sdflow__alloc_array(ctx, n, d * sizeof(double), "denoiser outputs");
     double *tv = sdflow__alloc_array(ctx, n, sizeof(double), "times");
@@ -152,7 +173,7 @@ static sdflow_status run_sde(sdflow_sampler *s, const sdflow__sampler_plan *plan
         }
         st = sdflow__progress(ctx, k + 1, N, plan->what);
     }
-    if (!st && s->interp_kinetic)
+    if (!st && interp_of(s)->kinetic)
         s->stats[SDFLOW_STAT_KINETIC_ENERGY] = ke / (double)n;
     sdflow__free(ctx, v);
     sdflow__free(ctx, eta);
@@ -164,13 +185,13 @@ static sdflow_status run_sde(sdflow_sampler *s, const sdflow__sampler_plan *plan
 
 sdflow_status sdflow__interp_run(sdflow_sampler *s, const sdflow__sampler_plan *plan, size_t n, double *x)
 {
-    return s->interp_diffusion > 0 ? run_sde(s, plan, n, x) : run_ode(s, plan, n, x);
+    return interp_of(s)->diffusion > 0 ? run_sde(s, plan, n, x) : run_ode(s, plan, n, x);
 }
 
 /* The ODE with adaptive DOPRI5 picks its own times; the SDE steps on a grid. */
 static int interp_uses_grid(const sdflow_sampler *s)
 {
-    return s->interp_diffusion > 0 || s->solver != SDFLOW_SOLVER_DOPRI5;
+    return interp_of(s)->diffusion > 0 || s->solver != SDFLOW_SOLVER_DOPRI5;
 }
 
 /* The interpolant's own checks, in check_run's order (the messages of
@@ -178,33 +199,35 @@ static int interp_uses_grid(const sdflow_sampler *s)
 static sdflow_status interp_check(sdflow_sampler *s, const sdflow_model *m, const double *x_in, int run, int phase)
 {
     sdflow_ctx *ctx = s->ctx;
+    const interp_opts *o = interp_of(s);
     if (phase == SDFLOW__SK_CHECK_BIND) {
         for (int r = SDFLOW_ROLE_DENOISER; r <= SDFLOW_ROLE_BASE; r++)
             if (s->model[r] && s->model[r]->d != m->d)
                 return sdflow__fail(ctx, SDFLOW_E_INVALID, "%s model d=%zu differs from velocity d=%zu",
                                     r == SDFLOW_ROLE_BASE ? "base" : "denoiser", s->model[r]->d, m->d);
-        if (s->interp_diffusion > 0 && !s->model[SDFLOW_ROLE_DENOISER])
+        if (o->diffusion > 0 && !s->model[SDFLOW_ROLE_DENOISER])
             return sdflow__fail(ctx, SDFLOW_E_STATE,
                                 "interp_diffusion=%g needs a denoiser model (SDFLOW_ROLE_DENOISER) for the score",
-                                s->interp_diffusion);
+                                o->diffusion);
         if (s->time_grid == SDFLOW_GRID_CUSTOM)
             return sdflow__fail(ctx, SDFLOW_E_UNSUPPORTED,
                                 "the interpolant sampler steps on a uniform grid (no custom grid)");
     } else if (phase == SDFLOW__SK_CHECK_INPUT) {
-        if (run && s->interp_t0 == s->interp_t1)
+        if (run && o->t0 == o->t1)
             return sdflow__fail(ctx, SDFLOW_E_INVALID, "interp_t0 = interp_t1 = %g: nothing to transport",
-                                s->interp_t0);
-    } else if (run && !x_in && s->interp_t0 != 0) {
+                                o->t0);
+    } else if (phase == SDFLOW__SK_CHECK_START && run && !x_in && o->t0 != 0) {
         return sdflow__fail(ctx, SDFLOW_E_INVALID,
-                            "interp_t0=%g: a run that does not start at the base (t = 0) needs x_init", s->interp_t0);
+                            "interp_t0=%g: a run that does not start at the base (t = 0) needs x_init", o->t0);
     }
     return SDFLOW_OK;
 }
 
 static void interp_run_times(const sdflow_sampler *s, double *t_from, double *t_to)
 {
-    *t_from = s->interp_t0;
-    *t_to = s->interp_t1;
+    const interp_opts *o = interp_of(s);
+    *t_from = o->t0;
+    *t_to = o->t1;
 }
 
 const sdflow__sampler_kind_ops sdflow__interpolant_kind = {
@@ -213,5 +236,6 @@ const sdflow__sampler_kind_ops sdflow__interpolant_kind = {
     .roles_hint = "use SDFLOW_ROLE_VELOCITY / SDFLOW_ROLE_DENOISER / SDFLOW_ROLE_BASE",
     .primary = SDFLOW_ROLE_VELOCITY, .primary_name = "velocity", .process = SDFLOW__SK_PROC_INTERP,
     .flags = SDFLOW__SK_STEPPED, .start_role = SDFLOW_ROLE_BASE, .transport = 1, .uses_grid = interp_uses_grid,
-    .check = interp_check, .run_times = interp_run_times, .run = sdflow__interp_run,
+    .check = interp_check, .run_times = interp_run_times, .run = sdflow__interp_run, .opts = &interp_store,
+    .priv_size = sizeof(interp_opts),
 };

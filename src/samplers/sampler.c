@@ -6,7 +6,7 @@
 #include <string.h>
 #include "sampler_internal.h"
 
-/* Which kinds accept an option, and where it lives. */
+/* Which kinds accept a shared option (sampler_options.def). */
 #define K_SDE (1u << SDFLOW_SAMPLER_REVERSE_SDE)
 #define K_PC (1u << SDFLOW_SAMPLER_PC)
 #define K_ODE (1u << SDFLOW_SAMPLER_PF_ODE)
@@ -87,7 +87,13 @@ sdflow_status sdflow_sampler_create(sdflow_ctx *ctx, sdflow_sampler_kind kind, s
     s->ctx = ctx;
     s->kind = kind;
     s->ops = find_kind((int)kind);
+    if (s->ops->priv_size && !(s->priv = sdflow__calloc_array(ctx, 1, s->ops->priv_size, "sampler kind state"))) {
+        sdflow__free(ctx, s);
+        return SDFLOW_E_NOMEM;
+    }
     sdflow__opt_defaults(&store, 1u << kind, s);
+    if (s->ops->opts)
+        sdflow__opt_defaults(s->ops->opts, 1u << kind, s->priv);
     s->stream = (uint64_t)kind;
     *out = s;
     return SDFLOW_OK;
@@ -96,7 +102,9 @@ sdflow_status sdflow_sampler_create(sdflow_ctx *ctx, sdflow_sampler_kind kind, s
 void sdflow_sampler_free(sdflow_sampler *s)
 {
     if (s) {
-        sdflow__dsb_free(s);
+        if (s->ops->free_priv)
+            s->ops->free_priv(s);
+        sdflow__free(s->ctx, s->priv);
         sdflow__free(s->ctx, s->custom);
         sdflow__free(s->ctx, s);
     }
@@ -178,7 +186,8 @@ static double resolved_t_start(const sdflow_sampler *s)
     return isnan(s->t_start) ? s->proc->t_max : s->t_start;
 }
 
-static sdflow__opt_bind bind(const sdflow_sampler *h) { return SDFLOW__KIND_BIND(sdflow_sampler, h, store); }
+/* The shared options, then the kind's own (ops->opts in s->priv). */
+static sdflow__opt_bind bind(const sdflow_sampler *h) { return SDFLOW__KIND_BIND_PRIV(sdflow_sampler, h, store); }
 
 SDFLOW__DEFINE_OPTION_ACCESSORS(sdflow_sampler, sdflow_sampler, bind, int, SDFLOW_TYPE_INT, long)
 SDFLOW__DEFINE_OPTION_ACCESSORS(sdflow_sampler, sdflow_sampler, bind, double, SDFLOW_TYPE_DOUBLE, double)
@@ -232,9 +241,8 @@ static sdflow_status check_run(sdflow_sampler *s, size_t n, const double *x_in, 
                             s->custom ? "custom time grid has %zu times but steps = %ld (need steps = times - 1)"
                                       : "time_grid = custom but no grid was set (sdflow_sampler_set_time_grid)",
                             s->ncustom, s->steps);
-    if (s->sigma_min > 0 && s->sigma_max > 0 && s->sigma_min > s->sigma_max)
-        return sdflow__fail(ctx, SDFLOW_E_INVALID, "sigma_min=%g must be <= sigma_max=%g", s->sigma_min,
-                            s->sigma_max);
+    if (k->check && (st = k->check(s, m, x_in, run, SDFLOW__SK_CHECK_OPTIONS)))
+        return st;
     memset(s->stats, 0, sizeof s->stats);
     if (run && k->check)
         return k->check(s, m, x_in, run, SDFLOW__SK_CHECK_START);

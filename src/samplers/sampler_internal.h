@@ -9,8 +9,6 @@
 #define SDFLOW__NSTATS 13
 #define SDFLOW__NROLES 11
 
-struct sdflow__dsb; /* DSB fitted state (dsb.c) */
-
 typedef struct sdflow__sampler_kind_ops sdflow__sampler_kind_ops;
 
 struct sdflow_sampler {
@@ -19,27 +17,22 @@ struct sdflow_sampler {
     const sdflow__sampler_kind_ops *ops; /* the kind's descriptor (sampler_kinds.def) */
     const sdflow_process *proc;
     sdflow_model *model[SDFLOW__NROLES]; /* indexed by sdflow_role */
-    /* options (NaN / 0 where the default depends on the process or data) */
+    /* the options several kinds share (sampler_options.def; NaN / 0 where
+     * the default depends on the process or data) */
     long steps;
     double t_min, t_start;          /* NaN: process default */
     long time_grid, denoise, solver;
-    double snr;
-    long corrector_steps, max_steps;
+    long max_steps;
     double h_init, rtol, atol;
     uint64_t first_index, stream;
-    double sigma_max, sigma_min, step_frac, noise;
-    long inner_steps, self_exclude, eval_noisy, block_q, block_y, start;
-    double sigma_min_nn;
-    double eta, s_churn, s_tmin, s_tmax, s_noise, rho; /* few-step samplers, Karras grid */
-    /* DSB (dsb.c) */
-    long dsb_schedule, dsb_reference, dsb_mean_match, dsb_time_input, dsb_direction, dsb_npar, dsb_batch;
-    long dsb_train_steps, dsb_cache_refresh, dsb_lr_cosine;
-    double dsb_gamma_min, dsb_gamma_max, dsb_prior_mean, dsb_prior_var, dsb_lr;
-    struct sdflow__dsb *dsb;        /* fitted means, NULL until the first half-bridge (owned) */
-    double interp_t0, interp_t1, interp_diffusion;  /* interpolant: run times, SDE diffusion */
-    long interp_kinetic;
+    double rho;                     /* Karras grid */
     double *custom;                 /* SDFLOW_GRID_CUSTOM times, decreasing (owned) */
     size_t ncustom;
+    /* the kind's own options and state: ops->priv_size bytes with the
+     * fields of ops->opts (owned; NULL for a kind without them). Its type
+     * is private to the kind's file(s), which read it through a typed
+     * accessor. */
+    void *priv;
     /* statistics of the last run */
     double stats[SDFLOW__NSTATS];
 };
@@ -64,7 +57,9 @@ enum {
     SDFLOW__SK_OWN_START = 2u, /* draws its own start when x_init is NULL (plan->draw_start); no denoise step */
     SDFLOW__SK_WHOLE_RUN = 4u  /* ops->whole_run does the whole run, argument checks included */
 };
-enum { SDFLOW__SK_CHECK_BIND, SDFLOW__SK_CHECK_INPUT, SDFLOW__SK_CHECK_START }; /* phases of ops->check */
+/* phases of ops->check: the bindings, the input, the kind's options (after
+ * the shared checks, before the stats are reset), the start of a run */
+enum { SDFLOW__SK_CHECK_BIND, SDFLOW__SK_CHECK_INPUT, SDFLOW__SK_CHECK_OPTIONS, SDFLOW__SK_CHECK_START };
 struct sdflow__sampler_kind_ops {
     sdflow_sampler_kind kind;
     const char *name;
@@ -84,17 +79,30 @@ struct sdflow__sampler_kind_ops {
     void (*run_times)(const sdflow_sampler *s, double *t_from, double *t_to);
     sdflow_status (*run)(sdflow_sampler *s, const sdflow__sampler_plan *plan, size_t n, double *x);
     sdflow_status (*whole_run)(sdflow_sampler *s, size_t n, const double *x_init, double *x_out);
+    /* NULL or the kind's own options: slots with offsets into s->priv (a
+     * zeroed block of priv_size bytes, allocated by sdflow_sampler_create),
+     * searched after the shared ones of sampler_options.def */
+    const sdflow__opt_store *opts;
+    size_t priv_size;
+    /* NULL or the release of what s->priv owns (not the block itself) */
+    void (*free_priv)(sdflow_sampler *s);
+    /* NULL or constant parameters of the kind, for an algorithm that serves
+     * several kinds (e.g. dpmpp.c's order): the algorithm never tests the kind */
+    const void *param;
 };
 
 /* The initializer of a diffusion kind that steps a score model on the
  * process's time grid with no hooks (reverse_sde, pc, ddim, dpmpp_*,
- * edm_heun): only its enum value, name and algorithm differ. */
-#define SDFLOW__SCORE_GRID_KIND(kind_, name_, run_)                                                                  \
+ * edm_heun): only its enum value, name, algorithm and (the _OPTS form) its
+ * own options, their block's size and its constant parameters differ. */
+#define SDFLOW__SCORE_GRID_KIND_OPTS(kind_, name_, run_, opts_, priv_size_, param_)                                  \
     {                                                                                                              \
         .kind = kind_, .name = name_, .roles = SDFLOW__ROLE_BIT(SDFLOW_ROLE_SCORE),                                  \
         .roles_hint = "use SDFLOW_ROLE_SCORE", .primary = SDFLOW_ROLE_SCORE, .primary_name = "score",                \
-        .process = SDFLOW__SK_PROC_DIFFUSION, .flags = SDFLOW__SK_STEPPED, .run = run_                               \
+        .process = SDFLOW__SK_PROC_DIFFUSION, .flags = SDFLOW__SK_STEPPED, .run = run_, .opts = opts_,               \
+        .priv_size = priv_size_, .param = param_                                                                   \
     }
+#define SDFLOW__SCORE_GRID_KIND(kind_, name_, run_) SDFLOW__SCORE_GRID_KIND_OPTS(kind_, name_, run_, NULL, 0, NULL)
 
 #define SDFLOW__SAMPLER_KIND(name) extern const sdflow__sampler_kind_ops name;
 #include "sampler_kinds.def"
@@ -115,9 +123,7 @@ sdflow_status sdflow__edm_run(sdflow_sampler *s, const sdflow__sampler_plan *pla
 sdflow_status sdflow__interp_run(sdflow_sampler *s, const sdflow__sampler_plan *plan, size_t n, double *x);
 
 /* DSB: the whole run (validates its own arguments: the ends and the
- * means it needs differ from the diffusion samplers'), and the release of
- * its fitted state. */
+ * means it needs differ from the diffusion samplers'). */
 sdflow_status sdflow__dsb_run(sdflow_sampler *s, size_t n, const double *x_init, double *x_out);
-void sdflow__dsb_free(sdflow_sampler *s);
 
 #endif

@@ -10,6 +10,22 @@
 #define TAG_PREDICT 0x70726564ull /* "pred": noise of the EM predictor */
 #define TAG_CORRECT 0x636f7272ull /* "corr": noise of the Langevin corrector */
 
+/* PC's own options (s->priv); reverse_sde has none (no block): no corrector. */
+typedef struct pc_opts {
+    double snr;
+    long corrector_steps;
+} pc_opts;
+
+#define K_PC SDFLOW__KIND_BIT(SDFLOW_SAMPLER_PC)
+static const sdflow__opt_slot pc_slots[] = {
+    SDFLOW__PRIV_SLOT(pc_opts, SDFLOW_OPT_SNR, K_PC, snr, 0.16),
+    SDFLOW__PRIV_SLOT(pc_opts, SDFLOW_OPT_CORRECTOR_STEPS, K_PC, corrector_steps, 1),
+};
+static const sdflow__opt_store pc_store = { "sampler", pc_slots, sizeof pc_slots / sizeof pc_slots[0], NULL, NULL };
+
+/* NULL for reverse_sde. */
+static const pc_opts *pc_of(const sdflow_sampler *s) { return s->priv; }
+
 typedef struct sde_work {
     sdflow_sampler *s;
     const char *what; /* kind name from the plan */
@@ -78,7 +94,7 @@ static sdflow_status correct(sde_work *w, double *x, double t, long step, long j
     uint64_t off = (uint64_t)j * ((d + 1) / 2);
     sdflow__coef c;
     sdflow__process_coef(s->proc, t, &c);
-    double eps = 2 * corrector_a(s, t) * s->snr * s->snr * c.sigma * c.sigma, sq = sqrt(2 * eps);
+    double snr = pc_of(s)->snr, eps = 2 * corrector_a(s, t) * snr * snr * c.sigma * c.sigma, sq = sqrt(2 * eps);
 #pragma omp parallel for num_threads(w->nt) schedule(static)
     for (size_t i = 0; i < w->n; i++) {
         double *z = w->z + (size_t)omp_get_thread_num() * d, *xi = x + i * d;
@@ -122,7 +138,7 @@ sdflow_status sdflow__sde_run(sdflow_sampler *s, const sdflow__sampler_plan *pla
     sdflow_ctx *ctx = s->ctx;
     size_t d = s->model[SDFLOW_ROLE_SCORE]->d;
     long N = s->steps;
-    long corr = s->kind == SDFLOW_SAMPLER_PC ? s->corrector_steps : 0;
+    long corr = pc_of(s) ? pc_of(s)->corrector_steps : 0;
     sde_work w = { .s = s, .what = plan->what, .n = n, .d = d, .nt = sdflow__threads_for(ctx, n) };
     w.score = sdflow__alloc_array(ctx, n, d * sizeof(double), "score buffer");
     w.tv = sdflow__alloc_array(ctx, n, sizeof(double), "time buffer");
@@ -163,4 +179,5 @@ done:
 const sdflow__sampler_kind_ops sdflow__reverse_sde_kind =
     SDFLOW__SCORE_GRID_KIND(SDFLOW_SAMPLER_REVERSE_SDE, "reverse_sde", sdflow__sde_run);
 
-const sdflow__sampler_kind_ops sdflow__pc_kind = SDFLOW__SCORE_GRID_KIND(SDFLOW_SAMPLER_PC, "pc", sdflow__sde_run);
+const sdflow__sampler_kind_ops sdflow__pc_kind =
+    SDFLOW__SCORE_GRID_KIND_OPTS(SDFLOW_SAMPLER_PC, "pc", sdflow__sde_run, &pc_store, sizeof(pc_opts), NULL);

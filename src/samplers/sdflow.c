@@ -17,6 +17,24 @@
 #define LOO_GROWTH 1.5  /* leave-one-out runs fail once the particles drift this much farther off */
 #define ADAPT_FLOOR_NN 0.25 /* adaptive schedules plan down to this x h_NN (copies form below) */
 
+/* The SD flow's own options (s->priv); 0 for sigma_max / sigma_min /
+ * sigma_min_nn: derived from the data (schedule()). */
+typedef struct sdflow_opts {
+    double sigma_max, sigma_min, sigma_min_nn;
+    double step_frac, noise;
+    long inner_steps, self_exclude, eval_noisy, block_q, block_y, start;
+} sdflow_opts;
+
+/* The slots (sdflow_options.def): key, field of sdflow_opts, default. */
+#define SLOT(key, field, def) SDFLOW__PRIV_SLOT(sdflow_opts, key, SDFLOW__KIND_BIT(SDFLOW_SAMPLER_SDFLOW), field, def)
+static const sdflow__opt_slot sdflow_slots[] = {
+#include "sdflow_options.def"
+};
+static const sdflow__opt_store sdflow_store = { "sampler", sdflow_slots, sizeof sdflow_slots / sizeof sdflow_slots[0],
+                                                NULL, NULL };
+
+static const sdflow_opts *sdflow_of(const sdflow_sampler *s) { return s->priv; }
+
 /* One side of the difference: a kernel set (mean), or a model (sigma^2 score). */
 typedef struct side {
     const sdflow__kref *ref; /* kernel set, or NULL */
@@ -161,6 +179,7 @@ typedef struct sched {
 static sdflow_status schedule(run *r, const sdflow__kref *tref, const double *x, sched *pl)
 {
     sdflow_sampler *s = r->s;
+    const sdflow_opts *o = sdflow_of(s);
     double far = NAN, scale, *smax = &pl->smax, *smin = &pl->smin;
     pl->h_nn = pl->fresh = NAN;
     pl->adapt = 0;
@@ -168,18 +187,18 @@ static sdflow_status schedule(run *r, const sdflow__kref *tref, const double *x,
         sdflow_status st = target_spacing(r, tref, &pl->h_nn, &pl->fresh, &far);
         if (st)
             return st;
-        *smax = s->sigma_max > 0 ? s->sigma_max : far;
-        pl->adapt = !(s->sigma_min > 0) && !(s->sigma_min_nn > 0) && pl->fresh > 0;
-        *smin = s->sigma_min > 0      ? s->sigma_min
-                : s->sigma_min_nn > 0 ? s->sigma_min_nn * pl->h_nn
+        *smax = o->sigma_max > 0 ? o->sigma_max : far;
+        pl->adapt = !(o->sigma_min > 0) && !(o->sigma_min_nn > 0) && pl->fresh > 0;
+        *smin = o->sigma_min > 0      ? o->sigma_min
+                : o->sigma_min_nn > 0 ? o->sigma_min_nn * pl->h_nn
                                       : ADAPT_FLOOR_NN * pl->h_nn;
         if (pl->adapt && *smin > *smax) /* a user sigma_max below the floor: a flat schedule */
             *smin = *smax;
         scale = far;
     } else {
         scale = 3.0 * particle_std(x, r->n, r->d);
-        *smax = s->sigma_max > 0 ? s->sigma_max : scale;
-        *smin = s->sigma_min > 0 ? s->sigma_min : 1e-2 * *smax;
+        *smax = o->sigma_max > 0 ? o->sigma_max : scale;
+        *smin = o->sigma_min > 0 ? o->sigma_min : 1e-2 * *smax;
     }
     if (!(*smax > 0) || !(*smin > 0) || !isfinite(*smax))
         return sdflow__fail(r->ctx, SDFLOW_E_INVALID,
@@ -230,10 +249,11 @@ static sdflow_status step_fail(sdflow_ctx *ctx, sdflow_status st, long step, dou
 static sdflow_status flow_step(run *r, side *tgt, side *src, long step, double sigma, double noise, double *x)
 {
     sdflow_sampler *s = r->s;
+    const sdflow_opts *o = sdflow_of(s);
     sdflow_ctx *ctx = r->ctx;
     size_t n = r->n, d = r->d;
-    double frac = s->step_frac;
-    if (s->eval_noisy) { /* evaluate at x + sigma z, apply at x */
+    double frac = o->step_frac;
+    if (o->eval_noisy) { /* evaluate at x + sigma z, apply at x */
         uint64_t stream = sdflow__stream(s->stream, 0x65766e7aull /* "evnz" */, (uint64_t)step);
 #pragma omp parallel for num_threads(r->nt) schedule(static)
         for (size_t i = 0; i < n; i++) {
@@ -287,8 +307,9 @@ static sdflow_status flow_step(run *r, side *tgt, side *src, long step, double s
 static sdflow_status flow(run *r, const sdflow__kref *tref, side *tgt, side *src, const sched *pl, double *x)
 {
     sdflow_sampler *s = r->s;
+    const sdflow_opts *o = sdflow_of(s);
     sdflow_ctx *ctx = r->ctx;
-    long inner = s->inner_steps, finish = s->noise > 0 ? inner : 0, step = 0, lev;
+    long inner = o->inner_steps, finish = o->noise > 0 ? inner : 0, step = 0, lev;
     long total = pl->levels * inner + finish;
     double sigma = pl->smax, first = 0;
     int loo = src->self_off >= 0;
@@ -298,7 +319,7 @@ static sdflow_status flow(run *r, const sdflow__kref *tref, side *tgt, side *src
         s->stats[SDFLOW_STAT_LEVELS] = (double)(lev + 1);
         s->stats[SDFLOW_STAT_SIGMA_MIN] = sigma;
         for (long k = 0; k < inner; k++, step++)
-            if ((st = flow_step(r, tgt, src, step, sigma, s->noise, x)) ||
+            if ((st = flow_step(r, tgt, src, step, sigma, o->noise, x)) ||
                 (st = sdflow__progress(ctx, step + 1, total, "SD flow")))
                 return st;
         if ((pl->adapt && lev + 1 < pl->levels) || (loo && tref)) {
@@ -339,9 +360,10 @@ static sdflow_status flow(run *r, const sdflow__kref *tref, side *tgt, side *src
 static sdflow_status draw_start(run *r, const sdflow__kref *tref, double *x)
 {
     sdflow_sampler *s = r->s;
+    const sdflow_opts *o = sdflow_of(s);
     size_t n = r->n, d = r->d;
     uint64_t stream = sdflow__stream(s->stream, 0x696e6974ull /* "init" */, 0);
-    if (s->start == SDFLOW_START_MODEL) {
+    if (o->start == SDFLOW_START_MODEL) {
         sdflow_model *m = s->model[SDFLOW_ROLE_START];
         if (!m)
             return sdflow__fail(r->ctx, SDFLOW_E_STATE,
@@ -352,7 +374,7 @@ static sdflow_status draw_start(run *r, const sdflow__kref *tref, double *x)
     }
     for (size_t i = 0; i < n; i++)
         sdflow__rng_normal_row(r->ctx->seed, stream, s->first_index + i, 0, d, x + i * d);
-    if (s->start != SDFLOW_START_MATCHED || !tref || tref->m < 2)
+    if (o->start != SDFLOW_START_MATCHED || !tref || tref->m < 2)
         return SDFLOW_OK;
     for (size_t k = 0; k < d; k++) {
         double v = 0;
@@ -381,14 +403,15 @@ sdflow_status sdflow__sdflow_run(sdflow_sampler *s, const sdflow__sampler_plan *
 {
     (void)plan; /* sigma levels, not process times */
     sdflow_ctx *ctx = s->ctx;
+    const sdflow_opts *o = sdflow_of(s);
     sdflow_model *tm = s->model[SDFLOW_ROLE_TARGET], *sm = s->model[SDFLOW_ROLE_SOURCE];
     const sdflow__kref *tref = sdflow__kernel_ref(tm);
-    if (!sm && s->self_exclude && n < 2)
+    if (!sm && o->self_exclude && n < 2)
         return sdflow__fail(ctx, SDFLOW_E_INVALID, "self_exclude needs n >= 2 particles, got n=%zu", n);
-    if (s->steps > 1000000000L / s->inner_steps / 2)
+    if (s->steps > 1000000000L / o->inner_steps / 2)
         return sdflow__fail(ctx, SDFLOW_E_INVALID, "steps=%ld x inner_steps=%ld is too many", s->steps,
-                            s->inner_steps);
-    run r = { .s = s, .ctx = ctx, .n = n, .d = tm->d, .bq = (size_t)s->block_q, .by = (size_t)s->block_y };
+                            o->inner_steps);
+    run r = { .s = s, .ctx = ctx, .n = n, .d = tm->d, .bq = (size_t)o->block_q, .by = (size_t)o->block_y };
     r.nt = sdflow__threads_for(ctx, n);
     sched pl = { 0 };
     sdflow_status st = run_alloc(&r, !sm);
@@ -407,7 +430,7 @@ sdflow_status sdflow__sdflow_run(sdflow_sampler *s, const sdflow__sampler_plan *
     s->stats[SDFLOW_STAT_MEMORIZATION_RATIO] = NAN;
     side tgt = { .ref = tref, .model = tm, .self_off = -1 };
     side src = { .ref = sm ? sdflow__kernel_ref(sm) : &r.xref, .model = sm,
-                 .self_off = !sm && s->self_exclude ? 0 : -1 };
+                 .self_off = !sm && o->self_exclude ? 0 : -1 };
     st = flow(&r, tref, &tgt, &src, &pl, x);
     if (!st && tref && pl.fresh > 0) {
         double dist;
@@ -423,15 +446,20 @@ sdflow_status sdflow__sdflow_run(sdflow_sampler *s, const sdflow__sampler_plan *
     return st;
 }
 
-/* The source model, when bound, must match the target's dimension. */
+/* The source model, when bound, must match the target's dimension; the
+ * sigma ends, when both are set, must be ordered. */
 static sdflow_status sdflow_kind_check(sdflow_sampler *s, const sdflow_model *m, const double *x_in, int is_run,
                                        int phase)
 {
     (void)x_in;
     (void)is_run;
+    const sdflow_opts *o = sdflow_of(s);
     if (phase == SDFLOW__SK_CHECK_BIND && s->model[SDFLOW_ROLE_SOURCE] && s->model[SDFLOW_ROLE_SOURCE]->d != m->d)
         return sdflow__fail(s->ctx, SDFLOW_E_INVALID, "source model d=%zu differs from target d=%zu",
                             s->model[SDFLOW_ROLE_SOURCE]->d, m->d);
+    if (phase == SDFLOW__SK_CHECK_OPTIONS && o->sigma_min > 0 && o->sigma_max > 0 && o->sigma_min > o->sigma_max)
+        return sdflow__fail(s->ctx, SDFLOW_E_INVALID, "sigma_min=%g must be <= sigma_max=%g", o->sigma_min,
+                            o->sigma_max);
     return SDFLOW_OK;
 }
 
@@ -445,5 +473,5 @@ const sdflow__sampler_kind_ops sdflow__sdflow_kind = {
     .kind = SDFLOW_SAMPLER_SDFLOW, .name = "sdflow", .roles = SDFLOW__ROLE_RANGE(SDFLOW_ROLE_TARGET, SDFLOW_ROLE_START),
     .roles_hint = "use SDFLOW_ROLE_TARGET / SDFLOW_ROLE_SOURCE / SDFLOW_ROLE_START", .primary = SDFLOW_ROLE_TARGET,
     .primary_name = "target", .process = SDFLOW__SK_PROC_NONE, .flags = SDFLOW__SK_OWN_START,
-    .check = sdflow_kind_check, .run = sdflow_kind_run,
+    .check = sdflow_kind_check, .run = sdflow_kind_run, .opts = &sdflow_store, .priv_size = sizeof(sdflow_opts),
 };
