@@ -538,8 +538,10 @@ sdflow_status sdflow__mlp_tangent(sdflow_ctx *ctx, const sdflow__mlp *net, size_
  * group order. So gtheta has the same bits for every thread count, and the
  * reverse passes use every thread. At most MAXGROUPS partials (memory:
  * MAXGROUPS nparam doubles), at least GROUP_MIN rows each (fewer partials to
- * add for small batches; B = 512 gives 4 groups, 2 per thread). */
-enum { MAXGROUPS = 16, GROUP_MIN = 128 };
+ * add for small batches; B = 512 gives 2 groups, one per thread on 2: each
+ * partial is nparam doubles zeroed and summed per pass, and 128-row groups
+ * cost a DSM step at d = 64 ~10 %). */
+enum { MAXGROUPS = 16, GROUP_MIN = 256 };
 
 static size_t group_rows(size_t n)
 {
