@@ -16,13 +16,14 @@ static void draw_probes(const sdflow_density *e, size_t n, size_t d, size_t L, d
 {
     uint64_t stream = sdflow__stream(e->stream, 0x70726f62ull /* "prob" */, 0);
     uint64_t seed = e->ctx->seed;
+    long probe_kind = sdflow__pf_ode_opts_of(e)->probe_kind;
     int nt = sdflow__threads_for(e->ctx, n);
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (size_t i = 0; i < n; i++)
         for (size_t k = 0; k < L; k++) {
             double *v = probes + (i * L + k) * d;
             uint64_t row = e->first_index + i;
-            if (e->probe_kind == SDFLOW_PROBE_GAUSSIAN)
+            if (probe_kind == SDFLOW_PROBE_GAUSSIAN)
                 sdflow__rng_normal_row(seed, stream, row, k * ((d + 1) / 2), d, v);
             else
                 sdflow__rng_rademacher_row(seed, stream, row, k * ((d + 127) / 128), d, v);
@@ -34,7 +35,7 @@ sdflow_status sdflow__aug_open(sdflow__aug *a, sdflow_density *e, size_t n, cons
     sdflow_ctx *ctx = e->ctx;
     size_t d = e->model->d;
     int hutch = e->ops->hutchinson;
-    size_t L = hutch ? (size_t)e->probes : 1, dim = d + L;
+    size_t L = hutch ? (size_t)sdflow__pf_ode_opts_of(e)->probes : 1, dim = d + L;
     memset(a, 0, sizeof *a);
     a->e = e;
     a->d = d;

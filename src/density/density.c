@@ -6,30 +6,16 @@
 #include <string.h>
 #include "density_internal.h"
 
-/* Which kinds accept a shared option (density_options.def). */
-#define K_EX (1u << SDFLOW_DENSITY_PF_ODE_EXACT)
-#define K_HU (1u << SDFLOW_DENSITY_PF_ODE_HUTCHINSON)
-#define K_LY (1u << SDFLOW_DENSITY_LIYAN)
-#define K_ODE (K_EX | K_HU)
-#define K_ALL (K_ODE | K_LY)
+/* The shared options (density_options.def) apply to every kind. */
+#define K_ALL SDFLOW__ALL_KINDS
 
-static double resolved_t_min(const sdflow_density *e);
-
-/* The resolved default: t_min of the bound process. */
-static void resolve_option(const void *owner, sdflow_option key, void *value)
-{
-    const sdflow_density *e = owner;
-    if (key == SDFLOW_OPT_T_MIN && e->proc)
-        *(double *)value = resolved_t_min(e);
-}
-
-/* The options: key, kinds that accept it, field, default (NaN: resolved
- * from the bound process). The stream defaults to "dens" + kind. */
+/* The shared options: key, kinds that accept it, field, default. The
+ * stream defaults to "dens" + kind. */
 #define SLOT(key, kinds, field, ...) { key, kinds, offsetof(struct sdflow_density, field), __VA_ARGS__ }
 static const sdflow__opt_slot slots[] = {
 #include "density_options.def"
 };
-static const sdflow__opt_store store = { "estimator", slots, sizeof slots / sizeof slots[0], NULL, resolve_option };
+static const sdflow__opt_store store = { "estimator", slots, sizeof slots / sizeof slots[0], NULL, NULL };
 
 /* The kinds' descriptors (density_kinds.def). */
 #define SDFLOW__DENSITY_KIND(name) &name,
@@ -127,16 +113,6 @@ sdflow_status sdflow_density_set_base(sdflow_density *e, sdflow_model *base)
     return st;
 }
 
-/* Resolved start time of the PF-ODE estimators. */
-static double resolved_t_min(const sdflow_density *e)
-{
-    if (!isnan(e->t_min))
-        return e->t_min;
-    if (sdflow__process_is_interp(e->proc))
-        return 0.0; /* interpolants: down to the base end */
-    return e->proc->t_eps > 1e-5 ? e->proc->t_eps : 1e-5; /* score_sde likelihood eps */
-}
-
 /* The shared options, then the kind's own (ops->opts in e->priv). */
 static sdflow__opt_bind bind(const sdflow_density *h) { return SDFLOW__KIND_BIND_PRIV(sdflow_density, h, store); }
 
@@ -157,7 +133,6 @@ static sdflow_status check_bound(sdflow_density *e, size_t n, const double *x, c
     sdflow_status st = sdflow__check_dims(ctx, n, e->model->d);
     if (st || (st = sdflow__check_ptr(ctx, x, "x")) || (st = sdflow__check_ptr(ctx, logp, "output")))
         return st;
-    plan->t_min = resolved_t_min(e);
     plan->interp = sdflow__process_is_interp(e->proc);
     const sdflow__density_kind_ops *k = e->ops;
     if (plan->interp && !k->interp_logpdf)

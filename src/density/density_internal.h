@@ -16,13 +16,10 @@ struct sdflow_density {
     const sdflow_process *proc;
     sdflow_model *model;
     sdflow_model *base; /* interpolant base rho_0 (NULL: N(0, I)) */
-    /* the options several kinds share (density_options.def): all kinds,
-     * or the two PF-ODE kinds and their interpolant path */
-    long probes, probe_kind, dequantize, divergence;
-    long solver, steps, max_steps;
-    double data_scale, rtol, atol, h_init;
-    double t_min; /* NaN: max(1e-5, process t_eps) */
-    double interp_time; /* interpolant: t of rho_t (default 1) */
+    /* the options every kind shares (density_options.def): bits per
+     * dimension (density.c) and the random streams of every estimator */
+    long dequantize;
+    double data_scale;
     uint64_t first_index, stream;
     /* the kind's own options: ops->priv_size bytes with the fields of
      * ops->opts (owned; NULL for a kind without them), read by the kind's
@@ -30,11 +27,26 @@ struct sdflow_density {
     void *priv;
 };
 
+/* The PF-ODE family's own options: the block (e->priv) of both PF-ODE
+ * kinds, one type for the two (pf_ode_density.c's slot table gives the
+ * Hutchinson kind the probe options, the exact kind not). Read by
+ * pf_ode_density.c and by the PF-ODE code in interp_density.c and
+ * augmented.c through sdflow__pf_ode_opts_of. */
+typedef struct sdflow__pf_ode_opts {
+    long solver, steps, max_steps, divergence;
+    double rtol, atol, h_init;
+    double t_min;       /* NaN: max(1e-5, process t_eps); interpolants: 0 */
+    double interp_time; /* interpolant: t of rho_t (default 1) */
+    long probes, probe_kind; /* pf_ode_hutchinson only */
+} sdflow__pf_ode_opts;
+/* The block of e, which must be of a PF-ODE kind (the only kinds that
+ * reach the code calling it). */
+static inline const sdflow__pf_ode_opts *sdflow__pf_ode_opts_of(const sdflow_density *e) { return e->priv; }
+
 /* What the dispatcher (density.c) resolved for one call; the algorithms
  * take it from here and never call back into it. */
 typedef struct sdflow__density_plan {
-    double t_min; /* PF-ODE start time (SDFLOW_OPT_T_MIN or max(1e-5, t_eps)) */
-    int interp;   /* the bound process is an interpolant */
+    int interp; /* the bound process is an interpolant */
 } sdflow__density_plan;
 
 /* A kind's descriptor: what the dispatcher (density.c) asks of a kind, so

@@ -16,15 +16,14 @@ static sdflow_status interp_rhs(void *user, size_t n, const size_t *rows, const 
 {
     sdflow__aug *u = user;
     sdflow_density *e = u->e;
+    int div = (int)sdflow__pf_ode_opts_of(e)->divergence;
     size_t d = u->d, L = u->L, dim = u->dim;
     sdflow__aug_gather(u, n, rows, y);
     sdflow_status st;
     if (!u->probes)
-        st = sdflow__model_velocity_and_divergence(e->model, e->proc, n, u->xs, t, (int)e->divergence, u->field,
-                                                   u->acc);
+        st = sdflow__model_velocity_and_divergence(e->model, e->proc, n, u->xs, t, div, u->field, u->acc);
     else
-        st = sdflow__model_velocity_and_quadform(e->model, e->proc, n, u->xs, t, L, u->pv, (int)e->divergence,
-                                                 u->field, u->acc);
+        st = sdflow__model_velocity_and_quadform(e->model, e->proc, n, u->xs, t, L, u->pv, div, u->field, u->acc);
     for (size_t i = 0; i < n; i++) { /* written even after a failure: the solver names the sample */
         memcpy(dydt + i * dim, u->field + i * d, d * sizeof(double));
         memcpy(dydt + i * dim + d, u->acc + i * L, L * sizeof(double));
@@ -51,19 +50,20 @@ static sdflow_status base_logpdf(sdflow_density *e, size_t n, const double *x0, 
 
 sdflow_status sdflow__interp_logpdf(sdflow_density *e, size_t n, const double *x, double *logp, double *se)
 {
+    const sdflow__pf_ode_opts *p = sdflow__pf_ode_opts_of(e);
     sdflow__aug u;
     sdflow_status st = sdflow__aug_open(&u, e, n, x);
     if (!st) {
-        sdflow__ode_opts o = { .solver = (int)e->solver, .steps = e->steps, .rtol = e->rtol, .atol = e->atol,
-                               .h_init = e->h_init, .max_steps = e->max_steps,
+        sdflow__ode_opts o = { .solver = (int)p->solver, .steps = p->steps, .rtol = p->rtol, .atol = p->atol,
+                               .h_init = p->h_init, .max_steps = p->max_steps,
                                .what = u.probes ? "interpolant Hutchinson likelihood" : "interpolant exact likelihood" };
         /* down to t = 0, or to SDFLOW_OPT_T_MIN when set (score-like models, whose velocity is
          * undefined at t = 0: rho_{t_min} is then taken as the base, an O(t_min) error) */
-        double t_end = isnan(e->t_min) ? 0.0 : e->t_min;
-        if (!(t_end < e->interp_time))
-            st = sdflow__fail(e->ctx, SDFLOW_E_INVALID, "t_min=%g must be < interp_time=%g", t_end, e->interp_time);
+        double t_end = isnan(p->t_min) ? 0.0 : p->t_min;
+        if (!(t_end < p->interp_time))
+            st = sdflow__fail(e->ctx, SDFLOW_E_INVALID, "t_min=%g must be < interp_time=%g", t_end, p->interp_time);
         else
-            st = sdflow__ode_solve(e->ctx, &o, n, u.dim, e->interp_time, t_end, u.y, interp_rhs, &u, NULL);
+            st = sdflow__ode_solve(e->ctx, &o, n, u.dim, p->interp_time, t_end, u.y, interp_rhs, &u, NULL);
     }
     if (!st) {
         sdflow__aug_ends(&u, n);

@@ -134,7 +134,7 @@ sdflow_status sdflow_sampler_fit(sdflow_sampler *s, long iterations)
     if (!s)
         return SDFLOW_E_INVALID;
     sdflow_ctx *ctx = s->ctx;
-    if (s->kind != SDFLOW_SAMPLER_DSB)
+    if (s->ops != &sdflow__dsb_kind)
         return sdflow__fail(ctx, SDFLOW_E_UNSUPPORTED, "sdflow_sampler_fit needs a dsb sampler, not kind %d",
                             (int)s->kind);
     sdflow__dsb_opts *o = sdflow__dsb_of(s);
