@@ -260,7 +260,7 @@ $(BUILD)/tools/%: tools/%.c $(SHLIB)
 REAL_DATA_SEEDS ?= 0 1 2
 REAL_DATA_STEPS ?= 2000
 real-data: $(BUILD)/tools/dsm_tabular
-	sh tools/real_data.sh $(BUILD) $(PYTHON) "$(REAL_DATA_SEEDS)" $(REAL_DATA_STEPS)
+	SDFLOW_LIBRARY=$(abspath $(SHLIB)) sh tools/real_data.sh $(BUILD) $(PYTHON) "$(REAL_DATA_SEEDS)" $(REAL_DATA_STEPS)
 # Model files from Python: numpy alone (json + np.frombuffer) and the PyTorch
 # MLP twin's export/import (skips with a printed reason without torch)
 io-python-test: $(SHLIB)
