@@ -142,7 +142,8 @@ sdflow_status sdflow__mlp_bilinear_grad(sdflow_ctx *ctx, const sdflow__mlp *net,
                                         const double *a, const double *b, double *gtheta);
 
 /* The same for two pairs per row, sum_i a1_i^T J b1_i + a2_i^T J b2_i, on one
- * forward pass per block (the QCSGM penalty's two terms). */
+ * forward pass and one primal-adjoint chain per block (the QCSGM penalty's
+ * two terms). */
 sdflow_status sdflow__mlp_bilinear_grad2(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n, const double *z0,
                                          const double *a1, const double *b1, const double *a2, const double *b2,
                                          double *gtheta);
