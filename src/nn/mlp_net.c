@@ -531,6 +531,33 @@ sdflow_status sdflow__mlp_tangent(sdflow_ctx *ctx, const sdflow__mlp *net, size_
     return run_blocks(ctx, &p, n, tangent_block);
 }
 
+/* J v and v^T J of a vector-output net on one forward pass per block: the
+ * tangent along v (as tangent_block), then the primal reverse seeded with
+ * ybar = v (as backward_block, no parameter gradient). */
+static void jvp_vjp_block(const pass_args *p, blockws *b, double *ones, size_t i0, size_t nb)
+{
+    (void)ones;
+    const sdflow__mlp *net = p->net;
+    size_t d = net->d, W = net->width, L = net->depth;
+    block_forward(net, p->wt, p->z0, i0, nb, b, 1);
+    const double *zd = block_tangent_fwd(net, p->wt, b, 1, p->v, i0, nb);
+    /* b->t[3] (R x d): v's rows were used up by the first tangent GEMM; y-dot, then ybar = v
+     * (block_reverse takes b->t[0] for its a-bar) */
+    double *y = b->t[3];
+    gemm_nt(R, d, W, zd, W, p->wt + net->woff[L], y, d);
+    memcpy(p->out + i0 * d, y, nb * d * sizeof(double));
+    load_rows(y, p->v + i0 * d, nb, d);
+    block_reverse(net, b, y, NULL);
+    store_cols(p->out2 + i0 * d, b->zb[0], nb, net->in[0], d);
+}
+
+sdflow_status sdflow__mlp_jvp_vjp(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n, const double *z0, const double *v,
+                                  double *jv, double *vj)
+{
+    pass_args p = { net, NULL, z0, v, 1, jv, vj, NULL };
+    return run_blocks(ctx, &p, n, jvp_vjp_block);
+}
+
 /* The reverse passes sum parameter gradients over rows. Rows are cut into
  * groups of group_rows(n) rows (whole blocks; the cut depends on n only):
  * each group sums its blocks in sequence into its own partial gradient, the

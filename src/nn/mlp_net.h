@@ -109,6 +109,13 @@ sdflow_status sdflow__mlp_grad_x(sdflow_ctx *ctx, const sdflow__mlp *net, size_t
 sdflow_status sdflow__mlp_tangent(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n, const double *z0, size_t K,
                                   const double *v, double *primal, double *jv);
 
+/* Vector-output nets (d_out = d): jv = J v and vj = v^T J (n x d each, v: n
+ * x d, J the Jacobian of the output in x) on one forward pass per block; the
+ * same values as sdflow__mlp_tangent (K = 1) and sdflow__mlp_backward with
+ * ybar = v give. */
+sdflow_status sdflow__mlp_jvp_vjp(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n, const double *z0, const double *v,
+                                  double *jv, double *vj);
+
 /* Reverse mode: with ybar (n x d_out) the gradient of a scalar loss with
  * respect to the outputs, adds dL/dtheta to gtheta (nparam; NULL: skipped)
  * (the frequencies' too when learned) and writes dL/dx to gx (n x d; NULL:
