@@ -531,6 +531,33 @@ sdflow_status sdflow__mlp_tangent(sdflow_ctx *ctx, const sdflow__mlp *net, size_
     return run_blocks(ctx, &p, n, tangent_block);
 }
 
+/* J v and v^T J of a vector-output net on one forward pass per block: the
+ * tangent along v (as tangent_block), then the primal reverse seeded with
+ * ybar = v (as backward_block, no parameter gradient). */
+static void jvp_vjp_block(const pass_args *p, blockws *b, double *ones, size_t i0, size_t nb)
+{
+    (void)ones;
+    const sdflow__mlp *net = p->net;
+    size_t d = net->d, W = net->width, L = net->depth;
+    block_forward(net, p->wt, p->z0, i0, nb, b, 1);
+    const double *zd = block_tangent_fwd(net, p->wt, b, 1, p->v, i0, nb);
+    /* b->t[3] (R x d): v's rows were used up by the first tangent GEMM; y-dot, then ybar = v
+     * (block_reverse takes b->t[0] for its a-bar) */
+    double *y = b->t[3];
+    gemm_nt(R, d, W, zd, W, p->wt + net->woff[L], y, d);
+    memcpy(p->out + i0 * d, y, nb * d * sizeof(double));
+    load_rows(y, p->v + i0 * d, nb, d);
+    block_reverse(net, b, y, NULL);
+    store_cols(p->out2 + i0 * d, b->zb[0], nb, net->in[0], d);
+}
+
+sdflow_status sdflow__mlp_jvp_vjp(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n, const double *z0, const double *v,
+                                  double *jv, double *vj)
+{
+    pass_args p = { net, NULL, z0, v, 1, jv, vj, NULL };
+    return run_blocks(ctx, &p, n, jvp_vjp_block);
+}
+
 /* The reverse passes sum parameter gradients over rows. Rows are cut into
  * groups of group_rows(n) rows (whole blocks; the cut depends on n only):
  * each group sums its blocks in sequence into its own partial gradient, the
@@ -650,58 +677,99 @@ sdflow_status sdflow__mlp_forward_backward_affine(sdflow_ctx *ctx, const sdflow_
  *   a-bar_l     = z-bar_{l+1} phi'_l + zd-bar_{l+1} phi''_l a-dot_l,
  *   gW_l += a-dot-bar_l^T z-dot_l + a-bar_l^T z_l, gb_l += a-bar_l,
  *   zd-bar_l += a-dot-bar_l W_l, z-bar_l += a-bar_l W_l, and the skips.
- * Extra per-thread space: a-bar, a-dot-bar (R x M each), then z-dot_l and
- * zd-bar_l for l = 0..L (R x M each). */
-/* z-dot_l and zd-bar_l (l = 0..L) of the bilinear passes, in the extra space after a-bar, a-dot-bar. */
-static void bilinear_bufs(const sdflow__mlp *net, double *ex, double **zdots, double **zdbar)
+ * For several pairs (a_k, b_k) the tangent and tangent-adjoint chains are
+ * per pair, but everything in the reverse is linear in the seeds: one
+ * primal adjoint z-bar carries the sum over the pairs,
+ *   a-bar_l = z-bar_{l+1} phi'_l + sum_k zd-bar_{k,l+1} phi''_l a-dot_{k,l},
+ * so the pass has one a-bar_l^T z_l and one a-bar_l W_l per layer.
+ * Extra per-thread space: a-bar (R x M), then per pair a-dot-bar, z-dot_l
+ * and zd-bar_l for l = 0..L (R x M each) and, for pairs after the first
+ * (the first uses the block's b.ta), a-dot_l for l = 0..L-1 (R x W each). */
+enum { BILINEAR_MAXPAIRS = 2 };
+
+typedef struct bilinear_pair {
+    double *adb;                               /* a-dot-bar_l, R x M */
+    double *zdots[SDFLOW__MLP_MAXLAYERS + 1];  /* z-dot_l */
+    double *zdbar[SDFLOW__MLP_MAXLAYERS + 1];  /* zd-bar_l */
+    double *ta[SDFLOW__MLP_MAXLAYERS];         /* a-dot_l */
+} bilinear_pair;
+
+/* Extra doubles of a bilinear pass with npair pairs (bilinear_bufs). */
+static size_t bilinear_extra(const sdflow__mlp *net, size_t npair)
 {
     size_t M = maxw(net), L = net->depth;
-    for (size_t l = 0; l <= L; l++) {
-        zdots[l] = ex + (2 + l) * R * M;
-        zdbar[l] = ex + (2 + L + 1 + l) * R * M;
-    }
+    return R * M + npair * (1 + 2 * (L + 1)) * R * M + (npair - 1) * L * R * net->width;
 }
 
-/* The reverse-over-forward part of a bilinear block: the forward pass is
- * done (with phi''), z-dot_0 (bilinear_bufs) holds the padded b rows and
- * b.t[0] the padded a rows (R x d_out). */
-static void bilinear_core(const rev_args *p, blockws *bw, double *ex, double *gtheta)
+/* Pair k's buffers in the extra space ex (after a-bar). */
+static void bilinear_bufs(const sdflow__mlp *net, const blockws *b, double *ex, size_t k, bilinear_pair *q)
+{
+    size_t M = maxw(net), L = net->depth, W = net->width;
+    double *w = ex + R * M;
+    for (size_t j = 0; j < k; j++)
+        w += (1 + 2 * (L + 1)) * R * M + (j > 0 ? L * R * W : 0);
+    q->adb = w;
+    w += R * M;
+    for (size_t l = 0; l <= L; l++) {
+        q->zdots[l] = w + l * R * M;
+        q->zdbar[l] = w + (L + 1 + l) * R * M;
+    }
+    w += 2 * (L + 1) * R * M;
+    for (size_t l = 0; l < L; l++)
+        q->ta[l] = k == 0 ? b->ta[l] : w + l * R * W;
+}
+
+/* The reverse-over-forward part of a bilinear block for npair pairs: the
+ * forward pass is done (with phi''), pair k's z-dot_0 (bilinear_bufs) holds
+ * its padded b rows and b.t[k] its padded a rows (R x d_out). */
+static void bilinear_core(const rev_args *p, blockws *bw, double *ex, size_t npair, double *gtheta)
 {
     const sdflow__mlp *net = p->net;
     const double *wt = p->wt;
     size_t M = maxw(net), d = net->d, W = net->width, L = net->depth, dout = net->d_out, din = net->d_in;
     blockws b = *bw;
-    double *ab = ex, *adb = ab + R * M; /* a-bar_l, a-dot-bar_l */
-    double *abuf = b.t[0];              /* padded a rows */
-    double *zdots[SDFLOW__MLP_MAXLAYERS + 1], *zdbar[SDFLOW__MLP_MAXLAYERS + 1];
-    bilinear_bufs(net, ex, zdots, zdbar);
+    double *ab = ex; /* a-bar_l */
+    bilinear_pair pr[BILINEAR_MAXPAIRS];
     int fgrad = net->learn_freqs;
-    /* forward tangent along b, keeping every z-dot_l (z-dot_0 = [b, 0]) */
-    for (size_t l = 0; l < L; l++) {
-        gemm_nt(R, W, l == 0 ? d : W, zdots[l], l == 0 ? din : W, wt + net->woff[l], b.ta[l], W);
-        const double *res = net->skip[l] >= 0 ? zdots[net->skip[l]] : NULL;
-        for (size_t q = 0; q < R * W; q++)
-            zdots[l + 1][q] = b.d1[l][q] * b.ta[l][q] + (res ? res[q] : 0.0);
+    for (size_t k = 0; k < npair; k++) {
+        bilinear_pair *q = &pr[k];
+        bilinear_bufs(net, &b, ex, k, q);
+        /* forward tangent along b_k, keeping every z-dot_l (z-dot_0 = [b_k, 0]) */
+        for (size_t l = 0; l < L; l++) {
+            gemm_nt(R, W, l == 0 ? d : W, q->zdots[l], l == 0 ? din : W, wt + net->woff[l], q->ta[l], W);
+            const double *res = net->skip[l] >= 0 ? q->zdots[net->skip[l]] : NULL;
+            for (size_t i = 0; i < R * W; i++)
+                q->zdots[l + 1][i] = b.d1[l][i] * q->ta[l][i] + (res ? res[i] : 0.0);
+        }
     }
     for (size_t l = 0; l <= L; l++) {
         memset(b.zb[l], 0, R * M * sizeof(double));
-        memset(zdbar[l], 0, R * M * sizeof(double));
+        for (size_t k = 0; k < npair; k++)
+            memset(pr[k].zdbar[l], 0, R * M * sizeof(double));
     }
-    /* reverse: y-dot-bar = a; y itself is not in the loss (z-bar_L = 0) */
-    gemm_nn_acc(R, dout, W, abuf, net->theta + net->woff[L], W, zdbar[L], W);
-    grad_acc(dout, W, abuf, zdots[L], W, gtheta + net->woff[L], NULL);
+    /* reverse: y-dot-bar_k = a_k; y itself is not in the loss (z-bar_L = 0) */
+    for (size_t k = 0; k < npair; k++) {
+        gemm_nn_acc(R, dout, W, b.t[k], net->theta + net->woff[L], W, pr[k].zdbar[L], W);
+        grad_acc(dout, W, b.t[k], pr[k].zdots[L], W, gtheta + net->woff[L], NULL);
+    }
     for (size_t l = L; l-- > 0;) {
         size_t in = net->in[l], ldz = l == 0 ? din : W;
-        const double *zb1 = b.zb[l + 1], *zdb1 = zdbar[l + 1];
-        for (size_t q = 0; q < R * W; q++) {
-            double s1 = b.d1[l][q];
-            adb[q] = zdb1[q] * s1;
-            ab[q] = zb1[q] * s1 + zdb1[q] * b.d2[l][q] * b.ta[l][q];
+        const double *zb1 = b.zb[l + 1];
+        for (size_t i = 0; i < R * W; i++) {
+            double s1 = b.d1[l][i], abi = zb1[i] * s1;
+            for (size_t k = 0; k < npair; k++) {
+                const double *zdb1 = pr[k].zdbar[l + 1];
+                pr[k].adb[i] = zdb1[i] * s1;
+                abi += zdb1[i] * b.d2[l][i] * pr[k].ta[l][i];
+            }
+            ab[i] = abi;
         }
-        grad_acc(W, in, adb, zdots[l], ldz, gtheta + net->woff[l], NULL);
+        for (size_t k = 0; k < npair; k++)
+            grad_acc(W, in, pr[k].adb, pr[k].zdots[l], ldz, gtheta + net->woff[l], NULL);
         grad_acc(W, in, ab, b.z[l], ldz, gtheta + net->woff[l], gtheta + net->boff[l]);
         if (net->skip[l] >= 0) {
-            add_to(R * W, zdbar[net->skip[l]], zdb1);
+            for (size_t k = 0; k < npair; k++)
+                add_to(R * W, pr[k].zdbar[net->skip[l]], pr[k].zdbar[l + 1]);
             add_to(R * W, b.zb[net->skip[l]], zb1);
         }
         if (l == 0) { /* z-dot_0 does not depend on theta; z_0 does through learned frequencies */
@@ -711,49 +779,46 @@ static void bilinear_core(const rev_args *p, blockws *bw, double *ex, double *gt
             }
             break;
         }
-        gemm_nn_acc(R, W, in, adb, net->theta + net->woff[l], in, zdbar[l], in);
+        for (size_t k = 0; k < npair; k++)
+            gemm_nn_acc(R, W, in, pr[k].adb, net->theta + net->woff[l], in, pr[k].zdbar[l], in);
         gemm_nn_acc(R, W, in, ab, net->theta + net->woff[l], in, b.zb[l], in);
     }
 }
 
-static void bilinear_block(const rev_args *p, blockws *b, double *ex, size_t i0, size_t nb, double *gtheta)
+/* Pair k's padded rows of the block: b (n x d) into z-dot_0, a (n x d_out) into b.t[k]. */
+static void bilinear_load(const sdflow__mlp *net, blockws *b, double *ex, size_t k, const double *av,
+                          const double *bv, size_t i0, size_t nb)
 {
-    const sdflow__mlp *net = p->net;
     size_t d = net->d, din = net->d_in;
-    double *zdots[SDFLOW__MLP_MAXLAYERS + 1], *zdbar[SDFLOW__MLP_MAXLAYERS + 1];
-    bilinear_bufs(net, ex, zdots, zdbar);
-    block_forward(net, p->wt, p->z0, i0, nb, b, 2);
-    memset(zdots[0], 0, R * din * sizeof(double));
+    bilinear_pair q;
+    bilinear_bufs(net, b, ex, k, &q);
+    memset(q.zdots[0], 0, R * din * sizeof(double));
     for (size_t r = 0; r < nb; r++)
-        memcpy(zdots[0] + r * din, p->in2 + (i0 + r) * d, d * sizeof(double));
-    load_rows(b->t[0], p->in1 + i0 * net->d_out, nb, net->d_out);
-    bilinear_core(p, b, ex, gtheta);
+        memcpy(q.zdots[0] + r * din, bv + (i0 + r) * d, d * sizeof(double));
+    load_rows(b->t[k], av + i0 * net->d_out, nb, net->d_out);
 }
 
-/* Two (a, b) pairs per row on one forward pass: the core twice (it keeps the primal). */
+static void bilinear_block(const rev_args *p, blockws *b, double *ex, size_t i0, size_t nb, double *gtheta)
+{
+    block_forward(p->net, p->wt, p->z0, i0, nb, b, 2);
+    bilinear_load(p->net, b, ex, 0, p->in1, p->in2, i0, nb);
+    bilinear_core(p, b, ex, 1, gtheta);
+}
+
+/* Two (a, b) pairs per row on one forward pass and one primal-adjoint chain. */
 static void bilinear2_block(const rev_args *p, blockws *b, double *ex, size_t i0, size_t nb, double *gtheta)
 {
-    const sdflow__mlp *net = p->net;
-    size_t d = net->d, din = net->d_in;
-    double *zdots[SDFLOW__MLP_MAXLAYERS + 1], *zdbar[SDFLOW__MLP_MAXLAYERS + 1];
-    bilinear_bufs(net, ex, zdots, zdbar);
-    block_forward(net, p->wt, p->z0, i0, nb, b, 2);
-    for (int k = 0; k < 2; k++) {
-        const double *av = k ? p->in3 : p->in1, *bv = k ? p->in4 : p->in2;
-        memset(zdots[0], 0, R * din * sizeof(double));
-        for (size_t r = 0; r < nb; r++)
-            memcpy(zdots[0] + r * din, bv + (i0 + r) * d, d * sizeof(double));
-        load_rows(b->t[0], av + i0 * net->d_out, nb, net->d_out);
-        bilinear_core(p, b, ex, gtheta);
-    }
+    block_forward(p->net, p->wt, p->z0, i0, nb, b, 2);
+    bilinear_load(p->net, b, ex, 0, p->in1, p->in2, i0, nb);
+    bilinear_load(p->net, b, ex, 1, p->in3, p->in4, i0, nb);
+    bilinear_core(p, b, ex, 2, gtheta);
 }
 
 sdflow_status sdflow__mlp_bilinear_grad2(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n, const double *z0,
                                          const double *a1, const double *b1, const double *a2, const double *b2,
                                          double *gtheta)
 {
-    size_t M = maxw(net);
-    rev_args p = { net, NULL, z0, a1, b1, NULL, (2 + 2 * (net->depth + 1)) * R * M, a2, b2 };
+    rev_args p = { net, NULL, z0, a1, b1, NULL, bilinear_extra(net, 2), a2, b2 };
     return run_groups(ctx, &p, n, bilinear2_block, gtheta);
 }
 
@@ -764,39 +829,37 @@ sdflow_status sdflow__mlp_bilinear_grad2(sdflow_ctx *ctx, const sdflow__mlp *net
 static void energy_affine_block(const rev_args *p, blockws *b, double *ex, size_t i0, size_t nb, double *gtheta)
 {
     const sdflow__mlp *net = p->net;
-    size_t d = net->d, din = net->d_in, in0 = net->in[0], M = maxw(net), L = net->depth;
+    size_t d = net->d, din = net->d_in, in0 = net->in[0];
     const double *s = p->in1, *r = p->in2;
-    double *ones = ex + (2 + 2 * (L + 1)) * R * M;
-    double *zdots[SDFLOW__MLP_MAXLAYERS + 1], *zdbar[SDFLOW__MLP_MAXLAYERS + 1];
-    bilinear_bufs(net, ex, zdots, zdbar);
+    double *ones = ex + bilinear_extra(net, 1);
+    bilinear_pair q;
+    bilinear_bufs(net, b, ex, 0, &q);
     block_forward(net, p->wt, p->z0, i0, nb, b, 2);
-    for (size_t q = 0; q < R; q++)
-        ones[q] = 1.0;
+    for (size_t i = 0; i < R; i++)
+        ones[i] = 1.0;
     block_reverse(net, b, ones, NULL);
-    memset(zdots[0], 0, R * din * sizeof(double));
+    memset(q.zdots[0], 0, R * din * sizeof(double));
     for (size_t i = 0; i < nb; i++)
         for (size_t j = 0; j < d; j++) {
             double y = -b->zb[0][i * in0 + j];
             p->out[(i0 + i) * d + j] = y;
-            zdots[0][i * din + j] = s[i0 + i] * y + (r ? r[(i0 + i) * d + j] : 0.0);
+            q.zdots[0][i * din + j] = s[i0 + i] * y + (r ? r[(i0 + i) * d + j] : 0.0);
         }
-    for (size_t q = 0; q < R; q++) /* a = -1 (d_out = 1) on the block's rows, 0 on padding */
-        b->t[0][q] = q < nb ? -1.0 : 0.0;
-    bilinear_core(p, b, ex, gtheta);
+    for (size_t i = 0; i < R; i++) /* a = -1 (d_out = 1) on the block's rows, 0 on padding */
+        b->t[0][i] = i < nb ? -1.0 : 0.0;
+    bilinear_core(p, b, ex, 1, gtheta);
 }
 
 sdflow_status sdflow__mlp_energy_affine(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n, const double *z0,
                                         const double *s, const double *r, double *y, double *gtheta)
 {
-    size_t M = maxw(net);
-    rev_args p = { net, NULL, z0, s, r, y, (2 + 2 * (net->depth + 1)) * R * M + R, NULL, NULL };
+    rev_args p = { net, NULL, z0, s, r, y, bilinear_extra(net, 1) + R, NULL, NULL };
     return run_groups(ctx, &p, n, energy_affine_block, gtheta);
 }
 
 sdflow_status sdflow__mlp_bilinear_grad(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n, const double *z0,
                                         const double *a, const double *bv, double *gtheta)
 {
-    size_t M = maxw(net);
-    rev_args p = { net, NULL, z0, a, bv, NULL, (2 + 2 * (net->depth + 1)) * R * M, NULL, NULL };
+    rev_args p = { net, NULL, z0, a, bv, NULL, bilinear_extra(net, 1), NULL, NULL };
     return run_groups(ctx, &p, n, bilinear_block, gtheta);
 }

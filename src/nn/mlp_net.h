@@ -109,6 +109,13 @@ sdflow_status sdflow__mlp_grad_x(sdflow_ctx *ctx, const sdflow__mlp *net, size_t
 sdflow_status sdflow__mlp_tangent(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n, const double *z0, size_t K,
                                   const double *v, double *primal, double *jv);
 
+/* Vector-output nets (d_out = d): jv = J v and vj = v^T J (n x d each, v: n
+ * x d, J the Jacobian of the output in x) on one forward pass per block; the
+ * same values as sdflow__mlp_tangent (K = 1) and sdflow__mlp_backward with
+ * ybar = v give. */
+sdflow_status sdflow__mlp_jvp_vjp(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n, const double *z0, const double *v,
+                                  double *jv, double *vj);
+
 /* Reverse mode: with ybar (n x d_out) the gradient of a scalar loss with
  * respect to the outputs, adds dL/dtheta to gtheta (nparam; NULL: skipped)
  * (the frequencies' too when learned) and writes dL/dx to gx (n x d; NULL:
@@ -142,7 +149,8 @@ sdflow_status sdflow__mlp_bilinear_grad(sdflow_ctx *ctx, const sdflow__mlp *net,
                                         const double *a, const double *b, double *gtheta);
 
 /* The same for two pairs per row, sum_i a1_i^T J b1_i + a2_i^T J b2_i, on one
- * forward pass per block (the QCSGM penalty's two terms). */
+ * forward pass and one primal-adjoint chain per block (the QCSGM penalty's
+ * two terms). */
 sdflow_status sdflow__mlp_bilinear_grad2(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n, const double *z0,
                                          const double *a1, const double *b1, const double *a2, const double *b2,
                                          double *gtheta);

@@ -157,6 +157,11 @@ sdflow_status sdflow__tm_jvp_vjp(sdflow_trainer *t, size_t n, const double *x, c
     if (st)
         return st;
     double sign = net->energy ? -1.0 : 1.0; /* energy: J = -Hess E, symmetric */
+    if (!net->energy && jv && vj) { /* both on one forward pass per block */
+        st = sdflow__mlp_jvp_vjp(t->ctx, net, n, z0, v, jv, vj);
+        release(t, net, z0, zh);
+        return st;
+    }
     if (jv)
         st = sdflow__mlp_tangent(t->ctx, net, n, z0, 1, v, NULL, jv);
     if (!st && vj) {
