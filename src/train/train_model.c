@@ -113,24 +113,8 @@ sdflow_status sdflow__tm_eval_grad_affine(sdflow_trainer *t, size_t n, const dou
     return st;
 }
 
-sdflow_status sdflow__tm_grad_jac(sdflow_trainer *t, size_t n, const double *x, const double *tt, const double *a,
-                                  const double *b, double *grad)
-{
-    sdflow__mlp *net;
-    double *z0;
-    int zh;
-    if (sdflow__tm_is_energy(t))
-        return sdflow__fail(t->ctx, SDFLOW_E_UNSUPPORTED,
-                            "parameter gradient of a^T J b for an energy MLP needs third derivatives");
-    sdflow_status st = prepare(t, n, x, tt, &net, &z0, &zh);
-    if (st)
-        return st;
-    st = sdflow__mlp_bilinear_grad(t->ctx, net, n, z0, a, b, grad);
-    release(t, net, z0, zh);
-    return st;
-}
-
-sdflow_status sdflow__tm_grad_jac2(sdflow_trainer *t, size_t n, const double *x, const double *tt, const double *a1,
+/* The parameter gradient of one (a2 NULL) or two bilinear forms a^T J b. */
+static sdflow_status grad_bilinear(sdflow_trainer *t, size_t n, const double *x, const double *tt, const double *a1,
                                    const double *b1, const double *a2, const double *b2, double *grad)
 {
     sdflow__mlp *net;
@@ -142,9 +126,22 @@ sdflow_status sdflow__tm_grad_jac2(sdflow_trainer *t, size_t n, const double *x,
     sdflow_status st = prepare(t, n, x, tt, &net, &z0, &zh);
     if (st)
         return st;
-    st = sdflow__mlp_bilinear_grad2(t->ctx, net, n, z0, a1, b1, a2, b2, grad);
+    st = a2 ? sdflow__mlp_bilinear_grad2(t->ctx, net, n, z0, a1, b1, a2, b2, grad)
+            : sdflow__mlp_bilinear_grad(t->ctx, net, n, z0, a1, b1, grad);
     release(t, net, z0, zh);
     return st;
+}
+
+sdflow_status sdflow__tm_grad_jac(sdflow_trainer *t, size_t n, const double *x, const double *tt, const double *a,
+                                  const double *b, double *grad)
+{
+    return grad_bilinear(t, n, x, tt, a, b, NULL, NULL, grad);
+}
+
+sdflow_status sdflow__tm_grad_jac2(sdflow_trainer *t, size_t n, const double *x, const double *tt, const double *a1,
+                                   const double *b1, const double *a2, const double *b2, double *grad)
+{
+    return grad_bilinear(t, n, x, tt, a1, b1, a2, b2, grad);
 }
 
 sdflow_status sdflow__tm_jvp_vjp(sdflow_trainer *t, size_t n, const double *x, const double *tt, const double *v,
