@@ -273,7 +273,8 @@ install-test: all
 # Checks of internal functions that are not exported (test/internal/*.c),
 # linked against the static library: the closed-form log-SNR inverse against
 # the forward map and the log-SNR grids (docs/design.md, "Log-SNR grids"); the clipping
-# norm and the non-finite scan of the trainer (optim_check).
+# norm and the non-finite scan of the trainer (optim_check); the MLP's layer-product kernel against a
+# long-double reference and the BLAS fallback, with its row invariance (gemm_check).
 INTERNAL_SRC := $(sort $(wildcard test/internal/*.c))
 INTERNAL_BIN := $(patsubst test/internal/%.c,$(BUILD)/test/internal/%,$(INTERNAL_SRC))
 $(BUILD)/test/internal/%: test/internal/%.c $(STLIB) $(wildcard src/*/*.h)

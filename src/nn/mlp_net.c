@@ -6,11 +6,11 @@
  * pre-activations, dot tangents, bar adjoints). Skip connections
  * z_{l+1} += z_{skip[l]} make every adjoint an accumulation: the reverse
  * passes zero the adjoints first and the GEMMs add into them (beta = 1). */
-#include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <string.h>
 #include "mlp_act.h"
+#include "mlp_gemm.h"
 #include "mlp_net.h"
 
 #define R SDFLOW__MLP_ROWS
@@ -154,18 +154,17 @@ void sdflow__mlp_embed(const sdflow__mlp *net, size_t n, const double *x, const 
 
 /* C (rows x out) = Z (rows x in, leading dim ldz) WT, WT = W^T (in x out,
  * rows 0..in-1 of the layer's transposed weights, leading dim out), in fixed
- * chunks of R rows: one GEMM shape per layer whatever the batch, and small
- * enough (R out in <= 2^18 for width 128) that OpenBLAS stays on the calling
- * thread. With W^T stored (not W) the call is "NN" for OpenBLAS, which takes
- * its small-matrix kernel (no packing) where W itself would be repacked on
- * every call ("TN" is excluded from it for M N > 1200 on SkylakeX); the
- * transpose is made once per pass (transpose_weights). rows: a multiple of R. */
+ * chunks of R rows (mlp_gemm.c: with the library's kernel the chunking does
+ * not change a bit; on the cblas_dgemm fallback it keeps every call at or
+ * below OpenBLAS's threading threshold, R out in <= 2^18 for width 128, so
+ * the GEMMs stay on the calling thread). W^T is stored (not W) because the
+ * kernel streams rows of its B operand; the transpose is made once per pass
+ * (transposed_weights). rows: a multiple of R. */
 static void gemm_nt(size_t rows, size_t out, size_t in, const double *Z, size_t ldz, const double *WT, double *C,
                     size_t ldc)
 {
     for (size_t r = 0; r < rows; r += R)
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, R, (int)out, (int)in, 1.0, Z + r * ldz, (int)ldz, WT,
-                    (int)out, 0.0, C + r * ldc, (int)ldc);
+        sdflow__mlp_gemm(0, R, out, in, Z + r * ldz, ldz, WT, out, C + r * ldc, ldc, 0);
 }
 
 /* wt[woff[l] ..] = W_l^T (in_l x out_l) for every layer: the forward GEMMs' operand. */
@@ -203,15 +202,13 @@ static void gemm_nn_acc(size_t rows, size_t out, size_t in, const double *A, con
                         size_t ldc)
 {
     for (size_t r = 0; r < rows; r += R)
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, R, (int)in, (int)out, 1.0, A + r * out, (int)out, W,
-                    (int)ldw, 1.0, C + r * ldc, (int)ldc);
+        sdflow__mlp_gemm(0, R, in, out, A + r * out, out, W, ldw, C + r * ldc, ldc, 1);
 }
 
 /* gW (out x in) += A^T (R x out) Z (R x in, ldz); gb += column sums of A. */
 static void grad_acc(size_t out, size_t in, const double *A, const double *Z, size_t ldz, double *gW, double *gb)
 {
-    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)out, (int)in, R, 1.0, A, (int)out, Z, (int)ldz, 1.0,
-                gW, (int)in);
+    sdflow__mlp_gemm(1, out, in, R, A, out, Z, ldz, gW, in, 1);
     if (gb)
         for (size_t r = 0; r < R; r++)
             for (size_t j = 0; j < out; j++)
