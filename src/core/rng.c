@@ -13,22 +13,37 @@
 #define PHILOX_W0 0x9E3779B9u
 #define PHILOX_W1 0xBB67AE85u
 
-void sdflow_rng_philox4x32(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4])
+/* The rounds of NL independent counters at once (lane l: c[.][l]): the
+ * lanes' multiply chains overlap in the CPU (one Philox block is a chain of
+ * 10 dependent 32 x 32 -> 64-bit multiplies, latency-bound alone), and each
+ * lane computes exactly what one sdflow_rng_philox4x32 call does. */
+#define PHILOX_LANES 4
+__attribute__((always_inline)) static inline void philox_rounds(int nl, uint32_t c[4][PHILOX_LANES], uint32_t k0,
+                                                                uint32_t k1)
 {
-    uint32_t c0 = ctr[0], c1 = ctr[1], c2 = ctr[2], c3 = ctr[3];
-    uint32_t k0 = key[0], k1 = key[1];
     for (int round = 0; round < 10; round++) {
-        uint64_t p0 = (uint64_t)PHILOX_M0 * c0;
-        uint64_t p1 = (uint64_t)PHILOX_M1 * c2;
-        uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1 ^ k0;
-        uint32_t n1 = (uint32_t)p1;
-        uint32_t n2 = (uint32_t)(p0 >> 32) ^ c3 ^ k1;
-        uint32_t n3 = (uint32_t)p0;
-        c0 = n0; c1 = n1; c2 = n2; c3 = n3;
+#pragma GCC unroll 4
+        for (int l = 0; l < nl; l++) {
+            uint64_t p0 = (uint64_t)PHILOX_M0 * c[0][l];
+            uint64_t p1 = (uint64_t)PHILOX_M1 * c[2][l];
+            uint32_t n0 = (uint32_t)(p1 >> 32) ^ c[1][l] ^ k0;
+            uint32_t n2 = (uint32_t)(p0 >> 32) ^ c[3][l] ^ k1;
+            c[0][l] = n0;
+            c[1][l] = (uint32_t)p1;
+            c[2][l] = n2;
+            c[3][l] = (uint32_t)p0;
+        }
         k0 += PHILOX_W0;
         k1 += PHILOX_W1;
     }
-    out[0] = c0; out[1] = c1; out[2] = c2; out[3] = c3;
+}
+
+void sdflow_rng_philox4x32(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4])
+{
+    uint32_t c[4][PHILOX_LANES] = { { ctr[0] }, { ctr[1] }, { ctr[2] }, { ctr[3] } };
+    philox_rounds(1, c, key[0], key[1]);
+    for (int i = 0; i < 4; i++)
+        out[i] = c[i][0];
 }
 
 static uint64_t splitmix64(uint64_t x)
@@ -56,15 +71,33 @@ static philox_key make_key(uint64_t seed, uint64_t stream, uint64_t row)
     return pk;
 }
 
-/* Two 64-bit words of block b. */
-static void block64(const philox_key *pk, uint64_t b, uint64_t w[2])
+/* Two 64-bit words of each of the nb <= PHILOX_LANES blocks b, b+1, ..:
+ * w[2 i], w[2 i + 1] of block b + i. */
+static void blocks64(const philox_key *pk, uint64_t b, int nb, uint64_t *w)
 {
-    uint32_t ctr[4] = { (uint32_t)b, (uint32_t)(b >> 32), pk->row[0], pk->row[1] };
-    uint32_t o[4];
-    sdflow_rng_philox4x32(ctr, pk->key, o);
-    w[0] = (uint64_t)o[0] | (uint64_t)o[1] << 32;
-    w[1] = (uint64_t)o[2] | (uint64_t)o[3] << 32;
+    uint32_t c[4][PHILOX_LANES];
+    for (int l = 0; l < nb; l++) {
+        c[0][l] = (uint32_t)(b + (uint64_t)l);
+        c[1][l] = (uint32_t)((b + (uint64_t)l) >> 32);
+        c[2][l] = pk->row[0];
+        c[3][l] = pk->row[1];
+    }
+    if (nb == PHILOX_LANES) /* constant lane counts: the lanes unroll into registers */
+        philox_rounds(PHILOX_LANES, c, pk->key[0], pk->key[1]);
+    else
+        for (int l = 0; l < nb; l++) {
+            uint32_t one[4][PHILOX_LANES] = { { c[0][l] }, { c[1][l] }, { c[2][l] }, { c[3][l] } };
+            philox_rounds(1, one, pk->key[0], pk->key[1]);
+            for (int i = 0; i < 4; i++)
+                c[i][l] = one[i][0];
+        }
+    for (int l = 0; l < nb; l++) {
+        w[2 * l] = (uint64_t)c[0][l] | (uint64_t)c[1][l] << 32;
+        w[2 * l + 1] = (uint64_t)c[2][l] | (uint64_t)c[3][l] << 32;
+    }
 }
+
+static void block64(const philox_key *pk, uint64_t b, uint64_t w[2]) { blocks64(pk, b, 1, w); }
 
 #define TWO_M53 (1.0 / 9007199254740992.0)
 
@@ -84,15 +117,20 @@ void sdflow__rng_normal_row(uint64_t seed, uint64_t stream, uint64_t row, uint64
 {
     static const double two_pi = 6.283185307179586476925286766559;
     philox_key pk = make_key(seed, stream, row);
-    for (size_t j = 0; j < d; j += 2) {
-        uint64_t w[2];
-        block64(&pk, offset + j / 2, w);
-        double u1 = (double)((w[0] >> 11) + 1) * TWO_M53; /* (0, 1]: log stays finite */
-        double u2 = (double)(w[1] >> 11) * TWO_M53;
-        double r = sqrt(-2.0 * log(u1));
-        out[j] = r * cos(two_pi * u2);
-        if (j + 1 < d)
-            out[j + 1] = r * sin(two_pi * u2);
+    size_t nblk = (d + 1) / 2;
+    for (size_t b0 = 0; b0 < nblk; b0 += PHILOX_LANES) {
+        int nb = nblk - b0 < PHILOX_LANES ? (int)(nblk - b0) : PHILOX_LANES;
+        uint64_t w[2 * PHILOX_LANES];
+        blocks64(&pk, offset + b0, nb, w);
+        for (int l = 0; l < nb; l++) {
+            size_t j = 2 * (b0 + (size_t)l);
+            double u1 = (double)((w[2 * l] >> 11) + 1) * TWO_M53; /* (0, 1]: log stays finite */
+            double u2 = (double)(w[2 * l + 1] >> 11) * TWO_M53;
+            double r = sqrt(-2.0 * log(u1));
+            out[j] = r * cos(two_pi * u2);
+            if (j + 1 < d)
+                out[j + 1] = r * sin(two_pi * u2);
+        }
     }
 }
 

@@ -81,10 +81,51 @@ strip(int NV, int masked, __m256i mask, size_t m, size_t k, const double *A, siz
         tile(1, NV, masked, mask, k, A + i * rsa, rsa, csa, b, ldb, c + i * ldc, ldc, acc);
 }
 
+/* The column strips of rows i..i+mr-1 (mr = 4 or 1) across all n columns. */
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+row_tiles(int MR, size_t i, size_t n, size_t k, const double *A, size_t rsa, size_t csa, const double *B, size_t ldb,
+          double *C, size_t ldc, int acc)
+{
+    const __m256i all = _mm256_set1_epi64x(-1);
+    const double *a = A + i * rsa;
+    double *c = C + i * ldc;
+    size_t j = 0;
+    for (; j + 12 <= n; j += 12)
+        tile(MR, 3, 0, all, k, a, rsa, csa, B + j, ldb, c + j, ldc, acc);
+    if (n - j >= 8) {
+        tile(MR, 2, 0, all, k, a, rsa, csa, B + j, ldb, c + j, ldc, acc);
+        j += 8;
+    }
+    if (n - j >= 4) {
+        tile(MR, 1, 0, all, k, a, rsa, csa, B + j, ldb, c + j, ldc, acc);
+        j += 4;
+    }
+    if (j < n) {
+        size_t w = n - j;
+        __m256i mask = _mm256_setr_epi64x(-1, w > 1 ? -1 : 0, w > 2 ? -1 : 0, 0);
+        tile(MR, 1, 1, mask, k, a, rsa, csa, B + j, ldb, c + j, ldc, acc);
+    }
+}
+
+/* Two loop orders, the same arithmetic per element. With a B larger than
+ * L1 (a layer's weights, 128 KB) each 12-column strip of B is kept hot
+ * while every row tile passes over it. With a small B (the weight
+ * gradients' 16-row activation block) the row tiles go outer, so C (the
+ * 128 x 128 gradient, too big for L1) is walked row by row, in order,
+ * where the hardware prefetcher follows it; column strips down C were
+ * 1 KB-strided and stalled on it. */
 __attribute__((target("avx2,fma"))) static void gemm_avx2(size_t m, size_t n, size_t k, const double *A, size_t rsa,
                                                          size_t csa, const double *B, size_t ldb, double *C,
                                                          size_t ldc, int acc)
 {
+    if (k * n * sizeof(double) <= 16384) {
+        size_t i = 0;
+        for (; i + 4 <= m; i += 4)
+            row_tiles(4, i, n, k, A, rsa, csa, B, ldb, C, ldc, acc);
+        for (; i < m; i++)
+            row_tiles(1, i, n, k, A, rsa, csa, B, ldb, C, ldc, acc);
+        return;
+    }
     const __m256i all = _mm256_set1_epi64x(-1);
     size_t j = 0;
     for (; j + 12 <= n; j += 12)
