@@ -159,7 +159,7 @@ void sdflow__mlp_embed(const sdflow__mlp *net, size_t n, const double *x, const 
  * below OpenBLAS's threading threshold, R out in <= 2^18 for width 128, so
  * the GEMMs stay on the calling thread). W^T is stored (not W) because the
  * kernel streams rows of its B operand; the transpose is made once per pass
- * (transposed_weights). rows: a multiple of R. */
+ * (wt_begin). rows: a multiple of R. */
 static void gemm_nt(size_t rows, size_t out, size_t in, const double *Z, size_t ldz, const double *WT, double *C,
                     size_t ldc)
 {
@@ -167,14 +167,17 @@ static void gemm_nt(size_t rows, size_t out, size_t in, const double *Z, size_t 
         sdflow__mlp_gemm(0, R, out, in, Z + r * ldz, ldz, WT, out, C + r * ldc, ldc, 0);
 }
 
-/* wt[woff[l] ..] = W_l^T (in_l x out_l) for every layer: the forward GEMMs' operand. */
-static void transpose_weights(const sdflow__mlp *net, double *wt)
+/* wt[woff[l] ..] = W_l^T (in_l x out_l) for every layer: the forward GEMMs'
+ * operand. Thread tid of nt transposes its share of each layer's rows of W
+ * (16-row tiles; a pure copy, so the split does not change a bit). */
+static void transpose_weights(const sdflow__mlp *net, double *wt, int tid, int nt)
 {
     for (size_t l = 0; l < net->nlayers; l++) {
         const double *w = net->theta + net->woff[l];
         double *t = wt + net->woff[l];
-        size_t in = net->in[l], out = net->out[l];
-        for (size_t j0 = 0; j0 < out; j0 += 16) /* 16 x 16 tiles: both sides stay in cache lines */
+        size_t in = net->in[l], out = net->out[l], tiles = (out + 15) / 16;
+        size_t lo = tiles * (size_t)tid / (size_t)nt * 16, hi = tiles * (size_t)(tid + 1) / (size_t)nt * 16;
+        for (size_t j0 = lo; j0 < hi && j0 < out; j0 += 16) /* 16 x 16 tiles: both sides stay in cache lines */
             for (size_t k0 = 0; k0 < in; k0 += 16)
                 for (size_t j = j0; j < out && j < j0 + 16; j++)
                     for (size_t k = k0; k < in && k < k0 + 16; k++)
@@ -182,18 +185,34 @@ static void transpose_weights(const sdflow__mlp *net, double *wt)
     }
 }
 
-/* The transposed weights at the head of a pass's scratch wt (foff doubles):
- * kept from the previous pass when the net's PASS buffer was held by both
- * and no parameter was written since (samplers evaluate one net thousands
- * of times; the transpose was ~4 % of a forward pass, on one thread). */
-static void transposed_weights(const sdflow__mlp *net, double *wt, int held)
+/* Whether a pass must remake the transposed weights at the head of its
+ * scratch wt (foff doubles): they are kept from the previous pass when the
+ * net's PASS buffer was held by both and no parameter was written since
+ * (samplers evaluate one net thousands of times; the transpose was ~4 % of
+ * a forward pass on one thread). A trainer writes the parameters every
+ * step: the pass's threads then share the transpose (wt_begin, inside the
+ * parallel region, before the blocks). */
+static int wt_stale(const sdflow__mlp *net, int held)
 {
-    sdflow__mlp_scratch *sc = (sdflow__mlp_scratch *)&net->scratch[SDFLOW__MLP_SCRATCH_PASS];
-    if (held && sc->wt_of == net->version && net->version != 0)
+    const sdflow__mlp_scratch *sc = &net->scratch[SDFLOW__MLP_SCRATCH_PASS];
+    return !(held && sc->wt_of == net->version && net->version != 0);
+}
+
+/* Inside a pass's parallel region: this thread's share of the transpose,
+ * then a barrier so every block sees all of it. */
+static void wt_begin(const sdflow__mlp *net, double *wt, int stale)
+{
+    if (!stale)
         return;
-    transpose_weights(net, wt);
-    if (held)
-        sc->wt_of = net->version;
+    transpose_weights(net, wt, omp_get_thread_num(), omp_get_num_threads());
+#pragma omp barrier
+}
+
+/* After the pass: record which parameters the kept transpose holds. */
+static void wt_done(const sdflow__mlp *net, int held, int stale)
+{
+    if (held && stale)
+        ((sdflow__mlp_scratch *)&net->scratch[SDFLOW__MLP_SCRATCH_PASS])->wt_of = net->version;
 }
 
 /* C (rows x in) += A (rows x out) W (out x in, ldw), columns 0..in-1 of W:
@@ -395,18 +414,23 @@ static sdflow_status run_blocks(sdflow_ctx *ctx, pass_args *p, size_t n, block_f
     if (!wt)
         return SDFLOW_E_NOMEM;
     double *w = wt + p->net->foff;
-    transposed_weights(p->net, wt, held);
+    int stale = wt_stale(p->net, held);
     p->wt = wt;
     int blas = sdflow__blas_team_begin(ctx, nt); /* the blocks call GEMMs from our threads */
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (size_t ib = 0; ib < nblk; ib++) {
-        double *mine = w + (size_t)omp_get_thread_num() * per, *ones = mine + per - R;
-        blockws b = ws_at(p->net, p->K, mine);
-        size_t i0 = ib * R, nb = n - i0 < R ? n - i0 : R;
-        for (size_t r = 0; r < R; r++)
-            ones[r] = 1.0;
-        fn(p, &b, ones, i0, nb);
+#pragma omp parallel num_threads(nt)
+    {
+        wt_begin(p->net, wt, stale);
+#pragma omp for schedule(static)
+        for (size_t ib = 0; ib < nblk; ib++) {
+            double *mine = w + (size_t)omp_get_thread_num() * per, *ones = mine + per - R;
+            blockws b = ws_at(p->net, p->K, mine);
+            size_t i0 = ib * R, nb = n - i0 < R ? n - i0 : R;
+            for (size_t r = 0; r < R; r++)
+                ones[r] = 1.0;
+            fn(p, &b, ones, i0, nb);
+        }
     }
+    wt_done(p->net, held, stale);
     sdflow__blas_team_end(blas);
     sdflow__mlp_scratch_put(ctx, p->net, SDFLOW__MLP_SCRATCH_PASS, wt, held);
     return SDFLOW_OK;
@@ -599,11 +623,12 @@ static sdflow_status run_groups(sdflow_ctx *ctx, rev_args *p, size_t n, rev_fn f
     if (!wt)
         return SDFLOW_E_NOMEM;
     double *w = wt + net->foff, *part = gtheta ? w + (size_t)nt * per : NULL;
-    transposed_weights(net, wt, held);
+    int stale = wt_stale(net, held);
     p->wt = wt;
     int blas = sdflow__blas_team_begin(ctx, nt);
 #pragma omp parallel num_threads(nt)
     {
+        wt_begin(net, wt, stale);
         double *mine = w + (size_t)omp_get_thread_num() * per;
         blockws b = ws_at(net, 1, mine);
 #pragma omp for schedule(static)
@@ -624,6 +649,7 @@ static sdflow_status run_groups(sdflow_ctx *ctx, rev_args *p, size_t n, rev_fn f
             }
         }
     }
+    wt_done(net, held, stale);
     sdflow__blas_team_end(blas);
     sdflow__mlp_scratch_put(ctx, net, SDFLOW__MLP_SCRATCH_PASS, wt, held);
     return SDFLOW_OK;
