@@ -615,6 +615,60 @@ static double *train_weights(long threads, long world, long rank, sdflow_allredu
     return th;
 }
 
+/* Parameters written into the model between steps (flat vector, then one
+ * tensor by name) are what the next step updates: the trainer keeps its
+ * own copy of the weights across steps and must notice the write (the
+ * net's parameter version). Adam moves each weight by about lr per step,
+ * so after the step every weight is within 10 lr of what was written,
+ * while the trainer's stale copy is 0.05-perturbation away. */
+START_TEST(test_trainer_params_between_steps)
+{
+    sdflow_ctx *ctx = test_ctx(4);
+    sdflow_process *p;
+    ck_assert_int_eq(sdflow_process_create(ctx, SDFLOW_PROCESS_VP, &p), SDFLOW_OK);
+    sdflow_model *m = small_mlp(ctx, 2, 16, SDFLOW_OUT_EPS);
+    double *x = gmm_rows(ctx, 8, 64);
+    sdflow_trainer *t = trainer_for(ctx, m, p, 64, 2, x, 16);
+    const double lr = 1e-4;
+    ck_assert_int_eq(sdflow_trainer_set_double(t, SDFLOW_TRAIN_LR, lr), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_trainer_fit(t, 3), SDFLOW_OK);
+    size_t np;
+    double *th = params(m, &np), *u = malloc(np * sizeof *u);
+    ck_assert_int_eq(sdflow_rng_normal(ctx, 91, 0, 1, np, u), SDFLOW_OK);
+    for (size_t i = 0; i < np; i++)
+        th[i] += 0.05 * u[i];
+    ck_assert_int_eq(sdflow_model_set_params(m, np, th), SDFLOW_OK);
+    ck_assert_int_eq(sdflow_trainer_step(t), SDFLOW_OK);
+    double *after = params(m, &np), worst = 0;
+    for (size_t i = 0; i < np; i++)
+        worst = fmax(worst, fabs(after[i] - th[i]));
+    test_note("after set_params: largest move %.3g (lr %g)", worst, lr);
+    ck_assert_msg(worst < 10 * lr, "the step did not start from the written parameters (moved %g)", worst);
+    /* one tensor by name */
+    const char *name;
+    size_t rows, cols;
+    ck_assert_int_eq(sdflow_model_param_info(m, 0, &name, &rows, &cols), SDFLOW_OK);
+    size_t cnt = rows * (cols ? cols : 1);
+    for (size_t i = 0; i < cnt; i++)
+        after[i] -= 0.05 * u[i];
+    ck_assert_int_eq(sdflow_model_set_param(m, name, cnt, after), SDFLOW_OK);
+    double *written = params(m, &np);
+    ck_assert_int_eq(sdflow_trainer_step(t), SDFLOW_OK);
+    free(after);
+    after = params(m, &np);
+    worst = 0;
+    for (size_t i = 0; i < np; i++)
+        worst = fmax(worst, fabs(after[i] - written[i]));
+    test_note("after set_param(%s): largest move %.3g", name, worst);
+    ck_assert_msg(worst < 10 * lr, "the step did not start from the tensor written by name (moved %g)", worst);
+    free(th), free(u), free(after), free(written), free(x);
+    sdflow_trainer_free(t);
+    sdflow_model_free(m);
+    sdflow_process_free(p);
+    sdflow_ctx_free(ctx);
+}
+END_TEST
+
 START_TEST(test_trainer_threads_bitwise)
 {
     for (int c = 0; c < 3; c++) {
@@ -942,6 +996,7 @@ Suite *trainer_suite(void)
     tcase_add_test(num, test_trainer_grad_fd);
     tcase_add_test(num, test_trainer_time_sampling);
     tcase_add_test(num, test_trainer_threads_bitwise);
+    tcase_add_test(num, test_trainer_params_between_steps);
     tcase_add_test(num, test_trainer_two_ranks);
     suite_add_tcase(s, num);
     TCase *learn = tcase_create("learning");

@@ -148,6 +148,8 @@ struct sdflow_trainer {
     size_t nparam;            /* 0 until the first step */
     sdflow__adam opt;
     double *theta, *grad;     /* nparam, and nparam + SDFLOW__NACC */
+    const sdflow__mlp *theta_net;  /* theta equals this net's parameters of version theta_version */
+    unsigned long theta_version;   /* (NULL: unknown; a step then copies them from the model) */
     long step;                /* completed steps */
     long fit_end;             /* cosine horizon of the running fit (TOTAL_STEPS = 0) */
     double last_loss, dsm_loss, penalty, running, grad_norm, cur_lr, val_loss;
