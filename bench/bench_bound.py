@@ -10,6 +10,7 @@ bench_dsb.c.
 """
 import json
 import os
+import time
 
 KMIX = 4
 
@@ -62,3 +63,22 @@ def report(workload, size, prec, threads, times, n, d):
                       "reps": len(times), "t_min": times[0], "t_med": tmed, "t_max": times[-1],
                       "flops": flops, "exps": exps, "bound": bound,
                       "ratio": tmed / bound if bound else None}, separators=(",", ":")), flush=True)
+
+
+WARMUP_S = 0.25
+
+
+def timed(fn, reps):
+    """Times of reps calls of fn after a warm-up of at least WARMUP_S seconds
+    (one call for long workloads): the rule of bench_util.h's bench_run, so
+    both sides of a ratio are measured in the same steady state."""
+    w0 = time.perf_counter()
+    fn()
+    while time.perf_counter() - w0 < WARMUP_S:
+        fn()
+    ts = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return ts

@@ -90,16 +90,27 @@ static inline void bench_report(const char *workload, const char *size, int thre
 /* Times fn(arg) reps times after one warm-up and prints one JSON line with
  * the workload's flops and exps (see above). fn returns nonzero on failure,
  * which aborts the bench program. */
+#define BENCH_WARMUP_S 0.25
+
 static inline void bench_run(const char *workload, const char *size, int threads, int reps, int (*fn)(void *),
                              void *arg, double flops, double exps)
 {
     double t[64];
     if (reps > 64)
         reps = 64;
-    if (fn(arg) != 0) {
-        fprintf(stderr, "bench %s failed\n", workload);
-        exit(1);
-    }
+    /* warm-up: calls for at least BENCH_WARMUP_S seconds (one call for long
+     * workloads). One call was too little for millisecond workloads: the
+     * first ~20 ms of a 1 ms forward ran 1.3-1.6x slower (page faults in
+     * fresh scratch, the idle core clocking up), which moved the minimum of
+     * 21 reps from 0.80 to 1.31 ms. The PyTorch twins use the same rule
+     * (bench_bound.timed). */
+    double w0 = bench_now();
+    do {
+        if (fn(arg) != 0) {
+            fprintf(stderr, "bench %s failed\n", workload);
+            exit(1);
+        }
+    } while (bench_now() - w0 < BENCH_WARMUP_S);
     for (int r = 0; r < reps; r++) {
         double t0 = bench_now();
         if (fn(arg) != 0) {

@@ -29,7 +29,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "2")
 import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_bound import machine_rate  # noqa: E402
+from bench_bound import machine_rate, timed  # noqa: E402
 from mlp_twin import ScoreMLP  # noqa: E402
 
 THREADS = 2
@@ -104,16 +104,6 @@ def energy_step(net, opt, x0):
     loss.backward()
     opt.step()
     return loss
-
-
-def timed(fn, reps):
-    fn()
-    ts = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return ts
 
 
 def main():

@@ -23,7 +23,7 @@ try:
 except ImportError:
     from functorch import jacrev, vmap  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_bound import machine_rate  # noqa: E402
+from bench_bound import machine_rate, timed  # noqa: E402
 from mlp_twin import ScoreMLP  # noqa: E402
 
 THREADS = 2
@@ -51,16 +51,6 @@ def coef(t):
     B = BMIN * t + 0.5 * (BMAX - BMIN) * t * t
     beta = BMIN + (BMAX - BMIN) * t
     return math.exp(-0.5 * B), math.sqrt(-math.expm1(-B)), -0.5 * beta, beta
-
-
-def timed(fn, reps):
-    fn()
-    ts = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return ts
 
 
 def once(fn):
