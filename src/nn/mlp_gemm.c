@@ -144,6 +144,39 @@ __attribute__((target("avx2,fma"))) static void gemm_avx2(size_t m, size_t n, si
         strip(1, 1, mask, m, k, A, rsa, csa, B + j, ldb, C + j, ldc, acc);
     }
 }
+/* C (m x n) (+)= A B with B packed by sdflow__mlp_pack (kp rows, ntot
+ * columns): strip j0 of 12 columns is kp x min(12, ntot - j0) contiguous at
+ * P + j0 kp, so a strip stays in L1 while every row tile passes over it
+ * (rows of a layer's weights 1 KB apart did not: measured +15 % on
+ * 16 x 120 x 128 with the weights out of cache). n <= ntot columns, k <= kp
+ * rows are used. */
+__attribute__((target("avx2,fma"))) static void gemm_avx2_packed(size_t m, size_t n, size_t k, const double *A,
+                                                                size_t lda, const double *P, size_t kp,
+                                                                size_t ntot, double *C, size_t ldc, int acc)
+{
+    const __m256i all = _mm256_set1_epi64x(-1);
+    for (size_t j = 0; j < n; j += 12) {
+        size_t lds = ntot - j < 12 ? ntot - j : 12, w = n - j < 12 ? n - j : 12, o = 0;
+        const double *b = P + j * kp;
+        if (w == 12) {
+            strip(3, 0, all, m, k, A, lda, 1, b, 12, C + j, ldc, acc);
+            continue;
+        }
+        if (w - o >= 8) {
+            strip(2, 0, all, m, k, A, lda, 1, b + o, lds, C + j + o, ldc, acc);
+            o += 8;
+        }
+        if (w - o >= 4) {
+            strip(1, 0, all, m, k, A, lda, 1, b + o, lds, C + j + o, ldc, acc);
+            o += 4;
+        }
+        if (o < w) {
+            size_t r = w - o;
+            __m256i mask = _mm256_setr_epi64x(-1, r > 1 ? -1 : 0, r > 2 ? -1 : 0, 0);
+            strip(1, 1, mask, m, k, A, lda, 1, b + o, lds, C + j + o, ldc, acc);
+        }
+    }
+}
 #endif
 
 int sdflow__mlp_gemm_native(void)
@@ -174,4 +207,43 @@ void sdflow__mlp_gemm(int transa, size_t m, size_t n, size_t k, const double *A,
     }
 #endif
     sdflow__mlp_gemm_blas(transa, m, n, k, A, lda, B, ldb, C, ldc, acc);
+}
+
+void sdflow__mlp_pack(size_t k, size_t n, const double *src, size_t rs, size_t cs, double *P, size_t j_lo, size_t j_hi)
+{
+    if (j_hi > n)
+        j_hi = n;
+    if (!sdflow__mlp_gemm_native()) { /* the fallback's operand: B row-major, ld n */
+        for (size_t p = 0; p < k; p++)
+            for (size_t j = j_lo; j < j_hi; j++)
+                P[p * n + j] = src[p * rs + j * cs];
+        return;
+    }
+    for (size_t j0 = j_lo; j0 < j_hi; j0 += 12) {
+        size_t lds = n - j0 < 12 ? n - j0 : 12;
+        double *s = P + j0 * k;
+        if (cs == 1)
+            for (size_t p = 0; p < k; p++)
+                for (size_t jj = 0; jj < lds; jj++)
+                    s[p * lds + jj] = src[p * rs + j0 + jj];
+        else /* from the transpose: read along src's rows (jj), write 12 strided streams */
+            for (size_t jj = 0; jj < lds; jj++)
+                for (size_t p = 0; p < k; p++)
+                    s[p * lds + jj] = src[p * rs + (j0 + jj) * cs];
+    }
+}
+
+void sdflow__mlp_gemm_packed(size_t m, size_t n, size_t k, const double *A, size_t lda, const double *P, size_t kp,
+                             size_t ntot, double *C, size_t ldc, int acc)
+{
+    if (m == 0 || n == 0)
+        return;
+#ifdef SDFLOW__GEMM_AVX2
+    if (sdflow__mlp_gemm_native()) {
+        gemm_avx2_packed(m, n, k, A, lda, P, kp, ntot, C, ldc, acc);
+        return;
+    }
+#endif
+    (void)kp;
+    sdflow__mlp_gemm_blas(0, m, n, k, A, lda, P, ntot, C, ldc, acc);
 }

@@ -16,6 +16,20 @@ void sdflow__mlp_gemm(int transa, size_t m, size_t n, size_t k, const double *A,
 void sdflow__mlp_gemm_blas(int transa, size_t m, size_t n, size_t k, const double *A, size_t lda, const double *B,
                            size_t ldb, double *C, size_t ldc, int acc);
 
+/* B (k x n, B(p, j) = src[p rs + j cs]) packed for sdflow__mlp_gemm_packed
+ * into P (k n doubles): strips of 12 columns, each k x min(12, n - j0)
+ * contiguous at P + j0 k (row-major B, ld n, on the cblas fallback). Only
+ * columns [j_lo, j_hi) (j_lo a multiple of 12), so threads can share it. */
+void sdflow__mlp_pack(size_t k, size_t n, const double *src, size_t rs, size_t cs, double *P, size_t j_lo,
+                      size_t j_hi);
+
+/* C (m x n) (+)= A B, A row-major (lda), B packed by sdflow__mlp_pack with
+ * kp rows and ntot columns; uses its first k <= kp rows and n <= ntot
+ * columns. The same sums as sdflow__mlp_gemm (the bits do not depend on
+ * the packing). */
+void sdflow__mlp_gemm_packed(size_t m, size_t n, size_t k, const double *A, size_t lda, const double *P, size_t kp,
+                             size_t ntot, double *C, size_t ldc, int acc);
+
 /* 1 when this CPU runs the library's own kernel (AVX2 + FMA), 0 when the
  * products go to cblas_dgemm. */
 int sdflow__mlp_gemm_native(void);

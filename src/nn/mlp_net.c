@@ -152,41 +152,43 @@ void sdflow__mlp_embed(const sdflow__mlp *net, size_t n, const double *x, const 
     }
 }
 
-/* C (rows x out) = Z (rows x in, leading dim ldz) WT, WT = W^T (in x out,
- * rows 0..in-1 of the layer's transposed weights, leading dim out), in fixed
- * chunks of R rows (mlp_gemm.c: with the library's kernel the chunking does
- * not change a bit; on the cblas_dgemm fallback it keeps every call at or
- * below OpenBLAS's threading threshold, R out in <= 2^18 for width 128, so
- * the GEMMs stay on the calling thread). W^T is stored (not W) because the
- * kernel streams rows of its B operand; the transpose is made once per pass
- * (wt_begin). rows: a multiple of R. */
-static void gemm_nt(size_t rows, size_t out, size_t in, const double *Z, size_t ldz, const double *WT, double *C,
-                    size_t ldc)
+/* C (rows x out) = Z (rows x k, leading dim ldz) WT, WT = W^T of a layer
+ * with kp inputs (its first k <= kp rows), packed at the head of the pass's
+ * scratch (pack_weights), in fixed chunks of R rows (mlp_gemm.c: with the
+ * library's kernel the chunking does not change a bit; on the cblas_dgemm
+ * fallback it keeps every call at or below OpenBLAS's threading threshold,
+ * R out in <= 2^18 for width 128, so the GEMMs stay on the calling thread).
+ * rows: a multiple of R. */
+static void gemm_nt(size_t rows, size_t out, size_t k, const double *Z, size_t ldz, const double *WT, size_t kp,
+                    double *C, size_t ldc)
 {
     for (size_t r = 0; r < rows; r += R)
-        sdflow__mlp_gemm(0, R, out, in, Z + r * ldz, ldz, WT, out, C + r * ldc, ldc, 0);
+        sdflow__mlp_gemm_packed(R, out, k, Z + r * ldz, ldz, WT, kp, out, C + r * ldc, ldc, 0);
 }
 
-/* wt[woff[l] ..] = W_l^T (in_l x out_l) for every layer: the forward GEMMs'
- * operand. Thread tid of nt transposes its share of each layer's rows of W
- * (16-row tiles; a pure copy, so the split does not change a bit). */
-static void transpose_weights(const sdflow__mlp *net, double *wt, int tid, int nt)
+/* The weights as the passes' GEMM operands, packed (mlp_gemm.h): at
+ * wt[woff[l]] W_l^T (in_l x out_l), the forward and tangent passes' B; at
+ * wt[foff + woff[l]] W_l itself (out_l x in_l), the reverse passes'. Thread
+ * tid of nt packs its share of each layer's 12-column strips (a pure copy:
+ * the split does not change a bit). */
+static void pack_weights(const sdflow__mlp *net, double *wt, int tid, int nt)
 {
     for (size_t l = 0; l < net->nlayers; l++) {
         const double *w = net->theta + net->woff[l];
-        double *t = wt + net->woff[l];
-        size_t in = net->in[l], out = net->out[l], tiles = (out + 15) / 16;
-        size_t lo = tiles * (size_t)tid / (size_t)nt * 16, hi = tiles * (size_t)(tid + 1) / (size_t)nt * 16;
-        for (size_t j0 = lo; j0 < hi && j0 < out; j0 += 16) /* 16 x 16 tiles: both sides stay in cache lines */
-            for (size_t k0 = 0; k0 < in; k0 += 16)
-                for (size_t j = j0; j < out && j < j0 + 16; j++)
-                    for (size_t k = k0; k < in && k < k0 + 16; k++)
-                        t[k * out + j] = w[j * in + k];
+        size_t in = net->in[l], out = net->out[l];
+        for (int which = 0; which < 2; which++) {
+            size_t n = which ? in : out, strips = (n + 11) / 12;
+            size_t lo = strips * (size_t)tid / (size_t)nt * 12, hi = strips * (size_t)(tid + 1) / (size_t)nt * 12;
+            if (which)
+                sdflow__mlp_pack(out, in, w, in, 1, wt + net->foff + net->woff[l], lo, hi);
+            else
+                sdflow__mlp_pack(in, out, w, 1, in, wt + net->woff[l], lo, hi);
+        }
     }
 }
 
-/* Whether a pass must remake the transposed weights at the head of its
- * scratch wt (foff doubles): they are kept from the previous pass when the
+/* Whether a pass must remake the packed weights at the head of its
+ * scratch wt (2 foff doubles): they are kept from the previous pass when the
  * net's PASS buffer was held by both and no parameter was written since
  * (samplers evaluate one net thousands of times; the transpose was ~4 % of
  * a forward pass on one thread). A trainer writes the parameters every
@@ -198,30 +200,31 @@ static int wt_stale(const sdflow__mlp *net, int held)
     return !(held && sc->wt_of == net->version && net->version != 0);
 }
 
-/* Inside a pass's parallel region: this thread's share of the transpose,
+/* Inside a pass's parallel region: this thread's share of the packing,
  * then a barrier so every block sees all of it. */
 static void wt_begin(const sdflow__mlp *net, double *wt, int stale)
 {
     if (!stale)
         return;
-    transpose_weights(net, wt, omp_get_thread_num(), omp_get_num_threads());
+    pack_weights(net, wt, omp_get_thread_num(), omp_get_num_threads());
 #pragma omp barrier
 }
 
-/* After the pass: record which parameters the kept transpose holds. */
+/* After the pass: record which parameters the kept packing holds. */
 static void wt_done(const sdflow__mlp *net, int held, int stale)
 {
     if (held && stale)
         ((sdflow__mlp_scratch *)&net->scratch[SDFLOW__MLP_SCRATCH_PASS])->wt_of = net->version;
 }
 
-/* C (rows x in) += A (rows x out) W (out x in, ldw), columns 0..in-1 of W:
- * the adjoints accumulate (skip connections add into them too). */
-static void gemm_nn_acc(size_t rows, size_t out, size_t in, const double *A, const double *W, size_t ldw, double *C,
+/* C (rows x ncol) += A (rows x out) W (out x in), columns 0..ncol-1 of W,
+ * WP = W packed (pack_weights; in = its column count): the adjoints
+ * accumulate (skip connections add into them too). */
+static void gemm_nn_acc(size_t rows, size_t out, size_t ncol, const double *A, const double *WP, size_t in, double *C,
                         size_t ldc)
 {
     for (size_t r = 0; r < rows; r += R)
-        sdflow__mlp_gemm(0, R, in, out, A + r * out, out, W, ldw, C + r * ldc, ldc, 1);
+        sdflow__mlp_gemm_packed(R, ncol, out, A + r * out, out, WP, out, in, C + r * ldc, ldc, 1);
 }
 
 /* gW (out x in) += A^T (R x out) Z (R x in, ldz); gb += column sums of A. */
@@ -279,6 +282,7 @@ typedef struct blockws {
     double *zb[SDFLOW__MLP_MAXLAYERS + 1];/* primal adjoints z-bar_l: R x maxw */
     double *ta[SDFLOW__MLP_MAXLAYERS];    /* tangents a-dot_l: R K x width */
     double *t[4];                         /* R K x maxw each */
+    const double *wp;                     /* the packed W_l of the pass (pack_weights), at woff[l] */
 } blockws;
 
 static size_t maxw(const sdflow__mlp *net) { return net->width > net->d_in ? net->width : net->d_in; }
@@ -324,7 +328,7 @@ static void block_forward(const sdflow__mlp *net, const double *wt, const double
     for (size_t l = 0; l < L; l++) {
         const double *bl = net->theta + net->boff[l];
         size_t ldz = l == 0 ? din : W;
-        gemm_nt(R, W, net->in[l], b->z[l], ldz, wt + net->woff[l], b->a[l], W);
+        gemm_nt(R, W, net->in[l], b->z[l], ldz, wt + net->woff[l], net->in[l], b->a[l], W);
         const double *res = net->skip[l] >= 0 ? b->z[net->skip[l]] : NULL;
         double *a = b->a[l], *z = b->z[l + 1], *d1 = b->d1[l], *d2 = b->d2[l];
         if (net->act == SDFLOW__ACT_SILU && !net->linear[l]) {
@@ -349,7 +353,7 @@ static void block_forward(const sdflow__mlp *net, const double *wt, const double
             }
         }
     }
-    gemm_nt(R, net->d_out, W, b->z[L], W, wt + net->woff[L], b->y, net->d_out);
+    gemm_nt(R, net->d_out, W, b->z[L], W, wt + net->woff[L], W, b->y, net->d_out);
     const double *bL = net->theta + net->boff[L];
     for (size_t r = 0; r < R; r++)
         for (size_t j = 0; j < net->d_out; j++)
@@ -362,7 +366,7 @@ static void block_forward(const sdflow__mlp *net, const double *wt, const double
 static void block_reverse(const sdflow__mlp *net, blockws *b, const double *ybar, double *gtheta)
 {
     size_t W = net->width, L = net->depth, dout = net->d_out, M = maxw(net), din = net->d_in;
-    const double *WL = net->theta + net->woff[L];
+    const double *WL = b->wp + net->woff[L];
     for (size_t l = 0; l <= L; l++)
         memset(b->zb[l], 0, R * M * sizeof(double));
     gemm_nn_acc(R, dout, W, ybar, WL, W, b->zb[L], W);
@@ -376,7 +380,7 @@ static void block_reverse(const sdflow__mlp *net, blockws *b, const double *ybar
             ab[r] = b->zb[l + 1][r] * b->d1[l][r];
         if (gtheta)
             grad_acc(W, in, ab, b->z[l], ldz, gtheta + net->woff[l], gtheta + net->boff[l]);
-        gemm_nn_acc(R, W, ncol, ab, net->theta + net->woff[l], in, b->zb[l], in);
+        gemm_nn_acc(R, W, ncol, ab, b->wp + net->woff[l], in, b->zb[l], in);
         if (net->skip[l] >= 0)
             add_to(R * W, b->zb[net->skip[l]], b->zb[l + 1]);
     }
@@ -410,10 +414,11 @@ static sdflow_status run_blocks(sdflow_ctx *ctx, pass_args *p, size_t n, block_f
     int nt = threads(ctx, n, nblk), held;
     if (!sdflow__size_ok((size_t)nt, per))
         return sdflow__fail(ctx, SDFLOW_E_NOMEM, "MLP workspace too large");
-    double *wt = sdflow__mlp_scratch_get(ctx, p->net, SDFLOW__MLP_SCRATCH_PASS, p->net->foff + (size_t)nt * per, &held);
+    double *wt = sdflow__mlp_scratch_get(ctx, p->net, SDFLOW__MLP_SCRATCH_PASS, 2 * p->net->foff + (size_t)nt * per,
+                                         &held);
     if (!wt)
         return SDFLOW_E_NOMEM;
-    double *w = wt + p->net->foff;
+    double *w = wt + 2 * p->net->foff;
     int stale = wt_stale(p->net, held);
     p->wt = wt;
     int blas = sdflow__blas_team_begin(ctx, nt); /* the blocks call GEMMs from our threads */
@@ -424,6 +429,7 @@ static sdflow_status run_blocks(sdflow_ctx *ctx, pass_args *p, size_t n, block_f
         for (size_t ib = 0; ib < nblk; ib++) {
             double *mine = w + (size_t)omp_get_thread_num() * per, *ones = mine + per - R;
             blockws b = ws_at(p->net, p->K, mine);
+            b.wp = wt + p->net->foff;
             size_t i0 = ib * R, nb = n - i0 < R ? n - i0 : R;
             for (size_t r = 0; r < R; r++)
                 ones[r] = 1.0;
@@ -477,7 +483,7 @@ static double *block_tangent_fwd(const sdflow__mlp *net, const double *wt, block
     if (v) {
         double *vb = b->t[3]; /* R K x d, zero-padded */
         load_rows(vb, v + i0 * K * d, nb, K * d);
-        gemm_nt(RK, W, d, vb, d, wt + net->woff[0], b->ta[0], W);
+        gemm_nt(RK, W, d, vb, d, wt + net->woff[0], in0, b->ta[0], W);
     } else {
         for (size_t r = 0; r < R; r++)
             for (size_t k = 0; k < K; k++)
@@ -496,7 +502,7 @@ static double *block_tangent_fwd(const sdflow__mlp *net, const double *wt, block
             }
         if (l + 1 == L)
             return zn;
-        gemm_nt(RK, W, W, zn, W, wt + net->woff[l + 1], b->ta[l + 1], W);
+        gemm_nt(RK, W, W, zn, W, wt + net->woff[l + 1], W, b->ta[l + 1], W);
     }
 }
 
@@ -509,7 +515,7 @@ static void tangent_block(const pass_args *p, blockws *b, double *ones, size_t i
     const double *zd = block_tangent_fwd(net, p->wt, b, K, p->v, i0, nb);
     if (!energy) {
         double *yd = b->t[3]; /* R K x d */
-        gemm_nt(RK, d, W, zd, W, p->wt + net->woff[L], yd, d);
+        gemm_nt(RK, d, W, zd, W, p->wt + net->woff[L], W, yd, d);
         memcpy(p->out2 + i0 * K * d, yd, nb * K * d * sizeof(double));
         if (p->out)
             memcpy(p->out + i0 * d, b->y, nb * d * sizeof(double));
@@ -535,7 +541,7 @@ static void tangent_block(const pass_args *p, blockws *b, double *ones, size_t i
                     abd[q0 + j] = zbd[q0 + j] * s1[j] + zb[j] * s2[j] * b->ta[l][q0 + j];
             }
         size_t in = net->in[l];
-        gemm_nn_acc(RK, W, l == 0 ? d : in, abd, net->theta + net->woff[l], in, ZBD(l), l == 0 ? d : in);
+        gemm_nn_acc(RK, W, l == 0 ? d : in, abd, p->wt + net->foff + net->woff[l], in, ZBD(l), l == 0 ? d : in);
         if (net->skip[l] >= 0)
             add_to(RK * W, ZBD(net->skip[l]), zbd);
     }
@@ -565,7 +571,7 @@ static void jvp_vjp_block(const pass_args *p, blockws *b, double *ones, size_t i
     /* b->t[3] (R x d): v's rows were used up by the first tangent GEMM; y-dot, then ybar = v
      * (block_reverse takes b->t[0] for its a-bar) */
     double *y = b->t[3];
-    gemm_nt(R, d, W, zd, W, p->wt + net->woff[L], y, d);
+    gemm_nt(R, d, W, zd, W, p->wt + net->woff[L], W, y, d);
     memcpy(p->out + i0 * d, y, nb * d * sizeof(double));
     load_rows(y, p->v + i0 * d, nb, d);
     block_reverse(net, b, y, NULL);
@@ -618,11 +624,11 @@ static sdflow_status run_groups(sdflow_ctx *ctx, rev_args *p, size_t n, rev_fn f
     size_t npart = gtheta ? ng : 0;
     if (!sdflow__size_ok((size_t)nt, per) || !sdflow__size_ok(npart, np))
         return sdflow__fail(ctx, SDFLOW_E_NOMEM, "MLP workspace too large");
-    double *wt = sdflow__mlp_scratch_get(ctx, net, SDFLOW__MLP_SCRATCH_PASS, net->foff + (size_t)nt * per + npart * np,
-                                         &held);
+    double *wt = sdflow__mlp_scratch_get(ctx, net, SDFLOW__MLP_SCRATCH_PASS,
+                                         2 * net->foff + (size_t)nt * per + npart * np, &held);
     if (!wt)
         return SDFLOW_E_NOMEM;
-    double *w = wt + net->foff, *part = gtheta ? w + (size_t)nt * per : NULL;
+    double *w = wt + 2 * net->foff, *part = gtheta ? w + (size_t)nt * per : NULL;
     int stale = wt_stale(net, held);
     p->wt = wt;
     int blas = sdflow__blas_team_begin(ctx, nt);
@@ -631,6 +637,7 @@ static sdflow_status run_groups(sdflow_ctx *ctx, rev_args *p, size_t n, rev_fn f
         wt_begin(net, wt, stale);
         double *mine = w + (size_t)omp_get_thread_num() * per;
         blockws b = ws_at(net, 1, mine);
+        b.wp = wt + net->foff;
 #pragma omp for schedule(static)
         for (size_t g = 0; g < ng; g++) {
             double *pg = part ? part + g * np : NULL;
@@ -759,7 +766,7 @@ static void bilinear_core(const rev_args *p, blockws *bw, double *ex, size_t npa
         bilinear_bufs(net, &b, ex, k, q);
         /* forward tangent along b_k, keeping every z-dot_l (z-dot_0 = [b_k, 0]) */
         for (size_t l = 0; l < L; l++) {
-            gemm_nt(R, W, l == 0 ? d : W, q->zdots[l], l == 0 ? din : W, wt + net->woff[l], q->ta[l], W);
+            gemm_nt(R, W, l == 0 ? d : W, q->zdots[l], l == 0 ? din : W, wt + net->woff[l], net->in[l], q->ta[l], W);
             const double *res = net->skip[l] >= 0 ? q->zdots[net->skip[l]] : NULL;
             for (size_t i = 0; i < R * W; i++)
                 q->zdots[l + 1][i] = b.d1[l][i] * q->ta[l][i] + (res ? res[i] : 0.0);
@@ -772,7 +779,7 @@ static void bilinear_core(const rev_args *p, blockws *bw, double *ex, size_t npa
     }
     /* reverse: y-dot-bar_k = a_k; y itself is not in the loss (z-bar_L = 0) */
     for (size_t k = 0; k < npair; k++) {
-        gemm_nn_acc(R, dout, W, b.t[k], net->theta + net->woff[L], W, pr[k].zdbar[L], W);
+        gemm_nn_acc(R, dout, W, b.t[k], wt + net->foff + net->woff[L], W, pr[k].zdbar[L], W);
         grad_acc(dout, W, b.t[k], pr[k].zdots[L], W, gtheta + net->woff[L], NULL);
     }
     for (size_t l = L; l-- > 0;) {
@@ -797,14 +804,14 @@ static void bilinear_core(const rev_args *p, blockws *bw, double *ex, size_t npa
         }
         if (l == 0) { /* z-dot_0 does not depend on theta; z_0 does through learned frequencies */
             if (fgrad) {
-                gemm_nn_acc(R, W, in, ab, net->theta + net->woff[0], in, b.zb[0], in);
+                gemm_nn_acc(R, W, in, ab, wt + net->foff + net->woff[0], in, b.zb[0], in);
                 freq_grad_acc(net, b.z[0], b.zb[0], gtheta + net->foff);
             }
             break;
         }
         for (size_t k = 0; k < npair; k++)
-            gemm_nn_acc(R, W, in, pr[k].adb, net->theta + net->woff[l], in, pr[k].zdbar[l], in);
-        gemm_nn_acc(R, W, in, ab, net->theta + net->woff[l], in, b.zb[l], in);
+            gemm_nn_acc(R, W, in, pr[k].adb, wt + net->foff + net->woff[l], in, pr[k].zdbar[l], in);
+        gemm_nn_acc(R, W, in, ab, wt + net->foff + net->woff[l], in, b.zb[l], in);
     }
 }
 

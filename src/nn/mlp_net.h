@@ -45,7 +45,7 @@ typedef struct sdflow__mlp_scratch {
     pthread_mutex_t lock;
     double *buf;
     size_t cap;          /* doubles */
-    unsigned long wt_of; /* PASS: its first foff doubles hold W^T of parameter version wt_of (0: none) */
+    unsigned long wt_of; /* PASS: its first 2 foff doubles hold the packed weights of version wt_of (0: none) */
 } sdflow__mlp_scratch;
 
 typedef struct sdflow__mlp {

@@ -12,7 +12,10 @@
  *   3. row independence, the determinism the samplers promise: each row of
  *      C computed alone (m = 1, the row's A at its own address) has the
  *      same bits as in the full call;
- *   4. 1 and 2 on the cblas_dgemm fallback too (3 is the kernel's own promise).
+ *   4. 1 and 2 on the cblas_dgemm fallback too (3 is the kernel's own promise);
+ *   5. the packed operand (sdflow__mlp_pack, from B and from its transpose,
+ *      two threads' column ranges) with the first k of kp = k + 2 rows and
+ *      n of ntot = n + 5 columns gives the same bits as the plain call.
  * Prints which path this CPU takes. Usage: gemm_check */
 #include <math.h>
 #include <stdint.h>
@@ -86,6 +89,40 @@ static void one(gemm_fn gemm, const char *path, int transa, int acc, size_t m, s
                 printf("FAIL %s transa=%d acc=%d m=%zu n=%zu k=%zu: row %zu alone differs\n", path, transa, acc, m, n, k, i);
             break;
         }
+    }
+    if (!transa && gemm == sdflow__mlp_gemm) {
+        size_t kp = k + 2, nt = n + 5;
+        double *Bb = malloc(kp * nt * sizeof *Bb), *Bt = malloc(kp * nt * sizeof *Bt), *P = malloc(kp * nt * sizeof *P);
+        if (!Bb || !Bt || !P) {
+            printf("gemm_check: out of memory\n");
+            exit(1);
+        }
+        for (size_t q = 0; q < kp * nt; q++)
+            Bb[q] = unif();
+        for (size_t p = 0; p < kp; p++)
+            for (size_t j = 0; j < nt; j++)
+                Bt[j * kp + p] = Bb[p * nt + j];
+        for (int from_t = 0; from_t < 2; from_t++) {
+            size_t half = (nt + 11) / 12 / 2 * 12; /* a thread split at a strip boundary */
+            const double *src = from_t ? Bt : Bb;
+            size_t rs = from_t ? 1 : nt, cs = from_t ? kp : 1;
+            sdflow__mlp_pack(kp, nt, src, rs, cs, P, 0, half);
+            sdflow__mlp_pack(kp, nt, src, rs, cs, P, half, nt);
+            memcpy(C, C0, (m + 1) * ldc * sizeof *C);
+            double *ref = malloc((m + 1) * ldc * sizeof *ref);
+            if (!ref) {
+                printf("gemm_check: out of memory\n");
+                exit(1);
+            }
+            memcpy(ref, C0, (m + 1) * ldc * sizeof *ref);
+            sdflow__mlp_gemm(0, m, n, k, A, lda, Bb, nt, ref, ldc, acc);
+            sdflow__mlp_gemm_packed(m, n, k, A, lda, P, kp, nt, C, ldc, acc);
+            if (memcmp(C, ref, (m + 1) * ldc * sizeof *C) != 0 && fails++ < 10)
+                printf("FAIL packed (from %s) acc=%d m=%zu n=%zu k=%zu: differs from the plain call\n",
+                       from_t ? "B^T" : "B", acc, m, n, k);
+            free(ref);
+        }
+        free(Bb), free(Bt), free(P);
     }
     free(A), free(B), free(C), free(C0), free(row);
 }
