@@ -70,6 +70,9 @@ void sdflow__blas_team_end(int token);
 
 /* Number of threads for a loop over n independent rows (1 for small n). */
 int sdflow__threads_for(const sdflow_ctx *ctx, size_t n);
+/* The same for a loop of only elems cheap operations in all (a copy, a few
+ * flops each): 1 thread below 32768 of them. */
+int sdflow__threads_for_light(const sdflow_ctx *ctx, size_t n, size_t elems);
 
 /* Progress: returns SDFLOW_E_CANCELLED (with message) when the callback asks to stop. */
 sdflow_status sdflow__progress(sdflow_ctx *ctx, long done, long total, const char *what);

@@ -143,11 +143,11 @@ static sdflow_status dsm_batch(sdflow_trainer *t, const sdflow__batch *b, double
 {
     sdflow_ctx *ctx = t->ctx;
     size_t n = b->rows, d = t->d;
-    double *buf = sdflow__alloc_array(ctx, n, (4 * d + 7) * sizeof(double), "DSM work");
+    double *buf = sdflow__alloc_array(ctx, n, (4 * d + 9) * sizeof(double), "DSM work");
     if (!buf)
         return SDFLOW_E_NOMEM;
     double *xt = buf, *z = xt + n * d, *y = z + n * d, *rr = y + n * d, *tt = rr + n * d, *wt = tt + n;
-    double *as = wt + n, *ma = as + n, *mb = ma + n, *sc = mb + n, *lrow = sc + n;
+    double *as = wt + n, *ma = as + n, *mb = ma + n, *sc = mb + n, *lrow = sc + n, *ca = lrow + n, *cs = ca + n;
     draw_times(t, b, tt, wt);
     uint64_t sz = sdflow__stream(b->stream, TAG_Z, 0);
     sdflow_output native = sdflow__tm_native(t);
@@ -172,6 +172,8 @@ static sdflow_status dsm_batch(sdflow_trainer *t, const sdflow__batch *b, double
             continue;
         }
         as[i] = ms.a;
+        ca[i] = c.alpha;
+        cs[i] = c.sigma;
         ma[i] = m.a;
         mb[i] = m.b;
         double ci = 2.0 * wt[i] * m.a / dd * invB;
@@ -189,14 +191,14 @@ static sdflow_status dsm_batch(sdflow_trainer *t, const sdflow__batch *b, double
     if (!st)
         st = grad ? sdflow__tm_eval_grad_affine(t, n, xt, tt, sc, rr, y, grad) : sdflow__tm_eval(t, n, xt, tt, y);
     if (!st) {
-#pragma omp parallel for num_threads(nt) schedule(static)
+        /* light (the coefficients are those of the first loop): threads only for large n d */
+        int nl = sdflow__threads_for_light(ctx, n, n * d);
+#pragma omp parallel for num_threads(nl) schedule(static)
         for (size_t i = 0; i < n; i++) {
             double l = 0;
-            sdflow__coef c;
-            sdflow__process_coef(t->proc, tt[i], &c);
             for (size_t j = 0; j < d; j++) {
                 size_t q = i * d + j;
-                double target = kind == SDFLOW_OUT_V ? c.alpha * z[q] - c.sigma * b->x0[q] : z[q];
+                double target = kind == SDFLOW_OUT_V ? ca[i] * z[q] - cs[i] * b->x0[q] : z[q];
                 double r = ma[i] * y[q] + mb[i] * xt[q] - target;
                 l += r * r;
             }

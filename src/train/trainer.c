@@ -357,7 +357,7 @@ static sdflow_status gather(sdflow_trainer *t, long k, size_t lo, size_t rows, d
     uint64_t s = sdflow__stream(t->stream, TAG_IDX, (uint64_t)k);
     /* rows are independent draws (keyed by global row): threads do not change a bit; the copies
      * are cache misses into the data array (at d = 64 the serial loop was ~2 % of a step) */
-    int nt = sdflow__threads_for(t->ctx, rows);
+    int nt = sdflow__threads_for_light(t->ctx, rows, rows * d);
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (size_t i = 0; i < rows; i++) {
         double u;
