@@ -81,9 +81,13 @@ static inline void bench_report(const char *workload, const char *size, int thre
         snprintf(b, sizeof b, "\"bound\":%.6g,\"ratio\":%.4g", bound, tmed / bound);
     else
         snprintf(b, sizeof b, "\"bound\":null,\"ratio\":null");
+    /* the OpenMP wait policy the line ran under (libgomp reads it at start): "default" when unset */
+    const char *pol = getenv("OMP_WAIT_POLICY");
+    if (!pol || !*pol)
+        pol = "default";
     printf("{\"impl\":\"sdflow\",\"workload\":\"%s\",\"size\":\"%s\",\"prec\":\"f64\",\"threads\":%d,\"reps\":%d,"
-           "\"t_min\":%.6g,\"t_med\":%.6g,\"t_max\":%.6g,\"flops\":%.6g,\"exps\":%.6g,%s}\n",
-           workload, size, threads, reps, t[0], tmed, t[reps - 1], flops, exps, b);
+           "\"t_min\":%.6g,\"t_med\":%.6g,\"t_max\":%.6g,\"flops\":%.6g,\"exps\":%.6g,%s,\"omp_wait\":\"%.16s\"}\n",
+           workload, size, threads, reps, t[0], tmed, t[reps - 1], flops, exps, b, pol);
     fflush(stdout);
 }
 
