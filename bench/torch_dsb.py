@@ -17,7 +17,6 @@ Run: make bench-torch, or
 OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=2 /usr/bin/python3 bench/torch_dsb.py
 """
 import os
-import time
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("OMP_NUM_THREADS", "2")
@@ -25,7 +24,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "2")
 
 import torch  # noqa: E402  (after the thread environment is set)
 
-from bench_bound import report  # noqa: E402
+from bench_bound import report, timed  # noqa: E402
 
 THREADS = 2
 NPAR, N, D, GAMMA = 10000, 20, 64, 0.01
@@ -78,12 +77,7 @@ class Bridge:
 def main():
     torch.set_num_threads(THREADS)
     b = Bridge(torch.Generator().manual_seed(0))
-    b.iteration()  # warm-up: fits on the reference
-    times = []
-    for _ in range(3):
-        t0 = time.perf_counter()
-        b.iteration()
-        times.append(time.perf_counter() - t0)
+    times = timed(b.iteration, 3)  # the warm-up call fits on the reference
     report("dsb_ipf_iteration", f"npar={NPAR} N={N} d={D} affine, 2 half-bridges", "f64", THREADS, times, NPAR, D)
 
 

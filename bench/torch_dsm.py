@@ -18,10 +18,8 @@ energy step forward + input gradient + their backward (~ 4 x); exps: one
 sigmoid per hidden unit and row for the forward.
 SDFLOW_BENCH_DSM_REPS sets the repetitions (default 21)."""
 import json
-import math
 import os
 import sys
-import time
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("OMP_NUM_THREADS", "2")

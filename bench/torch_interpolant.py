@@ -30,7 +30,6 @@ import json
 import math
 import os
 import sys
-import time
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("OMP_NUM_THREADS", "2")
@@ -39,7 +38,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "2")
 import torch  # noqa: E402  (after the thread environment is set)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_bound import machine_rate, report  # noqa: E402
+from bench_bound import machine_rate, report, timed  # noqa: E402
 from mlp_twin import ScoreMLP  # noqa: E402
 
 THREADS = 2
@@ -87,13 +86,7 @@ def sample(g, x0):
 
 
 def bench(workload, size, prec, fn, reps, n):
-    fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    report(workload, size, prec, THREADS, times, n, 2)
+    report(workload, size, prec, THREADS, timed(fn, reps), n, 2)
 
 
 def train_step(net, opt, data, dtype):
@@ -136,12 +129,7 @@ def main():
                 torch.einsum("nde,ne->nd", L[comp], torch.randn(4096, 2, dtype=torch.float64))).to(dtype)
         net = ScoreMLP(2).to(dtype)
         opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-        train_step(net, opt, data, dtype)
-        times = []
-        for _ in range(15):
-            t0 = time.perf_counter()
-            train_step(net, opt, data, dtype)
-            times.append(time.perf_counter() - t0)
+        times = timed(lambda: train_step(net, opt, data, dtype), 15)
         report_step("B=512 d=2 mlp3x128 silu interp_trig adam torch_threads=2", prec, times)
     try:
         from scipy.optimize import linear_sum_assignment

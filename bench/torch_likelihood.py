@@ -18,7 +18,6 @@ last `make bench` calibration (bench_bound.py). Run: make bench-torch, or
 """
 import math
 import os
-import time
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("OMP_NUM_THREADS", "2")
@@ -31,7 +30,7 @@ try:
 except ImportError:
     from functorch import jacrev, vmap  # noqa: E402  PyTorch 1.13
 
-from bench_bound import report  # noqa: E402
+from bench_bound import report, timed  # noqa: E402
 
 THREADS = 2
 torch.set_num_threads(THREADS)
@@ -137,13 +136,7 @@ def logpdf(g, x, t):
 
 
 def bench(workload, size, prec, d, fn, reps):
-    fn()
-    ts = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    report(workload, size, prec, THREADS, ts, N, d)
+    report(workload, size, prec, THREADS, timed(fn, reps), N, d)
 
 
 def main():

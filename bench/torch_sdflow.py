@@ -17,7 +17,6 @@ OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=2 /usr/bin/python3 bench/torch_sdflow.py
 (without PASSIVE, torch's OpenMP and OpenBLAS threads fight over 2 cores).
 """
 import os
-import time
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("OMP_NUM_THREADS", "2")
@@ -25,7 +24,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "2")
 
 import torch  # noqa: E402  (after the thread environment is set)
 
-from bench_bound import report  # noqa: E402
+from bench_bound import report, timed  # noqa: E402
 
 THREADS = 2
 MEM_BUDGET = 1 << 30  # bytes of one logit block (the softmax makes a second one)
@@ -51,12 +50,7 @@ def bench(n, d, dtype, reps):
     g = torch.Generator().manual_seed(0)
     y = torch.randn(n, d, generator=g, dtype=torch.float64).to(dtype)
     x = (2.0 * torch.randn(n, d, generator=g, dtype=torch.float64) + 1.0).to(dtype)
-    sdf_step(x, y, 1.0)  # warm-up
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        sdf_step(x, y, 1.0)
-        times.append(time.perf_counter() - t0)
+    times = timed(lambda: sdf_step(x, y, 1.0), reps)
     report("a_sdf_step", f"N=M=K={n} d={d}", "f64" if dtype == torch.float64 else "f32", THREADS, times, n, d)
 
 
