@@ -82,6 +82,40 @@ START_TEST(test_rng_normal_moments)
 }
 END_TEST
 
+/* The library's own streams, pinned: FNV-1a hashes of sdflow_rng_uniform
+ * and sdflow_rng_normal rows (d = 1..70, 37 rows from row 5, streams d and
+ * d + 100, default seed), taken from the release before the Philox blocks
+ * were computed four (and AVX2: four lanes) at a time. Any change to a bit of
+ * a draw (key derivation, counter layout, lane code, Box-Muller) fails
+ * here. Uniforms are exact IEEE arithmetic; normals also depend on libm's
+ * log and sincos, so their hash is pinned for x86-64 glibc only. */
+START_TEST(test_rng_streams_pinned)
+{
+    sdflow_ctx *ctx;
+    ck_assert_int_eq(sdflow_ctx_create(&ctx, NULL), SDFLOW_OK);
+    uint64_t hu = 1469598103934665603ull, hn = hu;
+    for (size_t d = 1; d <= 70; d++) {
+        double *x = malloc(37 * d * sizeof *x);
+        const unsigned char *p = (const unsigned char *)x;
+        ck_assert_int_eq(sdflow_rng_normal(ctx, d, 5, 37, d, x), SDFLOW_OK);
+        for (size_t i = 0; i < 37 * d * sizeof *x; i++)
+            hn = (hn ^ p[i]) * 1099511628211ull;
+        ck_assert_int_eq(sdflow_rng_uniform(ctx, d + 100, 5, 37, d, x), SDFLOW_OK);
+        for (size_t i = 0; i < 37 * d * sizeof *x; i++)
+            hu = (hu ^ p[i]) * 1099511628211ull;
+        free(x);
+    }
+    test_note("stream hashes: uniform %016llx normal %016llx", (unsigned long long)hu, (unsigned long long)hn);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ /* the hashes read the doubles' bytes */
+    ck_assert_msg(hu == 0xc1b67434f1a90b9eull, "uniform stream changed: %016llx", (unsigned long long)hu);
+#endif
+#if defined(__x86_64__) && defined(__GLIBC__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    ck_assert_msg(hn == 0x30f52a43c63a805cull, "normal stream changed: %016llx", (unsigned long long)hn);
+#endif
+    sdflow_ctx_free(ctx);
+}
+END_TEST
+
 START_TEST(test_rng_ks)
 {
     sdflow_ctx *ctx = test_ctx(99);
@@ -443,6 +477,7 @@ Suite *core_suite(void)
     tcase_add_test(tc, test_philox_kat);
     tcase_add_test(tc, test_rng_normal_moments);
     tcase_add_test(tc, test_rng_ks);
+    tcase_add_test(tc, test_rng_streams_pinned);
     tcase_add_test(tc, test_rng_row_keying);
     tcase_add_test(tc, test_ctx_options);
     tcase_add_test(tc, test_option_names);

@@ -71,10 +71,52 @@ static philox_key make_key(uint64_t seed, uint64_t stream, uint64_t row)
     return pk;
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+/* Four consecutive blocks b..b+3 of one row in the four 64-bit lanes of
+ * AVX2 vectors, each lane holding one 32-bit Philox word (zero-extended, so
+ * _mm256_mul_epu32 forms the 32 x 32 -> 64-bit products): the arithmetic of
+ * philox_rounds lane for lane, the same bits. w as blocks64's. */
+__attribute__((target("avx2"))) static void blocks64_avx2(const philox_key *pk, uint64_t b, uint64_t *w)
+{
+    const __m256i lo32 = _mm256_set1_epi64x(0xFFFFFFFFll);
+    const __m256i m0 = _mm256_set1_epi64x(PHILOX_M0), m1 = _mm256_set1_epi64x(PHILOX_M1);
+    __m256i bb = _mm256_add_epi64(_mm256_set1_epi64x((long long)b), _mm256_setr_epi64x(0, 1, 2, 3));
+    __m256i c0 = _mm256_and_si256(bb, lo32), c1 = _mm256_srli_epi64(bb, 32);
+    __m256i c2 = _mm256_set1_epi64x(pk->row[0]), c3 = _mm256_set1_epi64x(pk->row[1]);
+    uint32_t k0 = pk->key[0], k1 = pk->key[1];
+    for (int round = 0; round < 10; round++) {
+        __m256i p0 = _mm256_mul_epu32(m0, c0), p1 = _mm256_mul_epu32(m1, c2);
+        __m256i n0 = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64(p1, 32), c1), _mm256_set1_epi64x(k0));
+        __m256i n2 = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64(p0, 32), c3), _mm256_set1_epi64x(k1));
+        c0 = n0;
+        c1 = _mm256_and_si256(p1, lo32);
+        c2 = n2;
+        c3 = _mm256_and_si256(p0, lo32);
+        k0 += PHILOX_W0;
+        k1 += PHILOX_W1;
+    }
+    uint64_t e[4], o[4];
+    _mm256_storeu_si256((__m256i *)e, _mm256_or_si256(c0, _mm256_slli_epi64(c1, 32)));
+    _mm256_storeu_si256((__m256i *)o, _mm256_or_si256(c2, _mm256_slli_epi64(c3, 32)));
+    for (int l = 0; l < 4; l++) {
+        w[2 * l] = e[l];
+        w[2 * l + 1] = o[l];
+    }
+}
+#define SDFLOW__PHILOX_AVX2 1
+#endif
+
 /* Two 64-bit words of each of the nb <= PHILOX_LANES blocks b, b+1, ..:
  * w[2 i], w[2 i + 1] of block b + i. */
 static void blocks64(const philox_key *pk, uint64_t b, int nb, uint64_t *w)
 {
+#ifdef SDFLOW__PHILOX_AVX2
+    if (nb == PHILOX_LANES && __builtin_cpu_supports("avx2")) {
+        blocks64_avx2(pk, b, w);
+        return;
+    }
+#endif
     uint32_t c[4][PHILOX_LANES];
     for (int l = 0; l < nb; l++) {
         c[0][l] = (uint32_t)(b + (uint64_t)l);
