@@ -8,11 +8,37 @@
 #include <string.h>
 #include "model_internal.h"
 
-/* Rows per block so that temporaries stay near 2^20 doubles (8 MB). */
-static size_t block_rows(size_t n, size_t per_row)
+size_t sdflow__deriv_block_rows(size_t n, size_t per_row)
 {
     size_t b = ((size_t)1 << 20) / (per_row ? per_row : 1) + 1;
     return b < n ? b : n;
+}
+
+void sdflow__deriv_points(size_t d, size_t K, const double *x, const double *t, const double *v, size_t i0, size_t nb,
+                          int fd, double *xr, double *tr, double *hs)
+{
+    const double c = cbrt(DBL_EPSILON);
+    size_t nr = nb * K;
+    for (size_t r = 0; r < nr; r++) {
+        size_t i = i0 + r / K;
+        const double *xi = x + i * d, *vr = v + (i0 * K + r) * d;
+        tr[r] = tr[nr + r] = t[i];
+        if (!fd) {
+            memcpy(xr + r * d, xi, d * sizeof(double));
+            continue;
+        }
+        double xm = 0, vm = 0;
+        for (size_t j = 0; j < d; j++) {
+            xm = fmax(xm, fabs(xi[j]));
+            vm = fmax(vm, fabs(vr[j]));
+        }
+        double h = vm > 0 ? c * (1.0 + xm) / vm : 1.0;
+        hs[r] = h;
+        for (size_t j = 0; j < d; j++) {
+            xr[r * d + j] = xi[j] + h * vr[j];
+            xr[(nr + r) * d + j] = xi[j] - h * vr[j];
+        }
+    }
 }
 
 int sdflow__model_has_derivatives(const sdflow_model *m)
@@ -55,7 +81,7 @@ static sdflow_status jvp_score(sdflow_model *m, const sdflow_process *p, size_t 
 static sdflow_status quadform_jacobian(sdflow_model *m, const sdflow_process *p, size_t n, const double *x,
                                        const double *t, size_t K, const double *v, double *q)
 {
-    size_t d = m->d, block = block_rows(n, d * d);
+    size_t d = m->d, block = sdflow__deriv_block_rows(n, d * d);
     double *jac = sdflow__alloc_array(m->ctx, block, d * d * sizeof(double), "Jacobian block");
     if (!jac)
         return SDFLOW_E_NOMEM;
@@ -90,36 +116,16 @@ static sdflow_status quadform_jacobian(sdflow_model *m, const sdflow_process *p,
 static sdflow_status quadform_directional(sdflow_model *m, const sdflow_process *p, size_t n, const double *x,
                                           const double *t, size_t K, const double *v, int fd, double *q)
 {
-    size_t d = m->d, block = block_rows(n, 4 * K * d);
+    size_t d = m->d, block = sdflow__deriv_block_rows(n, 4 * K * d);
     size_t rows = block * K;
     double *xr = sdflow__alloc_array(m->ctx, rows, 2 * d * sizeof(double), "replicated points");
     double *tr = xr ? sdflow__alloc_array(m->ctx, rows, 2 * sizeof(double), "replicated times") : NULL;
     double *out = tr ? sdflow__alloc_array(m->ctx, rows, 2 * d * sizeof(double), "directional derivatives") : NULL;
     double *hs = out ? sdflow__alloc_array(m->ctx, rows, sizeof(double), "difference steps") : NULL;
     sdflow_status st = hs ? SDFLOW_OK : SDFLOW_E_NOMEM;
-    const double c = cbrt(DBL_EPSILON);
     for (size_t i0 = 0; i0 < n && !st; i0 += block) {
         size_t nb = n - i0 < block ? n - i0 : block, nr = nb * K;
-        for (size_t r = 0; r < nr; r++) {
-            size_t i = i0 + r / K;
-            const double *xi = x + i * d, *vr = v + (i0 * K + r) * d;
-            tr[r] = tr[nr + r] = t[i];
-            if (!fd) {
-                memcpy(xr + r * d, xi, d * sizeof(double));
-                continue;
-            }
-            double xm = 0, vm = 0;
-            for (size_t j = 0; j < d; j++) {
-                xm = fmax(xm, fabs(xi[j]));
-                vm = fmax(vm, fabs(vr[j]));
-            }
-            double h = vm > 0 ? c * (1.0 + xm) / vm : 1.0;
-            hs[r] = h;
-            for (size_t j = 0; j < d; j++) {
-                xr[r * d + j] = xi[j] + h * vr[j];
-                xr[(nr + r) * d + j] = xi[j] - h * vr[j];
-            }
-        }
+        sdflow__deriv_points(d, K, x, t, v, i0, nb, fd, xr, tr, hs);
         if (fd)
             st = sdflow_model_eval(m, p, 2 * nr, xr, tr, SDFLOW_OUT_SCORE, out);
         else
@@ -204,7 +210,7 @@ sdflow_status sdflow__model_score_and_quadform(sdflow_model *m, const sdflow_pro
 static sdflow_status divergence_fd(sdflow_model *m, const sdflow_process *p, size_t n, const double *x,
                                    const double *t, double *div)
 {
-    size_t d = m->d, block = block_rows(n, 4 * d * d);
+    size_t d = m->d, block = sdflow__deriv_block_rows(n, 4 * d * d);
     size_t rows = block * 2 * d;
     double *xr = sdflow__alloc_array(m->ctx, rows, d * sizeof(double), "shifted points");
     double *tr = xr ? sdflow__alloc_array(m->ctx, rows, sizeof(double), "shifted times") : NULL;

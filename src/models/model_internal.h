@@ -105,6 +105,13 @@ size_t sdflow__cholesky(size_t d, double *a);
 
 /* 1 when the model gives exact score derivatives (JVP, Jacobian or divergence op). */
 int sdflow__model_has_derivatives(const sdflow_model *m);
+/* Rows per block so that a derivative's temporaries stay near 2^20 doubles. */
+size_t sdflow__deriv_block_rows(size_t n, size_t per_row);
+/* The points of nb rows from i0 for K directions per row (v: n x K x d):
+ * times tr[r] = tr[nr + r] = t_i (nr = nb K); with fd, xr[r] = x_i + h_r v_r
+ * and xr[nr + r] = x_i - h_r v_r with the step above in hs[r], else xr[r] = x_i. */
+void sdflow__deriv_points(size_t d, size_t K, const double *x, const double *t, const double *v, size_t i0, size_t nb,
+                          int fd, double *xr, double *tr, double *hs);
 /* q[i K + k] = v_ik^T J(x_i, t_i) v_ik for the Jacobian J of the score and
  * the K directions v (n x K x d) of each row. */
 sdflow_status sdflow__model_score_quadform(sdflow_model *m, const sdflow_process *p, size_t n, const double *x,

@@ -2,17 +2,9 @@
 /* Velocity fields and their derivatives (divergence, probe quadratic forms)
  * for interpolant flows: a velocity-native model directly, valid on the
  * closed interval of an interpolant, else the score through the process. */
-#include <float.h>
 #include <math.h>
 #include <string.h>
 #include "model_internal.h"
-
-/* Rows per block so the replicated points stay near 2^20 doubles. */
-static size_t block_of(size_t n, size_t per_row)
-{
-    size_t b = ((size_t)1 << 20) / (per_row ? per_row : 1) + 1;
-    return b < n ? b : n;
-}
 
 /* q[i K + k] = u_ik^T J u_ik of the native output along K directions per row:
  * through the JVP op, the Jacobian op, or central differences (fd). */
@@ -22,14 +14,13 @@ static sdflow_status native_quadform(sdflow_model *m, const sdflow_process *p, s
     sdflow_ctx *ctx = m->ctx;
     size_t d = m->d;
     int jac = !fd && !m->ops->jvp;
-    size_t block = block_of(n, jac ? d * d : 4 * K * d), rows = jac ? block : block * K;
+    size_t block = sdflow__deriv_block_rows(n, jac ? d * d : 4 * K * d), rows = jac ? block : block * K;
     double *xr = sdflow__alloc_array(ctx, rows, 2 * d * sizeof(double), "replicated points");
     double *tr = xr ? sdflow__alloc_array(ctx, rows, 2 * sizeof(double), "replicated times") : NULL;
     double *out = tr ? sdflow__alloc_array(ctx, rows, (jac ? d * d : 2 * d) * sizeof(double), "directional derivatives")
                      : NULL;
     double *hs = out ? sdflow__alloc_array(ctx, rows, sizeof(double), "difference steps") : NULL;
     sdflow_status st = hs ? SDFLOW_OK : SDFLOW_E_NOMEM;
-    const double c = cbrt(DBL_EPSILON);
     for (size_t i0 = 0; i0 < n && !st; i0 += block) {
         size_t nb = n - i0 < block ? n - i0 : block, nr = nb * K;
         if (jac) {
@@ -49,27 +40,7 @@ static sdflow_status native_quadform(sdflow_model *m, const sdflow_process *p, s
                 }
             continue;
         }
-        for (size_t r = 0; r < nr; r++) {
-            size_t i = i0 + r / K;
-            const double *xi = x + i * d, *ur = u + (i0 * K + r) * d;
-            tr[r] = tr[nr + r] = t[i];
-            if (!fd) {
-                memcpy(xr + r * d, xi, d * sizeof(double));
-                continue;
-            }
-            /* step as derivatives.c: h = cbrt(eps) (1 + |x|_inf) / |u|_inf */
-            double xm = 0, um = 0;
-            for (size_t j = 0; j < d; j++) {
-                xm = fmax(xm, fabs(xi[j]));
-                um = fmax(um, fabs(ur[j]));
-            }
-            double h = um > 0 ? c * (1.0 + xm) / um : 1.0;
-            hs[r] = h;
-            for (size_t j = 0; j < d; j++) {
-                xr[r * d + j] = xi[j] + h * ur[j];
-                xr[(nr + r) * d + j] = xi[j] - h * ur[j];
-            }
-        }
+        sdflow__deriv_points(d, K, x, t, u, i0, nb, fd, xr, tr, hs); /* the steps of derivatives.c */
         if (fd)
             st = sdflow_model_eval(m, p, 2 * nr, xr, tr, m->native, out);
         else if (!(st = m->ops->jvp(m, p, nr, xr, tr, u + i0 * K * d, out)))
