@@ -59,6 +59,9 @@ MLP_ACT_OPTFLAGS ?= -O3 -ffast-math
 # MLP passes: the elementwise adjoint/tangent rows between the GEMMs vectorize at -O3 (no fast-math:
 # strict IEEE, the same bits as -O2 up to the order-preserving vectorization GCC does without it)
 MLP_NET_OPTFLAGS ?= -O3
+# MLP layer products (src/nn/mlp_gemm.c): the register tiles need -O2's scalar replacement to live in
+# registers; at -O1 (the ASan build) they went to the stack, and the sanitized unit tests ran 3x longer
+MLP_GEMM_OPTFLAGS ?= -O2
 # Adam, EMA and the clipping norm: elementwise loops over every parameter; -fno-math-errno lets sqrt
 # vectorize (IEEE sqrt, the same bits; errno is never read), -O3 the 8-lane sum of squares
 ADAM_OPTFLAGS ?= -O3 -fno-math-errno
@@ -108,6 +111,7 @@ $(BUILD)/obj/models/kernel.o: FILE_OPTFLAGS = $(KERNEL_OPTFLAGS) -Wno-psabi
 $(BUILD)/obj/models/gmm.o: FILE_OPTFLAGS = $(MIXTURE_OPTFLAGS)
 $(BUILD)/obj/nn/mlp_act.o: FILE_OPTFLAGS = $(MLP_ACT_OPTFLAGS)
 $(BUILD)/obj/nn/mlp_net.o: FILE_OPTFLAGS = $(MLP_NET_OPTFLAGS)
+$(BUILD)/obj/nn/mlp_gemm.o: FILE_OPTFLAGS = $(MLP_GEMM_OPTFLAGS)
 $(BUILD)/obj/train/adam.o: FILE_OPTFLAGS = $(ADAM_OPTFLAGS)
 
 $(SHLIB): $(OBJ) src/libsdflow.map
