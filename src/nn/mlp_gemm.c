@@ -81,29 +81,30 @@ strip(int NV, int masked, __m256i mask, size_t m, size_t k, const double *A, siz
         tile(1, NV, masked, mask, k, A + i * rsa, rsa, csa, b, ldb, c + i * ldc, ldc, acc);
 }
 
-/* The column strips of rows i..i+mr-1 (mr = 4 or 1) across all n columns. */
+/* Columns 0..w-1 (w <= 12) of a strip of B (ldb) for the m rows of A: 12
+ * columns as one 3-vector strip, else 8 and/or 4 columns and a masked
+ * rest. The one place the column tails are split. */
 __attribute__((target("avx2,fma"), always_inline)) static inline void
-row_tiles(int MR, size_t i, size_t n, size_t k, const double *A, size_t rsa, size_t csa, const double *B, size_t ldb,
-          double *C, size_t ldc, int acc)
+cols(size_t m, size_t w, size_t k, const double *A, size_t rsa, size_t csa, const double *b, size_t ldb, double *c,
+     size_t ldc, int acc)
 {
     const __m256i all = _mm256_set1_epi64x(-1);
-    const double *a = A + i * rsa;
-    double *c = C + i * ldc;
-    size_t j = 0;
-    for (; j + 12 <= n; j += 12)
-        tile(MR, 3, 0, all, k, a, rsa, csa, B + j, ldb, c + j, ldc, acc);
-    if (n - j >= 8) {
-        tile(MR, 2, 0, all, k, a, rsa, csa, B + j, ldb, c + j, ldc, acc);
-        j += 8;
+    if (w == 12) {
+        strip(3, 0, all, m, k, A, rsa, csa, b, ldb, c, ldc, acc);
+        return;
     }
-    if (n - j >= 4) {
-        tile(MR, 1, 0, all, k, a, rsa, csa, B + j, ldb, c + j, ldc, acc);
-        j += 4;
+    size_t o = 0;
+    if (w >= 8) {
+        strip(2, 0, all, m, k, A, rsa, csa, b, ldb, c, ldc, acc);
+        o = 8;
+    } else if (w >= 4) {
+        strip(1, 0, all, m, k, A, rsa, csa, b, ldb, c, ldc, acc);
+        o = 4;
     }
-    if (j < n) {
-        size_t w = n - j;
-        __m256i mask = _mm256_setr_epi64x(-1, w > 1 ? -1 : 0, w > 2 ? -1 : 0, 0);
-        tile(MR, 1, 1, mask, k, a, rsa, csa, B + j, ldb, c + j, ldc, acc);
+    if (o < w) {
+        size_t r = w - o;
+        __m256i mask = _mm256_setr_epi64x(-1, r > 1 ? -1 : 0, r > 2 ? -1 : 0, 0);
+        strip(1, 1, mask, m, k, A, rsa, csa, b + o, ldb, c + o, ldc, acc);
     }
 }
 
@@ -119,31 +120,18 @@ __attribute__((target("avx2,fma"))) static void gemm_avx2(size_t m, size_t n, si
                                                          size_t ldc, int acc)
 {
     if (k * n * sizeof(double) <= 16384) {
-        size_t i = 0;
-        for (; i + 4 <= m; i += 4)
-            row_tiles(4, i, n, k, A, rsa, csa, B, ldb, C, ldc, acc);
-        for (; i < m; i++)
-            row_tiles(1, i, n, k, A, rsa, csa, B, ldb, C, ldc, acc);
+        for (size_t i = 0; i < m;) {
+            size_t mr = m - i >= 4 ? 4 : 1;
+            for (size_t j = 0; j < n; j += 12)
+                cols(mr, n - j < 12 ? n - j : 12, k, A + i * rsa, rsa, csa, B + j, ldb, C + i * ldc + j, ldc, acc);
+            i += mr;
+        }
         return;
     }
-    const __m256i all = _mm256_set1_epi64x(-1);
-    size_t j = 0;
-    for (; j + 12 <= n; j += 12)
-        strip(3, 0, all, m, k, A, rsa, csa, B + j, ldb, C + j, ldc, acc);
-    if (n - j >= 8) {
-        strip(2, 0, all, m, k, A, rsa, csa, B + j, ldb, C + j, ldc, acc);
-        j += 8;
-    }
-    if (n - j >= 4) {
-        strip(1, 0, all, m, k, A, rsa, csa, B + j, ldb, C + j, ldc, acc);
-        j += 4;
-    }
-    if (j < n) {
-        size_t w = n - j;
-        __m256i mask = _mm256_setr_epi64x(-1, w > 1 ? -1 : 0, w > 2 ? -1 : 0, 0);
-        strip(1, 1, mask, m, k, A, rsa, csa, B + j, ldb, C + j, ldc, acc);
-    }
+    for (size_t j = 0; j < n; j += 12)
+        cols(m, n - j < 12 ? n - j : 12, k, A, rsa, csa, B + j, ldb, C + j, ldc, acc);
 }
+
 /* C (m x n) (+)= A B with B packed by sdflow__mlp_pack (kp rows, ntot
  * columns): strip j0 of 12 columns is kp x min(12, ntot - j0) contiguous at
  * P + j0 kp, so a strip stays in L1 while every row tile passes over it
@@ -154,28 +142,8 @@ __attribute__((target("avx2,fma"))) static void gemm_avx2_packed(size_t m, size_
                                                                 size_t lda, const double *P, size_t kp,
                                                                 size_t ntot, double *C, size_t ldc, int acc)
 {
-    const __m256i all = _mm256_set1_epi64x(-1);
-    for (size_t j = 0; j < n; j += 12) {
-        size_t lds = ntot - j < 12 ? ntot - j : 12, w = n - j < 12 ? n - j : 12, o = 0;
-        const double *b = P + j * kp;
-        if (w == 12) {
-            strip(3, 0, all, m, k, A, lda, 1, b, 12, C + j, ldc, acc);
-            continue;
-        }
-        if (w - o >= 8) {
-            strip(2, 0, all, m, k, A, lda, 1, b + o, lds, C + j + o, ldc, acc);
-            o += 8;
-        }
-        if (w - o >= 4) {
-            strip(1, 0, all, m, k, A, lda, 1, b + o, lds, C + j + o, ldc, acc);
-            o += 4;
-        }
-        if (o < w) {
-            size_t r = w - o;
-            __m256i mask = _mm256_setr_epi64x(-1, r > 1 ? -1 : 0, r > 2 ? -1 : 0, 0);
-            strip(1, 1, mask, m, k, A, lda, 1, b + o, lds, C + j + o, ldc, acc);
-        }
-    }
+    for (size_t j = 0; j < n; j += 12)
+        cols(m, n - j < 12 ? n - j : 12, k, A, lda, 1, P + j * kp, ntot - j < 12 ? ntot - j : 12, C + j, ldc, acc);
 }
 #endif
 

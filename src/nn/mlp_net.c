@@ -190,9 +190,9 @@ static void pack_weights(const sdflow__mlp *net, double *wt, int tid, int nt)
 /* Whether a pass must remake the packed weights at the head of its
  * scratch wt (2 foff doubles): they are kept from the previous pass when the
  * net's PASS buffer was held by both and no parameter was written since
- * (samplers evaluate one net thousands of times; the transpose was ~4 % of
+ * (samplers evaluate one net thousands of times; remaking them was ~4 % of
  * a forward pass on one thread). A trainer writes the parameters every
- * step: the pass's threads then share the transpose (wt_begin, inside the
+ * step: the pass's threads then share the packing (wt_begin, inside the
  * parallel region, before the blocks). */
 static int wt_stale(const sdflow__mlp *net, int held)
 {
@@ -395,6 +395,14 @@ static int threads(const sdflow_ctx *ctx, size_t n, size_t nblk)
     return (size_t)nt > nblk ? (int)nblk : nt;
 }
 
+/* The BLAS policy for a pass whose blocks call GEMMs from the ctx's threads:
+ * only on the cblas_dgemm fallback (the library's kernel calls no BLAS, so
+ * there is no OpenBLAS thread count to pin per pass). */
+static int blas_team(const sdflow_ctx *ctx, int nt)
+{
+    return sdflow__mlp_gemm_native() ? 0 : sdflow__blas_team_begin(ctx, nt);
+}
+
 /* What a parallel block pass does with one block: the block's rows i0..i0+nb-1,
  * its workspace and the R extra values at its end (ones for the energy passes). */
 typedef struct pass_args {
@@ -421,7 +429,7 @@ static sdflow_status run_blocks(sdflow_ctx *ctx, pass_args *p, size_t n, block_f
     double *w = wt + 2 * p->net->foff;
     int stale = wt_stale(p->net, held);
     p->wt = wt;
-    int blas = sdflow__blas_team_begin(ctx, nt); /* the blocks call GEMMs from our threads */
+    int blas = blas_team(ctx, nt);
 #pragma omp parallel num_threads(nt)
     {
         wt_begin(p->net, wt, stale);
@@ -631,7 +639,7 @@ static sdflow_status run_groups(sdflow_ctx *ctx, rev_args *p, size_t n, rev_fn f
     double *w = wt + 2 * net->foff, *part = gtheta ? w + (size_t)nt * per : NULL;
     int stale = wt_stale(net, held);
     p->wt = wt;
-    int blas = sdflow__blas_team_begin(ctx, nt);
+    int blas = blas_team(ctx, nt);
 #pragma omp parallel num_threads(nt)
     {
         wt_begin(net, wt, stale);
