@@ -317,14 +317,16 @@ static blockws ws_at(const sdflow__mlp *net, size_t K, double *w)
     return b;
 }
 
-/* Loads rows i0.. of z0 into the block (zero-padded) and runs the forward
+/* Loads rows i0.. of z0 into the block (zero-padded; z0 NULL: b->z[0] is
+ * loaded, rows_input) and runs the forward
  * pass; need: 0 the outputs only, 1 also phi' of every hidden layer (b->d1,
  * for the tangent and reverse passes), 2 also phi'' (b->d2). */
 static void block_forward(const sdflow__mlp *net, const double *wt, const double *z0, size_t i0, size_t nb,
                           blockws *b, int need)
 {
     size_t din = net->d_in, W = net->width, L = net->depth, RW = R * W;
-    load_rows(b->z[0], z0 + i0 * din, nb, din);
+    if (z0)
+        load_rows(b->z[0], z0 + i0 * din, nb, din);
     for (size_t l = 0; l < L; l++) {
         const double *bl = net->theta + net->boff[l];
         size_t ldz = l == 0 ? din : W;
@@ -620,6 +622,7 @@ typedef struct rev_args {
     double *out;             /* dL/dx (backward) | y (affine); may be NULL */
     size_t extra;            /* per-thread doubles after the block workspace */
     const double *in3, *in4; /* the second (a, b) pair of sdflow__mlp_bilinear_grad2 */
+    const sdflow__mlp_rows *rows; /* the caller's rows (the _rows passes) */
 } rev_args;
 /* One block of a reverse pass: rows i0..i0+nb-1, gradient into g (NULL: none). */
 typedef void (*rev_fn)(const rev_args *p, blockws *b, double *extra, size_t i0, size_t nb, double *g);
@@ -683,30 +686,36 @@ static void backward_block(const rev_args *p, blockws *b, double *yb, size_t i0,
 sdflow_status sdflow__mlp_backward(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n, const double *z0,
                                    const double *ybar, double *gtheta, double *gx)
 {
-    rev_args p = { net, NULL, z0, ybar, NULL, gx, R * net->d_out, NULL, NULL };
+    rev_args p = { net, NULL, z0, ybar, NULL, gx, R * net->d_out, NULL, NULL, NULL };
     return run_groups(ctx, &p, n, backward_block, gtheta);
 }
 
-static void affine_block(const rev_args *p, blockws *b, double *yb, size_t i0, size_t nb, double *g)
+/* The block's inputs from the caller's hook, zero-padded to R rows. */
+static void rows_input(const rev_args *p, blockws *b, size_t i0, size_t nb)
+{
+    size_t din = p->net->d_in;
+    p->rows->input(p->rows->user, i0, nb, b->z[0]);
+    memset(b->z[0] + nb * din, 0, (R - nb) * din * sizeof(double));
+}
+
+static void rows_block(const rev_args *p, blockws *b, double *yb, size_t i0, size_t nb, double *g)
 {
     const sdflow__mlp *net = p->net;
     size_t dout = net->d_out;
-    const double *s = p->in1, *r = p->in2;
-    block_forward(net, p->wt, p->z0, i0, nb, b, 1);
-    memcpy(p->out + i0 * dout, b->y, nb * dout * sizeof(double));
-    memset(yb, 0, R * dout * sizeof(double)); /* padded rows add nothing */
-    for (size_t i = 0; i < nb; i++)
-        for (size_t j = 0; j < dout; j++)
-            yb[i * dout + j] = s[i0 + i] * b->y[i * dout + j] + (r ? r[(i0 + i) * dout + j] : 0.0);
+    rows_input(p, b, i0, nb);
+    block_forward(net, p->wt, NULL, i0, nb, b, 1);
+    if (p->out)
+        memcpy(p->out + i0 * dout, b->y, nb * dout * sizeof(double));
+    memset(yb + nb * dout, 0, (R - nb) * dout * sizeof(double)); /* padded rows add nothing */
+    p->rows->adjoint(p->rows->user, i0, nb, b->y, yb);
     block_reverse(net, b, yb, g);
 }
 
-sdflow_status sdflow__mlp_forward_backward_affine(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n,
-                                                 const double *z0, const double *s, const double *r, double *y,
-                                                 double *gtheta)
+sdflow_status sdflow__mlp_forward_backward_rows(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n,
+                                               const sdflow__mlp_rows *rows, double *y, double *gtheta)
 {
-    rev_args p = { net, NULL, z0, s, r, y, R * net->d_out, NULL, NULL };
-    return run_groups(ctx, &p, n, affine_block, gtheta);
+    rev_args p = { net, NULL, NULL, NULL, NULL, y, R * net->d_out, NULL, NULL, rows };
+    return run_groups(ctx, &p, n, rows_block, gtheta);
 }
 
 /* Reverse over forward for L = sum_i a_i^T J b_i = sum a . y-dot with the
@@ -856,48 +865,51 @@ sdflow_status sdflow__mlp_bilinear_grad2(sdflow_ctx *ctx, const sdflow__mlp *net
                                          const double *a1, const double *b1, const double *a2, const double *b2,
                                          double *gtheta)
 {
-    rev_args p = { net, NULL, z0, a1, b1, NULL, bilinear_extra(net, 2), a2, b2 };
+    rev_args p = { net, NULL, z0, a1, b1, NULL, bilinear_extra(net, 2), a2, b2, NULL };
     return run_groups(ctx, &p, n, bilinear2_block, gtheta);
 }
 
-/* Energy nets, output adjoint affine in the score y = -grad_x E: per block
- * the forward pass (with phi''), the primal reverse for y, then the
- * bilinear gradient with a = -1, b = w = s y + r (the gradient of w . y is
- * -(d/dtheta) grad_x E . w), all on the block's one forward pass. */
-static void energy_affine_block(const rev_args *p, blockws *b, double *ex, size_t i0, size_t nb, double *gtheta)
+/* Energy nets, the caller's output adjoint w of the score y = -grad_x E:
+ * per block the forward pass (with phi''), the primal reverse for y, then
+ * the bilinear gradient with a = -1, b = w (the gradient of w . y is
+ * -(d/dtheta) grad_x E . w), all on the block's one forward pass. Extra
+ * space: the bilinear pair, R ones, y and w (R x d each). */
+static void energy_rows_block(const rev_args *p, blockws *b, double *ex, size_t i0, size_t nb, double *gtheta)
 {
     const sdflow__mlp *net = p->net;
     size_t d = net->d, din = net->d_in, in0 = net->in[0];
-    const double *s = p->in1, *r = p->in2;
-    double *ones = ex + bilinear_extra(net, 1);
+    double *ones = ex + bilinear_extra(net, 1), *y = ones + R, *w = y + R * d;
     bilinear_pair q;
     bilinear_bufs(net, b, ex, 0, &q);
-    block_forward(net, p->wt, p->z0, i0, nb, b, 2);
+    rows_input(p, b, i0, nb);
+    block_forward(net, p->wt, NULL, i0, nb, b, 2);
     for (size_t i = 0; i < R; i++)
         ones[i] = 1.0;
     block_reverse(net, b, ones, NULL);
+    for (size_t i = 0; i < nb; i++)
+        for (size_t j = 0; j < d; j++)
+            y[i * d + j] = -b->zb[0][i * in0 + j];
+    if (p->out)
+        memcpy(p->out + i0 * d, y, nb * d * sizeof(double));
+    p->rows->adjoint(p->rows->user, i0, nb, y, w);
     memset(q.zdots[0], 0, R * din * sizeof(double));
     for (size_t i = 0; i < nb; i++)
-        for (size_t j = 0; j < d; j++) {
-            double y = -b->zb[0][i * in0 + j];
-            p->out[(i0 + i) * d + j] = y;
-            q.zdots[0][i * din + j] = s[i0 + i] * y + (r ? r[(i0 + i) * d + j] : 0.0);
-        }
+        memcpy(q.zdots[0] + i * din, w + i * d, d * sizeof(double));
     for (size_t i = 0; i < R; i++) /* a = -1 (d_out = 1) on the block's rows, 0 on padding */
         b->t[0][i] = i < nb ? -1.0 : 0.0;
     bilinear_core(p, b, ex, 1, gtheta);
 }
 
-sdflow_status sdflow__mlp_energy_affine(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n, const double *z0,
-                                        const double *s, const double *r, double *y, double *gtheta)
+sdflow_status sdflow__mlp_energy_rows(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n, const sdflow__mlp_rows *rows,
+                                      double *y, double *gtheta)
 {
-    rev_args p = { net, NULL, z0, s, r, y, bilinear_extra(net, 1) + R, NULL, NULL };
-    return run_groups(ctx, &p, n, energy_affine_block, gtheta);
+    rev_args p = { net, NULL, NULL, NULL, NULL, y, bilinear_extra(net, 1) + R + 2 * R * net->d, NULL, NULL, rows };
+    return run_groups(ctx, &p, n, energy_rows_block, gtheta);
 }
 
 sdflow_status sdflow__mlp_bilinear_grad(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n, const double *z0,
                                         const double *a, const double *bv, double *gtheta)
 {
-    rev_args p = { net, NULL, z0, a, bv, NULL, bilinear_extra(net, 1), NULL, NULL };
+    rev_args p = { net, NULL, z0, a, bv, NULL, bilinear_extra(net, 1), NULL, NULL, NULL };
     return run_groups(ctx, &p, n, bilinear_block, gtheta);
 }

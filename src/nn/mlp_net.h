@@ -124,22 +124,31 @@ sdflow_status sdflow__mlp_jvp_vjp(sdflow_ctx *ctx, const sdflow__mlp *net, size_
 sdflow_status sdflow__mlp_backward(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n, const double *z0,
                                    const double *ybar, double *gtheta, double *gx);
 
-/* Forward and reverse in one pass (the activations of each block are used
- * by both) for a loss whose output adjoint is affine in the output:
- * ybar_i = s_i y_i + r_i (s: n, r: n x d_out or NULL). Writes y (n x d_out)
- * and adds to gtheta the gradient for that ybar, the same values as
- * sdflow__mlp_forward then sdflow__mlp_backward give. */
-sdflow_status sdflow__mlp_forward_backward_affine(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n,
-                                                 const double *z0, const double *s, const double *r, double *y,
-                                                 double *gtheta);
+/* The rows of a training pass as its caller makes them. Called from the
+ * pass's threads once per block of rows i0..i0+nb-1 (nb <= SDFLOW__MLP_ROWS;
+ * the blocks' order and thread are unspecified, so a hook writes only data
+ * of its own rows): input writes the rows' net inputs z0 (nb x d_in), adjoint
+ * gets their outputs y (nb x d_out; an energy net's score -grad_x E, nb x d)
+ * and writes the loss's adjoint in y, ybar (the same shape). */
+typedef struct sdflow__mlp_rows {
+    void (*input)(void *user, size_t i0, size_t nb, double *z0);
+    void (*adjoint)(void *user, size_t i0, size_t nb, const double *y, double *ybar);
+    void *user;
+} sdflow__mlp_rows;
 
-/* Energy nets: the score y = -grad_x E (n x d) and, added to gtheta, the
- * parameter gradient of a loss whose adjoint in y is s_i y_i + r_i (s: n, r:
- * n x d or NULL), in one pass over each block (forward, primal reverse,
- * reverse over forward) instead of sdflow__mlp_grad_x then
- * sdflow__mlp_bilinear_grad. */
-sdflow_status sdflow__mlp_energy_affine(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n, const double *z0,
-                                        const double *s, const double *r, double *y, double *gtheta);
+/* Forward and reverse in one pass over each block (its activations are
+ * used by both): writes y (n x d_out; NULL: not kept) and adds to gtheta
+ * the gradient for the hook's ybar, the same values as sdflow__mlp_forward
+ * then sdflow__mlp_backward give. */
+sdflow_status sdflow__mlp_forward_backward_rows(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n,
+                                               const sdflow__mlp_rows *rows, double *y, double *gtheta);
+
+/* Energy nets: the score y = -grad_x E (n x d; NULL: not kept) and, added
+ * to gtheta, the parameter gradient for the hook's adjoint in y, in one
+ * pass over each block (forward, primal reverse, reverse over forward)
+ * instead of sdflow__mlp_grad_x then sdflow__mlp_bilinear_grad. */
+sdflow_status sdflow__mlp_energy_rows(sdflow_ctx *ctx, const sdflow__mlp *net, size_t n, const sdflow__mlp_rows *rows,
+                                      double *y, double *gtheta);
 
 /* Second order: adds to gtheta the parameter gradient of
  * L = sum_i a_i^T J_x(x_i) b_i, J the d_out x d Jacobian of the net output

@@ -95,22 +95,64 @@ sdflow_status sdflow__tm_grad(sdflow_trainer *t, size_t n, const double *x, cons
     return st;
 }
 
+/* The hooks of sdflow__tm_eval_grad_rows as the network's pass sees them:
+ * the loss fills its rows of x and t, then they are embedded here (the
+ * Fourier features on the pass's threads, block by block). */
+typedef struct tm_rows {
+    const sdflow_trainer *t;
+    const sdflow__tm_rows *h;
+    const double *x, *tt;
+} tm_rows;
+
+static void tm_input(void *user, size_t i0, size_t nb, double *z0)
+{
+    const tm_rows *g = user;
+    if (g->h->fill)
+        g->h->fill(g->h->user, i0, nb);
+    sdflow__mlp_model_input(g->t->model, g->t->proc, nb, g->x + i0 * g->t->model->d, g->tt + i0, z0);
+}
+
+static void tm_adjoint(void *user, size_t i0, size_t nb, const double *y, double *ybar)
+{
+    const tm_rows *g = user;
+    g->h->adjoint(g->h->user, i0, nb, y, ybar);
+}
+
+sdflow_status sdflow__tm_eval_grad_rows(sdflow_trainer *t, size_t n, const double *x, const double *tt,
+                                        const sdflow__tm_rows *h, double *out, double *grad)
+{
+    sdflow__mlp *net;
+    sdflow_status st = sdflow__mlp_model_net(t->model, &net);
+    if (st)
+        return st;
+    tm_rows g = { t, h, x, tt };
+    sdflow__mlp_rows rows = { tm_input, tm_adjoint, &g };
+    /* one fused pass per block; energy nets: forward, primal reverse for the score, reverse over forward */
+    return net->energy ? sdflow__mlp_energy_rows(t->ctx, net, n, &rows, out, grad)
+                       : sdflow__mlp_forward_backward_rows(t->ctx, net, n, &rows, out, grad);
+}
+
+/* The adjoint s_i y_i + r_i of sdflow__tm_eval_grad_affine. */
+typedef struct affine_rows {
+    const double *s, *r;
+    size_t d;
+} affine_rows;
+
+static void affine_adjoint(void *user, size_t i0, size_t nb, const double *y, double *ybar)
+{
+    const affine_rows *a = user;
+    size_t d = a->d;
+    for (size_t i = 0; i < nb; i++)
+        for (size_t j = 0; j < d; j++)
+            ybar[i * d + j] = a->s[i0 + i] * y[i * d + j] + (a->r ? a->r[(i0 + i) * d + j] : 0.0);
+}
+
 sdflow_status sdflow__tm_eval_grad_affine(sdflow_trainer *t, size_t n, const double *x, const double *tt,
                                           const double *s, const double *r, double *out, double *grad)
 {
-    sdflow__mlp *net;
-    double *z0;
-    int zh;
-    sdflow_status st = prepare(t, n, x, tt, &net, &z0, &zh);
-    if (st)
-        return st;
-    /* one fused pass per block; energy nets: forward, primal reverse for the score, reverse over forward */
-    if (!net->energy)
-        st = sdflow__mlp_forward_backward_affine(t->ctx, net, n, z0, s, r, out, grad);
-    else
-        st = sdflow__mlp_energy_affine(t->ctx, net, n, z0, s, r, out, grad);
-    release(t, net, z0, zh);
-    return st;
+    affine_rows a = { s, r, t->model->d };
+    sdflow__tm_rows h = { NULL, affine_adjoint, &a };
+    return sdflow__tm_eval_grad_rows(t, n, x, tt, &h, out, grad);
 }
 
 /* The parameter gradient of one (a2 NULL) or two bilinear forms a^T J b. */

@@ -109,6 +109,23 @@ sdflow_status sdflow__tm_grad(sdflow_trainer *t, size_t n, const double *x, cons
  * reverse and reverse-over-forward pass for an energy MLP. */
 sdflow_status sdflow__tm_eval_grad_affine(sdflow_trainer *t, size_t n, const double *x, const double *tt,
                                           const double *s, const double *r, double *out, double *grad);
+/* The rows of sdflow__tm_eval_grad_rows, made by the loss from the pass's
+ * threads, once per block of rows i0..i0+nb-1 (any order, any thread: each
+ * writes only its own rows' data): fill writes rows i0.. of the x and t
+ * arrays the call was given (NULL: they are ready); adjoint gets the rows'
+ * native outputs y (nb x d) and writes the loss's gradient in them, ybar. */
+typedef struct sdflow__tm_rows {
+    void (*fill)(void *user, size_t i0, size_t nb);
+    void (*adjoint)(void *user, size_t i0, size_t nb, const double *y, double *ybar);
+    void *user;
+} sdflow__tm_rows;
+/* out = f(x_i, t_i) (NULL: not kept) and grad += d/dtheta of the loss whose
+ * gradient in the native output of row i is the hook's ybar_i, on one fused
+ * pass as sdflow__tm_eval_grad_affine (whose adjoint is s_i f_i + r_i);
+ * the rows' making, the inputs' embedding and the loss's per-row terms run
+ * on the pass's threads. */
+sdflow_status sdflow__tm_eval_grad_rows(sdflow_trainer *t, size_t n, const double *x, const double *tt,
+                                        const sdflow__tm_rows *h, double *out, double *grad);
 /* grad += d/dtheta sum_i a_i^T J(x_i, t_i) b_i (J: Jacobian of the native output) */
 sdflow_status sdflow__tm_grad_jac(sdflow_trainer *t, size_t n, const double *x, const double *tt, const double *a,
                                   const double *b, double *grad);
