@@ -53,44 +53,53 @@ static sdflow_status dsm_check(sdflow_trainer *t)
     return SDFLOW_OK;
 }
 
-/* Times of the rows and their weights w(t). */
-static void draw_times(const sdflow_trainer *t, const sdflow__batch *b, double *tt, double *wt)
+/* What the rows' times need: t from u is lo + u span (uniform) or
+ * lambda^-1(lam_hi - u Z) (importance); u0 is the stratified offset. */
+typedef struct dsm_times {
+    double lo, hi, lam_hi, Z, span, u0;
+    uint64_t stream;
+} dsm_times;
+
+static void times_setup(const sdflow_trainer *t, const sdflow__batch *b, dsm_times *s)
 {
     const sdflow_process *p = t->proc;
-    uint64_t seed = t->ctx->seed;
-    double lo = sdflow__train_t_eps(t), hi = p->t_max;
-    double lam_hi = sdflow__process_log_snr(p, lo), lam_lo = sdflow__process_log_snr(p, hi);
-    double Z = lam_hi - lam_lo, span = hi - lo;
-    double u0 = 0;
+    s->lo = sdflow__train_t_eps(t);
+    s->hi = p->t_max;
+    s->lam_hi = sdflow__process_log_snr(p, s->lo);
+    s->Z = s->lam_hi - sdflow__process_log_snr(p, s->hi);
+    s->span = s->hi - s->lo;
+    s->u0 = 0;
     if (t->stratified)
-        sdflow__rng_uniform_row(seed, sdflow__stream(b->stream, TAG_U0, 0), 0, 0, 1, &u0);
-    uint64_t st = sdflow__stream(b->stream, TAG_T, 0);
-    for (size_t i = 0; i < b->rows; i++) {
-        uint64_t r = b->first + i;
-        double u;
-        if (t->stratified)
-            u = (u0 + (double)r) / (double)b->B;
-        else
-            sdflow__rng_uniform_row(seed, st, r, 0, 1, &u);
-        double ti;
-        if (t->t_sampling == SDFLOW_TSAMPLE_IMPORTANCE)
-            ti = sdflow__process_time_of_log_snr(p, lam_hi - u * Z);
-        else
-            ti = lo + u * span;
-        if (ti < lo)
-            ti = lo;
-        if (ti > hi)
-            ti = hi;
-        sdflow__coef c;
-        sdflow__process_coef(p, ti, &c);
-        double rate = c.g2 / (c.sigma * c.sigma); /* g^2/sigma^2 = -d lambda/dt */
-        double lam = t->weighting == SDFLOW_WEIGHT_LIKELIHOOD ? rate : 1.0;
-        double w = lam;
-        if (t->t_sampling == SDFLOW_TSAMPLE_IMPORTANCE)
-            w = t->weighting == SDFLOW_WEIGHT_LIKELIHOOD ? Z / span : lam * Z / (span * rate);
-        tt[i] = ti;
-        wt[i] = w;
-    }
+        sdflow__rng_uniform_row(t->ctx->seed, sdflow__stream(b->stream, TAG_U0, 0), 0, 0, 1, &s->u0);
+    s->stream = sdflow__stream(b->stream, TAG_T, 0);
+}
+
+/* Time of global row r and its weight w(t); c: the process's coefficients there. */
+static double row_time(const sdflow_trainer *t, const sdflow__batch *b, const dsm_times *s, uint64_t r,
+                       double *w, sdflow__coef *c)
+{
+    const sdflow_process *p = t->proc;
+    double u;
+    if (t->stratified)
+        u = (s->u0 + (double)r) / (double)b->B;
+    else
+        sdflow__rng_uniform_row(t->ctx->seed, s->stream, r, 0, 1, &u);
+    double ti;
+    if (t->t_sampling == SDFLOW_TSAMPLE_IMPORTANCE)
+        ti = sdflow__process_time_of_log_snr(p, s->lam_hi - u * s->Z);
+    else
+        ti = s->lo + u * s->span;
+    if (ti < s->lo)
+        ti = s->lo;
+    if (ti > s->hi)
+        ti = s->hi;
+    sdflow__process_coef(p, ti, c);
+    double rate = c->g2 / (c->sigma * c->sigma); /* g^2/sigma^2 = -d lambda/dt */
+    double lam = t->weighting == SDFLOW_WEIGHT_LIKELIHOOD ? rate : 1.0;
+    *w = lam;
+    if (t->t_sampling == SDFLOW_TSAMPLE_IMPORTANCE)
+        *w = t->weighting == SDFLOW_WEIGHT_LIKELIHOOD ? s->Z / s->span : lam * s->Z / (s->span * rate);
+    return ti;
 }
 
 /* The QCSGM penalty of the rows at (xt, tt): adds to acc and, with grad, its gradient. */
@@ -139,6 +148,83 @@ static sdflow_status penalty(sdflow_trainer *t, const sdflow__batch *b, const do
     return st;
 }
 
+/* The batch's rows as the network's pass makes and consumes them. Per row
+ * i: x_t, the target tg, the affine map native -> target kind (out = ma y +
+ * mb x_t) and the loss's output adjoint 2 w (out - tg) ma / (dd B) = sc y +
+ * rr (affine in y); lrow the row's loss. bad[i]: the output conversion is
+ * undefined at t_i (the row is made inert: finite x_t, zero adjoint). */
+typedef struct dsm_rows {
+    const sdflow_trainer *t;
+    const sdflow__batch *b;
+    dsm_times ts;
+    sdflow_output native, kind;
+    double dd, invB;
+    double *xt, *tg, *rr, *tt, *wt, *as, *ma, *mb, *sc, *lrow;
+    unsigned char *bad;
+} dsm_rows;
+
+/* Rows i0..i0+nb-1: everything of the row but its output, on the calling thread. */
+static void dsm_fill(void *user, size_t i0, size_t nb)
+{
+    dsm_rows *w = user;
+    const sdflow_trainer *t = w->t;
+    const sdflow__batch *b = w->b;
+    size_t d = t->d;
+    uint64_t sz = sdflow__stream(b->stream, TAG_Z, 0);
+    for (size_t i = i0; i < i0 + nb; i++) {
+        double *xt = w->xt + i * d, *tg = w->tg + i * d, *rr = w->rr + i * d;
+        sdflow__coef c;
+        w->tt[i] = row_time(t, b, &w->ts, b->first + i, &w->wt[i], &c);
+        sdflow__affine m, ms;
+        w->bad[i] = !sdflow__conversion(w->native, w->kind, &c, &m) ||
+                    !sdflow__conversion(w->native, SDFLOW_OUT_SCORE, &c, &ms);
+        if (w->bad[i]) {
+            memset(xt, 0, d * sizeof(double));
+            memset(tg, 0, d * sizeof(double));
+            memset(rr, 0, d * sizeof(double));
+            w->as[i] = w->ma[i] = w->mb[i] = w->sc[i] = 0;
+            continue;
+        }
+        w->as[i] = ms.a;
+        w->ma[i] = m.a;
+        w->mb[i] = m.b;
+        double ci = 2.0 * w->wt[i] * m.a / w->dd * w->invB;
+        w->sc[i] = ci * m.a;
+        /* x0 into the x_t row (the trainer's data row, drawn here, or the batch's), z into tg */
+        if (b->x0)
+            memcpy(xt, b->x0 + i * d, d * sizeof(double));
+        else
+            sdflow__batch_data_row(t, b->step, b->first + i, xt);
+        sdflow__rng_normal_row(t->ctx->seed, sz, b->first + i, 0, d, tg);
+        for (size_t j = 0; j < d; j++) {
+            double x0 = xt[j], z = tg[j];
+            xt[j] = c.alpha * x0 + c.sigma * z;
+            tg[j] = w->kind == SDFLOW_OUT_V ? c.alpha * z - c.sigma * x0 : z;
+            rr[j] = ci * (m.b * xt[j] - tg[j]);
+        }
+    }
+}
+
+/* The rows' losses from their outputs y and (ybar not NULL) the adjoints sc y + rr. */
+static void dsm_adjoint(void *user, size_t i0, size_t nb, const double *y, double *ybar)
+{
+    dsm_rows *w = user;
+    size_t d = w->t->d;
+    for (size_t k = 0; k < nb; k++) {
+        size_t i = i0 + k;
+        const double *yi = y + k * d, *xt = w->xt + i * d, *tg = w->tg + i * d, *rr = w->rr + i * d;
+        double l = 0;
+        for (size_t j = 0; j < d; j++) {
+            double r = w->ma[i] * yi[j] + w->mb[i] * xt[j] - tg[j];
+            l += r * r;
+        }
+        w->lrow[i] = l * (w->wt[i] / w->dd * w->invB);
+        if (ybar)
+            for (size_t j = 0; j < d; j++)
+                ybar[k * d + j] = w->sc[i] * yi[j] + rr[j];
+    }
+}
+
 static sdflow_status dsm_batch(sdflow_trainer *t, const sdflow__batch *b, double *grad, double *acc)
 {
     sdflow_ctx *ctx = t->ctx;
@@ -146,71 +232,51 @@ static sdflow_status dsm_batch(sdflow_trainer *t, const sdflow__batch *b, double
     double *buf = sdflow__alloc_array(ctx, n, (4 * d + 9) * sizeof(double), "DSM work");
     if (!buf)
         return SDFLOW_E_NOMEM;
-    double *xt = buf, *z = xt + n * d, *y = z + n * d, *rr = y + n * d, *tt = rr + n * d, *wt = tt + n;
-    double *as = wt + n, *ma = as + n, *mb = ma + n, *sc = mb + n, *lrow = sc + n, *ca = lrow + n, *cs = ca + n;
-    draw_times(t, b, tt, wt);
-    uint64_t sz = sdflow__stream(b->stream, TAG_Z, 0);
-    sdflow_output native = sdflow__tm_native(t);
-    sdflow_output kind = t->weighting == SDFLOW_WEIGHT_V ? SDFLOW_OUT_V : SDFLOW_OUT_EPS;
-    double dd = t->reduce_mean ? (double)d : 1.0, invB = 1.0 / (double)b->B;
-    sdflow_status st = SDFLOW_OK;
-    /* Rows are independent (noise keyed by global row index) and each writes
-     * only its own outputs, so the row loops run on the ctx's threads with
-     * the same bits for any thread count; the loss is summed in row order
-     * afterwards. bad: the first row whose output conversion is undefined. */
-    int nt = sdflow__threads_for(ctx, n);
-    size_t bad = n;
-    /* per row: x_t, the affine map native -> target kind (out = ma y + mb x_t), and the loss's output
-     * adjoint 2 w (out - target) ma / (dd B) = sc y + rr, affine in y */
-#pragma omp parallel for num_threads(nt) schedule(static) reduction(min : bad)
-    for (size_t i = 0; i < n; i++) {
-        sdflow__coef c;
-        sdflow__process_coef(t->proc, tt[i], &c);
-        sdflow__affine m, ms;
-        if (!sdflow__conversion(native, kind, &c, &m) || !sdflow__conversion(native, SDFLOW_OUT_SCORE, &c, &ms)) {
-            bad = i < bad ? i : bad;
-            continue;
-        }
-        as[i] = ms.a;
-        ca[i] = c.alpha;
-        cs[i] = c.sigma;
-        ma[i] = m.a;
-        mb[i] = m.b;
-        double ci = 2.0 * wt[i] * m.a / dd * invB;
-        sc[i] = ci * m.a;
-        sdflow__rng_normal_row(ctx->seed, sz, b->first + i, 0, d, z + i * d);
-        for (size_t j = 0; j < d; j++) {
-            size_t q = i * d + j;
-            xt[q] = c.alpha * b->x0[q] + c.sigma * z[q];
-            double target = kind == SDFLOW_OUT_V ? c.alpha * z[q] - c.sigma * b->x0[q] : z[q];
-            rr[q] = ci * (m.b * xt[q] - target);
-        }
+    dsm_rows w = { .t = t, .b = b, .native = sdflow__tm_native(t),
+                   .kind = t->weighting == SDFLOW_WEIGHT_V ? SDFLOW_OUT_V : SDFLOW_OUT_EPS,
+                   .dd = t->reduce_mean ? (double)d : 1.0, .invB = 1.0 / (double)b->B };
+    times_setup(t, b, &w.ts);
+    w.xt = buf;
+    w.tg = w.xt + n * d;
+    double *y = w.tg + n * d;
+    w.rr = y + n * d;
+    w.tt = w.rr + n * d;
+    w.wt = w.tt + n;
+    w.as = w.wt + n;
+    w.ma = w.as + n;
+    w.mb = w.ma + n;
+    w.sc = w.mb + n;
+    w.lrow = w.sc + n;
+    w.bad = (unsigned char *)(w.lrow + n); /* 2 n doubles are left */
+    sdflow_status st;
+    /* Rows are independent (time, noise and data row keyed by global row
+     * index) and each writes only its own entries, so making them on the
+     * pass's threads (the fill hook, block by block) gives the same bits
+     * for any thread count; the loss is summed in row order afterwards. */
+    if (grad) {
+        sdflow__tm_rows h = { dsm_fill, dsm_adjoint, &w };
+        st = sdflow__tm_eval_grad_rows(t, n, w.xt, w.tt, &h, y, grad);
+    } else {
+        int nt = sdflow__threads_for(ctx, n);
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (size_t i = 0; i < n; i++)
+            dsm_fill(&w, i, 1);
+        st = sdflow__tm_eval(t, n, w.xt, w.tt, y);
+        if (!st)
+            dsm_adjoint(&w, 0, n, y, NULL);
     }
-    if (bad < n)
-        st = sdflow__fail(ctx, SDFLOW_E_NUMERIC, "DSM: output conversion undefined at t=%g", tt[bad]);
+    size_t bad = 0;
+    while (bad < n && !w.bad[bad])
+        bad++;
+    if (!st && bad < n)
+        st = sdflow__fail(ctx, SDFLOW_E_NUMERIC, "DSM: output conversion undefined at t=%g", w.tt[bad]);
     if (!st)
-        st = grad ? sdflow__tm_eval_grad_affine(t, n, xt, tt, sc, rr, y, grad) : sdflow__tm_eval(t, n, xt, tt, y);
-    if (!st) {
-        /* light (the coefficients are those of the first loop): threads only for large n d */
-        int nl = sdflow__threads_for_light(ctx, n, n * d);
-#pragma omp parallel for num_threads(nl) schedule(static)
         for (size_t i = 0; i < n; i++) {
-            double l = 0;
-            for (size_t j = 0; j < d; j++) {
-                size_t q = i * d + j;
-                double target = kind == SDFLOW_OUT_V ? ca[i] * z[q] - cs[i] * b->x0[q] : z[q];
-                double r = ma[i] * y[q] + mb[i] * xt[q] - target;
-                l += r * r;
-            }
-            lrow[i] = l * (wt[i] / dd * invB);
+            acc[SDFLOW__ACC_MAIN] += w.lrow[i];
+            acc[SDFLOW__ACC_LOSS] += w.lrow[i];
         }
-        for (size_t i = 0; i < n; i++) {
-            acc[SDFLOW__ACC_MAIN] += lrow[i];
-            acc[SDFLOW__ACC_LOSS] += lrow[i];
-        }
-    }
     if (!st && t->qcsgm_weight > 0 && !sdflow__tm_is_energy(t))
-        st = penalty(t, b, xt, tt, as, grad, acc);
+        st = penalty(t, b, w.xt, w.tt, w.as, grad, acc);
     sdflow__free(ctx, buf);
     return st;
 }
@@ -219,4 +285,5 @@ const sdflow__loss_ops sdflow__loss_dsm = {
     .name = "dsm",
     .check = dsm_check,
     .batch = dsm_batch,
+    .lazy_rows = 1,
 };

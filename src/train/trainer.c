@@ -49,7 +49,6 @@ static const sdflow__opt_store store = { "trainer", slots, sizeof slots / sizeof
                                          resolve_option };
 
 #define TAG_STEP 0x737465702dull /* "step-" */
-#define TAG_IDX 0x6964782dull    /* "idx-" */
 #define TAG_VAL 0x76616c2dull    /* "val-" */
 #define RUNNING 0.99             /* running-loss average factor */
 
@@ -354,19 +353,12 @@ static sdflow_status gather(sdflow_trainer *t, long k, size_t lo, size_t rows, d
             return sdflow__fail(t->ctx, SDFLOW_E_CALLBACK, "step %ld: the batch callback returned %d", k + 1, rc);
         return sdflow__check_finite(t->ctx, x0, rows, d, "batch from the callback");
     }
-    uint64_t s = sdflow__stream(t->stream, TAG_IDX, (uint64_t)k);
     /* rows are independent draws (keyed by global row): threads do not change a bit; the copies
      * are cache misses into the data array (at d = 64 the serial loop was ~2 % of a step) */
     int nt = sdflow__threads_for_light(t->ctx, rows, rows * d);
 #pragma omp parallel for num_threads(nt) schedule(static)
-    for (size_t i = 0; i < rows; i++) {
-        double u;
-        sdflow__rng_uniform_row(t->ctx->seed, s, lo + i, 0, 1, &u);
-        size_t idx = (size_t)(u * (double)t->n);
-        if (idx >= t->n)
-            idx = t->n - 1;
-        memcpy(x0 + i * d, t->data + idx * d, d * sizeof(double));
-    }
+    for (size_t i = 0; i < rows; i++)
+        sdflow__batch_data_row(t, k, lo + i, x0 + i * d);
     return SDFLOW_OK;
 }
 
@@ -394,8 +386,10 @@ static sdflow_status do_step(sdflow_trainer *t)
     size_t np = t->nparam, d = t->d, B = (size_t)t->batch, R = (size_t)t->world_size, r = (size_t)t->rank;
     long k = t->step;
     size_t lo = B * r / R, hi = B * (r + 1) / R, rows = hi - lo;
-    double *x0 = sdflow__alloc_array(ctx, rows ? rows : 1, d * sizeof(double), "batch rows");
-    if (!x0)
+    /* a lazy loss draws the array's rows itself, on the network pass's threads */
+    int lazy = t->loss->lazy_rows && !t->batch_fn;
+    double *x0 = lazy ? NULL : sdflow__alloc_array(ctx, rows ? rows : 1, d * sizeof(double), "batch rows");
+    if (!lazy && !x0)
         return SDFLOW_E_NOMEM;
     memset(t->grad, 0, (np + SDFLOW__NACC) * sizeof(double));
     /* theta is the model's parameters unless something wrote them since the last step (set_params,
@@ -406,7 +400,7 @@ static sdflow_status do_step(sdflow_trainer *t)
     if (!fresh && (st = sdflow_model_get_params(t->model, np, t->theta)))
         goto done;
     if (rows) {
-        if ((st = gather(t, k, lo, rows, x0)))
+        if (!lazy && (st = gather(t, k, lo, rows, x0)))
             goto done;
         sdflow__batch b = { .step = k, .B = B, .first = lo, .rows = rows, .x0 = x0,
                             .stream = sdflow__stream(t->stream, TAG_STEP, (uint64_t)k) };

@@ -36,9 +36,12 @@ typedef struct sdflow__batch {
     size_t B;          /* rows of the whole (global) batch */
     size_t first;      /* global index of x0's first row */
     size_t rows;       /* rows in x0 */
-    const double *x0;  /* rows x d data */
+    const double *x0;  /* rows x d data (NULL: the bound array's rows of step, for a lazy_rows loss) */
     uint64_t stream;   /* the draws of this batch */
 } sdflow__batch;
+
+/* Row r (global index) of the batch of step k from the bound data array (batch.c). */
+void sdflow__batch_data_row(const sdflow_trainer *t, long k, size_t r, double *row);
 
 typedef struct sdflow__loss_ops {
     const char *name;
@@ -56,6 +59,9 @@ typedef struct sdflow__loss_ops {
     size_t (*data_cols)(size_t d);
     /* 1: the loss uses no process (sdflow_trainer_set_process is optional). */
     int no_process;
+    /* 1: batch() accepts x0 NULL for the bound array's rows and draws row i
+     * itself with sdflow__batch_data_row(t, b->step, b->first + i, ...). */
+    int lazy_rows;
 } sdflow__loss_ops;
 
 extern const sdflow__loss_ops sdflow__loss_dsm;
