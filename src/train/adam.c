@@ -43,43 +43,54 @@ void sdflow__adam_update(sdflow__adam *a, const sdflow__adam_cfg *cfg, double lr
     double step = lr / bc1, sbc2 = sqrt(bc2), eps = cfg->eps;
     double *restrict m = a->m, *restrict v = a->v;
     size_t n = a->n;
-    /* Branch-free elementwise loops, vectorized and threaded (omp parallel for
-     * simd): IEEE sqrt and division give the bits of the scalar loop, and no
-     * sum is reordered, so the result is the same for any thread count. */
+    /* Elementwise loops (branches on loop constants only), vectorized and
+     * threaded (omp parallel for simd): IEEE sqrt and division give the bits
+     * of the scalar loop, and no sum is reordered, so the result is the same
+     * for any thread count. */
     int nt = a->threads > 1 ? a->threads : 1;
-    double wg = 0.0;
-    if (cfg->decoupled) {
-        double shrink = 1.0 - lr * wd;
-#pragma omp parallel for simd num_threads(nt) schedule(static)
-        for (size_t i = 0; i < n; i++)
-            theta[i] *= shrink;
-    } else {
-        wg = wd;
-    }
+    /* the previous step's EMA update, deferred to this loop (one pass over
+     * the parameters, one parallel region fewer per step): it reads theta_i
+     * before theta_i moves, so ema has the bits of the update done then */
+    int pend = a->ema_pending, dec = cfg->decoupled;
+    double *restrict ema = a->ema, dk = a->ema_dk, ck = 1.0 - dk;
+    double shrink = dec ? 1.0 - lr * wd : 1.0, wg = dec ? 0.0 : wd;
+    a->ema_pending = 0;
 #pragma omp parallel for simd num_threads(nt) schedule(static)
     for (size_t i = 0; i < n; i++) {
-        double gi = g[i] + wg * theta[i];
-        if (wg == 0.0) /* the AdamW path adds nothing (0 * inf would be NaN) */
-            gi = g[i];
+        if (pend)
+            ema[i] = dk * ema[i] + ck * theta[i];
+        if (dec) /* AdamW: theta *= 1 - lr wd, and the gradient gets nothing (0 * inf would be NaN) */
+            theta[i] *= shrink;
+        double gi = wg != 0.0 ? g[i] + wg * theta[i] : g[i]; /* wd = 0 adds nothing, not even -0 + 0 */
         m[i] = b1 * m[i] + (1.0 - b1) * gi;
         v[i] = b2 * v[i] + (1.0 - b2) * gi * gi;
         theta[i] -= step * m[i] / (sqrt(v[i]) / sbc2 + eps);
     }
 }
 
-void sdflow__ema_update(sdflow__adam *a, double decay, int warmup, const double *restrict theta)
+void sdflow__ema_update(sdflow__adam *a, double decay, int warmup)
 {
     double dk = decay;
     if (warmup) {
         double w = (1.0 + (double)a->t) / (10.0 + (double)a->t);
         dk = w < decay ? w : decay;
     }
-    double *restrict ema = a->ema, ck = 1.0 - dk;
-    size_t n = a->n;
-    int nt = a->threads > 1 ? a->threads : 1;
+    a->ema_dk = dk;
+    a->ema_pending = 1;
+}
+
+const double *sdflow__ema_current(sdflow__adam *a, const double *restrict theta)
+{
+    if (a->ema_pending) {
+        double *restrict ema = a->ema, dk = a->ema_dk, ck = 1.0 - dk;
+        size_t n = a->n;
+        int nt = a->threads > 1 ? a->threads : 1;
 #pragma omp parallel for simd num_threads(nt) schedule(static)
-    for (size_t i = 0; i < n; i++)
-        ema[i] = dk * ema[i] + ck * theta[i];
+        for (size_t i = 0; i < n; i++)
+            ema[i] = dk * ema[i] + ck * theta[i];
+        a->ema_pending = 0;
+    }
+    return a->ema;
 }
 
 double sdflow__lr_at(int sched, double lr, double lr_min, long warmup, long total, long k)

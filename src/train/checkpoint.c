@@ -223,7 +223,7 @@ static sdflow_status save_to(sdflow_trainer *t, void *buf, size_t cap, size_t *s
             st = sdflow__fail(ctx, SDFLOW_E_STATE, "internal: the model's tensors exceed its %zu parameters", np);
             break;
         }
-        const double *src[3] = { t->opt.m, t->opt.v, t->opt.ema };
+        const double *src[3] = { t->opt.m, t->opt.v, sdflow__ema_current(&t->opt, t->theta) };
         for (int k = 0; k < 3; k++) {
             char *nm = names + nx * (SDFLOW__ST_MAX_NAME + 1);
             snprintf(nm, SDFLOW__ST_MAX_NAME + 1, "%s%s", part_prefix[k], name);
@@ -737,6 +737,7 @@ static sdflow_status commit(ckpt *c, sdflow_trainer *t, sdflow_model *file_model
         memcpy(t->opt.m, c->state, np * sizeof(double));
         memcpy(t->opt.v, c->state + np, np * sizeof(double));
         memcpy(t->opt.ema, c->state + 2 * np, np * sizeof(double));
+        t->opt.ema_pending = 0; /* the file's EMA has every update */
         memcpy(t->theta, theta, np * sizeof(double));
         t->opt.t = c->adam_t;
         t->step = c->step;

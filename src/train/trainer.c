@@ -397,6 +397,8 @@ static sdflow_status do_step(sdflow_trainer *t)
     sdflow__mlp *net = NULL;
     int fresh = t->theta_net && sdflow__mlp_model_net(t->model, &net) == SDFLOW_OK && net == t->theta_net &&
                 net->version == t->theta_version;
+    if (!fresh)
+        sdflow__ema_current(&t->opt, t->theta); /* the deferred EMA update needs the theta it was for */
     if (!fresh && (st = sdflow_model_get_params(t->model, np, t->theta)))
         goto done;
     if (rows) {
@@ -426,7 +428,7 @@ static sdflow_status do_step(sdflow_trainer *t)
         t->theta_net = net;
         t->theta_version = net->version;
     }
-    sdflow__ema_update(&t->opt, t->ema_decay, (int)t->ema_warmup, t->theta);
+    sdflow__ema_update(&t->opt, t->ema_decay, (int)t->ema_warmup);
     const double *acc = t->grad + np;
     t->last_loss = acc[SDFLOW__ACC_LOSS];
     t->dsm_loss = acc[SDFLOW__ACC_MAIN];
@@ -578,5 +580,5 @@ sdflow_status sdflow_trainer_copy_ema(sdflow_trainer *t, sdflow_model *m)
     if (np != t->nparam)
         return sdflow__fail(t->ctx, SDFLOW_E_INVALID, "model has %zu parameters, the trained one %zu", np,
                             t->nparam);
-    return sdflow_model_set_params(m, np, t->opt.ema);
+    return sdflow_model_set_params(m, np, sdflow__ema_current(&t->opt, t->theta));
 }

@@ -75,6 +75,11 @@ typedef struct sdflow__adam {
     double *ema;   /* EMA of the weights */
     long t;        /* updates done */
     int threads;   /* for the elementwise update loops (set by sdflow__adam_init from the ctx) */
+    /* ema_pending: the last EMA update, ema = dk ema + (1 - dk) theta with
+     * ema_dk and the theta that update left, is not applied yet (the next
+     * update's loop or sdflow__ema_current applies it) */
+    int ema_pending;
+    double ema_dk;
 } sdflow__adam;
 
 typedef struct sdflow__adam_cfg {
@@ -89,8 +94,13 @@ void sdflow__adam_free(sdflow_ctx *ctx, sdflow__adam *a);
  * (PyTorch's formulas and order of operations); increments a->t. */
 void sdflow__adam_update(sdflow__adam *a, const sdflow__adam_cfg *cfg, double lr, double *theta, const double *g);
 /* EMA update after update number a->t: ema = d ema + (1 - d) theta with
- * d = decay, or min(decay, (1 + t)/(10 + t)) with warmup. */
-void sdflow__ema_update(sdflow__adam *a, double decay, int warmup, const double *theta);
+ * d = decay, or min(decay, (1 + t)/(10 + t)) with warmup (score_sde's
+ * schedule), theta as that update left it. Deferred: the next
+ * sdflow__adam_update applies it in its loop, before theta moves. */
+void sdflow__ema_update(sdflow__adam *a, double decay, int warmup);
+/* The EMA with any deferred update applied (theta: as the last update left
+ * it, unchanged since; call before anything writes theta but that update). */
+const double *sdflow__ema_current(sdflow__adam *a, const double *theta);
 /* Learning rate of step k (0-based) for schedule kind sched. */
 double sdflow__lr_at(int sched, double lr, double lr_min, long warmup, long total, long k);
 /* Global 2-norm of g (n); with max_norm > 0 and norm > max_norm scales g by
