@@ -362,14 +362,18 @@ static sdflow_status gather(sdflow_trainer *t, long k, size_t lo, size_t rows, d
     return SDFLOW_OK;
 }
 
-static sdflow_status check_finite_result(sdflow_trainer *t, long k, const double *g, size_t np, int with_grad)
+/* A non-finite loss, or (with_grad) gradient entry, fails step k. norm:
+ * sdflow__clip_grad's value (NaN iff some entry is not finite), or NaN to
+ * scan anyway. */
+static sdflow_status check_finite_result(sdflow_trainer *t, long k, const double *g, size_t np, int with_grad,
+                                         double norm)
 {
     const double *acc = g + np;
     if (!isfinite(acc[SDFLOW__ACC_LOSS]))
         return sdflow__fail(t->ctx, SDFLOW_E_NUMERIC,
                             "step %ld: the loss is %g; weights and optimizer state are those of step %ld", k + 1,
                             acc[SDFLOW__ACC_LOSS], k);
-    size_t j = with_grad ? sdflow__find_nonfinite(g, np) : np;
+    size_t j = with_grad && isnan(norm) ? sdflow__find_nonfinite(g, np) : np;
     if (j < np)
         return sdflow__fail(t->ctx, SDFLOW_E_NUMERIC,
                             "step %ld: gradient[%zu] is %g; weights and optimizer state are those of step %ld", k + 1,
@@ -409,12 +413,14 @@ static sdflow_status do_step(sdflow_trainer *t)
         if ((st = t->loss->batch(t, &b, t->grad, t->grad + np)))
             goto done;
     }
-    if ((st = sdflow__allreduce(ctx, t->grad, np + SDFLOW__NACC, "training step")) ||
-        (st = check_finite_result(t, k, t->grad, np, 1)))
+    if ((st = sdflow__allreduce(ctx, t->grad, np + SDFLOW__NACC, "training step")))
+        goto done;
+    /* the norm first: it is NaN, and clips nothing, when an entry is not finite */
+    double norm = sdflow__clip_grad(t->grad, np, t->clip_norm);
+    if ((st = check_finite_result(t, k, t->grad, np, 1, norm)))
         goto done;
     long total = t->total_steps ? t->total_steps : t->fit_end;
     double lr = sdflow__lr_at((int)t->schedule, t->lr, t->lr_min, t->warmup, total, k);
-    double norm = sdflow__clip_grad(t->grad, np, t->clip_norm);
     sdflow__adam_cfg cfg = { t->beta1, t->beta2, t->adam_eps, t->weight_decay,
                              t->optimizer == SDFLOW_OPTIM_ADAMW };
     t->theta_net = NULL; /* theta moves ahead of the model until set_params succeeds */
@@ -471,7 +477,7 @@ sdflow_status sdflow_trainer_eval_batch(sdflow_trainer *t, long step, double *lo
         st = t->loss->batch(t, &b, grad ? g : NULL, g + np);
     }
     if (!st)
-        st = check_finite_result(t, step, g, np, grad != NULL);
+        st = check_finite_result(t, step, g, np, grad != NULL, NAN);
     if (!st) {
         *loss = g[np + SDFLOW__ACC_LOSS];
         if (grad)

@@ -105,7 +105,7 @@ const double *sdflow__ema_current(sdflow__adam *a, const double *theta);
 double sdflow__lr_at(int sched, double lr, double lr_min, long warmup, long total, long k);
 /* Global 2-norm of g (n); with max_norm > 0 and norm > max_norm scales g by
  * max_norm / (norm + 1e-6) (torch.nn.utils.clip_grad_norm_). Returns the
- * norm before clipping. */
+ * norm before clipping, or NaN (g untouched) when some g_i is NaN or Inf. */
 double sdflow__clip_grad(double *g, size_t n, double max_norm);
 
 /* ---- the model as losses see it (train_model.c) -----------------------

@@ -9,7 +9,8 @@
  *      mixed 1e-200 .. 1e200; clipping scales by max / (norm + 1e-6);
  *   2. sdflow__find_nonfinite finds the first NaN or Inf at every position
  *      of vectors of lengths around its block size, and returns n when all
- *      are finite.
+ *      are finite; sdflow__clip_grad returns NaN there and clips nothing
+ *      (the trainer scans only then).
  * Usage: optim_check */
 #include <math.h>
 #include <stdint.h>
@@ -73,6 +74,12 @@ int main(void)
         printf("optim_check: FAIL the norm of zeros is not 0\n");
         fails++;
     }
+    z[700] = NAN; /* the only nonzero: the max skips NaN, the norm must not */
+    if (!isnan(sdflow__clip_grad(z, 1100, 1.0))) {
+        printf("optim_check: FAIL the norm of zeros and one NaN is not NaN\n");
+        fails++;
+    }
+    z[700] = 0;
     static const size_t lens[] = { 1, 255, 256, 257, 1100 };
     const double bad[3] = { NAN, INFINITY, -INFINITY };
     for (size_t k = 0; k < sizeof lens / sizeof lens[0]; k++) {
@@ -90,7 +97,13 @@ int main(void)
                 if (p + 1 < n)
                     z[n - 1] = bad[(b + 1) % 3]; /* a later one must not win */
                 size_t got = sdflow__find_nonfinite(z, n);
+                double nrm = sdflow__clip_grad(z, n, 1e-3), zp = z[p];
                 z[p] = keep;
+                if (!isnan(nrm) || !(zp != zp || zp == bad[b])) {
+                    printf("optim_check: FAIL clip norm %g with a non-finite at %zu of %zu (or g touched)\n", nrm,
+                           p, n);
+                    fails++;
+                }
                 z[n - 1] = (double)(n - 1) - 100.5;
                 if (got != p) {
                     printf("optim_check: FAIL non-finite at %zu of %zu found at %zu\n", p, n, got);
