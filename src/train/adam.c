@@ -34,8 +34,8 @@ void sdflow__adam_free(sdflow_ctx *ctx, sdflow__adam *a)
  *   Adam:  g += wd theta;      AdamW: theta *= 1 - lr wd
  *   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
  *   theta -= (lr / (1 - b1^t)) m / (sqrt(v) / sqrt(1 - b2^t) + eps) */
-void sdflow__adam_update(sdflow__adam *a, const sdflow__adam_cfg *cfg, double lr, double *restrict theta,
-                         const double *restrict g)
+int sdflow__adam_update(sdflow__adam *a, const sdflow__adam_cfg *cfg, double lr, double *restrict theta,
+                        const double *restrict g)
 {
     a->t++;
     double b1 = cfg->beta1, b2 = cfg->beta2, wd = cfg->weight_decay;
@@ -55,7 +55,8 @@ void sdflow__adam_update(sdflow__adam *a, const sdflow__adam_cfg *cfg, double lr
     double *restrict ema = a->ema, dk = a->ema_dk, ck = 1.0 - dk;
     double shrink = dec ? 1.0 - lr * wd : 1.0, wg = dec ? 0.0 : wd;
     a->ema_pending = 0;
-#pragma omp parallel for simd num_threads(nt) schedule(static)
+    double probe = 0.0; /* sum of theta_i * 0: NaN iff some new theta_i is not finite (any order) */
+#pragma omp parallel for simd num_threads(nt) schedule(static) reduction(+ : probe)
     for (size_t i = 0; i < n; i++) {
         if (pend)
             ema[i] = dk * ema[i] + ck * theta[i];
@@ -65,7 +66,9 @@ void sdflow__adam_update(sdflow__adam *a, const sdflow__adam_cfg *cfg, double lr
         m[i] = b1 * m[i] + (1.0 - b1) * gi;
         v[i] = b2 * v[i] + (1.0 - b2) * gi * gi;
         theta[i] -= step * m[i] / (sqrt(v[i]) / sbc2 + eps);
+        probe += theta[i] * 0.0;
     }
+    return probe == 0.0;
 }
 
 void sdflow__ema_update(sdflow__adam *a, double decay, int warmup)

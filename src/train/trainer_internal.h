@@ -91,8 +91,9 @@ typedef struct sdflow__adam_cfg {
 sdflow_status sdflow__adam_init(sdflow_ctx *ctx, sdflow__adam *a, size_t n, const double *theta);
 void sdflow__adam_free(sdflow_ctx *ctx, sdflow__adam *a);
 /* One Adam/AdamW update of theta with gradient g at learning rate lr
- * (PyTorch's formulas and order of operations); increments a->t. */
-void sdflow__adam_update(sdflow__adam *a, const sdflow__adam_cfg *cfg, double lr, double *theta, const double *g);
+ * (PyTorch's formulas and order of operations); increments a->t. Returns 1 when
+ * every new theta_i is finite. */
+int sdflow__adam_update(sdflow__adam *a, const sdflow__adam_cfg *cfg, double lr, double *theta, const double *g);
 /* EMA update after update number a->t: ema = d ema + (1 - d) theta with
  * d = decay, or min(decay, (1 + t)/(10 + t)) with warmup (score_sde's
  * schedule), theta as that update left it. Deferred: the next

@@ -10,7 +10,8 @@
  *   2. sdflow__find_nonfinite finds the first NaN or Inf at every position
  *      of vectors of lengths around its block size, and returns n when all
  *      are finite; sdflow__clip_grad returns NaN there and clips nothing
- *      (the trainer scans only then).
+ *      (the trainer scans only then);
+ *   3. sdflow__adam_update says whether every new weight is finite.
  * Usage: optim_check */
 #include <math.h>
 #include <stdint.h>
@@ -111,8 +112,25 @@ int main(void)
                 }
             }
     }
+    /* the update's finiteness flag: 1 for a plain step, 0 when a weight overflows (Adam's coupled
+     * decay on a weight near the double range: g + wd theta = inf), the case the trainer refuses */
+    {
+        sdflow__adam a = { 0 };
+        double m[3] = { 0 }, v[3] = { 0 }, ema[3] = { 0 }, th[3] = { 1, -2, 1e308 }, g[3] = { 0.5, 0.25, 1 };
+        a.n = 3;
+        a.m = m;
+        a.v = v;
+        a.ema = ema;
+        sdflow__adam_cfg plain = { 0.9, 0.999, 1e-8, 0.0, 0 }, decay = { 0.9, 0.999, 1e-8, 10.0, 0 };
+        int ok1 = sdflow__adam_update(&a, &plain, 1e-3, th, g);
+        int ok2 = sdflow__adam_update(&a, &decay, 1e-3, th, g);
+        if (ok1 != 1 || ok2 != 0) {
+            printf("optim_check: FAIL adam finiteness flag %d %d (want 1 0)\n", ok1, ok2);
+            fails++;
+        }
+    }
     if (fails)
         return 1;
-    printf("optim_check: clip norm (36 vectors, 4 magnitudes) and non-finite scan (5 lengths): ok\n");
+    printf("optim_check: clip norm (36 vectors, 4 magnitudes), non-finite scan (5 lengths), Adam overflow flag: ok\n");
     return 0;
 }
