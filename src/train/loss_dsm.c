@@ -265,11 +265,13 @@ static sdflow_status dsm_batch(sdflow_trainer *t, const sdflow__batch *b, double
         if (!st)
             dsm_adjoint(&w, 0, n, y, NULL);
     }
-    size_t bad = 0; /* the rows are made only if the pass started (it can fail on its workspace first) */
-    while (!st && bad < n && !w.bad[bad])
-        bad++;
-    if (!st && bad < n)
-        st = sdflow__fail(ctx, SDFLOW_E_NUMERIC, "DSM: output conversion undefined at t=%g", w.tt[bad]);
+    if (!st) { /* the rows' flags exist only if the pass ran (it can fail on its workspace first) */
+        size_t bad = 0;
+        while (bad < n && !w.bad[bad])
+            bad++;
+        if (bad < n)
+            st = sdflow__fail(ctx, SDFLOW_E_NUMERIC, "DSM: output conversion undefined at t=%g", w.tt[bad]);
+    }
     if (!st)
         for (size_t i = 0; i < n; i++) {
             acc[SDFLOW__ACC_MAIN] += w.lrow[i];

@@ -401,10 +401,11 @@ static sdflow_status do_step(sdflow_trainer *t)
     sdflow__mlp *net = NULL;
     int fresh = t->theta_net && sdflow__mlp_model_net(t->model, &net) == SDFLOW_OK && net == t->theta_net &&
                 net->version == t->theta_version;
-    if (!fresh)
+    if (!fresh) {
         sdflow__ema_current(&t->opt, t->theta); /* the deferred EMA update needs the theta it was for */
-    if (!fresh && (st = sdflow_model_get_params(t->model, np, t->theta)))
-        goto done;
+        if ((st = sdflow_model_get_params(t->model, np, t->theta)))
+            goto done;
+    }
     if (rows) {
         if (!lazy && (st = gather(t, k, lo, rows, x0)))
             goto done;
